@@ -1,0 +1,34 @@
+# The two commands of the README: `make pretrain` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# On these machines torch==2.13.0 (CPU build) installs from a local file in seconds; an
+# unpinned torch would pull a multi-GB CUDA build. Elsewhere, an already installed torch
+# satisfying the project's range is kept.
+TORCH_PIN ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: pretrain test install bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_PIN)" || $(PY) -m pip install -q torch
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Pretrain a small GPT on the built-in corpus (CPU, a few minutes), save a Hugging Face
+# checkpoint, and show what it learned.
+pretrain: $(STAMP)
+	$(PY) -m plmlab pretrain --preset gpt-mini --out runs/gpt-mini --overwrite
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/bench_train.py
+	$(PY) bench/bench_generate.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,63 @@
+"""`plmlab info PRESET_OR_DIR [--json]`: architecture and parameter counts (meta device)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..config import Config
+from ..modeling import count_parameters
+from ..presets import get_preset, preset_names
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="show a preset's or checkpoint's architecture and parameter count")
+    p.add_argument("target", nargs="?", help="preset name or checkpoint directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--list", action="store_true", help="list the presets with their sizes")
+    p.set_defaults(func=run)
+
+
+def load_config(target: str) -> Config:
+    if Path(target).is_dir():
+        from ..hf import load_config
+
+        return load_config(target)
+    return get_preset(target)
+
+
+def human(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def run(args) -> int:
+    if args.list or not args.target:
+        rows = [(name, count_parameters(get_preset(name))["params"]) for name in preset_names()]
+        if args.json:
+            print(json.dumps({name: n for name, n in rows}))
+        else:
+            for name, n in rows:
+                print(f"{name:<20} {human(n):>10}  {get_preset(name).arch}")
+        return 0
+    config = load_config(args.target)
+    counts = count_parameters(config)
+    if args.json:
+        print(json.dumps({"name": args.target, **counts, "config": config.to_dict()}))
+        return 0
+    print(f"{args.target}: {config.arch}, {config.n_layers} layers, d_model {config.d_model}, "
+          f"{config.n_heads} heads ({config.kv_heads} KV, head_dim {config.dim_head}), d_ff {config.d_ff}")
+    print(f"  norm {config.norm} ({config.norm_placement}), positions {config.position}, "
+          f"activation {config.activation}{' gated' if config.gated_mlp else ''}, "
+          f"vocab {config.vocab_size}, context {config.max_positions}, "
+          f"{'tied' if config.tie_embeddings else 'untied'} output")
+    print(f"  parameters: {counts['params']:,} ({human(counts['params'])}); "
+          f"non-embedding {counts['params_non_embedding']:,}")
+    for kind in ("embeddings", "attention", "mlp", "norms", "head", "other"):
+        if counts[kind]:
+            print(f"    {kind:<11} {counts[kind]:>16,}  {100 * counts[kind] / counts['params']:5.1f} %")
+    if config.notes.get("params"):
+        print(f"  paper: {config.notes['params']}")
+    return 0

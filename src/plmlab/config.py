@@ -1,0 +1,207 @@
+"""One `Config` for every architecture: families are data, not class hierarchies.
+
+Every architectural switch of BERT/RoBERTa/ALBERT, T5, GPT-1/2/3, LLaMA 1/2/3 and GLM/ChatGLM/
+GLM-4 is a typed field below, validated in `__post_init__`. Models never branch on a model's
+*name*; they read these fields (and small registries pick modules from their values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import PlmlabError
+
+ARCHS = ("decoder", "encoder", "encoder-decoder")
+NORMS = ("layernorm", "rmsnorm")
+# pre: x + f(norm(x)) (GPT-2, LLaMA, T5, GLM repo); post: norm(x + f(x)) (BERT, GPT-1);
+# deepnorm: norm(alpha * x + f(x)) with alpha = sqrt(2N) (GLM-130B / ChatGLM-6B, DeepNet paper)
+NORM_PLACEMENTS = ("pre", "post", "deepnorm")
+POSITIONS = ("learned", "sinusoidal", "rotary", "relative", "learned-2d", "none")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
+HEADS = ("lm", "mlm", "none")
+
+
+@dataclass
+class Config:
+    # --- skeleton -----------------------------------------------------------------------
+    arch: str = "decoder"  # decoder (causal LM), encoder (bidirectional), encoder-decoder (T5)
+    vocab_size: int = 50257
+    d_model: int = 768
+    n_layers: int = 12
+    n_decoder_layers: int | None = None  # encoder-decoder only; defaults to n_layers
+    n_heads: int = 12
+    n_kv_heads: int | None = None  # GQA / MQA (LLaMA-2 70B, ChatGLM2); None = n_heads (MHA)
+    head_dim: int | None = None  # None = d_model // n_heads; T5 and GLM-4 may differ
+    d_ff: int = 3072  # MLP width (per branch for gated MLPs)
+    max_positions: int = 1024  # context length; rows of a learned position table
+
+    # --- normalisation --------------------------------------------------------------------
+    norm: str = "layernorm"
+    norm_eps: float = 1e-5
+    norm_bias: bool = True  # LayerNorm has a bias; RMSNorm never does
+    norm_placement: str = "pre"
+    final_norm: bool = True  # a norm after the last block (pre-norm stacks)
+    embedding_norm: bool = False  # BERT / ALBERT: LayerNorm on the summed embeddings
+
+    # --- positions ------------------------------------------------------------------------
+    position: str = "learned"
+    position_offset: int = 0  # RoBERTa: ids start at padding_idx + 1 = 2 (514 rows)
+    rope_theta: float = 10000.0
+    rotary_fraction: float = 1.0  # GLM-4 / ChatGLM2: rotate only this fraction of head_dim
+    rotary_interleaved: bool = False  # False: rotate-half (HF LLaMA); True: pairs (0,1),(2,3)...
+    rope_scaling: dict | None = None  # LLaMA-3.1 style {"rope_type": "llama3", ...}
+    relative_buckets: int = 32  # T5
+    relative_max_distance: int = 128  # T5
+
+    # --- attention ------------------------------------------------------------------------
+    qkv_bias: bool = True
+    out_bias: bool = True
+    attn_scale: float | None = None  # None = 1/sqrt(head_dim); T5 uses 1.0 (folded into init)
+
+    # --- MLP -------------------------------------------------------------------------------
+    activation: str = "gelu_tanh"
+    gated_mlp: bool = False  # SwiGLU / GeGLU: down(act(gate(x)) * up(x))
+    mlp_bias: bool = True
+
+    # --- embeddings and output ------------------------------------------------------------
+    embedding_dim: int | None = None  # ALBERT factorisation E (vocab x E, then E -> d_model)
+    type_vocab_size: int = 0  # BERT: 2 segment types; RoBERTa: 1; 0 = no token types
+    shared_layers: bool = False  # ALBERT: one set of layer weights applied n_layers times
+    head: str = "lm"  # lm: linear to vocab; mlm: BERT transform + decoder; none: hidden states
+    tie_embeddings: bool = True
+    lm_head_bias: bool = False  # BERT/RoBERTa/ALBERT MLM decoder bias
+    output_scale: float | None = None  # T5 v1.0: d_model ** -0.5 before the tied projection
+    pooler: bool = False  # BERT / ALBERT: tanh(dense(h[CLS]))
+    pair_head: bool = False  # NSP (BERT) / SOP (ALBERT): 2 logits on the pooled output
+
+    # --- regularisation and initialisation ------------------------------------------------
+    dropout: float = 0.0  # residual, embedding and MLP dropout
+    attn_dropout: float = 0.0
+    init_std: float = 0.02
+    scaled_residual_init: bool = True  # GPT-2: residual projections get std / sqrt(2 * n_layers)
+
+    # --- special tokens and tokenizer -----------------------------------------------------
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    decoder_start_token_id: int | None = None  # T5: pad (0)
+    tokenizer: str = "gpt2"  # tokenizer style trained for this preset (plmlab.tokenizers)
+
+    # Free-form notes carried along (paper reference, source checkpoint), never read by models.
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._check_choice("arch", ARCHS)
+        self._check_choice("norm", NORMS)
+        self._check_choice("norm_placement", NORM_PLACEMENTS)
+        self._check_choice("position", POSITIONS)
+        self._check_choice("activation", ACTIVATIONS)
+        self._check_choice("head", HEADS)
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_positions"):
+            if int(getattr(self, name)) <= 0:
+                raise PlmlabError(f"invalid config: {name} must be positive, got {getattr(self, name)}")
+        if self.head_dim is None and self.d_model % self.n_heads:
+            raise PlmlabError(
+                f"invalid config: n_heads={self.n_heads} does not divide d_model={self.d_model}"
+            )
+        if self.n_kv_heads is not None and (self.n_kv_heads <= 0 or self.n_heads % self.n_kv_heads):
+            raise PlmlabError(
+                f"invalid config: n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads}"
+            )
+        if self.position == "rotary":
+            if not 0.0 < self.rotary_fraction <= 1.0:
+                raise PlmlabError(f"invalid config: rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
+            if self.rotary_dim % 2:
+                raise PlmlabError(f"invalid config: the rotary dimension {self.rotary_dim} must be even")
+        if self.norm == "rmsnorm":
+            self.norm_bias = False
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
+            raise PlmlabError("invalid config: dropout must be in [0, 1)")
+        if self.pair_head and not self.pooler:
+            raise PlmlabError("invalid config: pair_head (NSP/SOP) needs pooler=true")
+
+    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value not in choices:
+            raise PlmlabError(f"invalid config: {name}={value!r}; choose one of {', '.join(choices)}")
+
+    # --- derived fields -------------------------------------------------------------------
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def dim_head(self) -> int:
+        return self.head_dim or self.d_model // self.n_heads
+
+    @property
+    def rotary_dim(self) -> int:
+        return int(self.dim_head * self.rotary_fraction)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.embedding_dim or self.d_model
+
+    @property
+    def decoder_layers(self) -> int:
+        return self.n_decoder_layers or self.n_layers
+
+    @property
+    def is_causal(self) -> bool:
+        return self.arch == "decoder"
+
+    # --- (de)serialisation ----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PlmlabError(f"invalid config: unknown field(s) {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "Config":
+        return Config.from_dict({**self.to_dict(), **changes})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn `["d_model=256", "norm=rmsnorm"]` into typed values using the field types."""
+    types = {f.name: f.type for f in fields(Config)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.lstrip("-").replace("-", "_")
+        if not sep or key not in types:
+            raise PlmlabError(f"invalid override {item!r}: expected FIELD=VALUE with a Config field")
+        out[key] = _parse_value(raw, str(types[key]), key)
+    return out
+
+
+def _parse_value(raw: str, type_name: str, key: str) -> Any:
+    if raw.lower() in ("none", "null") and "None" in type_name:
+        return None
+    try:
+        if type_name.startswith("bool"):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return float(raw)
+        if type_name.startswith("dict"):
+            return json.loads(raw)
+    except ValueError:
+        raise PlmlabError(f"invalid value for {key}: {raw!r} is not a {type_name}") from None
+    return raw

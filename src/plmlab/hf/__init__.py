@@ -1,0 +1,195 @@
+"""Load and save checkpoints in the Hugging Face layout (or plmlab's own, for architectures
+that no Hugging Face class represents).
+
+`config.json` always carries our full Config under the key "plmlab", so a round trip through
+the HF layout loses nothing (transformers ignores the extra key); the HF fields win when both
+are present, so a hand-edited HF config is honoured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..config import Config
+from ..errors import PlmlabError
+from ..models import SKELETONS, PretrainedModel
+from .adapter import Adapter
+from .gpt import GPT2_ADAPTER, OPENAI_GPT_ADAPTER
+from .io import SHARD_INDEX, SINGLE, CheckpointReader, iter_unique, read_json, write_json, write_safetensors
+from .llama import LLAMA_ADAPTER
+
+# Order matters when saving: the first adapter that can represent a config is used.
+ADAPTERS: dict[str, Adapter] = {a.model_type: a for a in (GPT2_ADAPTER, OPENAI_GPT_ADAPTER, LLAMA_ADAPTER)}
+NATIVE = "plmlab"
+MAX_SHARD_BYTES = 5 * 1024**3
+
+
+def register_adapter(adapter: Adapter) -> None:
+    ADAPTERS[adapter.model_type] = adapter
+
+
+def resolve_dir(path: str | Path) -> Path:
+    """A checkpoint directory, or a training run directory (its final/ or newest checkpoint)."""
+    path = Path(path)
+    if not path.exists():
+        raise PlmlabError(f"{path}: no such checkpoint directory")
+    if (path / "config.json").is_file():
+        return path
+    candidates = [path / "final"] + sorted((path / "checkpoints").glob("step-*"), reverse=True)
+    for c in candidates:
+        if (c / "config.json").is_file():
+            return c
+    raise PlmlabError(f"{path}: no config.json (not a model checkpoint or training run directory)")
+
+
+def load_config(path: str | Path) -> Config:
+    config, _ = _config_and_adapter(resolve_dir(path))
+    return config
+
+
+def _config_and_adapter(path: Path) -> tuple[Config, Adapter | None]:
+    hf = read_json(path / "config.json")
+    model_type = hf.get("model_type")
+    ours = dict(hf.get(NATIVE) or {})
+    if model_type == NATIVE:
+        return Config.from_dict(ours), None
+    if model_type not in ADAPTERS:
+        raise PlmlabError(
+            f"{path}: model_type {model_type!r} is not supported (plmlab reads {', '.join(sorted(ADAPTERS))})"
+        )
+    adapter = ADAPTERS[model_type]
+    try:
+        fields = adapter.config_from_hf(hf)
+    except KeyError as e:
+        raise PlmlabError(f"{path}/config.json: missing field {e} for model_type {model_type!r}") from None
+    fields.pop("notes", None)
+    return Config.from_dict({**ours, **fields}), adapter
+
+
+def load_pretrained(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> PretrainedModel:
+    """A model in eval mode, with the head the checkpoint carries."""
+    path = resolve_dir(path)
+    config, adapter = _config_and_adapter(path)
+    reader = CheckpointReader(path)
+    with torch.device(device):
+        model = SKELETONS[config.arch](config)
+    expected = model.state_dict()
+    state = _native_state(reader) if adapter is None else _from_hf(reader, adapter, config)
+    _check_complete(path, state, expected, model)
+    model.load_state_dict(state, strict=False)
+    model.tie_weights()
+    return model.to(dtype=dtype).eval()
+
+
+def _native_state(reader: CheckpointReader) -> dict[str, torch.Tensor]:
+    return {k: reader.get(k) for k in reader.keys()}
+
+
+def _from_hf(reader: CheckpointReader, adapter: Adapter, config: Config) -> dict[str, torch.Tensor]:
+    keys = set(reader.keys())
+    if not any(k.startswith(adapter.prefix) for k in keys):  # a bare base model (e.g. GPT2Model)
+        reader.files = {adapter.prefix + k: f for k, f in reader.files.items()}
+        keys = set(reader.files)
+    state, used = {}, set()
+    for rule in adapter.expanded_rules(config):
+        if all(t in keys for t in rule.theirs):
+            state[rule.ours] = rule.to_ours([reader.get(t) for t in rule.theirs], config)
+            used.update(rule.theirs)
+    unexpected = sorted(k for k in keys - used if not any(p in k for p in adapter.ignored))
+    if unexpected:
+        raise PlmlabError(
+            f"{reader.path}: {len(unexpected)} tensor(s) plmlab does not know for {adapter.model_type}, "
+            f"e.g. {', '.join(unexpected[:3])}"
+        )
+    return state
+
+
+def _check_complete(path: Path, state: dict, expected: dict, model: PretrainedModel) -> None:
+    tied = {"head.proj.weight"} if model.config.tie_embeddings else set()
+    missing = sorted(k for k in expected if k not in state and k not in tied)
+    if missing:
+        raise PlmlabError(f"{path}: checkpoint lacks {len(missing)} tensor(s), e.g. {', '.join(missing[:3])}")
+    for k, v in state.items():
+        if k not in expected:
+            raise PlmlabError(f"{path}: unexpected tensor {k}")
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise PlmlabError(
+                f"{path}: tensor {k} has shape {tuple(v.shape)} but the config expects {tuple(expected[k].shape)}"
+            )
+
+
+# --- saving ----------------------------------------------------------------------------------
+def choose_adapter(config: Config) -> Adapter | None:
+    for adapter in ADAPTERS.values():
+        if adapter.mismatch(config) is None:
+            return adapter
+    return None
+
+
+def save_pretrained(model: PretrainedModel, path: str | Path, tokenizer=None, format: str = "auto") -> Path:
+    """Write config.json + safetensors (+ tokenizer, generation config) to `path`.
+
+    format: "auto" (Hugging Face layout when a family represents the config, else plmlab's),
+    "hf" (error when none does), or "plmlab".
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    adapter = None if format == NATIVE else choose_adapter(config)
+    if format == "hf" and adapter is None:
+        reasons = "; ".join(f"{a.model_type}: needs {a.mismatch(config)}" for a in ADAPTERS.values())
+        raise PlmlabError(f"no Hugging Face architecture represents this config ({reasons})")
+    state = model.state_dict()
+    if adapter is None:
+        tensors = dict(iter_unique(state))
+        hf_config = {"model_type": NATIVE, "architectures": ["plmlab"]}
+    else:
+        tensors = _to_hf(state, adapter, config)
+        hf_config = adapter.config_to_hf(config)
+    dtype = next(iter(tensors.values())).dtype
+    hf_config.update(dtype=str(dtype).removeprefix("torch."), **{NATIVE: config.to_dict()})
+    _write_weights(tensors, path)
+    write_json(hf_config, path / "config.json")
+    gen = {k: getattr(config, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+           if getattr(config, k) is not None}
+    write_json(gen, path / "generation_config.json")
+    if tokenizer is not None:
+        tokenizer.save(path)
+    return path
+
+
+def _to_hf(state: dict[str, torch.Tensor], adapter: Adapter, config: Config) -> dict[str, torch.Tensor]:
+    out = {}
+    for rule in adapter.expanded_rules(config):
+        if rule.ours not in state:
+            continue
+        if rule.ours == "head.proj.weight" and config.tie_embeddings:
+            continue  # tied weights are stored once, under the embedding's name
+        for name, t in zip(rule.theirs, rule.to_theirs(state[rule.ours], config)):
+            out[name] = t
+    return out
+
+
+def _write_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    sizes = {k: v.numel() * v.element_size() for k, v in tensors.items()}
+    if sum(sizes.values()) <= MAX_SHARD_BYTES:
+        write_safetensors(tensors, path / SINGLE)
+        (path / SHARD_INDEX).unlink(missing_ok=True)
+        return
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    used = 0
+    for k, v in tensors.items():
+        if used and used + sizes[k] > MAX_SHARD_BYTES:
+            shards.append({})
+            used = 0
+        shards[-1][k] = v
+        used += sizes[k]
+    weight_map = {}
+    for n, shard in enumerate(shards, 1):
+        name = f"model-{n:05d}-of-{len(shards):05d}.safetensors"
+        write_safetensors(shard, path / name)
+        weight_map.update({k: name for k in shard})
+    write_json({"metadata": {"total_size": sum(sizes.values())}, "weight_map": weight_map}, path / SHARD_INDEX)
+    (path / SINGLE).unlink(missing_ok=True)

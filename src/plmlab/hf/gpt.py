@@ -1,0 +1,113 @@
+"""GPT-2 (`GPT2LMHeadModel`) and OpenAI GPT (`OpenAIGPTLMHeadModel`, GPT-1) checkpoints."""
+
+from __future__ import annotations
+
+from ..config import Config
+from .adapter import Adapter, copy, require, transposed
+
+
+class GPT2(Adapter):
+    def config_from_hf(self, hf: dict) -> dict:
+        act = hf.get("activation_function", "gelu_new")
+        return dict(
+            arch="decoder", vocab_size=hf["vocab_size"], d_model=hf["n_embd"], n_layers=hf["n_layer"],
+            n_heads=hf["n_head"], d_ff=hf.get("n_inner") or 4 * hf["n_embd"], max_positions=hf["n_positions"],
+            norm="layernorm", norm_eps=hf.get("layer_norm_epsilon", 1e-5), norm_placement="pre",
+            final_norm=True, position="learned", activation=HF_ACT[act], qkv_bias=True, out_bias=True,
+            mlp_bias=True, tie_embeddings=hf.get("tie_word_embeddings", True), head="lm",
+            dropout=hf.get("resid_pdrop", 0.1), attn_dropout=hf.get("attn_pdrop", 0.1),
+            init_std=hf.get("initializer_range", 0.02), bos_token_id=hf.get("bos_token_id"),
+            eos_token_id=hf.get("eos_token_id"), pad_token_id=hf.get("pad_token_id"), tokenizer="gpt2",
+        )
+
+    def config_to_hf(self, c: Config) -> dict:
+        return dict(
+            model_type="gpt2", architectures=["GPT2LMHeadModel"], vocab_size=c.vocab_size,
+            n_embd=c.d_model, n_layer=c.n_layers, n_head=c.n_heads, n_inner=c.d_ff, n_positions=c.max_positions,
+            activation_function=ACT_HF[c.activation], layer_norm_epsilon=c.norm_eps,
+            resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=c.attn_dropout,
+            initializer_range=c.init_std, tie_word_embeddings=c.tie_embeddings,
+            bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id,
+        )
+
+    def mismatch(self, c: Config) -> str | None:
+        return require({
+            "a decoder": c.arch == "decoder", "LayerNorm with bias": c.norm == "layernorm" and c.norm_bias,
+            "pre-LN with a final norm": c.norm_placement == "pre" and c.final_norm,
+            "learned positions": c.position == "learned" and c.position_offset == 0,
+            "multi-head attention": c.kv_heads == c.n_heads and c.head_dim in (None, c.d_model // c.n_heads),
+            "biases everywhere": c.qkv_bias and c.out_bias and c.mlp_bias and not c.lm_head_bias,
+            "a plain MLP": not c.gated_mlp and c.activation in ACT_HF,
+            "an LM head": c.head == "lm" and c.attn_scale is None and c.output_scale is None,
+            "no token types or factorisation": not c.type_vocab_size and c.embed_dim == c.d_model
+            and not c.shared_layers and not c.embedding_norm,
+        })
+
+    def rules(self, c: Config):
+        rules = [
+            copy("embed.tokens.weight", "wte.weight"),
+            copy("embed.positions.weight", "wpe.weight"),
+            copy("decoder.norm.weight", "ln_f.weight"),
+            copy("decoder.norm.bias", "ln_f.bias"),
+        ]
+        layer = "decoder.layers.{i}."
+        hf = "h.{i}."
+        for ours, theirs in (("attn_norm", "ln_1"), ("mlp_norm", "ln_2")):
+            rules += [copy(layer + ours + ".weight", hf + theirs + ".weight"),
+                      copy(layer + ours + ".bias", hf + theirs + ".bias")]
+        for ours, theirs in (("attn.qkv", "attn.c_attn"), ("attn.o", "attn.c_proj"),
+                             ("mlp.up", "mlp.c_fc"), ("mlp.down", "mlp.c_proj")):
+            rules += [transposed(layer + ours + ".weight", hf + theirs + ".weight"),
+                      copy(layer + ours + ".bias", hf + theirs + ".bias")]
+        rules.append(copy("head.proj.weight", "lm_head.weight"))
+        return rules
+
+
+class OpenAIGPT(GPT2):
+    """GPT-1: post-LN, no final norm, 4x MLP, and its own key names."""
+
+    def config_from_hf(self, hf: dict) -> dict:
+        return dict(
+            arch="decoder", vocab_size=hf["vocab_size"], d_model=hf["n_embd"], n_layers=hf["n_layer"],
+            n_heads=hf["n_head"], d_ff=4 * hf["n_embd"], max_positions=hf["n_positions"], norm="layernorm",
+            norm_eps=hf.get("layer_norm_epsilon", 1e-5), norm_placement="post", final_norm=False,
+            position="learned", activation=HF_ACT[hf.get("afn", "gelu")], qkv_bias=True, out_bias=True,
+            mlp_bias=True, tie_embeddings=True, head="lm", dropout=hf.get("resid_pdrop", 0.1),
+            attn_dropout=hf.get("attn_pdrop", 0.1), init_std=hf.get("initializer_range", 0.02),
+            scaled_residual_init=False, bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
+            pad_token_id=hf.get("pad_token_id"), tokenizer="gpt2",
+        )
+
+    def config_to_hf(self, c: Config) -> dict:
+        return dict(
+            model_type="openai-gpt", architectures=["OpenAIGPTLMHeadModel"], vocab_size=c.vocab_size,
+            n_embd=c.d_model, n_layer=c.n_layers, n_head=c.n_heads, n_positions=c.max_positions,
+            afn=ACT_HF[c.activation], layer_norm_epsilon=c.norm_eps, resid_pdrop=c.dropout,
+            embd_pdrop=c.dropout, attn_pdrop=c.attn_dropout, initializer_range=c.init_std,
+            tie_word_embeddings=True, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
+            pad_token_id=c.pad_token_id,
+        )
+
+    def mismatch(self, c: Config) -> str | None:
+        gpt2_like = c.replace(norm_placement="pre", final_norm=True)
+        return super().mismatch(gpt2_like) or require({
+            "post-LN without a final norm": c.norm_placement == "post" and not c.final_norm,
+            "an MLP of 4 x d_model": c.d_ff == 4 * c.d_model, "tied output": c.tie_embeddings,
+        })
+
+    def rules(self, c: Config):
+        rename = {"wte.": "tokens_embed.", "wpe.": "positions_embed."}
+        rules = [r for r in super().rules(c) if not r.ours.startswith("decoder.norm")]
+        for r in rules:
+            r.theirs = tuple(next((t.replace(a, b, 1) for a, b in rename.items() if t.startswith(a)), t)
+                             for t in r.theirs)
+        return rules
+
+
+# HF activation names <-> ours. "gelu_new" / "gelu_pytorch_tanh" are the tanh approximation.
+HF_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
+          "relu": "relu", "silu": "silu", "swish": "silu"}
+ACT_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu"}
+
+GPT2_ADAPTER = GPT2("gpt2", "transformer.", {"lm": "GPT2LMHeadModel"}, ignored=(".attn.bias", ".attn.masked_bias"))
+OPENAI_GPT_ADAPTER = OpenAIGPT("openai-gpt", "transformer.", {"lm": "OpenAIGPTLMHeadModel"})

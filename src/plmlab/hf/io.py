@@ -1,0 +1,126 @@
+"""Reading and writing safetensors checkpoints (single file or sharded), safely.
+
+Only safetensors are read: a directory with nothing but `pytorch_model.bin` (a pickle) is
+refused, since unpickling can run arbitrary code. Writes go to a temporary name first and
+are renamed into place, so an interrupted save never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..errors import PlmlabError
+
+SHARD_INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+
+
+class CheckpointReader:
+    """Lazy access to the tensors of a checkpoint directory by key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.files = self._locate(path)  # key -> file
+        self._handles: dict[Path, object] = {}
+
+    @staticmethod
+    def _locate(path: Path) -> dict[str, Path]:
+        index = path / SHARD_INDEX
+        if index.exists():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (ValueError, KeyError) as e:
+                raise PlmlabError(f"{index}: not a valid shard index ({e})") from None
+            for f in set(weight_map.values()):
+                if not (path / f).is_file():
+                    raise PlmlabError(f"{path}: shard {f} named in {SHARD_INDEX} is missing")
+            return {k: path / f for k, f in weight_map.items()}
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+                raise PlmlabError(
+                    f"{path}: only pickle weights (*.bin / *.pt) found; plmlab reads safetensors only "
+                    "(convert them with transformers: model.save_pretrained(dir, safe_serialization=True))"
+                )
+            raise PlmlabError(f"{path}: no model.safetensors found")
+        out: dict[str, Path] = {}
+        for f in files:
+            for key in _open(f).keys():
+                out[key] = f
+        return out
+
+    def keys(self) -> list[str]:
+        return list(self.files)
+
+    def get(self, key: str) -> torch.Tensor:
+        f = self.files[key]
+        if f not in self._handles:
+            self._handles[f] = _open(f)
+        try:
+            return self._handles[f].get_tensor(key)
+        except SafetensorError as e:
+            raise PlmlabError(f"{f}: corrupt or truncated checkpoint ({e})") from None
+
+
+def _open(f: Path):
+    try:
+        return safe_open(str(f), framework="pt")
+    except (SafetensorError, OSError) as e:
+        raise PlmlabError(f"{f}: corrupt or truncated safetensors file ({e})") from None
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], target: Path) -> None:
+    """Write tensors atomically (temp file + fsync + rename) with HF's `format: pt` metadata."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    try:
+        save_file(contiguous, str(tmp), metadata={"format": "pt"})
+        _fsync(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(data: dict, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        _fsync(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise PlmlabError(f"{path.parent}: no {path.name} (not a model checkpoint directory)")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PlmlabError(f"{path}: invalid JSON ({e})") from None
+
+
+def iter_unique(state: dict[str, torch.Tensor]) -> Iterator[tuple[str, torch.Tensor]]:
+    """Items with shared (tied) tensors yielded once, under their first name."""
+    seen: set[int] = set()
+    for k, v in state.items():
+        key = v.data_ptr() if v.numel() else id(v)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield k, v

@@ -1,0 +1,95 @@
+"""LLaMA 1/2/3 (`LlamaForCausalLM`) checkpoints."""
+
+from __future__ import annotations
+
+from ..config import Config
+from .adapter import Adapter, copy, fused_halves, fused_qkv, require
+from .gpt import ACT_HF, HF_ACT
+
+
+def rope_from_hf(hf: dict) -> dict:
+    """transformers 5 keeps rope settings in `rope_parameters`; 4.x in rope_theta/rope_scaling."""
+    params = hf.get("rope_parameters") or {}
+    theta = params.get("rope_theta", hf.get("rope_theta", 10000.0))
+    scaling = hf.get("rope_scaling") or (params if params.get("rope_type", "default") != "default" else None)
+    if scaling is not None:
+        scaling = {k: v for k, v in scaling.items() if k != "rope_theta"}
+    return {"rope_theta": float(theta), "rope_scaling": scaling}
+
+
+def rope_to_hf(c: Config) -> dict:
+    params = {"rope_theta": c.rope_theta, "rope_type": "default", **(c.rope_scaling or {})}
+    return {"rope_parameters": params, "rope_theta": c.rope_theta}
+
+
+class Llama(Adapter):
+    def config_from_hf(self, hf: dict) -> dict:
+        n_heads = hf["num_attention_heads"]
+        head_dim = hf.get("head_dim") or hf["hidden_size"] // n_heads
+        return dict(
+            arch="decoder", vocab_size=hf["vocab_size"], d_model=hf["hidden_size"],
+            n_layers=hf["num_hidden_layers"], n_heads=n_heads,
+            n_kv_heads=hf.get("num_key_value_heads") or n_heads,
+            head_dim=None if head_dim * n_heads == hf["hidden_size"] else head_dim,
+            d_ff=hf["intermediate_size"], max_positions=hf.get("max_position_embeddings", 2048),
+            norm="rmsnorm", norm_eps=hf.get("rms_norm_eps", 1e-6), norm_placement="pre", final_norm=True,
+            position="rotary", **rope_from_hf(hf), activation=HF_ACT[hf.get("hidden_act", "silu")],
+            gated_mlp=True, qkv_bias=hf.get("attention_bias", False), out_bias=hf.get("attention_bias", False),
+            mlp_bias=hf.get("mlp_bias", False), tie_embeddings=hf.get("tie_word_embeddings", False),
+            head="lm", attn_dropout=hf.get("attention_dropout", 0.0), init_std=hf.get("initializer_range", 0.02),
+            scaled_residual_init=False, bos_token_id=hf.get("bos_token_id"), eos_token_id=_first(hf.get("eos_token_id")),
+            pad_token_id=hf.get("pad_token_id"), tokenizer="llama",
+        )
+
+    def config_to_hf(self, c: Config) -> dict:
+        return dict(
+            model_type="llama", architectures=["LlamaForCausalLM"], vocab_size=c.vocab_size,
+            hidden_size=c.d_model, num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads,
+            num_key_value_heads=c.kv_heads, head_dim=c.dim_head, intermediate_size=c.d_ff,
+            max_position_embeddings=c.max_positions, rms_norm_eps=c.norm_eps, hidden_act=ACT_HF[c.activation],
+            attention_bias=c.qkv_bias, mlp_bias=c.mlp_bias, tie_word_embeddings=c.tie_embeddings,
+            attention_dropout=c.attn_dropout, initializer_range=c.init_std, bos_token_id=c.bos_token_id,
+            eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id, **rope_to_hf(c),
+        )
+
+    def mismatch(self, c: Config) -> str | None:
+        return require({
+            "a decoder": c.arch == "decoder", "RMSNorm": c.norm == "rmsnorm",
+            "pre-norm with a final norm": c.norm_placement == "pre" and c.final_norm,
+            "full rotate-half rotary positions": c.position == "rotary" and c.rotary_fraction == 1.0
+            and not c.rotary_interleaved,
+            "a gated MLP": c.gated_mlp and c.activation in ACT_HF,
+            "equal attention biases": c.qkv_bias == c.out_bias and not c.lm_head_bias,
+            "an LM head": c.head == "lm" and c.attn_scale is None and c.output_scale is None,
+            "no token types or factorisation": not c.type_vocab_size and c.embed_dim == c.d_model
+            and not c.shared_layers and not c.embedding_norm,
+        })
+
+    def rules(self, c: Config):
+        layer, hf = "decoder.layers.{i}.", "layers.{i}."
+        rules = [
+            copy("embed.tokens.weight", "embed_tokens.weight"),
+            copy("decoder.norm.weight", "norm.weight"),
+            copy(layer + "attn_norm.weight", hf + "input_layernorm.weight"),
+            copy(layer + "mlp_norm.weight", hf + "post_attention_layernorm.weight"),
+            fused_qkv(layer + "attn.qkv.weight", *(hf + f"self_attn.{p}_proj.weight" for p in "qkv")),
+            copy(layer + "attn.o.weight", hf + "self_attn.o_proj.weight"),
+            fused_halves(layer + "mlp.gate_up.weight", hf + "mlp.gate_proj.weight", hf + "mlp.up_proj.weight"),
+            copy(layer + "mlp.down.weight", hf + "mlp.down_proj.weight"),
+            copy("head.proj.weight", "lm_head.weight"),
+        ]
+        if c.qkv_bias:
+            rules += [fused_qkv(layer + "attn.qkv.bias", *(hf + f"self_attn.{p}_proj.bias" for p in "qkv")),
+                      copy(layer + "attn.o.bias", hf + "self_attn.o_proj.bias")]
+        if c.mlp_bias:
+            rules += [fused_halves(layer + "mlp.gate_up.bias", hf + "mlp.gate_proj.bias", hf + "mlp.up_proj.bias"),
+                      copy(layer + "mlp.down.bias", hf + "mlp.down_proj.bias")]
+        return rules
+
+
+def _first(value):
+    """LLaMA-3 instruct configs list several EOS ids; the first is the primary one."""
+    return value[0] if isinstance(value, list) and value else value
+
+
+LLAMA_ADAPTER = Llama("llama", "model.", {"lm": "LlamaForCausalLM"}, ignored=("rotary_emb.inv_freq",))

@@ -1,0 +1,45 @@
+"""Decoder-only skeleton: GPT-1/2/3, LLaMA, GLM (GLM passes its own 2-D mask and positions)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import Config
+from ..nn.attention import KVCache
+from ..nn.embedding import Embeddings
+from .base import ModelOutput, PretrainedModel
+from .heads import make_head
+from .stack import Stack
+
+
+class DecoderModel(PretrainedModel):
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.embed = Embeddings(config)
+        self.decoder = Stack(config, config.n_layers, causal=True)
+        self.head = make_head(config)
+        self.init_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor | None = None,  # (B, past + T) padding, or (B, T, past + T)
+        position_ids: torch.Tensor | None = None,  # (B, T), or (B, 2, T) for GLM
+        labels: torch.Tensor | None = None,  # (B, T), aligned with the logits (already shifted)
+        cache: KVCache | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> ModelOutput:
+        B, T = input_ids.shape
+        if position_ids is None:
+            past = cache.length if cache is not None else 0
+            position_ids = torch.arange(past, past + T, device=input_ids.device)[None].expand(B, T)
+        x = self.embed(input_ids, position_ids + self.config.position_offset, token_type_ids)
+        # 2-D (GLM) positions feed the embedding; a rotary stack uses the first row.
+        rotary_positions = position_ids[:, 0] if position_ids.dim() == 3 else position_ids
+        h = self.decoder(x, rotary_positions, attention_mask, cache)
+        out = ModelOutput(last_hidden_state=h, cache=cache)
+        if self.head is not None:
+            out.logits = self.head(h)  # (B, T, V)
+            if labels is not None:
+                out.loss = self.lm_loss(out.logits, labels)
+        return out

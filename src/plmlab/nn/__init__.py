@@ -1,0 +1,1 @@
+"""Shared building blocks: every family is assembled from these modules."""

@@ -1,0 +1,129 @@
+"""Multi-head attention for every family: MHA, GQA and MQA, self or cross, with a KV cache.
+
+One module covers the three skeletons; what differs is the mask (built in `masks.py`),
+rotary or relative positions, and whether keys/values come from the encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import Config
+
+
+class KVCache:
+    """Preallocated keys and values for every layer: (B, n_kv_heads, max_len, head_dim).
+
+    `length` tokens are stored; a forward pass writes its new keys at [length, length + T)
+    in each layer and the model calls `advance(T)` once afterwards. Cross-attention keys and
+    values of an encoder-decoder are computed once and kept in `cross`.
+    """
+
+    def __init__(self, n_layers: int, batch: int, n_kv: int, max_len: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device | str) -> None:
+        shape = (batch, n_kv, max_len, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layers
+        self.length = 0
+        self.max_len = max_len
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache overflow: {end} > {self.max_len} positions")
+        self.k[layer][:, :, self.length:end] = k
+        self.v[layer][:, :, self.length:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Select batch rows (beam search keeps the beams it continues)."""
+        self.k = [k.index_select(0, index) for k in self.k]
+        self.v = [v.index_select(0, index) for v in self.v]
+        self.cross = [None if c is None else (c[0].index_select(0, index), c[1].index_select(0, index))
+                      for c in self.cross]
+
+
+class SelfAttention(nn.Module):
+    """Fused QKV projection -> (rotary) -> SDPA -> output projection."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv, self.head_dim = config.n_heads, config.kv_heads, config.dim_head
+        self.qkv = nn.Linear(config.d_model, (self.n_heads + 2 * self.n_kv) * self.head_dim, bias=config.qkv_bias)
+        self.o = nn.Linear(self.n_heads * self.head_dim, config.d_model, bias=config.out_bias)
+        self.scale = config.attn_scale  # None: SDPA's default 1/sqrt(head_dim)
+        self.dropout = config.attn_dropout
+
+    def forward(self, x: torch.Tensor, ctx: "AttentionContext", layer: int) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).split(
+            [self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim], dim=-1
+        )
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, KV, T, hd)
+        v = v.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        if ctx.rotary is not None:
+            cos, sin = ctx.rope
+            q, k = ctx.rotary.rotate(q, cos, sin), ctx.rotary.rotate(k, cos, sin)
+        if ctx.cache is not None:
+            k, v = ctx.cache.update(layer, k, v)  # (B, KV, past + T, hd)
+        y = attend(q, k, v, ctx.mask, ctx.is_causal, self.scale, self.dropout if self.training else 0.0)
+        return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+class CrossAttention(nn.Module):
+    """Decoder queries attend to encoder states (T5); their keys/values are cached once."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.n_heads, self.head_dim = config.n_heads, config.dim_head
+        inner = self.n_heads * self.head_dim
+        self.q = nn.Linear(config.d_model, inner, bias=config.qkv_bias)
+        self.kv = nn.Linear(config.d_model, 2 * inner, bias=config.qkv_bias)
+        self.o = nn.Linear(inner, config.d_model, bias=config.out_bias)
+        self.scale = config.attn_scale
+        self.dropout = config.attn_dropout
+
+    def forward(self, x: torch.Tensor, ctx: "AttentionContext", layer: int) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        cached = ctx.cache.cross[layer] if ctx.cache is not None else None
+        if cached is None:
+            mem = ctx.memory  # (B, S, d) encoder output
+            k, v = self.kv(mem).view(B, mem.shape[1], 2 * self.n_heads, self.head_dim).transpose(1, 2).chunk(2, dim=1)
+            if ctx.cache is not None:
+                ctx.cache.cross[layer] = (k, v)
+        else:
+            k, v = cached
+        y = attend(q, k, v, ctx.memory_mask, False, self.scale, self.dropout if self.training else 0.0)
+        return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+def attend(q, k, v, mask, is_causal, scale, dropout) -> torch.Tensor:
+    """SDPA with grouped KV heads. `mask`: bool (True = attend) or additive float, or None."""
+    if k.shape[1] != q.shape[1]:  # GQA / MQA: share each KV head across a group of queries
+        repeat = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None, scale=scale
+    )
+
+
+class AttentionContext:
+    """What every layer of a stack needs besides its input: built once per forward pass."""
+
+    def __init__(self, mask=None, is_causal=False, rotary=None, rope=None, cache=None,
+                 memory=None, memory_mask=None) -> None:
+        self.mask = mask  # (B or 1, 1 or H, Tq, Tk) bool / additive float, or None
+        self.is_causal = is_causal  # SDPA fast path when no explicit mask is needed
+        self.rotary = rotary  # the stack's Rotary module (None without rotary positions)
+        self.rope = rope  # (cos, sin) for this pass's positions
+        self.cache = cache  # KVCache or None
+        self.memory = memory  # encoder output for cross-attention
+        self.memory_mask = memory_mask  # (B, 1, 1, S) mask over encoder positions

@@ -1,0 +1,58 @@
+"""One Transformer block for all three skeletons; norm placement is a choice of residual rule.
+
+  pre       x = x + f(norm(x))                 GPT-2, LLaMA, T5, the GLM repository
+  post      x = norm(x + f(x))                 BERT, RoBERTa, ALBERT, GPT-1
+  deepnorm  y = norm(x); x = alpha * y + f(y)  GLM-130B / ChatGLM-6B (Wang et al. 2022),
+            alpha = sqrt(2 N); written as ChatGLM-6B's code does, which equals post-LN
+            DeepNorm with the first norm moved onto the embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config import Config
+from .attention import AttentionContext, CrossAttention, SelfAttention
+from .mlp import make_mlp
+from .norm import make_norm
+
+
+def _pre(x, norm, fn, drop, alpha):
+    return x + drop(fn(norm(x)))
+
+
+def _post(x, norm, fn, drop, alpha):
+    return norm(x + drop(fn(x)))
+
+
+def _deepnorm(x, norm, fn, drop, alpha):
+    y = norm(x)
+    return alpha * y + drop(fn(y))
+
+
+RESIDUALS = {"pre": _pre, "post": _post, "deepnorm": _deepnorm}
+
+
+class Block(nn.Module):
+    def __init__(self, config: Config, cross_attention: bool = False) -> None:
+        super().__init__()
+        self.attn_norm = make_norm(config)
+        self.attn = SelfAttention(config)
+        if cross_attention:
+            self.cross_norm = make_norm(config)
+            self.cross = CrossAttention(config)
+        self.mlp_norm = make_norm(config)
+        self.mlp = make_mlp(config)
+        self.drop = nn.Dropout(config.dropout)
+        self.residual = RESIDUALS[config.norm_placement]
+        self.alpha = math.sqrt(2 * config.n_layers)
+
+    def forward(self, x: torch.Tensor, ctx: AttentionContext, layer: int) -> torch.Tensor:
+        res = self.residual
+        x = res(x, self.attn_norm, lambda h: self.attn(h, ctx, layer), self.drop, self.alpha)
+        if hasattr(self, "cross"):
+            x = res(x, self.cross_norm, lambda h: self.cross(h, ctx, layer), self.drop, self.alpha)
+        return res(x, self.mlp_norm, self.mlp, self.drop, self.alpha)

@@ -1,0 +1,63 @@
+"""The objective interface: a pure, seeded map from token data to training examples.
+
+An objective never touches a model. The trainer asks it for example `index` of an epoch with
+a generator seeded from (seed, epoch, index), so an example depends on nothing else: not on
+the worker count, the rank, or whether the run was resumed. `collate` pads a list of
+examples into a batch of tensors whose keys are the model's keyword arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.shards import TokenData
+
+IGNORE_INDEX = -100
+
+
+def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator for one example: a pure function of (seed, epoch, index)."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+class Objective:
+    """Subclasses set `name` and implement `num_examples`, `example` and `from_ids`."""
+
+    name: str = ""
+    # Keys that hold per-token sequences and the value that pads them; others are stacked.
+    pad_values: dict[str, int] = {"input_ids": 0, "labels": IGNORE_INDEX, "attention_mask": 0,
+                                  "token_type_ids": 0, "position_ids": 0}
+
+    def __init__(self, tokenizer: Any, seq_len: int, **options: Any) -> None:
+        self.tokenizer = tokenizer
+        self.seq_len = seq_len
+        self.options = options
+
+    def num_examples(self, data: TokenData) -> int:
+        raise NotImplementedError
+
+    def example(self, data: TokenData, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def from_ids(self, ids: list[int], rng: np.random.Generator, ids_b: list[int] | None = None) -> dict[str, np.ndarray]:
+        """What the objective makes of one text's token ids (the `plmlab objective` view)."""
+        raise NotImplementedError
+
+    def collate(self, examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        """Right-pad per-token arrays to the longest example (1-D, 2-D position rows and
+        square 2-D masks alike) and stack everything into tensors."""
+        batch: dict[str, torch.Tensor] = {}
+        for key in examples[0]:
+            arrays = [np.asarray(e[key]) for e in examples]
+            if arrays[0].ndim == 0:
+                batch[key] = torch.as_tensor(np.stack(arrays))
+                continue
+            shape = np.max([a.shape for a in arrays], axis=0)
+            out = np.full((len(arrays), *shape), self.pad_values.get(key, 0), dtype=np.int64)
+            for i, a in enumerate(arrays):
+                out[(i, *[slice(0, n) for n in a.shape])] = a
+            batch[key] = torch.from_numpy(out)
+        return batch

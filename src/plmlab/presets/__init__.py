@@ -1,0 +1,44 @@
+"""Named presets as plain data: paper sizes plus `<family>-tiny` / `<family>-mini` CPU sizes.
+
+Each family module defines `PRESETS: dict[str, dict]` (Config fields); the registry merges
+them. `tiny` is well under 1 M parameters (tests, smoke runs); `mini` is a few M parameters
+(learns something real on a laptop CPU in minutes).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+
+from ..config import Config
+from ..errors import PlmlabError
+
+FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm")
+
+
+def _load() -> dict[str, dict]:
+    table: dict[str, dict] = {}
+    for name in FAMILY_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:  # a family not written yet
+            if e.name != f"{__name__}.{name}":
+                raise
+            continue
+        table.update(module.PRESETS)
+    return table
+
+
+PRESETS = _load()
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def get_preset(name: str) -> Config:
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, PRESETS, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise PlmlabError(f"unknown preset {name!r}{hint}; `plmlab info --list` shows them all")
+    return Config.from_dict(dict(PRESETS[name]))
