@@ -8,6 +8,7 @@ are present, so a hand-edited HF config is honoured.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import torch
@@ -16,12 +17,27 @@ from ..config import Config
 from ..errors import PlmlabError
 from ..models import SKELETONS, PretrainedModel
 from .adapter import Adapter
-from .gpt import GPT2_ADAPTER, OPENAI_GPT_ADAPTER
 from .io import SHARD_INDEX, SINGLE, CheckpointReader, iter_unique, read_json, write_json, write_safetensors
-from .llama import LLAMA_ADAPTER
 
-# Order matters when saving: the first adapter that can represent a config is used.
-ADAPTERS: dict[str, Adapter] = {a.model_type: a for a in (GPT2_ADAPTER, OPENAI_GPT_ADAPTER, LLAMA_ADAPTER)}
+# One module per family, each with `ADAPTERS: list[Adapter]`. Order matters when saving:
+# the first adapter that can represent a config is used.
+FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm")
+
+
+def _load_adapters() -> dict[str, Adapter]:
+    table: dict[str, Adapter] = {}
+    for name in FAMILY_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:  # a family not written yet
+            if e.name != f"{__name__}.{name}":
+                raise
+            continue
+        table.update({a.model_type: a for a in module.ADAPTERS})
+    return table
+
+
+ADAPTERS: dict[str, Adapter] = _load_adapters()
 NATIVE = "plmlab"
 MAX_SHARD_BYTES = 5 * 1024**3
 

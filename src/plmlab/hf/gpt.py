@@ -111,3 +111,5 @@ ACT_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu
 
 GPT2_ADAPTER = GPT2("gpt2", "transformer.", {"lm": "GPT2LMHeadModel"}, ignored=(".attn.bias", ".attn.masked_bias"))
 OPENAI_GPT_ADAPTER = OpenAIGPT("openai-gpt", "transformer.", {"lm": "OpenAIGPTLMHeadModel"})
+
+ADAPTERS = [GPT2_ADAPTER, OPENAI_GPT_ADAPTER]

@@ -93,3 +93,5 @@ def _first(value):
 
 
 LLAMA_ADAPTER = Llama("llama", "model.", {"lm": "LlamaForCausalLM"}, ignored=("rotary_emb.inv_freq",))
+
+ADAPTERS = [LLAMA_ADAPTER]

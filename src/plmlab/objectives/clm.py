@@ -49,3 +49,6 @@ class CausalLM(Objective):
     def from_ids(self, ids, rng, ids_b=None):
         stream = np.asarray(list(ids) + [self.tokenizer.eos_id], dtype=np.int64)
         return {"input_ids": stream[:-1], "labels": stream[1:]}
+
+
+OBJECTIVES = {"clm": CausalLM}
