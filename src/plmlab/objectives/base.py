@@ -27,6 +27,7 @@ class Objective:
     """Subclasses set `name` and implement `num_examples`, `example` and `from_ids`."""
 
     name: str = ""
+    tokenizer_style: str = "gpt2"  # the tokenizer `plmlab objective NAME` trains when none is given
     # Keys that hold per-token sequences and the value that pads them; others are stacked.
     pad_values: dict[str, int] = {"input_ids": 0, "labels": IGNORE_INDEX, "attention_mask": 0,
                                   "token_type_ids": 0, "position_ids": 0}

@@ -1,0 +1,112 @@
+"""`plmlab objective NAME --text TEXT [--json]`: what an objective makes of a text.
+
+It goes through the objective's own `from_ids`, the code path the trainer's examples use, so
+what a learner sees here is exactly what the model is trained on.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..errors import PlmlabError
+from ..objectives import OBJECTIVES, example_rng, get_objective
+
+IGNORE = -100
+
+
+def register(sub) -> None:
+    p = sub.add_parser("objective", help="show what a pretraining objective makes of a text")
+    p.add_argument("name", help=f"objective ({', '.join(sorted(OBJECTIVES))})")
+    p.add_argument("--text", required=True, help="the text (segment A)")
+    p.add_argument("--text-b", help="segment B, for pair objectives (NSP, SOP)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the family's, trained on the built-in corpus)")
+    p.add_argument("--seq-len", type=int, default=512, help="maximum sequence length")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="objective option, e.g. --set mask_prob=0.3 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def parse_options(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise PlmlabError(f"invalid option {item!r}: expected KEY=VALUE")
+        try:
+            out[key.replace("-", "_")] = json.loads(raw)
+        except ValueError:
+            out[key.replace("-", "_")] = raw
+    return out
+
+
+def inspect(name: str, text: str, text_b: str | None, tokenizer, seed: int = 0, seq_len: int = 512, **options) -> dict:
+    """The JSON view of one example (the library side of the command)."""
+    objective = get_objective(name)(tokenizer, seq_len, **options)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if not ids:
+        raise PlmlabError("the text is empty after tokenization")
+    ids_b = tokenizer.encode(text_b, add_special_tokens=False) if text_b else None
+    example = objective.from_ids(ids, example_rng(seed, 0, 0), ids_b)
+    out: dict = {"objective": name, "original_ids": ids}
+    if ids_b is not None:
+        out["original_ids_b"] = ids_b
+    out.update({k: np.asarray(v).tolist() for k, v in example.items()})
+    out["tokens"] = tokenizer.convert_ids_to_tokens(out["input_ids"])
+    out["special_ids"] = dict(tokenizer.special_ids)
+    for role in ("mask", "eos", "pad", "bos", "cls", "sep"):
+        value = getattr(tokenizer, f"{role}_id", None)
+        if value is not None:
+            out[f"{role}_token_id"] = value
+    if tokenizer.sentinel_ids:
+        out["sentinel_ids"] = list(tokenizer.sentinel_ids)
+    out.update(objective.describe(example) if hasattr(objective, "describe") else {})
+    return out
+
+
+def run(args) -> int:
+    cls = get_objective(args.name)
+    from ..tokenizers import builtin_tokenizer, load_tokenizer
+
+    tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else builtin_tokenizer(cls.tokenizer_style)
+    out = inspect(args.name, args.text, args.text_b, tokenizer, args.seed, args.seq_len, **parse_options(args.set))
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(render(out, tokenizer))
+    return 0
+
+
+def render(out: dict, tokenizer) -> str:
+    """Aligned columns, one row per input position, plus an ASCII view of a 2-D mask."""
+    n = len(out["input_ids"])
+    cols: dict[str, list[str]] = {"pos": [str(i) for i in range(n)], "token": out["tokens"],
+                                  "id": [str(i) for i in out["input_ids"]]}
+    labels = out.get("labels")
+    if labels is not None and len(labels) == n:
+        cols["label"] = [("" if t == IGNORE else tokenizer.id_to_token(t)) for t in labels]
+    for key in ("token_type_ids", "attention_mask", "position_ids"):
+        value = out.get(key)
+        if value is None:
+            continue
+        if np.ndim(value) == 1 and len(value) == n:
+            cols[key.removesuffix("_ids")] = [str(v) for v in value]
+        elif np.ndim(value) == 2 and len(value) == 2 and len(value[0]) == n:  # GLM's two position rows
+            cols["pos1"] = [str(v) for v in value[0]]
+            cols["pos2"] = [str(v) for v in value[1]]
+    widths = {k: max(len(k), *(len(v) for v in vals)) for k, vals in cols.items()}
+    lines = ["  ".join(k.ljust(widths[k]) for k in cols)]
+    lines += ["  ".join(cols[k][i].ljust(widths[k]) for k in cols) for i in range(n)]
+    if labels is not None and len(labels) != n:  # encoder-decoder targets
+        lines.append("target: " + " ".join(tokenizer.id_to_token(t) or str(t) for t in labels if t != IGNORE))
+    mask = out.get("attention_mask")
+    if mask is not None and np.ndim(mask) == 2 and len(mask) == n:
+        lines.append("attention (row = query, # = may attend):")
+        lines += [f"{i:>4} " + "".join("#" if m else "." for m in row) for i, row in enumerate(mask)]
+    for key, value in out.items():
+        if np.ndim(value) == 0 and key not in ("objective",) and not key.endswith("token_id"):
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
