@@ -1,0 +1,58 @@
+"""Every preset's parameter count: exact against transformers' count for the same config
+(where transformers has the architecture), and within a few percent of the paper."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from plmlab import count_parameters
+from plmlab.presets import PRESETS, get_preset
+
+PAPER = {  # headline sizes from the papers (Table 2.1 of GPT-3; LLaMA Table 2; ...)
+    "gpt1": 117e6, "gpt2": 124e6, "gpt2-medium": 355e6, "gpt2-large": 774e6, "gpt2-xl": 1.5e9,
+    "gpt3-125m": 125e6, "gpt3-350m": 350e6, "gpt3-760m": 760e6, "gpt3-1.3b": 1.3e9, "gpt3-2.7b": 2.7e9,
+    "gpt3-6.7b": 6.7e9, "gpt3-13b": 13e9, "gpt3-175b": 175e9,
+    "llama-7b": 6.7e9, "llama-13b": 13.0e9, "llama-33b": 32.5e9, "llama-65b": 65.2e9,
+    "llama2-7b": 6.7e9, "llama2-13b": 13.0e9, "llama2-70b": 69e9, "llama3-8b": 8.0e9, "llama3-70b": 70.6e9,
+}
+
+
+@pytest.mark.parametrize("name", [n for n in PAPER if n in PRESETS])
+def test_paper_sizes(name):
+    n = count_parameters(get_preset(name))["params"]
+    assert abs(n - PAPER[name]) / PAPER[name] < 0.05, (name, n)
+
+
+@pytest.mark.parametrize("name", [n for n in PRESETS if n.endswith(("-tiny", "-mini"))])
+def test_cpu_sizes(name):
+    n = count_parameters(get_preset(name))["params"]
+    assert (n < 1e6) if name.endswith("-tiny") else (1e6 < n < 20e6), (name, n)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gpt1", "llama2-70b", "llama3-8b", "gpt3-175b"])
+def test_count_equals_transformers_for_the_same_config(name, tmp_path):
+    """The HF config plmlab writes, instantiated by transformers on the meta device."""
+    transformers = pytest.importorskip("transformers")
+    from plmlab.hf import choose_adapter
+
+    config = get_preset(name)
+    hf_config = transformers.AutoConfig.for_model(**choose_adapter(config).config_to_hf(config))
+    with torch.device("meta"):
+        hf = transformers.AutoModelForCausalLM.from_config(hf_config)
+    assert count_parameters(config)["params"] == hf.num_parameters()
+
+
+def test_info_cli_json_and_human():
+    out = subprocess.run([sys.executable, "-m", "plmlab", "info", "llama2-70b", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)
+    assert info["params"] == count_parameters(get_preset("llama2-70b"))["params"]
+    assert info["params_non_embedding"] < info["params"]
+    human = subprocess.run([sys.executable, "-m", "plmlab", "info", "gpt2"], capture_output=True, text=True).stdout
+    assert "124,439,808" in human and re.search(r"attention\s+[\d,]+", human)
+    bad = subprocess.run([sys.executable, "-m", "plmlab", "info", "gtp2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "did you mean gpt2" in bad.stderr
