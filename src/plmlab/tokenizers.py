@@ -24,6 +24,10 @@ type id 1) is ours. T5's 100 sentinels sit at the *end* of the vocabulary, count
 ``<extra_id_0>`` is the last id, as in Hugging Face's T5. ALBERT normalises as its
 SentencePiece model does (``\\`\\``/``''`` to ``"``, NFKD, strip accents, lowercase); T5 uses
 NFKC. Special tokens are added as ``AddedToken(special=True)`` so plain text never produces them.
+
+Training is deterministic: the same texts give the same tokenizer.json, byte for byte. HF's BPE
+trainer is; its WordPiece and Unigram trainers are not (hash-map order leaks into tie-breaking
+and float sums), which ``_wordpiece`` and ``_canonical_pieces`` work around.
 """
 
 from __future__ import annotations
@@ -108,13 +112,19 @@ class Tokenizer:
                  special_tokens: dict[str, str] | None = None, model_max_length: int | None = None,
                  options: dict | None = None):
         self.backend, self.style, self.options = backend, style, dict(options or {})
-        self.special_tokens = dict(special_tokens if special_tokens is not None else _guess_roles(backend))
-        self.model_max_length = model_max_length or (STYLES[style].model_max_length if style in STYLES else 512)
-        added = backend.get_added_tokens_decoder()
-        sentinels = sorted((int(m.group(1)), i) for i, t in added.items() if (m := _SENTINEL.match(t.content)))
-        self.sentinel_ids = [i for _, i in sentinels]
-        self.special_ids = {r: i for r, t in self.special_tokens.items() if (i := backend.token_to_id(t)) is not None}
-        for i, t in sorted(added.items()):
+        if special_tokens is None:
+            special_tokens = _guess_roles(backend)
+        self.special_tokens = dict(special_tokens)
+        default_max = STYLES[style].model_max_length if style in STYLES else 512
+        self.model_max_length = model_max_length or default_max
+        added = backend.get_added_tokens_decoder()  # id -> AddedToken
+        numbered = [(int(m.group(1)), i) for i, t in added.items() if (m := _SENTINEL.match(t.content))]
+        self.sentinel_ids = [i for _, i in sorted(numbered)]  # <extra_id_0> first
+        self.special_ids = {}
+        for role, token in self.special_tokens.items():
+            if (i := backend.token_to_id(token)) is not None:
+                self.special_ids[role] = i
+        for i, t in sorted(added.items()):  # other special tokens, keyed by their text
             if t.special and i not in self.special_ids.values() and i not in self.sentinel_ids:
                 self.special_ids[t.content] = i
         for role in ROLES:
@@ -133,7 +143,8 @@ class Tokenizer:
 
     def encode_batch(self, texts: list[str], add_special_tokens: bool = False) -> list[list[int]]:
         """Encode many texts in parallel (Rust threads); no special tokens by default."""
-        return [e.ids for e in self.backend.encode_batch_fast(list(texts), add_special_tokens=add_special_tokens)]
+        encodings = self.backend.encode_batch_fast(list(texts), add_special_tokens=add_special_tokens)
+        return [e.ids for e in encodings]
 
     def encode_pair(self, a: str, b: str, add_special_tokens: bool = True) -> tuple[list[int], list[int]]:
         """(ids, token_type_ids) of a text pair, wrapped as the style does (BERT: [CLS] a [SEP] b [SEP])."""
@@ -180,9 +191,9 @@ class Tokenizer:
         if self.style == "t5":
             config["extra_ids"] = len(self.sentinel_ids)
         _write_atomic(folder / "tokenizer.json", self.backend.to_str(pretty=True))
-        _write_atomic(folder / "tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False))
+        _write_atomic(folder / "tokenizer_config.json", _json(config))
         special_map = {**named, "additional_special_tokens": extra}
-        _write_atomic(folder / "special_tokens_map.json", json.dumps(special_map, indent=2, ensure_ascii=False))
+        _write_atomic(folder / "special_tokens_map.json", _json(special_map))
 
     def __repr__(self) -> str:
         return f"Tokenizer(style={self.style!r}, vocab_size={self.vocab_size})"
@@ -204,11 +215,11 @@ def train_tokenizer(texts: Iterable[str], style: str, vocab_size: int = DEFAULT_
     n_model = vocab_size - opts.get("extra_ids", 0)  # T5 sentinels are added after training
     if n_model < len(set(spec.specials.values())) + 2:
         raise PlmlabError(f"vocab_size {vocab_size} is too small for style {style!r}")
-    backend, trainer = _BUILDERS[spec.algorithm](spec, n_model, opts)
-    backend.train_from_iterator(texts, trainer=trainer)
+    backend = _BUILDERS[spec.algorithm](spec, n_model, opts, texts)
     if opts.get("extra_ids"):
         # Added after the learned pieces, <extra_id_99> first: <extra_id_0> gets the last id.
-        backend.add_special_tokens([_special(f"<extra_id_{i}>") for i in reversed(range(opts["extra_ids"]))])
+        sentinels = [_special(f"<extra_id_{i}>") for i in reversed(range(opts["extra_ids"]))]
+        backend.add_special_tokens(sentinels)
     backend.post_processor = _post_processor(spec, backend, opts)
     return Tokenizer(backend, style, dict(spec.specials), spec.model_max_length, opts)
 
@@ -228,29 +239,67 @@ def _specials(spec: Style) -> list[AddedToken]:
     return [_special(t, lstrip=t in spec.lstrip) for t in unique]
 
 
-def _byte_level_bpe(spec: Style, vocab_size: int, opts: dict):
+def _byte_level_bpe(spec: Style, vocab_size: int, opts: dict, texts: Iterable[str]) -> hf.Tokenizer:
     backend = hf.Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=opts["add_prefix_space"])
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=opts.get("min_frequency", 2), show_progress=False,
         special_tokens=_specials(spec), initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    return backend, trainer
+    backend.train_from_iterator(texts, trainer=trainer)
+    return backend
 
 
-def _wordpiece(spec: Style, vocab_size: int, opts: dict):
-    backend = hf.Tokenizer(models.WordPiece(unk_token=spec.specials["unk"], max_input_chars_per_word=100))
+_PUA = 0xF0000  # Unicode supplementary private use planes 15-16: stand-ins for "##c" symbols
+
+
+def _wordpiece(spec: Style, vocab_size: int, opts: dict, texts: Iterable[str]) -> hf.Tokenizer:
+    """WordPiece vocabulary learned as HF's WordPieceTrainer does (BPE merges where a word's
+    non-initial characters are "##c" symbols; every character also kept bare), but deterministic.
+
+    HF numbers the "##c" symbols in hash-map order, so merges with tied counts break ties
+    differently from run to run (measured: a different vocabulary on every run). Plain BPE is
+    deterministic, so each continuation character is remapped to its own private-use character,
+    BPE is trained on the remapped words, and the learned tokens are mapped back to "##..."."""
+    unk = spec.specials["unk"]
+    backend = hf.Tokenizer(models.WordPiece(unk_token=unk, max_input_chars_per_word=100))
     backend.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=opts["strip_accents"], lowercase=opts["lowercase"])
+        clean_text=True, handle_chinese_chars=True, strip_accents=opts["strip_accents"],
+        lowercase=opts["lowercase"])
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
+    cont: dict[str, str] = {}  # continuation character -> its private-use stand-in
+
+    def stand_in(c: str) -> str:
+        if c not in cont:
+            cont[c] = chr(_PUA + len(cont))
+        return cont[c]
+    chars: set[str] = set()
+
+    def remapped(text: str) -> str:
+        text = "".join(c for c in backend.normalizer.normalize_str(text) if ord(c) < _PUA)
+        chars.update(text)
+        words = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
+        return " ".join(w[0] + "".join(stand_in(c) for c in w[1:]) for w in words)
+
+    lines = [remapped(t) for t in texts]  # a first pass to know the alphabet
+    alphabet = sorted(c for c in chars if not c.isspace())  # HF keeps every character bare too
+    helper = hf.Tokenizer(models.BPE())
+    helper.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    helper.train_from_iterator(lines, trainer=trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=opts.get("min_frequency", 2), show_progress=False,
-        special_tokens=_specials(spec), continuing_subword_prefix="##")
-    return backend, trainer
+        special_tokens=_specials(spec), initial_alphabet=alphabet))
+    back = {v: k for k, v in cont.items()}
+    vocab: dict[str, int] = {}
+    for token, _ in sorted(helper.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1]):
+        text = "".join(back.get(c, c) for c in token)
+        vocab.setdefault("##" + text if token[0] in back else text, len(vocab))
+    backend.model = models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100)
+    backend.add_special_tokens(_specials(spec))
+    return backend
 
 
-def _unigram(spec: Style, vocab_size: int, opts: dict):
+def _unigram(spec: Style, vocab_size: int, opts: dict, texts: Iterable[str]) -> hf.Tokenizer:
     backend = hf.Tokenizer(models.Unigram())
     if "lowercase" in opts:  # ALBERT's SentencePiece normalisation
         steps = [normalizers.Replace("``", '"'), normalizers.Replace("''", '"')]
@@ -261,12 +310,33 @@ def _unigram(spec: Style, vocab_size: int, opts: dict):
         backend.normalizer = normalizers.NFKC()
     # WhitespaceSplit first so runs of spaces never become "▁▁" pieces (as SentencePiece).
     backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace("▁", prepend_scheme="always")])
     backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     trainer = trainers.UnigramTrainer(
         vocab_size=vocab_size, show_progress=False, special_tokens=_specials(spec),
         unk_token=spec.specials["unk"], max_piece_length=16)
-    return backend, trainer
+    backend.train_from_iterator(texts, trainer=trainer)
+    n_special = len(_specials(spec))
+    pieces = json.loads(backend.to_str())["model"]["vocab"]
+    vocab = [(p, float(s)) for p, s in pieces[:n_special]] + _canonical_pieces(pieces[n_special:])
+    unk_id = [p for p, _ in vocab].index(spec.specials["unk"])
+    backend.model = models.Unigram(vocab, unk_id=unk_id, byte_fallback=False)
+    return backend
+
+
+def _canonical_pieces(pieces: list[list]) -> list[tuple[str, float]]:
+    """Make HF's Unigram training deterministic (measured: ids differ from run to run).
+
+    Two causes: (1) characters the trainer must keep but did not score get ``min_score + k *
+    1e-4`` with ``k`` in hash-set order -- we give them that same ladder in sorted order; (2) the
+    EM sums floats in hash-map order, so other scores differ in the last bits -- rounding to 1e-6
+    and breaking ties by text fixes the order (= the ids)."""
+    low = min(s for _, s in pieces)
+    n_chars = sum(len(p) == 1 for p, _ in pieces)
+    ladder = sorted(p for p, s in pieces if len(p) == 1 and s < low + 1e-4 * n_chars + 5e-5)
+    scores = {p: round(s, 6) for p, s in pieces}
+    scores.update({p: round(low + 1e-4 * k, 6) for k, p in enumerate(ladder)})
+    return sorted(scores.items(), key=lambda ps: (-ps[1], ps[0]))
 
 
 _BUILDERS = {"bpe": _byte_level_bpe, "wordpiece": _wordpiece, "unigram": _unigram}
@@ -282,7 +352,8 @@ def _post_processor(spec: Style, backend: hf.Tokenizer, opts: dict):
                                             add_prefix_space=opts["add_prefix_space"])
     single, pair = spec.template
     used = {piece.split(":")[0] for piece in f"{single} {pair}".split()} - {"$A", "$B"}
-    return processors.TemplateProcessing(single=single, pair=pair, special_tokens=[(t, ids[t]) for t in ids if t in used])
+    return processors.TemplateProcessing(
+        single=single, pair=pair, special_tokens=[(t, ids[t]) for t in ids if t in used])
 
 
 def _guess_roles(backend: hf.Tokenizer) -> dict[str, str]:
@@ -296,6 +367,10 @@ def _guess_roles(backend: hf.Tokenizer) -> dict[str, str]:
         if found:
             roles[role] = found[0]
     return roles
+
+
+def _json(data: dict) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -320,7 +395,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         backend = _read_backend(path / "tokenizer.json")
     elif (path / "vocab.txt").is_file():
         backend = _wordpiece_from_vocab(path / "vocab.txt", config)
-        config = {"tokenizer_class": "BertTokenizerFast", **config}
+        config = {"tokenizer_class": "BertTokenizerFast", "do_lower_case": True, **config}
     else:
         raise PlmlabError(f"no tokenizer.json or vocab.txt in {path}")
     style, roles = _style_and_roles(config, _read_json(path / "special_tokens_map.json"), backend)
@@ -374,7 +449,8 @@ def _style_and_roles(config: dict, special_map: dict, backend: hf.Tokenizer) -> 
     style = ours.get("style")
     if not isinstance(style, str):
         cls = str(config.get("tokenizer_class", "")).lower()
-        style = next((s for s in ("roberta", "albert", "bert", "gpt2", "llama", "t5") if cls.startswith(s)), "custom")
+        known = ("roberta", "albert", "bert", "gpt2", "llama", "t5")  # "roberta" before "bert"
+        style = next((s for s in known if cls.startswith(s)), "custom")
     return style, {r: t for r, t in roles.items() if isinstance(t, str)}
 
 
@@ -416,7 +492,8 @@ def builtin_tokenizer(style: str, vocab_size: int | None = None) -> Tokenizer:
     vocab_size = vocab_size or DEFAULT_VOCAB_SIZE
     docs = builtin_documents()
     key = f"{corpus_fingerprint(docs)} {hf.__version__} {TRAINING_VERSION}"
-    folder = cache_dir() / "tokenizers" / f"{style}-{vocab_size}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    folder = cache_dir() / "tokenizers" / f"{style}-{vocab_size}-{digest}"
     if not (folder / "tokenizer.json").is_file():
         tokenizer = train_tokenizer((s for doc in docs for s in doc), style, vocab_size)
         tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
