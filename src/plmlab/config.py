@@ -20,9 +20,11 @@ NORMS = ("layernorm", "rmsnorm")
 # pre: x + f(norm(x)) (GPT-2, LLaMA, T5, GLM repo); post: norm(x + f(x)) (BERT, GPT-1);
 # deepnorm: norm(alpha * x + f(x)) with alpha = sqrt(2N) (GLM-130B / ChatGLM-6B, DeepNet paper)
 NORM_PLACEMENTS = ("pre", "post", "deepnorm")
-POSITIONS = ("learned", "sinusoidal", "rotary", "relative", "learned-2d", "none")
+# rotary-2d: ChatGLM-6B, each head's two halves rotate by position and block position (GLM 2-D)
+POSITIONS = ("learned", "sinusoidal", "rotary", "relative", "learned-2d", "rotary-2d", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 HEADS = ("lm", "mlm", "none")
+CLASSIFIERS = ("none", "sequence", "token")
 
 
 @dataclass
@@ -77,6 +79,11 @@ class Config:
     output_scale: float | None = None  # T5 v1.0: d_model ** -0.5 before the tied projection
     pooler: bool = False  # BERT / ALBERT: tanh(dense(h[CLS]))
     pair_head: bool = False  # NSP (BERT) / SOP (ALBERT): 2 logits on the pooled output
+    # Fine-tuning head (BERT paper, section 4 / figure 4): "sequence" = a linear layer on the
+    # pooled [CLS] (HF *ForSequenceClassification), "token" = on every token's state
+    # (*ForTokenClassification); one output per entry of label_names.
+    classifier: str = "none"
+    label_names: list[str] = field(default_factory=list)
 
     # --- regularisation and initialisation ------------------------------------------------
     dropout: float = 0.0  # residual, embedding and MLP dropout
@@ -117,12 +124,22 @@ class Config:
                 raise PlmlabError(f"invalid config: rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
             if self.rotary_dim % 2:
                 raise PlmlabError(f"invalid config: the rotary dimension {self.rotary_dim} must be even")
+        if self.position == "rotary-2d" and (self.dim_head % 4 or self.rotary_fraction != 1.0):
+            raise PlmlabError("invalid config: rotary-2d needs head_dim divisible by 4 and rotary_fraction=1")
         if self.norm == "rmsnorm":
             self.norm_bias = False
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
             raise PlmlabError("invalid config: dropout must be in [0, 1)")
         if self.pair_head and not self.pooler:
             raise PlmlabError("invalid config: pair_head (NSP/SOP) needs pooler=true")
+        self._check_choice("classifier", CLASSIFIERS)
+        if self.classifier != "none":
+            if self.arch != "encoder" or self.head != "none" or self.pair_head:
+                raise PlmlabError("invalid config: a classifier needs arch=encoder, head=none and no pair_head")
+            if len(self.label_names) < 2:
+                raise PlmlabError("invalid config: a classifier needs at least two label_names")
+            if self.classifier == "sequence" and not self.pooler:
+                raise PlmlabError("invalid config: a sequence classifier reads the pooled [CLS]: set pooler=true")
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         value = getattr(self, name)

@@ -22,6 +22,8 @@ def build_mask(
 
     padding: (B, k_len) with 1 for real tokens, 0 for padding (HF `attention_mask`).
     explicit: (B, q_len, k_len) objective-defined mask, 1 = may attend (GLM blank infilling).
+        It is complete: a causal stack does not add its causal rule on top (GLM's Part A is
+        bidirectional inside a decoder).
     """
     if padding is not None and bool(padding.all()):
         padding = None
@@ -33,7 +35,7 @@ def build_mask(
     keep = torch.ones(1, 1, q_len, k_len, dtype=torch.bool, device=device)
     if explicit is not None:
         keep = keep & explicit.bool()[:, None]
-    if causal:
+    if causal and explicit is None:
         offset = k_len - q_len
         query = torch.arange(offset, k_len, device=device)[:, None]
         key = torch.arange(k_len, device=device)[None, :]

@@ -61,8 +61,15 @@ def resolve_dir(path: str | Path) -> Path:
 
 
 def load_config(path: str | Path) -> Config:
-    config, _ = _config_and_adapter(resolve_dir(path))
-    return config
+    path = resolve_dir(path)
+    config, adapter = _config_and_adapter(path)
+    if adapter is None:
+        return config
+    try:  # a config-only directory is fine here: nothing to refine from
+        reader = CheckpointReader(path)
+    except PlmlabError:
+        return config
+    return adapter.refine(config, reader)
 
 
 def _config_and_adapter(path: Path) -> tuple[Config, Adapter | None]:
@@ -89,6 +96,8 @@ def load_pretrained(path: str | Path, dtype: torch.dtype = torch.float32, device
     path = resolve_dir(path)
     config, adapter = _config_and_adapter(path)
     reader = CheckpointReader(path)
+    if adapter is not None:
+        config = adapter.refine(config, reader)
     with torch.device(device):
         model = SKELETONS[config.arch](config)
     expected = model.state_dict()
@@ -105,13 +114,14 @@ def _native_state(reader: CheckpointReader) -> dict[str, torch.Tensor]:
 
 def _from_hf(reader: CheckpointReader, adapter: Adapter, config: Config) -> dict[str, torch.Tensor]:
     keys = set(reader.keys())
+    stored = {k: k for k in keys}  # our view of a key -> its name in the file
     if not any(k.startswith(adapter.prefix) for k in keys):  # a bare base model (e.g. GPT2Model)
-        reader.files = {adapter.prefix + k: f for k, f in reader.files.items()}
-        keys = set(reader.files)
+        stored = {adapter.prefix + k: k for k in keys}
+        keys = set(stored)
     state, used = {}, set()
     for rule in adapter.expanded_rules(config):
         if all(t in keys for t in rule.theirs):
-            state[rule.ours] = rule.to_ours([reader.get(t) for t in rule.theirs], config)
+            state[rule.ours] = rule.to_ours([reader.get(stored[t]) for t in rule.theirs], config)
             used.update(rule.theirs)
     unexpected = sorted(k for k in keys - used if not any(p in k for p in adapter.ignored))
     if unexpected:
@@ -148,12 +158,15 @@ def save_pretrained(model: PretrainedModel, path: str | Path, tokenizer=None, fo
     """Write config.json + safetensors (+ tokenizer, generation config) to `path`.
 
     format: "auto" (Hugging Face layout when a family represents the config, else plmlab's),
-    "hf" (error when none does), or "plmlab".
+    "hf" (error when none does), "plmlab", or a model_type naming one layout ("chatglm": the
+    ChatGLM authors' keys rather than transformers' GlmForCausalLM).
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = model.config
-    adapter = None if format == NATIVE else choose_adapter(config)
+    adapter = None if format == NATIVE else ADAPTERS.get(format) or choose_adapter(config)
+    if format in ADAPTERS and adapter.mismatch(config) is not None:
+        raise PlmlabError(f"the {format} layout cannot represent this config: it needs {adapter.mismatch(config)}")
     if format == "hf" and adapter is None:
         reasons = "; ".join(f"{a.model_type}: needs {a.mismatch(config)}" for a in ADAPTERS.values())
         raise PlmlabError(f"no Hugging Face architecture represents this config ({reasons})")

@@ -101,6 +101,11 @@ class Adapter:
     def rules(self, c: Config) -> list[Rule]:
         raise NotImplementedError
 
+    def refine(self, c: Config, reader) -> Config:
+        """Adjust the config to what the checkpoint's tensors show (`reader`: keys(), get(key));
+        e.g. T5 unties the output when a distinct `lm_head.weight` is stored."""
+        return c
+
     def expanded_rules(self, c: Config) -> list[Rule]:
         """Rules with `{i}` expanded for every layer and the base prefix added."""
         out = []

@@ -34,9 +34,9 @@ class DecoderModel(PretrainedModel):
             past = cache.length if cache is not None else 0
             position_ids = torch.arange(past, past + T, device=input_ids.device)[None].expand(B, T)
         x = self.embed(input_ids, position_ids + self.config.position_offset, token_type_ids)
-        # 2-D (GLM) positions feed the embedding; a rotary stack uses the first row.
-        rotary_positions = position_ids[:, 0] if position_ids.dim() == 3 else position_ids
-        h = self.decoder(x, rotary_positions, attention_mask, cache)
+        # 2-D (GLM) positions feed the embedding; a rotary stack uses the first row, a
+        # rotary-2d stack (ChatGLM-6B) both.
+        h = self.decoder(x, position_ids, attention_mask, cache)
         out = ModelOutput(last_hidden_state=h, cache=cache)
         if self.head is not None:
             out.logits = self.head(h)  # (B, T, V)

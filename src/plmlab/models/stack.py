@@ -11,7 +11,7 @@ from ..masks import additive, build_mask, causal_mask
 from ..nn.attention import AttentionContext, KVCache
 from ..nn.block import Block
 from ..nn.norm import make_norm
-from ..nn.position import RelativePositionBias, Rotary
+from ..nn.position import ROTARY, RelativePositionBias
 
 
 class Stack(nn.Module):
@@ -22,8 +22,8 @@ class Stack(nn.Module):
         self.n_layers, self.causal = n_layers, causal
         n_modules = 1 if config.shared_layers else n_layers
         self.layers = nn.ModuleList(Block(config, cross_attention) for _ in range(n_modules))
-        if config.position == "rotary":
-            self.rotary = Rotary(config)
+        if config.position in ROTARY:  # rotary (1-D) or rotary-2d (ChatGLM-6B)
+            self.rotary = ROTARY[config.position](config)
         if config.position == "relative":
             self.relative = RelativePositionBias(config, bidirectional=not causal)
         if config.final_norm:
@@ -34,7 +34,7 @@ class Stack(nn.Module):
     def forward(
         self,
         x: torch.Tensor,  # (B, T, d)
-        position_ids: torch.Tensor | None = None,  # (B, T)
+        position_ids: torch.Tensor | None = None,  # (B, T), or (B, 2, T) for GLM's 2-D positions
         attention_mask: torch.Tensor | None = None,  # (B, past + T) padding or (B, T, past + T) explicit
         cache: KVCache | None = None,
         memory: torch.Tensor | None = None,  # (B, S, d) encoder output for cross-attention

@@ -106,7 +106,11 @@ class Rotary(nn.Module):
         self.register_buffer("inv_freq", rope_inv_freq(config), persistent=False)
 
     def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) positions -> cos, sin of shape (B, 1, T, rotary_dim) in fp32."""
+        """(B, T) positions -> cos, sin of shape (B, 1, T, rotary_dim) in fp32.
+
+        GLM's (B, 2, T) positions rotate by their first row (GLM-130B style 1-D rotary)."""
+        if position_ids.dim() == 3:
+            position_ids = position_ids[:, 0]
         freqs = position_ids[:, :, None].float() * self.inv_freq[None, None, :]  # (B, T, d/2)
         if self.interleaved:
             emb = freqs.repeat_interleave(2, dim=-1)  # f0 f0 f1 f1 ...
@@ -126,6 +130,39 @@ class Rotary(nn.Module):
             rotated = torch.cat((-x2, x1), dim=-1)
         out = (x_rot.float() * cos + rotated.float() * sin).to(x.dtype)
         return torch.cat((out, x_pass), dim=-1) if x_pass.shape[-1] else out
+
+
+class Rotary2D(nn.Module):
+    """ChatGLM-6B's 2-D rotary embedding (GLM's 2-D positions, section 2.2.2, made rotary).
+
+    Each head splits in two halves: the first rotates by the position (row 0), the second by
+    the block position (row 1), each in the rotate-half layout over head_dim / 2 dims with
+    its own frequencies theta^(-2i / (head_dim / 2)) (modeling_chatglm.py, position_encoding_2d).
+    """
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        half = config.dim_head // 2
+        inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, half, 2, dtype=torch.float32) / half))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 2, T) or (B, T) (block positions 0) -> cos, sin (B, 1, T, head_dim) in fp32."""
+        if position_ids.dim() == 2:
+            position_ids = torch.stack((position_ids, torch.zeros_like(position_ids)), dim=1)
+        freqs = position_ids[..., None].float() * self.inv_freq  # (B, 2, T, d/4)
+        emb = torch.cat((freqs, freqs), dim=-1)  # rotate-half layout within each half
+        emb = torch.cat((emb[:, 0], emb[:, 1]), dim=-1)  # (B, T, head_dim): [position | block]
+        return emb.cos()[:, None], emb.sin()[:, None]
+
+    def rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Rotate (B, H, T, head_dim): each half by rotate-half on its own."""
+        quarters = x.chunk(4, dim=-1)  # (a1, a2) is the position half, (b1, b2) the block half
+        rotated = torch.cat((-quarters[1], quarters[0], -quarters[3], quarters[2]), dim=-1)
+        return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+ROTARY = {"rotary": Rotary, "rotary-2d": Rotary2D}
 
 
 # --- T5 relative position bias ----------------------------------------------------------------

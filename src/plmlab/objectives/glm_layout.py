@@ -1,0 +1,135 @@
+"""GLM's input layout: Part A, Part B, the two position rows and the attention mask.
+
+Du et al. 2022 (GLM, section 2.1-2.2). Given a text x1..x6 whose spans [x3] and [x5 x6] are
+blanked, with Part B in the order (span 2, span 1):
+
+    input    [CLS] x1 x2 [M] x4 [M] <eos> | [sop] x5 x6 | [sop] x3
+    target    -    -  -   -  -   -   -    |  x5   x6 [eop] | x3  [eop]
+    pos 1     0    1  2   3  4   5   6    |  5    5  5  |  3    3
+    pos 2     0    0  0   0  0   0   0    |  1    2  3  |  1    2
+              `------- Part A -------'      `------ Part B ------'
+
+Attention (row = query, # = may attend): Part A sees all of Part A (bidirectional) and never
+Part B; each Part B token sees all of Part A and Part B up to itself (causal):
+
+              A A A A A A A B B B B B
+    Part A    # # # # # # # . . . . .
+    Part B    # # # # # # # # . . . .   (first [sop])
+              # # # # # # # # # # # #   (last token)
+
+Everything here is a pure numpy function, shared by the pretraining objective, `fill-blanks`
+and cloze fine-tuning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import PlmlabError
+from .base import IGNORE_INDEX
+
+GLM_ROLES = ("mask", "smask", "gmask", "sop", "eop", "cls", "eos")
+
+
+@dataclass(frozen=True)
+class GlmTokens:
+    """The special ids GLM's layout needs (the `glm` tokenizer style provides them all)."""
+
+    mask: int
+    smask: int
+    gmask: int
+    sop: int
+    eop: int
+    cls: int
+    eos: int
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> "GlmTokens":
+        ids = getattr(tokenizer, "special_ids", {}) or {}
+        missing = [r for r in GLM_ROLES if r not in ids]
+        if missing:
+            raise PlmlabError(
+                f"GLM blank infilling needs a GLM-style tokenizer; this one lacks {', '.join(missing)} "
+                "(use a tokenizer of style 'glm')"
+            )
+        return cls(**{r: int(ids[r]) for r in GLM_ROLES})
+
+    @property
+    def masks(self) -> tuple[int, int, int]:
+        return (self.mask, self.smask, self.gmask)
+
+
+def build_blank_infilling(
+    content: np.ndarray,  # (n,) token ids of the text, no specials
+    spans: list[tuple[int, int]],  # non-overlapping [start, end) in content, sorted by start
+    mask_ids: list[int],  # the mask token replacing each span ([MASK], [sMASK] or [gMASK])
+    order: list[int],  # Part B order: a permutation of range(len(spans))
+    tok: GlmTokens,
+) -> dict[str, np.ndarray]:
+    """One training example: input_ids (T,), labels (T,), position_ids (2, T), attention_mask (T, T)."""
+    content = np.asarray(content, dtype=np.int64)
+    pieces, mask_pos = [np.array([tok.cls])], []
+    last, length = 0, 1
+    for (start, end), mask_id in zip(spans, mask_ids):
+        pieces += [content[last:start], np.array([mask_id])]
+        length += start - last
+        mask_pos.append(length)  # the [MASK]'s index in Part A = its first position id
+        length += 1
+        last = end
+    pieces += [content[last:], np.array([tok.eos])]
+    part_a = np.concatenate(pieces)  # (A,)
+    n_a = len(part_a)
+
+    ids, labels, pos, block = [part_a], [np.full(n_a, IGNORE_INDEX)], [np.arange(n_a)], [np.zeros(n_a, np.int64)]
+    for s in order:
+        start, end = spans[s]
+        span = content[start:end]
+        ids.append(np.concatenate(([tok.sop], span)))  # [sop] + span as input
+        labels.append(np.concatenate((span, [tok.eop])))  # span + [eop] as target
+        pos.append(np.full(len(span) + 1, mask_pos[s]))  # every token at its [MASK]'s position
+        block.append(np.arange(1, len(span) + 2))  # 1, 2, ... inside the span
+    input_ids = np.concatenate(ids).astype(np.int64)
+    return {
+        "input_ids": input_ids,
+        "labels": np.concatenate(labels).astype(np.int64),
+        "position_ids": np.stack([np.concatenate(pos), np.concatenate(block)]).astype(np.int64),  # (2, T)
+        "attention_mask": glm_attention_mask(n_a, len(input_ids)),
+    }
+
+
+def glm_attention_mask(n_a: int, total: int) -> np.ndarray:
+    """(total, total) int8, 1 = may attend: Part A bidirectional, Part B causal over A + B."""
+    mask = np.tril(np.ones((total, total), dtype=np.int8))  # causal everywhere ...
+    mask[:, :n_a] = 1  # ... and every query sees all of Part A
+    mask[:n_a, n_a:] = 0  # Part A never sees Part B (already 0 from tril; kept for clarity)
+    return mask
+
+
+def part_a_length(position_ids: np.ndarray) -> int:
+    """Part A is where the block position (row 2) is 0."""
+    return int((np.asarray(position_ids)[1] == 0).sum())
+
+
+def rebuild_text(example: dict[str, np.ndarray], tok: GlmTokens) -> list[int]:
+    """Put each Part B span back in place of its mask token: the original text's ids.
+
+    A span is matched to its mask by the first position id (the mask's index in Part A).
+    """
+    ids = np.asarray(example["input_ids"])
+    labels = np.asarray(example["labels"])
+    pos = np.asarray(example["position_ids"])
+    n_a = part_a_length(pos)
+    fill: dict[int, list[int]] = {}
+    i = n_a
+    while i < len(ids):  # each span: [sop] at i, then its tokens until the label is [eop]
+        j = i
+        while labels[j] != tok.eop:
+            j += 1
+        fill[int(pos[0, i])] = [int(t) for t in labels[i:j]]
+        i = j + 1
+    out: list[int] = []
+    for p in range(1, n_a - 1):  # Part A without its [CLS] and <eos>
+        out += fill[p] if p in fill else [int(ids[p])]
+    return out
