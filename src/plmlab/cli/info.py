@@ -44,8 +44,13 @@ def run(args) -> int:
         return 0
     config = load_config(args.target)
     counts = count_parameters(config)
+    savings = {}
+    if config.embed_dim != config.d_model or config.shared_layers:
+        # ALBERT (Lan et al. 2020, section 3.1): the same shape without factorisation or sharing
+        full = count_parameters(config.replace(embedding_dim=None, shared_layers=False))["params"]
+        savings = {"params_unshared_unfactorised": full}
     if args.json:
-        print(json.dumps({"name": args.target, **counts, "config": config.to_dict()}))
+        print(json.dumps({"name": args.target, **counts, **savings, "config": config.to_dict()}))
         return 0
     print(f"{args.target}: {config.arch}, {config.n_layers} layers, d_model {config.d_model}, "
           f"{config.n_heads} heads ({config.kv_heads} KV, head_dim {config.dim_head}), d_ff {config.d_ff}")
@@ -58,6 +63,10 @@ def run(args) -> int:
     for kind in ("embeddings", "attention", "mlp", "norms", "head", "other"):
         if counts[kind]:
             print(f"    {kind:<11} {counts[kind]:>16,}  {100 * counts[kind] / counts['params']:5.1f} %")
+    if savings:
+        full = savings["params_unshared_unfactorised"]
+        print(f"  without embedding factorisation and layer sharing (the matching BERT): {full:,} "
+              f"({human(full)}), {full / counts['params']:.1f}x more")
     if config.notes.get("params"):
         print(f"  paper: {config.notes['params']}")
     return 0

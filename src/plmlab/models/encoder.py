@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from ..errors import PlmlabError
 from ..nn.embedding import Embeddings
 from .base import IGNORE_INDEX, ModelOutput, PretrainedModel
 from .heads import Pooler, make_head
@@ -23,6 +24,9 @@ class EncoderModel(PretrainedModel):
         if config.pair_head:  # NSP (BERT) or SOP (ALBERT): label 0 = IsNext / original order
             self.pair_head = nn.Linear(config.d_model, 2)
         self.head = make_head(config)
+        if config.classifier != "none":  # fine-tuning head: dropout + linear (BERT section 4)
+            self.classifier_drop = nn.Dropout(config.dropout)
+            self.classifier = nn.Linear(config.d_model, len(config.label_names))
         self.init_weights()
 
     def forward(
@@ -31,10 +35,13 @@ class EncoderModel(PretrainedModel):
         attention_mask: torch.Tensor | None = None,  # (B, T) 1 = token, 0 = padding
         token_type_ids: torch.Tensor | None = None,  # (B, T) segment A = 0, B = 1
         position_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,  # (B, T) MLM targets, -100 where not selected
+        labels: torch.Tensor | None = None,  # (B, T) MLM / token-class targets or (B,) classes; -100 = none
         next_sentence_label: torch.Tensor | None = None,  # (B,) NSP / SOP labels
         sentence_order_label: torch.Tensor | None = None,
     ) -> ModelOutput:
+        if hasattr(self.embed, "positions") and input_ids.shape[1] > self.config.max_positions:
+            raise PlmlabError(f"input of {input_ids.shape[1]} tokens is longer than the model's "
+                              f"{self.config.max_positions} positions (truncate it)")
         if position_ids is None:
             position_ids = self.default_positions(input_ids)
         x = self.embed(input_ids, position_ids + self.config.position_offset, token_type_ids)
@@ -52,6 +59,11 @@ class EncoderModel(PretrainedModel):
             out.pair_logits = self.pair_head(out.pooled)
             if pair_label is not None:
                 losses.append(F.cross_entropy(out.pair_logits.float(), pair_label.view(-1), ignore_index=IGNORE_INDEX))
+        if hasattr(self, "classifier"):
+            feats = out.pooled if self.config.classifier == "sequence" else h  # (B, d) or (B, T, d)
+            out.logits = self.classifier(self.classifier_drop(feats))  # (B, C) or (B, T, C)
+            if labels is not None:
+                losses.append(self.lm_loss(out.logits, labels))
         if losses:
             out.loss = sum(losses)
         return out

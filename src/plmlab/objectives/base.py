@@ -37,6 +37,15 @@ class Objective:
         self.seq_len = seq_len
         self.options = options
 
+    def rng_for(self, seed: int, epoch: int, index: int) -> np.random.Generator:
+        """The generator the trainer passes to `example` for example `index` of `epoch`.
+
+        Default: `example_rng(seed, epoch, index)`, a fresh draw every epoch (RoBERTa's dynamic
+        masking). BERT's static masking overrides it with `epoch % copies`, so an example
+        comes back with the same mask every `copies` epochs.
+        """
+        return example_rng(seed, epoch, index)
+
     def num_examples(self, data: TokenData) -> int:
         raise NotImplementedError
 

@@ -1,0 +1,51 @@
+"""`plmlab finetune --model DIR --task TASK --train FILE [--eval FILE] --out DIR`.
+
+Tasks come from `plmlab.finetune.tasks` (classification, token-classification, and whatever
+other families register); each may add its own options through `Task.add_arguments`.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    from ..finetune import TASKS, task_names
+
+    names = task_names()
+    p = sub.add_parser("finetune", help="fine-tune a pretrained model on a task")
+    p.add_argument("--model", required=True, help="pretrained checkpoint directory (plmlab or Hugging Face)")
+    p.add_argument("--task", required=True, choices=names,
+                   help="; ".join(f"{n}: {TASKS[n].help}" for n in names))
+    p.add_argument("--train", required=True, help="training data (CSV or JSONL)")
+    p.add_argument("--eval", help="evaluation data, scored after every epoch")
+    p.add_argument("--out", required=True, help="output directory (metrics.jsonl, final/)")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of the steps")
+    p.add_argument("--max-length", type=int, help="maximum tokens per input (default: the model's context)")
+    p.add_argument("--truncate", action="store_true", help="cut over-long inputs instead of failing")
+    p.add_argument("--labels", help="comma-separated label names in id order (default: sorted training labels)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--json", action="store_true", help="print the per-epoch metrics as JSON lines")
+    for name in names:
+        TASKS[name].add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..finetune import FinetuneOptions, finetune
+
+    fields = set(FinetuneOptions.__dataclass_fields__) - {"extra"}
+    known = {k: v for k, v in vars(args).items() if k in fields}
+    extra = {k: v for k, v in vars(args).items() if k not in fields and k not in ("func", "verb", "json")}
+    log = (lambda line: None) if args.json else print
+    history = finetune(FinetuneOptions(**known, extra=extra), log=log)
+    if args.json:
+        for record in history:
+            print(json.dumps(record))
+    return 0

@@ -1,0 +1,179 @@
+"""Sequence classification (a label per text or text pair) and token classification (a label
+per word, e.g. NER), with a linear head on the pooled [CLS] or on every token (BERT paper,
+section 4 and figure 4). Checkpoints load in transformers as *ForSequenceClassification /
+*ForTokenClassification.
+
+Data. classification: CSV or JSONL with `text`, optional `text_pair`, `label` (a string or an
+integer). token-classification: JSONL with `tokens` (the words) and `labels` (one per word);
+a word's label goes on its first sub-token and the others get -100, as in transformers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..errors import PlmlabError
+from ..models.base import IGNORE_INDEX
+from .data import read_records, require_field
+from .tasks import Task, register_task
+
+
+class _Labelled(Task):
+    """What both tasks share: the label set, padding, accuracy and macro-F1."""
+
+    label_kind = "classifier kind"
+
+    def label_set(self, train: list[dict]) -> list[str]:
+        given = self.options.get("labels")
+        if given:
+            return [s.strip() for s in given.split(",") if s.strip()]
+        names = sorted({label for r in train for label in self.record_labels(r)}, key=_label_order)
+        if len(names) < 2:
+            raise PlmlabError(f"the training data has {len(names)} distinct label(s); classification needs two or more")
+        return names
+
+    def record_labels(self, record: dict) -> list[str]:
+        raise NotImplementedError
+
+    def model_config(self, base: Config, train: list[dict]) -> Config:
+        if base.arch != "encoder":
+            raise PlmlabError(f"{self.name} fine-tuning needs an encoder model (BERT, RoBERTa, ALBERT), not {base.arch}")
+        labels = self.label_set(train)
+        config = base.replace(head="none", pair_head=False, classifier=self.label_kind, label_names=labels,
+                              pooler=base.pooler or self.label_kind == "sequence")
+        self.index = {name: i for i, name in enumerate(labels)}
+        return config
+
+    def label_id(self, record: dict, value: str) -> int:
+        if value not in self.index:
+            raise PlmlabError(f"{record['_where']}: unknown label {value!r} (labels: {', '.join(self.index)})")
+        return self.index[value]
+
+    def check_length(self, ids: list, record: dict, config: Config) -> int:
+        limit = min(config.max_positions, self.options.get("max_length") or config.max_positions)
+        if len(ids) > limit and not self.options.get("truncate"):
+            raise PlmlabError(f"{record['_where']}: {len(ids)} tokens, more than the limit of {limit} "
+                              "(pass --truncate to cut long inputs)")
+        return limit
+
+    def collate(self, examples, tokenizer) -> dict[str, torch.Tensor]:
+        T = max(len(e["input_ids"]) for e in examples)
+        pad = {"input_ids": tokenizer.pad_id or 0, "labels": IGNORE_INDEX}
+        batch = {}
+        for key in examples[0]:
+            if np.ndim(examples[0][key]) == 0:
+                batch[key] = torch.tensor([int(e[key]) for e in examples])
+                continue
+            out = np.full((len(examples), T), pad.get(key, 0), dtype=np.int64)
+            for i, e in enumerate(examples):
+                out[i, : len(e[key])] = e[key]
+            batch[key] = torch.from_numpy(out)
+        return batch
+
+    @torch.no_grad()
+    def evaluate(self, model, batches) -> dict[str, float]:
+        model.eval()
+        preds, golds, losses = [], [], []
+        for batch in batches:
+            out = model(**batch)
+            losses.append(float(out.loss))
+            keep = batch["labels"] != IGNORE_INDEX
+            preds.append(out.logits.argmax(-1)[keep])
+            golds.append(batch["labels"][keep])
+        pred, gold = torch.cat(preds), torch.cat(golds)
+        return {"accuracy": float((pred == gold).float().mean()),
+                "macro_f1": macro_f1(pred, gold, len(self.index)), "loss": float(np.mean(losses))}
+
+
+def macro_f1(pred: torch.Tensor, gold: torch.Tensor, n_classes: int) -> float:
+    """Mean over classes present in gold or predictions of 2PR / (P + R)."""
+    scores = []
+    for c in range(n_classes):
+        tp = int(((pred == c) & (gold == c)).sum())
+        fp, fn = int(((pred == c) & (gold != c)).sum()), int(((pred != c) & (gold == c)).sum())
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _label_order(name: str):
+    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
+
+
+@register_task
+class SequenceClassification(_Labelled):
+    name = "classification"
+    help = "a label per text or text pair (head on the pooled [CLS])"
+    label_kind = "sequence"
+
+    def read(self, path: str) -> list[dict]:
+        records = []
+        for line, r in read_records(path):
+            text = require_field(path, line, r, "text")
+            pair = r.get("text_pair") or None
+            label = r.get("label")
+            if label is None or label == "":
+                raise PlmlabError(f"{path}:{line}: missing field 'label'")
+            records.append({"text": text, "text_pair": pair, "label": str(label), "_where": f"{path}:{line}"})
+        return records
+
+    def record_labels(self, record: dict) -> list[str]:
+        return [record["label"]]
+
+    def encode(self, record, tokenizer, config) -> dict[str, np.ndarray]:
+        if record["text_pair"] is not None:
+            ids, types = tokenizer.encode_pair(record["text"], record["text_pair"])
+            if config.type_vocab_size == 0 or max(types) >= max(config.type_vocab_size, 1):
+                raise PlmlabError(f"{record['_where']}: a text pair, but the model has no token type for the "
+                                  f"second segment (type_vocab_size={config.type_vocab_size})")
+        else:
+            ids = tokenizer.encode(record["text"])
+            types = [0] * len(ids)
+        limit = self.check_length(ids, record, config)
+        if len(ids) > limit:  # --truncate: keep the closing special token
+            ids, types = ids[: limit - 1] + ids[-1:], types[: limit - 1] + types[-1:]
+        out = {"input_ids": np.asarray(ids), "attention_mask": np.ones(len(ids), dtype=np.int64),
+               "labels": np.asarray(self.label_id(record, record["label"]))}
+        if config.type_vocab_size:
+            out["token_type_ids"] = np.asarray(types)
+        return out
+
+
+@register_task
+class TokenClassification(_Labelled):
+    name = "token-classification"
+    help = "a label per word, e.g. named entities (head on every token)"
+    label_kind = "token"
+
+    def read(self, path: str) -> list[dict]:
+        records = []
+        for line, r in read_records(path):
+            words = require_field(path, line, r, "tokens", list)
+            labels = require_field(path, line, r, "labels", list)
+            if len(words) != len(labels):
+                raise PlmlabError(f"{path}:{line}: {len(words)} tokens but {len(labels)} labels")
+            records.append({"tokens": [str(w) for w in words], "labels": [str(x) for x in labels],
+                            "_where": f"{path}:{line}"})
+        return records
+
+    def record_labels(self, record: dict) -> list[str]:
+        return record["labels"]
+
+    def encode(self, record, tokenizer, config) -> dict[str, np.ndarray]:
+        enc = tokenizer.backend.encode(record["tokens"], is_pretokenized=True)
+        ids, words = enc.ids, enc.word_ids
+        limit = self.check_length(ids, record, config)
+        if len(ids) > limit:
+            ids, words = ids[: limit - 1] + ids[-1:], words[: limit - 1] + [None]
+        labels, previous = [], None
+        for w in words:  # the first piece of each word carries its label
+            labels.append(self.label_id(record, record["labels"][w]) if w is not None and w != previous
+                          else IGNORE_INDEX)
+            previous = w
+        out = {"input_ids": np.asarray(ids), "attention_mask": np.ones(len(ids), dtype=np.int64),
+               "labels": np.asarray(labels)}
+        if config.type_vocab_size:
+            out["token_type_ids"] = np.zeros(len(ids), dtype=np.int64)
+        return out

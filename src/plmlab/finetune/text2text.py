@@ -1,0 +1,120 @@
+"""Text-to-text fine-tuning of an encoder-decoder (T5, Raffel et al. 2020, section 2.4): every
+task -- translation, summarisation, classification -- maps an input text to a target text.
+
+    plmlab finetune --model DIR --task text2text --train train.jsonl --eval dev.jsonl \\
+        --prefix "sst2 sentence: " --out run/
+
+Data: JSONL (or CSV) records with `input` and `target`. The encoder reads prefix + input + </s>;
+the decoder learns target + </s> (teacher forcing from the start token). Evaluation decodes
+greedily (or with --num-beams) and reports exact match on token ids. When the targets are
+labels -- a small closed set of words, as for classification -- it also reports accuracy
+and the share of predictions that are no label at all (the paper counts those as wrong).
+The prefix is stored in the checkpoint's config notes, so generation can reuse it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..errors import PlmlabError
+from ..models.base import IGNORE_INDEX
+from ..objectives.mixture import encode_text2text
+from .data import read_records
+from .tasks import Task, register_task
+
+MAX_LABELS = 20  # at most this many distinct training targets, each seen twice on average: labels
+
+
+@register_task
+class Text2Text(Task):
+    name = "text2text"
+    help = "encoder-decoder input -> target text (T5): exact match, accuracy for label targets"
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument("--prefix", default="", metavar="TEXT",
+                            help='text2text: task prefix put before every input, e.g. "summarize: "')
+        parser.add_argument("--max-target-length", type=int, default=128, metavar="N",
+                            help="text2text: maximum target tokens, </s> included")
+        parser.add_argument("--num-beams", type=int, default=1, metavar="K",
+                            help="text2text: beams when decoding the evaluation set (1: greedy)")
+
+    def read(self, path: str) -> list[dict]:
+        records = []
+        for line, r in read_records(path):
+            values = []
+            for key in ("input", "target"):
+                value = r.get(key)
+                if not isinstance(value, str):
+                    raise PlmlabError(f"{path}:{line}: expected a text field {key!r}")
+                if not value.strip():
+                    raise PlmlabError(f"{path}:{line}: empty {key}")
+                values.append(value)
+            records.append({"input": values[0], "target": values[1], "_where": f"{path}:{line}"})
+        return records
+
+    def model_config(self, base: Config, train: list[dict]) -> Config:
+        if base.arch != "encoder-decoder" or base.head != "lm":
+            raise PlmlabError(f"text2text fine-tuning needs an encoder-decoder with an LM head (T5), not {base.arch}")
+        targets = [r["target"].strip() for r in train]
+        distinct = sorted(set(targets))
+        self.labels = distinct if len(distinct) <= MAX_LABELS and 2 * len(distinct) <= len(targets) else None
+        self.label_ids: set[tuple[int, ...]] = set()
+        prefix = self.options.get("prefix") or ""
+        return base.replace(notes={**base.notes, "text2text_prefix": prefix})
+
+    def _limits(self, config: Config) -> tuple[int, int]:
+        max_input = min(config.max_positions, self.options.get("max_length") or config.max_positions)
+        max_target = self.options.get("max_target_length") or 128
+        if max_target < 2:
+            raise PlmlabError(f"--max-target-length must be at least 2 (a token and </s>), got {max_target}")
+        return max_input, max_target
+
+    def encode(self, record: dict, tokenizer, config: Config) -> dict[str, np.ndarray]:
+        max_input, max_target = self._limits(config)
+        example = encode_text2text(tokenizer, [(record["input"], record["target"])], self.options.get("prefix") or "",
+                                   max_input, max_target, bool(self.options.get("truncate")),
+                                   names=[record["_where"]])[0]
+        if self.labels is not None and not self.label_ids:
+            self.label_ids = {tuple(ids) for ids in tokenizer.encode_batch(self.labels)}
+        self.eos = tokenizer.eos_id
+        return example
+
+    def collate(self, examples, tokenizer) -> dict[str, torch.Tensor]:
+        pad = {"input_ids": tokenizer.pad_id or 0, "attention_mask": 0, "labels": IGNORE_INDEX}
+        batch = {}
+        for key, value in pad.items():
+            T = max(len(e[key]) for e in examples)
+            out = np.full((len(examples), T), value, dtype=np.int64)
+            for i, e in enumerate(examples):
+                out[i, : len(e[key])] = e[key]
+            batch[key] = torch.from_numpy(out)
+        return batch
+
+    @torch.no_grad()
+    def evaluate(self, model, batches) -> dict[str, float]:
+        from ..generation import generate
+
+        model.eval()
+        losses, hits, valid, total = [], 0, 0, 0
+        beams = self.options.get("num_beams") or 1
+        _, max_target = self._limits(model.config)
+        for batch in batches:
+            losses.append(float(model(**batch).loss))
+            predicted = generate(model, batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 max_new_tokens=max_target, num_beams=beams, eos_token_id=self.eos)
+            for pred, gold in zip(predicted.tolist(), batch["labels"].tolist()):
+                pred, gold = _until_eos(pred, self.eos), _until_eos([t for t in gold if t != IGNORE_INDEX], self.eos)
+                hits += pred == gold
+                valid += tuple(pred) in self.label_ids
+                total += 1
+        scores = {"exact_match": hits / total}
+        if self.labels is not None:
+            scores = {"accuracy": hits / total, **scores, "invalid_predictions": 1 - valid / total}
+        return {**scores, "loss": float(np.mean(losses))}
+
+
+def _until_eos(ids: list[int], eos: int) -> list[int]:
+    return ids[: ids.index(eos)] if eos in ids else ids

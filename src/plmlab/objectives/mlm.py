@@ -1,0 +1,259 @@
+"""Masked language modelling (BERT, RoBERTa, ALBERT): selection, replacement, the objective.
+
+Selection (Devlin et al. 2019, section 3.1 and the original `create_pretraining_data.py`):
+`round(mask_prob * n)` of the n candidate tokens (never a special token, never padding), at
+least one. Units of selection:
+
+  tokens       each token alone (BERT's default)
+  whole words  a word's pieces go together: a WordPiece head and its `##` pieces, a byte-level
+               BPE token starting with "Ġ" and what follows, a Unigram "▁" piece and what
+               follows (`whole_word=True`)
+  n-grams      ALBERT (Lan et al. 2020, section 4.1): n consecutive units, n <= `ngram`, with
+               p(n) proportional to 1/n (`ngram=3`)
+
+Each span is drawn as: sample n, then a uniformly random place among those where n free,
+adjacent units fit in the remaining budget (shorter n when none does). ALBERT's script instead
+shuffles start positions and skips overlapping candidates, which slightly favours short
+n-grams; drawing the place after the length keeps p(n) exact. A unit never crosses a special
+token, so a span never straddles [SEP].
+
+Replacement of each selected token (section 3.1): 80 % [MASK], 10 % a random token (uniform
+over the non-special vocabulary), 10 % unchanged (`replace_probs`). Labels hold the original
+id at selected positions and -100 elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import PlmlabError
+from .base import IGNORE_INDEX, Objective
+
+# Lead characters of word-initial tokens per tokenizer model; WordPiece marks the opposite.
+_WORD_START_PREFIX = {"BPE": "Ġ", "Unigram": "▁"}
+
+
+@dataclass
+class Masking:
+    """The masking options (constructor kwargs of every MLM objective)."""
+
+    mask_prob: float = 0.15
+    replace_probs: tuple[float, float, float] = (0.8, 0.1, 0.1)  # [MASK], random, unchanged
+    whole_word: bool = False
+    ngram: int = 1
+
+    def __post_init__(self) -> None:
+        self.replace_probs = tuple(float(p) for p in self.replace_probs)
+        if not 0.0 <= self.mask_prob < 1.0:
+            raise PlmlabError(f"mask_prob must be in [0, 1), got {self.mask_prob}")
+        if len(self.replace_probs) != 3 or min(self.replace_probs) < 0 or abs(sum(self.replace_probs) - 1) > 1e-6:
+            raise PlmlabError(f"replace_probs must be three probabilities summing to 1, got {self.replace_probs}")
+        if not 1 <= int(self.ngram) <= 10:
+            raise PlmlabError(f"ngram must be between 1 and 10, got {self.ngram}")
+
+
+class Masker:
+    """Selects and corrupts tokens of one example; pure given the generator."""
+
+    def __init__(self, tokenizer, options: Masking) -> None:
+        self.options = options
+        self.mask_id = tokenizer.mask_id
+        if self.mask_id is None:
+            raise PlmlabError(f"the tokenizer ({tokenizer.style}) has no mask token; MLM needs one")
+        special = set(tokenizer.special_ids.values()) | set(tokenizer.sentinel_ids)
+        self.special = np.array(sorted(special), dtype=np.int64)
+        vocab = np.arange(tokenizer.vocab_size)
+        self.random_pool = vocab[~np.isin(vocab, self.special)]  # replacement tokens
+        self.word_start = word_start_table(tokenizer)
+        n = np.arange(1, options.ngram + 1)
+        self.ngram_p = (1.0 / n) / (1.0 / n).sum()  # ALBERT: p(n) proportional to 1/n
+
+    def candidates(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean [T]: tokens that may be selected (not special, hence not padding)."""
+        return ~np.isin(ids, self.special)
+
+    def select(self, ids: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
+        """(sorted selected positions, the length in units of each span, in draw order)."""
+        cand = np.flatnonzero(self.candidates(ids))
+        budget = int(round(len(cand) * self.options.mask_prob))
+        if len(cand) and self.options.mask_prob > 0:
+            budget = max(1, budget)
+        if budget == 0:
+            return np.zeros(0, dtype=np.int64), []
+        if not self.options.whole_word and self.options.ngram == 1:  # plain BERT: a uniform subset
+            return np.sort(rng.choice(cand, size=budget, replace=False)), [1] * budget
+        return self._select_spans(ids, cand, budget, rng)
+
+    def _select_spans(self, ids, cand, budget, rng) -> tuple[np.ndarray, list[int]]:
+        starts, ends = self.units(ids, cand)  # unit u = positions [starts[u], ends[u])
+        lengths = ends - starts  # tokens per unit
+        adjacent = np.append(starts[1:] == ends[:-1], False)  # unit u runs on into u + 1
+        covered = np.zeros(len(starts), dtype=bool)
+        remaining, spans = budget, []
+        while remaining > 0:
+            n = int(rng.choice(len(self.ngram_p), p=self.ngram_p)) + 1
+            placed = self._place(n, lengths, adjacent, covered, remaining, rng)
+            if placed is None:
+                break  # nothing free fits the remaining budget (whole words only)
+            u, m = placed
+            covered[u : u + m] = True
+            remaining -= int(lengths[u : u + m].sum())
+            spans.append(m)
+        chosen = [np.arange(s, e) for s, e in zip(starts[covered], ends[covered])]
+        return np.concatenate(chosen), spans
+
+    @staticmethod
+    def _place(n, lengths, adjacent, covered, remaining, rng) -> tuple[int, int] | None:
+        """A random start of m <= n free adjacent units within the budget (largest m first)."""
+        U = len(lengths)
+        for m in range(min(n, U), 0, -1):
+            free = _window_sums(covered, m) == 0  # (U - m + 1,) no unit of the window taken
+            fits = _window_sums(lengths, m) <= remaining
+            joined = _window_sums(adjacent[:-1], m - 1) == m - 1 if m > 1 else True  # no gap inside
+            valid = np.flatnonzero(free & fits & joined)
+            if len(valid):
+                return int(rng.choice(valid)), m
+        return None
+
+    def units(self, ids: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end positions of the selection units among the candidate positions."""
+        if not self.options.whole_word:
+            return cand, cand + 1
+        prev_is_cand = np.isin(cand - 1, cand)  # a word never continues across a special token
+        new_unit = self.word_start[ids[cand]] | ~prev_is_cand
+        starts = cand[new_unit]
+        unit_of = np.cumsum(new_unit) - 1  # the unit of each candidate
+        ends = np.zeros(len(starts), dtype=np.int64)
+        np.maximum.at(ends, unit_of, cand + 1)
+        return starts, ends
+
+    def corrupt(self, ids: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """input_ids, labels and, for `describe`, what happened at each selected position."""
+        ids = np.asarray(ids, dtype=np.int64)
+        chosen, spans = self.select(ids, rng)
+        p_mask, p_random, _ = self.options.replace_probs
+        u = rng.random(len(chosen))
+        how = np.where(u < p_mask, 0, np.where(u < p_mask + p_random, 1, 2))  # 0 mask, 1 random, 2 keep
+        inputs, labels = ids.copy(), np.full_like(ids, IGNORE_INDEX)
+        labels[chosen] = ids[chosen]
+        inputs[chosen[how == 0]] = self.mask_id
+        inputs[chosen[how == 1]] = rng.choice(self.random_pool, size=int((how == 1).sum()))
+        return {"input_ids": inputs, "labels": labels, "masked_positions": chosen, "replacement": how,
+                "spans": np.asarray(spans, dtype=np.int64)}
+
+
+def _window_sums(values: np.ndarray, m: int) -> np.ndarray:
+    """Sums of every window of m consecutive values: [len(values) - m + 1]."""
+    c = np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
+    return c[m:] - c[:-m]
+
+
+def word_start_table(tokenizer) -> np.ndarray:
+    """Boolean [vocab]: True where a token begins a word (see the module docstring)."""
+    kind = type(tokenizer.backend.model).__name__
+    tokens = tokenizer.convert_ids_to_tokens(range(tokenizer.vocab_size))
+    if kind == "WordPiece":
+        return np.array([not (t or "").startswith("##") for t in tokens])
+    prefix = _WORD_START_PREFIX.get(kind)
+    if prefix is None:
+        return np.ones(len(tokens), dtype=bool)  # unknown scheme: every token is a word
+    return np.array([(t or "").startswith(prefix) for t in tokens])
+
+
+# --- the objective -----------------------------------------------------------------------------
+MASKING_OPTIONS = ("mask_prob", "replace_probs", "whole_word", "ngram")
+
+
+class MaskedLM(Objective):
+    """MLM on RoBERTa's input formats (see `pairs.py`); `mlm+nsp` / `mlm+sop` subclass it.
+
+    Options: mask_prob, replace_probs, whole_word, ngram (above); masking="dynamic" | "static"
+    and static_copies (a static example is a pure function of (seed, index, epoch % copies),
+    as BERT's data duplicated 10 times); input_format; short_seq_prob (pair formats).
+    """
+
+    name = "mlm"
+    tokenizer_style = "roberta"
+    relation = "nsp"  # what the pair formats predict: "nsp" or "sop"
+    default_format = "full-sentences"
+    formats = ("full-sentences", "doc-sentences", "segment-pair", "sentence-pair")
+    default_ngram = 1
+    default_whole_word = False
+    default_mask_prob = 0.15
+
+    def __init__(self, tokenizer, seq_len: int, masking: str = "dynamic", static_copies: int = 10,
+                 input_format: str | None = None, short_seq_prob: float = 0.1, **options) -> None:
+        unknown = set(options) - set(MASKING_OPTIONS)
+        if unknown:
+            raise PlmlabError(f"unknown option(s) for {self.name}: {', '.join(sorted(unknown))}")
+        super().__init__(tokenizer, seq_len, masking=masking, static_copies=static_copies,
+                         input_format=input_format, short_seq_prob=short_seq_prob, **options)
+        from .pairs import make_layout  # the formats live in pairs.py
+
+        defaults = {"ngram": self.default_ngram, "whole_word": self.default_whole_word, "mask_prob": self.default_mask_prob}
+        self.masking = Masking(**{**defaults, **options})
+        self.masker = Masker(tokenizer, self.masking)
+        if masking not in ("dynamic", "static") or int(static_copies) < 1:
+            raise PlmlabError(f"masking must be dynamic or static (with static_copies >= 1), got {masking!r}")
+        self.static_copies = int(static_copies) if masking == "static" else None
+        self.layout = make_layout(input_format or self.default_format, self.formats, tokenizer, seq_len,
+                                  self.relation, short_seq_prob)
+        self.pad_values = {**self.pad_values, "input_ids": tokenizer.pad_id if tokenizer.pad_id is not None else 0}
+        self.variable_length = self.layout.variable_length
+
+    def rng_for(self, seed: int, epoch: int, index: int) -> np.random.Generator:
+        return super().rng_for(seed, epoch % self.static_copies if self.static_copies else epoch, index)
+
+    def num_examples(self, data) -> int:
+        return self.layout.num_examples(data)
+
+    def example_lengths(self, data) -> np.ndarray:
+        """Tokens of each example (specials included) before padding: for batching by tokens
+        (DOC-SENTENCES, SENTENCE-PAIR); see `pairs.batches_by_tokens`."""
+        return self.layout.lengths(data)
+
+    def example(self, data, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return self._finish(self.layout.example(data, index, rng), rng)
+
+    def from_ids(self, ids, rng, ids_b=None) -> dict[str, np.ndarray]:
+        return self._finish(self.layout.from_ids(np.asarray(ids, dtype=np.int64), rng, ids_b), rng)
+
+    def _finish(self, wrapped: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        out = dict(wrapped)
+        if self.masking.mask_prob > 0:
+            corrupted = self.masker.corrupt(wrapped["input_ids"], rng)
+            out["input_ids"], out["labels"] = corrupted["input_ids"], corrupted["labels"]
+        return out
+
+    def describe(self, example: dict) -> dict:
+        labels = np.asarray(example.get("labels", []))
+        masked = np.flatnonzero(labels != IGNORE_INDEX) if len(labels) else np.zeros(0, dtype=np.int64)
+        ids = np.asarray(example["input_ids"])
+        kinds = ["mask" if ids[p] == self.masker.mask_id else "unchanged" if ids[p] == labels[p] else "random"
+                 for p in masked]
+        return {"masked_positions": masked.tolist(), "replacement": kinds,
+                "mask_rate": round(len(masked) / max(1, int(self.masker.candidates(ids).sum())), 4)}
+
+    def metrics(self, batch: dict, output) -> dict[str, float]:
+        """Masked-token accuracy (and pair accuracy) of a batch, with the counts to weight them.
+
+        Keys: mlm_accuracy, mlm_count (masked tokens); {nsp|sop}_accuracy, pair_count (pairs).
+        """
+        out: dict[str, float] = {}
+        labels = batch.get("labels")
+        if labels is not None and output.logits is not None:
+            sel = labels != IGNORE_INDEX
+            pred = output.logits.argmax(-1)
+            out["mlm_count"] = int(sel.sum())
+            out["mlm_accuracy"] = float((pred[sel] == labels[sel]).float().mean()) if out["mlm_count"] else 0.0
+        key = self.layout.label_key
+        if key in batch and getattr(output, "pair_logits", None) is not None:
+            pair = batch[key].view(-1)
+            out["pair_count"] = int(pair.numel())
+            out[f"{self.layout.relation}_accuracy"] = float((output.pair_logits.argmax(-1) == pair).float().mean())
+        return out
+
+
+OBJECTIVES = {"mlm": MaskedLM}
