@@ -7,10 +7,10 @@ module plus one line in VERBS.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from ..errors import PlmlabError
+from ..registry import import_present
 
 VERBS = ("info", "pretrain", "generate", "tokenizer", "objective", "fill-mask", "fill-blanks", "finetune",
          "evaluate", "plot")
@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
     sub.required = True
-    for verb in VERBS:
-        try:
-            module = importlib.import_module(f"{__name__}.{verb.replace('-', '_')}")
-        except ModuleNotFoundError as e:  # a verb whose capability has not landed yet
-            if e.name != f"{__name__}.{verb.replace('-', '_')}":
-                raise
-            continue
+    for module in import_present(__name__, VERBS):
         module.register(sub)
     return parser
 

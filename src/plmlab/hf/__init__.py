@@ -8,7 +8,6 @@ are present, so a hand-edited HF config is honoured.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ import torch
 from ..config import Config
 from ..errors import PlmlabError
 from ..models import SKELETONS, PretrainedModel
+from ..registry import import_present
 from .adapter import Adapter
 from .io import SHARD_INDEX, SINGLE, CheckpointReader, iter_unique, read_json, write_json, write_safetensors
 
@@ -24,20 +24,9 @@ from .io import SHARD_INDEX, SINGLE, CheckpointReader, iter_unique, read_json, w
 FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm")
 
 
-def _load_adapters() -> dict[str, Adapter]:
-    table: dict[str, Adapter] = {}
-    for name in FAMILY_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:  # a family not written yet
-            if e.name != f"{__name__}.{name}":
-                raise
-            continue
-        table.update({a.model_type: a for a in module.ADAPTERS})
-    return table
-
-
-ADAPTERS: dict[str, Adapter] = _load_adapters()
+ADAPTERS: dict[str, Adapter] = {
+    a.model_type: a for module in import_present(__name__, FAMILY_MODULES) for a in module.ADAPTERS
+}
 NATIVE = "plmlab"
 MAX_SHARD_BYTES = 5 * 1024**3
 

@@ -5,28 +5,16 @@ Each module here defines `OBJECTIVES: dict[str, type[Objective]]`; the registry 
 
 from __future__ import annotations
 
-import importlib
-
 from ..errors import PlmlabError
+from ..registry import import_present
 from .base import IGNORE_INDEX, Objective, example_rng
 
-MODULES = ("clm", "mlm", "pairs", "span", "glm")
+MODULES = ("clm", "mlm", "pairs", "span", "mixture", "glm")
 
 
-def _load() -> dict[str, type[Objective]]:
-    table: dict[str, type[Objective]] = {}
-    for name in MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:  # an objective family not written yet
-            if e.name != f"{__name__}.{name}":
-                raise
-            continue
-        table.update(module.OBJECTIVES)
-    return table
-
-
-OBJECTIVES: dict[str, type[Objective]] = _load()
+OBJECTIVES: dict[str, type[Objective]] = {
+    name: cls for module in import_present(__name__, MODULES) for name, cls in module.OBJECTIVES.items()
+}
 
 
 def get_objective(name: str) -> type[Objective]:

@@ -186,7 +186,4 @@ class SpanCorruption(Objective):
                 "raw_length": self.raw_length, "inputs_length": self.seq_len, "targets_length": self.target_length}
 
 
-# The multi-task mixture builds on this module; the registry loads objectives from here.
-from .mixture import Mixture  # noqa: E402
-
-OBJECTIVES = {"span-corruption": SpanCorruption, "mixture": Mixture}
+OBJECTIVES = {"span-corruption": SpanCorruption}

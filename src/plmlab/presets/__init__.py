@@ -8,28 +8,17 @@ them. `tiny` is well under 1 M parameters (tests, smoke runs); `mini` is a few M
 from __future__ import annotations
 
 import difflib
-import importlib
 
 from ..config import Config
 from ..errors import PlmlabError
+from ..registry import import_present
 
 FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm")
 
 
-def _load() -> dict[str, dict]:
-    table: dict[str, dict] = {}
-    for name in FAMILY_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:  # a family not written yet
-            if e.name != f"{__name__}.{name}":
-                raise
-            continue
-        table.update(module.PRESETS)
-    return table
-
-
-PRESETS = _load()
+PRESETS: dict[str, dict] = {
+    name: fields for module in import_present(__name__, FAMILY_MODULES) for name, fields in module.PRESETS.items()
+}
 
 
 def preset_names() -> list[str]:
