@@ -1,0 +1,111 @@
+"""`plmlab pretrain --preset NAME --out DIR [...]`: pretrain (or resume) a model; see plmlab.train.
+
+Every Config field is also an option (`--d-model 128`, `--dropout=0.1`; or `--set key=value`),
+applied over the preset and `--config FILE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from dataclasses import fields
+
+from ..config import Config, parse_overrides
+from ..train.options import DEFAULTS, MAX_DEFAULT_SEQ_LEN
+
+# Config fields that are not offered as --FIELD: their names mean something else here
+# (--tokenizer DIR, --vocab-size) or they are not architecture (notes).
+_NOT_FLAGS = {"tokenizer", "vocab_size", "notes"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pretrain", help="pretrain a model on a corpus (or the built-in one)",
+                       description=__doc__.replace("`", ""))
+    run = p.add_argument_group("run")
+    run.add_argument("--preset", metavar="NAME", help="preset name (plmlab info --list)")
+    run.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    run.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in DIR")
+    run.add_argument("--overwrite", action="store_true", help="start over in a DIR that holds a run")
+    run.add_argument("--objective", metavar="NAME", help="pretraining objective (default clm)")
+    run.add_argument("--corpus", nargs="+", action="extend", metavar="PATH",
+                     help="text / markdown / jsonl files or folders (default: the built-in corpus)")
+    run.add_argument("--encoding-errors", choices=("strict", "replace"), help="on invalid UTF-8 (default strict)")
+    run.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: train one on the corpus)")
+    run.add_argument("--vocab-size", type=int, metavar="N", help="model (and trained tokenizer) vocabulary size")
+    run.add_argument("--device", metavar="DEV", help="auto | cpu | cuda | cuda:N (default auto)")
+    run.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: the CPUs available)")
+    run.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto: bf16 autocast on CUDA")
+    run.add_argument("--progress", choices=("auto", "bar", "plain", "none"), help="progress display")
+    run.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    run.add_argument("--tensorboard", action="store_true", default=None,
+                     help="also log the metrics to DIR/tensorboard (needs the tensorboard package)")
+
+    train = p.add_argument_group("training")
+    for name, kind, text in (
+        ("max-steps", int, "optimizer steps"), ("batch-size", int, "sequences per micro-batch"),
+        ("grad-accum", int, "micro-batches per step"),
+        ("seq-len", int, "tokens per sequence (default: max_positions, at most "
+                         f"{MAX_DEFAULT_SEQ_LEN['cpu']} on CPU, {MAX_DEFAULT_SEQ_LEN['cuda']} on GPU)"),
+        ("lr", float, "peak learning rate"), ("min-lr", float, "final learning rate (default: lr / 10)"),
+        ("warmup", int, "warmup steps (default: max_steps / 10, at most 100)"),
+        ("weight-decay", float, "AdamW weight decay on matrices"), ("beta1", float, "AdamW beta1"),
+        ("beta2", float, "AdamW beta2"), ("clip", float, "max gradient norm, 0 for none"), ("seed", int, "random seed"),
+        ("save-every", int, "steps between checkpoints"), ("keep-last", int, "checkpoints kept, 0 for all"),
+        ("eval-every", int, "steps between evaluations"), ("eval-batches", int, "validation batches"),
+        ("max-bad-steps", int, "non-finite steps in a row before stopping"),
+        ("sample-tokens", int, "tokens sampled from --prompt at the end, 0 for none"), ("prompt", str, "sample prompt"),
+    ):
+        default = DEFAULTS[name.replace("-", "_")]
+        train.add_argument(f"--{name}", type=kind, metavar={int: "N", float: "X", str: "TEXT"}[kind],
+                           help=text if default is None else f"{text} (default {default!r})")
+
+    model = p.add_argument_group("model config (over the preset)")
+    model.add_argument("--config", dest="config_file", metavar="FILE", help="JSON or YAML object of Config fields")
+    model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a Config field")
+    for f in fields(Config):
+        if f.name not in _NOT_FLAGS:
+            model.add_argument(f"--{f.name.replace('_', '-')}", dest=f"config__{f.name}", metavar="V",
+                               help=argparse.SUPPRESS)
+    p.set_defaults(func=run_pretrain)
+
+
+def options_from_args(args):
+    from ..train import PretrainOptions
+
+    overrides = [f"{key.removeprefix('config__')}={value}" for key, value in vars(args).items()
+                 if key.startswith("config__") and value is not None]
+    parsed = parse_overrides(args.set + overrides) or None
+    values = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
+    return PretrainOptions(out=args.out, resume=args.resume, overwrite=args.overwrite, overrides=parsed,
+                           **{k: v for k, v in values.items() if k != "overrides"})
+
+
+def run_pretrain(args) -> int:
+    from ..train import pretrain
+
+    result = pretrain(options_from_args(args))
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    if result.interrupted is not None:
+        print(f"plmlab: interrupted by {signal.Signals(result.interrupted).name} after step {result.step}; "
+              f"saved {result.checkpoint}; continue with --resume", file=sys.stderr)
+        return 128 + result.interrupted
+    if not args.json:
+        print_summary(result)
+    return 0
+
+
+def print_summary(r) -> None:
+    minutes, seconds = divmod(int(r.wall_s), 60)
+    print(f"trained {r.params:,} parameters for {r.step} steps: {r.tokens:,} tokens, "
+          f"{r.tokens_per_s:,.0f} tokens/s, {minutes}:{seconds:02d} wall")
+    if r.val_loss is not None:
+        print(f"validation on {r.val_tokens:,} tokens (cross-entropy, nats/token):")
+        print(f"  model    loss {r.val_loss:7.4f}  ppl {r.val_ppl:10.2f}")
+        for name, b in r.baselines.items():
+            print(f"  {name:<8} loss {b['loss']:7.4f}  ppl {b['ppl']:10.2f}  (add-k smoothing, k={b['k']:g})")
+    print(f"final model: {r.final_dir}")
+    if r.sample is not None:
+        print(f"sample: {r.sample!r}")

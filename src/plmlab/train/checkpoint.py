@@ -1,0 +1,177 @@
+"""Crash-safe checkpoint directories: write aside, fsync, manifest last, rename into place.
+
+    DIR/checkpoints/
+      step-00000100/             a complete checkpoint (the rename is the commit point)
+        config.json  model.safetensors  tokenizer.json ...   (loadable by load_pretrained)
+        trainer_state.json  trainer_state.safetensors        (optimizer, RNGs, data cursor)
+        manifest.json            size + sha256 of every other file, written last
+      .tmp-step-00000200-<pid>/  a save in progress (or one killed midway): never read
+
+A checkpoint counts only if its manifest verifies, so a save killed at any point (SIGKILL,
+power loss, a full disk) leaves the previous checkpoint as the newest complete one. Old
+checkpoints are pruned only after the new one is durable (files and folders fsynced).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import PlmlabError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^step-(\d{8,})$")
+
+
+class CheckpointError(PlmlabError):
+    """A checkpoint that is incomplete or does not match its manifest."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def list_checkpoints(parent: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every committed checkpoint folder, oldest first (not yet verified)."""
+    if not parent.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in parent.iterdir() if p.is_dir() and (m := _NAME.match(p.name))]
+    return sorted(found)
+
+
+def write_checkpoint(parent: Path, step: int, write: Callable[[Path], None], keep_last: int = 0) -> Path:
+    """Run `write(tmp_dir)`, seal the folder with a manifest and commit it as step-<step>.
+
+    On any failure the temporary folder is removed and earlier checkpoints are untouched; an
+    OSError (ENOSPC, EIO ...) becomes a one-line PlmlabError.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    final = parent / checkpoint_name(step)
+    tmp = parent / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        write(tmp)
+        _write_manifest(tmp, step)
+        commit_dir(tmp, final)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = [p.name for s, p in list_checkpoints(parent) if s != step]
+        kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
+        reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise PlmlabError(f"could not save checkpoint {final.name} in {parent}: {reason}; {kept}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    prune(parent, keep_last)
+    return final
+
+
+def _write_manifest(folder: Path, step: int) -> None:
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path, sync=True)}
+    manifest = {"format": FORMAT_VERSION, "step": step, "files": files}
+    write_json_durable(folder / MANIFEST, manifest)
+    for sub in [p for p in folder.rglob("*") if p.is_dir()] + [folder]:
+        fsync_dir(sub)
+
+
+def commit_dir(tmp: Path, final: Path) -> None:
+    """Rename a finished folder into place, replacing an older one of that name (a same-step
+    checkpoint that failed verification, or the previous final/)."""
+    if final.exists():
+        trash = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.rename(final, trash)
+        os.rename(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+    fsync_dir(final.parent)
+
+
+def verify(folder: Path, required: tuple[str, ...] = ()) -> None:
+    """Raise CheckpointError unless every file in the manifest has its recorded size and hash."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files = manifest["files"]
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder.name}: no {MANIFEST} (the save did not finish)") from None
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{folder.name}: {MANIFEST} is unreadable") from None
+    for name in required:
+        if name not in files:
+            raise CheckpointError(f"{folder.name}: {name} is missing from the manifest")
+    for name, entry in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{folder.name}: {name} is missing")
+        if path.stat().st_size != entry["size"]:
+            raise CheckpointError(f"{folder.name}: {name} has {path.stat().st_size} bytes, "
+                                  f"the manifest says {entry['size']} (truncated?)")
+        if _sha256(path) != entry["sha256"]:
+            raise CheckpointError(f"{folder.name}: {name} does not match its sha256 in the manifest")
+
+
+def latest_complete(parent: Path, required: tuple[str, ...] = (),
+                    on_skip: Callable[[str], None] | None = None) -> tuple[int, Path] | None:
+    """The newest checkpoint that verifies; each one skipped is reported through `on_skip`."""
+    for step, path in reversed(list_checkpoints(parent)):
+        try:
+            verify(path, required)
+            return step, path
+        except CheckpointError as e:
+            if on_skip is not None:
+                on_skip(str(e))
+    return None
+
+
+def prune(parent: Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` checkpoints (0 keeps all) and stale temp folders."""
+    for path in parent.glob(".tmp-step-*"):
+        if not path.name.endswith(f"-{os.getpid()}"):
+            shutil.rmtree(path, ignore_errors=True)
+    if keep_last > 0:
+        for _, path in list_checkpoints(parent)[:-keep_last]:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ durable file helpers
+
+
+def write_json_durable(path: Path, data) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # platforms that cannot open a folder (Windows): rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path, sync: bool = False) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+        if sync:
+            os.fsync(f.fileno())
+    return h.hexdigest()

@@ -1,0 +1,120 @@
+"""metrics.jsonl and the progress display.
+
+metrics.jsonl holds one JSON object per optimizer step, in order:
+
+    {"step": 12, "loss": 6.91, "lr": 0.0002, "tokens": 24576, "tokens_per_s": 3310.5,
+     "grad_norm": 1.7, "epoch": 0, "skipped": 0, "elapsed_s": 7.4}
+
+plus `val_loss` / `val_ppl` on the steps that evaluate. A skipped (non-finite) step has
+`"skipped_step": true` and its loss as a string ("nan", "inf"), since JSON has no NaN. On resume
+the records after the checkpoint's step are dropped, so the file always reads as one run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+METRICS = "metrics.jsonl"
+
+
+def _json_number(x: float) -> float | str:
+    return x if math.isfinite(x) else str(x)
+
+
+class MetricsLog:
+    """Appends records to metrics.jsonl, flushed line by line (a killed run loses nothing), and
+    hands each record to `mirror` too (a TensorBoardLogger) when one is given."""
+
+    def __init__(self, path: Path, keep_until: int | None = None, mirror=None) -> None:
+        self.path, self.mirror = path, mirror
+        if keep_until is None:
+            path.unlink(missing_ok=True)
+        else:
+            self._truncate(keep_until)
+        self.file = open(path, "a", encoding="utf-8")
+
+    def _truncate(self, step: int) -> None:
+        """Keep the well-formed records up to `step` (a kill may have cut the last line short)."""
+        kept = []
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("step", math.inf) <= step:
+                    kept.append(line)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def write(self, record: dict) -> None:
+        record = {k: _json_number(v) if isinstance(v, float) else v for k, v in record.items()}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.mirror is not None:
+            self.mirror.log(record, record["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.mirror is not None:
+            self.mirror.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a metrics.jsonl (for tests, benchmarks and plotting)."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class Progress:
+    """A tqdm bar on a terminal; a plain line every `every` steps otherwise (CI logs)."""
+
+    def __init__(self, mode: str, start: int, total: int, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if self.stream.isatty() else "plain"
+        self.mode, self.total, self.last = mode, total, time.perf_counter()
+        self.every = max(1, min(100, total // 20))
+        self.bar = None
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="step", file=self.stream, dynamic_ncols=True)
+        self.start_time, self.start_step, self.tokens_per_s = time.perf_counter(), start, 0.0
+
+    def update(self, record: dict) -> None:
+        step = record["step"]
+        # An exponential average is steadier than a single step's rate.
+        rate = record.get("tokens_per_s", 0.0)
+        self.tokens_per_s = rate if not self.tokens_per_s else 0.9 * self.tokens_per_s + 0.1 * rate
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{record['loss']:.3f}" if isinstance(record["loss"], float) else record["loss"],
+                                 tok_s=f"{self.tokens_per_s:,.0f}", refresh=False)
+            self.bar.update(step - self.bar.n)
+        elif self.mode == "plain" and (step % self.every == 0 or step == self.total or "val_loss" in record):
+            elapsed = time.perf_counter() - self.start_time
+            eta = elapsed / max(1, step - self.start_step) * (self.total - step)
+            loss = record["loss"] if isinstance(record["loss"], str) else f"{record['loss']:.4f}"
+            val = f" val_loss {record['val_loss']:.4f} val_ppl {record['val_ppl']:.1f}" if "val_loss" in record else ""
+            self.write(f"step {step}/{self.total} loss {loss} lr {record['lr']:.2e} "
+                       f"{self.tokens_per_s:,.0f} tok/s eta {_clock(eta)}{val}")
+
+    def write(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message, file=self.stream)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"

@@ -1,0 +1,137 @@
+"""What a pretraining run is: `PretrainOptions`, mirroring `plmlab pretrain`'s flags.
+
+Fields left as None take their value from `DEFAULTS` on a new run and from the run itself on
+`resume`, so `PretrainOptions(out="runs/x", resume=True)` continues a run as it was started.
+An option given explicitly on resume must agree with the run, except those in `CHANGEABLE`
+(where to log and save, how long to go on, which device): changing the data, the model or
+the optimisation midway would make the resumed run a different run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import PlmlabError
+
+# Defaults sized for the `<family>-mini` presets on a 2-core CPU (`make pretrain`: gpt-mini on
+# the built-in corpus in a few minutes); they are sane starting points for bigger models too.
+DEFAULTS: dict[str, Any] = {
+    "preset": None, "objective": "clm", "corpus": [], "encoding_errors": "strict",
+    "config_file": None, "overrides": {}, "tokenizer": None, "vocab_size": None,
+    "seq_len": None,  # None: min(max_positions, MAX_DEFAULT_SEQ_LEN[device type])
+    "batch_size": 16, "grad_accum": 1, "max_steps": 600,
+    "lr": 2e-3, "min_lr": None,  # None: lr / 10
+    "warmup": None,  # None: min(100, max_steps // 10)
+    "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "clip": 1.0, "seed": 0,
+    "save_every": 200, "eval_every": 100, "eval_batches": 20, "keep_last": 2,
+    "max_bad_steps": 5, "precision": "auto", "device": "auto", "threads": None,
+    "progress": "auto", "sample_tokens": 48, "prompt": "The function returns", "tensorboard": False,
+}
+# A CPU spends its few FLOPs better on more, shorter sequences; a GPU takes the usual context.
+MAX_DEFAULT_SEQ_LEN = {"cpu": 128, "cuda": 1024}
+# May differ from the run's values on resume; everything else defines the run. (The corpus
+# may move: its content is checked against the run's fingerprint instead of its paths.)
+CHANGEABLE = frozenset({"max_steps", "save_every", "eval_every", "eval_batches", "keep_last", "device",
+                        "threads", "progress", "sample_tokens", "prompt", "max_bad_steps", "corpus",
+                        "tensorboard"})
+
+
+@dataclass
+class PretrainOptions:
+    out: str  # run directory: metrics.jsonl, checkpoints/, final/
+    preset: str | None = None  # a preset name (plmlab info --list)
+    objective: str | None = None  # clm
+    corpus: list[str] | None = None  # files / folders; empty: the built-in corpus
+    encoding_errors: str | None = None  # strict | replace
+    config_file: str | None = None  # JSON / YAML object of Config fields (over the preset)
+    overrides: dict[str, Any] | None = None  # Config fields, over preset and file
+    tokenizer: str | None = None  # tokenizer directory; None: train one on the corpus
+    vocab_size: int | None = None  # the model's (and the trained tokenizer's) vocabulary
+    seq_len: int | None = None
+    batch_size: int | None = None  # sequences per micro-batch
+    grad_accum: int | None = None  # micro-batches per optimizer step
+    max_steps: int | None = None
+    lr: float | None = None
+    min_lr: float | None = None
+    warmup: int | None = None
+    weight_decay: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    clip: float | None = None  # max gradient norm; 0: no clipping
+    seed: int | None = None
+    save_every: int | None = None  # steps between checkpoints (one is always written at the end)
+    eval_every: int | None = None
+    eval_batches: int | None = None  # validation batches per evaluation (fixed across the run)
+    keep_last: int | None = None  # checkpoints kept; 0: all
+    max_bad_steps: int | None = None  # non-finite steps in a row before the run stops
+    precision: str | None = None  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    device: str | None = None  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # CPU threads for torch; None: the CPUs this process may use
+    progress: str | None = None  # auto (bar on a TTY, plain lines otherwise) | bar | plain | none
+    sample_tokens: int | None = None  # tokens to generate from `prompt` at the end; 0: none
+    prompt: str | None = None
+    tensorboard: bool | None = None  # also write the metrics as TensorBoard scalars in out/tensorboard
+    resume: bool = False  # continue from the newest complete checkpoint in `out`
+    overwrite: bool = False  # start over in an `out` that already holds a run
+
+    def given(self) -> dict[str, Any]:
+        """The fields set explicitly (not None), without out/resume/overwrite."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name in DEFAULTS and getattr(self, f.name) is not None}
+
+    def resolved(self, stored: dict[str, Any] | None = None) -> "PretrainOptions":
+        """Every field filled: from the stored run (resume) or DEFAULTS, then checked."""
+        base = dict(DEFAULTS if stored is None else {**DEFAULTS, **stored})
+        given = self.given()
+        if stored is not None:
+            _check_resume_agrees(given, stored)
+        values = {**base, **given, "out": self.out, "resume": self.resume, "overwrite": self.overwrite}
+        values["corpus"] = list(values["corpus"] or [])
+        values["overrides"] = dict(values["overrides"] or {})
+        if values["min_lr"] is None:
+            values["min_lr"] = values["lr"] / 10
+        if values["warmup"] is None:
+            values["warmup"] = min(100, values["max_steps"] // 10)
+        options = PretrainOptions(**values)
+        options.check()
+        return options
+
+    def check(self) -> None:
+        positive = ("batch_size", "grad_accum", "max_steps", "eval_batches", "max_bad_steps")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise PlmlabError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("save_every", "eval_every", "keep_last", "warmup", "sample_tokens"):
+            if getattr(self, name) < 0:
+                raise PlmlabError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        for name in ("lr", "min_lr", "weight_decay", "clip"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise PlmlabError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+        if self.lr <= 0:
+            raise PlmlabError(f"--lr must be positive, got {self.lr}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise PlmlabError("AdamW betas must be in [0, 1)")
+        if self.seq_len is not None and self.seq_len < 2:
+            raise PlmlabError(f"--seq-len must be at least 2, got {self.seq_len}")
+        for name, choices in (("encoding_errors", ("strict", "replace")), ("precision", ("auto", "fp32", "bf16")),
+                              ("progress", ("auto", "bar", "plain", "none"))):
+            if getattr(self, name) not in choices:
+                raise PlmlabError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, "
+                                  f"not {getattr(self, name)!r}")
+        if self.threads is not None and self.threads <= 0:
+            raise PlmlabError(f"--threads must be positive, got {self.threads}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in DEFAULTS}
+
+
+def _check_resume_agrees(given: dict[str, Any], stored: dict[str, Any]) -> None:
+    differ = [k for k, v in given.items() if k not in CHANGEABLE and stored.get(k) != v]
+    if differ:
+        shown = ", ".join(f"--{k.replace('_', '-')} {given[k]} (the run has {stored.get(k)})" for k in differ)
+        raise PlmlabError(f"a resumed run keeps its settings, but {shown}; "
+                          "start a new run (another --out) to change them")

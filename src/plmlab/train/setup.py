@@ -1,0 +1,109 @@
+"""Set-up of a new run: the model config, the tokenizer, the device, and a lock on the run dir."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..config import Config
+from ..errors import PlmlabError
+from ..presets import get_preset
+from .options import PretrainOptions
+
+
+def build_config(o: PretrainOptions) -> Config:
+    """preset, then the config file's fields, then overrides, then --vocab-size."""
+    if o.preset is None and o.config_file is None:
+        raise PlmlabError("pass --preset NAME (plmlab info --list shows them) or --config FILE")
+    fields = get_preset(o.preset).to_dict() if o.preset else {}
+    if o.config_file:
+        fields.update(read_config_file(o.config_file))
+    fields.update(o.overrides)
+    if o.vocab_size is not None:
+        fields["vocab_size"] = o.vocab_size
+    return Config.from_dict(fields)
+
+
+def read_config_file(path: str) -> dict:
+    """A JSON or YAML object of Config fields."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise PlmlabError(f"cannot read config file {path}: {e.strerror}") from None
+    if path.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise PlmlabError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write JSON") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise PlmlabError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise PlmlabError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise PlmlabError(f"{path}: expected an object of Config fields")
+    return data
+
+
+def make_tokenizer(o: PretrainOptions, config: Config, documents: list[list[str]]):
+    """The run's tokenizer: --tokenizer DIR, else one of the preset's style trained on the corpus
+    (the built-in corpus's is cached); its ids must fit the model's vocabulary."""
+    from ..tokenizers import builtin_tokenizer, load_tokenizer, train_tokenizer
+
+    if o.tokenizer:
+        tokenizer = load_tokenizer(o.tokenizer)
+    elif not o.corpus:
+        tokenizer = builtin_tokenizer(config.tokenizer, config.vocab_size)
+    else:
+        tokenizer = train_tokenizer((s for doc in documents for s in doc), config.tokenizer, config.vocab_size)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise PlmlabError(f"tokenizer has {tokenizer.vocab_size} ids but the model's vocabulary has "
+                          f"{config.vocab_size} (pass --vocab-size {tokenizer.vocab_size})")
+    return tokenizer
+
+
+def choose_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PlmlabError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PlmlabError("--device cuda, but this torch build or machine has no CUDA device")
+    return device
+
+
+class RunLock:
+    """An exclusive lock on `out/.lock` for the run's lifetime: two runs never write one dir.
+    The OS drops it when the process dies, SIGKILL included."""
+
+    def __init__(self, out: Path) -> None:
+        self.path, self.fd = out / ".lock", None
+
+    def __enter__(self) -> "RunLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise PlmlabError(f"cannot use {self.path.parent} as the run directory: {e.strerror}") from None
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; run unguarded
+            return self
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise PlmlabError(f"another plmlab process is training in {self.path.parent}") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # closing releases the lock
