@@ -11,7 +11,8 @@ import torch
 # Never touch the user's ~/.cache from tests: one cache per test session (tokenizers trained
 # on the built-in corpus are reused across tests within the session).
 os.environ.setdefault("PLMLAB_CACHE", tempfile.mkdtemp(prefix="plmlab-test-cache-"))
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Tiny test models gain nothing from a second thread and lose much on a loaded 2-core box.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -16,17 +16,20 @@ punctuation. Paragraphs are whitespace-collapsed and split into sentences; docum
 than two sentences or under 200 characters are dropped. The whole corpus is capped at
 ``MAX_CHARS`` characters (whole documents, in order) so tokenizing it stays quick on a laptop.
 
-Nothing is cached on disk here (token shards are); the parsed result is memoised per process
-because walking the standard library takes a few seconds.
+Walking the standard library takes seconds, so the parsed corpus is cached on disk (one JSON
+file per Python build under ``cache_dir()``) and memoised per process.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import inspect
+import json
 import os
 import re
+import sys
 import sysconfig
 from collections.abc import Iterator
 
@@ -45,6 +48,7 @@ SKIP_DIRS = frozenset(
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _ROLE = re.compile(r":[\w:.-]+:`([^`<]*?)(?:\s*<[^`]*>)?`")  # :func:`name` -> name
 _LITERAL = re.compile(r"``([^`]+)``")  # ``x`` -> x
+CACHE_VERSION = 1  # bump when the cleaning or splitting changes: invalidates the disk cache
 _CODE_PREFIXES = (">>>", "...", "..", "$ ", "% ", "#", "|")
 
 
@@ -55,6 +59,28 @@ def builtin_documents() -> list[list[str]]:
 
 @functools.lru_cache(maxsize=1)
 def _documents() -> tuple[tuple[str, ...], ...]:
+    """The corpus, from the disk cache when this Python's stdlib was parsed before: parsing
+    every stdlib file with `ast` costs seconds, reading the cached JSON milliseconds."""
+    from . import cache_dir
+
+    key = hashlib.sha256(f"{CACHE_VERSION} {sys.version} {sysconfig.get_paths()['stdlib']}".encode()).hexdigest()[:16]
+    path = cache_dir() / f"builtin-corpus-{key}.json"
+    try:
+        return tuple(tuple(doc) for doc in json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        pass
+    docs = _parse_documents()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(docs), encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a killed run never leaves half a cache
+    except OSError:  # a read-only cache is no reason to fail
+        pass
+    return docs
+
+
+def _parse_documents() -> tuple[tuple[str, ...], ...]:
     docs, total = [], 0
     for text in _raw_texts():
         sentences = [s for p in clean_paragraphs(text) for s in split_sentences(p)]

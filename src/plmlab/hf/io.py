@@ -42,7 +42,9 @@ class CheckpointReader:
                 if not (path / f).is_file():
                     raise PlmlabError(f"{path}: shard {f} named in {SHARD_INDEX} is missing")
             return {k: path / f for k, f in weight_map.items()}
-        files = sorted(path.glob("*.safetensors"))
+        # Only the model's own weights: other safetensors files may sit beside them (trainer
+        # state, adapters). Checkpoints with differently named single files are still read.
+        files = [path / SINGLE] if (path / SINGLE).is_file() else sorted(path.glob("*.safetensors"))
         if not files:
             if any(path.glob("*.bin")) or any(path.glob("*.pt")):
                 raise PlmlabError(
@@ -82,6 +84,7 @@ def write_safetensors(tensors: dict[str, torch.Tensor], target: Path) -> None:
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     try:
         save_file(contiguous, str(tmp), metadata={"format": "pt"})
+        _readable(tmp)
         _fsync(tmp)
         os.replace(tmp, target)
     finally:
@@ -96,6 +99,13 @@ def write_json(data: dict, target: Path) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _readable(path: Path) -> None:
+    """safetensors creates files 0600; checkpoints are meant to be shared like other files."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _fsync(path: Path) -> None:

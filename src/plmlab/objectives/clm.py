@@ -28,9 +28,7 @@ class CausalLM(Objective):
     def _window(self, data: TokenData, start: int, length: int) -> np.ndarray:
         """Tokens [start, start + length) of the virtual stream doc0 EOS doc1 EOS ..."""
         eos = self.tokenizer.eos_id
-        # Document d occupies [doc_offsets[d] + d, doc_offsets[d + 1] + d] in the stream,
-        # the last of those positions being its EOS.
-        starts = data.doc_offsets[:-1] + np.arange(data.n_docs)
+        starts = self._stream_starts(data)
         d = int(np.searchsorted(starts, start, side="right")) - 1
         out = np.empty(length, dtype=np.int64)
         filled = 0
@@ -45,6 +43,14 @@ class CausalLM(Objective):
                 filled += 1
             d += 1
         return out
+
+    def _stream_starts(self, data: TokenData) -> np.ndarray:
+        """Document d occupies [doc_offsets[d] + d, doc_offsets[d + 1] + d] in the stream, the
+        last of those positions being its EOS. Computed once per split, not per example."""
+        cached = getattr(self, "_starts", None)
+        if cached is None or cached[0] is not data.doc_offsets:
+            self._starts = (data.doc_offsets, data.doc_offsets[:-1] + np.arange(data.n_docs))
+        return self._starts[1]
 
     def from_ids(self, ids, rng, ids_b=None):
         stream = np.asarray(list(ids) + [self.tokenizer.eos_id], dtype=np.int64)
