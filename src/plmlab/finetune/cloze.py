@@ -14,10 +14,9 @@ Each block sees Part A and itself (causally), never another candidate:
 A candidate's score is the summed log-probability of its verbalizer tokens (multi-token
 verbalizers work as GLM's autoregressive blanks do); the prediction is the best-scoring label.
 
-Training loss. The paper normalises p(v(y) | x) over the candidates; plmlab's fine-tuning loop
-takes the model's own token loss, so here the gold candidate's tokens are the labels and the
-loss is their cross-entropy over the whole vocabulary (the candidates are still compared only
-at evaluation). The checkpoint stays a plain GLM with its LM head: `fill-blanks` runs on it.
+Training loss, as the paper's (section 2.3): the candidates' scores are normalised against each
+other, p(y | x) = softmax_y(score(v(y))), and the loss is the cross-entropy of the gold label
+under it. The checkpoint stays a plain GLM with its LM head: `fill-blanks` runs on it.
 """
 
 from __future__ import annotations
@@ -122,6 +121,11 @@ class Cloze(SequenceClassification):
         return batch
 
     # --- scoring ---------------------------------------------------------------------------------
+    def loss(self, model, batch) -> torch.Tensor:
+        """Cross-entropy of the gold label over the candidates' summed log-probabilities."""
+        scores = candidate_scores(model(**batch).logits, batch)  # (B, C)
+        return torch.nn.functional.cross_entropy(scores, gold_choice(batch))
+
     @torch.no_grad()
     def evaluate(self, model, batches) -> dict[str, float]:
         model.eval()

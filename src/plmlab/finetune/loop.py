@@ -97,7 +97,7 @@ def _train(model, task, tokenizer, examples, eval_batches, o: FinetuneOptions, d
         order = np.random.default_rng([o.seed, epoch]).permutation(len(examples))
         losses = []
         for batch in _batches(task, examples, tokenizer, o.batch_size, order):
-            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+            loss = task.loss(model, {k: v.to(device) for k, v in batch.items()})
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

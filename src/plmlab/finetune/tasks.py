@@ -57,6 +57,10 @@ class Task:
     def collate(self, examples: list[dict[str, np.ndarray]], tokenizer) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of one batch; by default the model's own (labels in the batch)."""
+        return model(**batch).loss
+
     def evaluate(self, model, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
         """Metrics over an evaluation set; the first key is the one reported first."""
         raise NotImplementedError
