@@ -24,7 +24,7 @@ pretrain: $(STAMP)
 	$(PY) -m plmlab pretrain --preset gpt-mini --out runs/gpt-mini --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) bench/bench_train.py
