@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from dataclasses import fields
 
 from ..config import Config, parse_overrides
 from ..train.options import DEFAULTS, MAX_DEFAULT_SEQ_LEN
+from .pretrain_objective import add_objective_arguments, objective_options_from_args
 
 # Config fields that are not offered as --FIELD: their names mean something else here
 # (--tokenizer DIR, --vocab-size) or they are not architecture (notes).
@@ -36,7 +38,20 @@ def register(sub) -> None:
     run.add_argument("--vocab-size", type=int, metavar="N", help="model (and trained tokenizer) vocabulary size")
     run.add_argument("--device", metavar="DEV", help="auto | cpu | cuda | cuda:N (default auto)")
     run.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: the CPUs available)")
-    run.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto: bf16 autocast on CUDA")
+    run.add_argument("--precision", choices=("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed"),
+                     help="default auto: bf16-mixed on CUDA, fp32 on CPU (bf16 = bf16-mixed; fp16-mixed: CUDA, GradScaler)")
+    scale = p.add_argument_group("scale (torchrun --nproc_per_node N -m plmlab pretrain ... runs DDP)")
+    scale.add_argument("--strategy", choices=("ddp", "fsdp"), help="under torchrun: ddp (default) or fsdp (FSDP2 fully_shard)")
+    scale.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    scale.add_argument("--activation-checkpointing", action="store_true", default=None,
+                       help="recompute each block's activations in the backward pass (less memory)")
+    scale.add_argument("--global-batch-tokens", type=int, metavar="N",
+                       help="tokens per optimizer step over all ranks; sets --grad-accum to "
+                            "N / (batch_size x seq_len x ranks)")
+    scale.add_argument("--oom-backoff", action="store_true", default=None,
+                       help="on CUDA out-of-memory: halve the micro-batch, double --grad-accum, retry the step")
+    scale.add_argument("--peak-flops", type=float, metavar="X",
+                       help="peak FLOP/s per device for the MFU estimate (default: known GPUs; none on CPU)")
     run.add_argument("--progress", choices=("auto", "bar", "plain", "none"), help="progress display")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object")
     run.add_argument("--tensorboard", action="store_true", default=None,
@@ -61,6 +76,8 @@ def register(sub) -> None:
         train.add_argument(f"--{name}", type=kind, metavar={int: "N", float: "X", str: "TEXT"}[kind],
                            help=text if default is None else f"{text} (default {default!r})")
 
+    add_objective_arguments(p)
+
     model = p.add_argument_group("model config (over the preset)")
     model.add_argument("--config", dest="config_file", metavar="FILE", help="JSON or YAML object of Config fields")
     model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a Config field")
@@ -78,6 +95,7 @@ def options_from_args(args):
                  if key.startswith("config__") and value is not None]
     parsed = parse_overrides(args.set + overrides) or None
     values = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
+    values["objective_options"] = objective_options_from_args(args)
     return PretrainOptions(out=args.out, resume=args.resume, overwrite=args.overwrite, overrides=parsed,
                            **{k: v for k, v in values.items() if k != "overrides"})
 
@@ -86,6 +104,8 @@ def run_pretrain(args) -> int:
     from ..train import pretrain
 
     result = pretrain(options_from_args(args))
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return 128 + result.interrupted if result.interrupted is not None else 0
     if args.json:
         print(json.dumps(result.to_dict()))
     if result.interrupted is not None:
@@ -106,6 +126,13 @@ def print_summary(r) -> None:
         print(f"  model    loss {r.val_loss:7.4f}  ppl {r.val_ppl:10.2f}")
         for name, b in r.baselines.items():
             print(f"  {name:<8} loss {b['loss']:7.4f}  ppl {b['ppl']:10.2f}  (add-k smoothing, k={b['k']:g})")
+    accuracies = getattr(r, "accuracies", None) or {}
+    if accuracies:
+        print("  " + "  ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in accuracies.items()))
     print(f"final model: {r.final_dir}")
+    if getattr(r, "demo", None):
+        from ..train.demo import demo_text
+
+        print("\n".join(demo_text(r.demo)))
     if r.sample is not None:
         print(f"sample: {r.sample!r}")

@@ -23,6 +23,18 @@ def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
+def token_accuracy(batch: dict, output) -> dict[str, float]:
+    """Target-token accuracy: argmax of the logits against labels != -100 (which every objective
+    aligns with the logits). Keys: token_accuracy, token_count."""
+    labels, logits = batch.get("labels"), getattr(output, "logits", None)
+    if labels is None or logits is None or logits.shape[:-1] != labels.shape:
+        return {}
+    sel = labels != IGNORE_INDEX
+    count = int(sel.sum())
+    correct = int((logits.argmax(-1)[sel] == labels[sel]).sum()) if count else 0
+    return {"token_accuracy": correct / count if count else 0.0, "token_count": count}
+
+
 class Objective:
     """Subclasses set `name` and implement `num_examples`, `example` and `from_ids`."""
 
@@ -55,6 +67,10 @@ class Objective:
     def from_ids(self, ids: list[int], rng: np.random.Generator, ids_b: list[int] | None = None) -> dict[str, np.ndarray]:
         """What the objective makes of one text's token ids (the `plmlab objective` view)."""
         raise NotImplementedError
+
+    def metrics(self, batch: dict, output) -> dict[str, float]:
+        """Accuracies of one batch with the counts that weight them; default `token_accuracy`."""
+        return token_accuracy(batch, output)
 
     def collate(self, examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         """Right-pad per-token arrays to the longest example (1-D, 2-D position rows and

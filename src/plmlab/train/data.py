@@ -1,7 +1,8 @@
 """The order in which a run sees its examples, as a resumable cursor.
 
 Epoch e visits the objective's example indices in the permutation seeded by (seed, e); an
-example itself is a pure function of (seed, epoch, index) (`objectives.example_rng`). So the
+example itself is a pure function of (seed, epoch, index) (`Objective.rng_for`: static
+masking maps the epoch to `epoch % copies`). So the
 whole data state of a run is the cursor (epoch, position in that epoch's permutation): save
 two integers and a resumed run sees exactly the batches an uninterrupted one would.
 """
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from ..data.shards import TokenData
-from ..objectives import Objective, example_rng
+from ..objectives import Objective
 
 _PERMUTATION = 0x7065726D  # "perm": keeps permutation streams apart from example streams
 
@@ -42,7 +43,7 @@ class ExampleOrder:
 
 
 def make_batch(objective: Objective, data: TokenData, seed: int, picks: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
-    return objective.collate([objective.example(data, i, example_rng(seed, e, i)) for e, i in picks])
+    return objective.collate([objective.example(data, i, objective.rng_for(seed, e, i)) for e, i in picks])
 
 
 def fixed_batches(objective: Objective, data: TokenData, seed: int, batch_size: int,
@@ -61,4 +62,7 @@ def count_tokens(batch: dict[str, torch.Tensor]) -> int:
 
 
 def count_targets(batch: dict[str, torch.Tensor]) -> int:
-    return int((batch["labels"] != -100).sum())
+    """Target tokens; for the pair objectives alone (`nsp`, `sop`: no token labels), the pairs."""
+    if "labels" in batch:
+        return int((batch["labels"] != -100).sum())
+    return sum(int((v != -100).sum()) for k, v in batch.items() if k.endswith("_label"))

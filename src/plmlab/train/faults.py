@@ -7,6 +7,8 @@
     save-enospc@S    saving step S fails with OSError(ENOSPC) halfway through
     slow@SECONDS     every step sleeps this long (lets a test kill a run mid-way)
     sigint@S         the process sends itself SIGINT during step S (as a user's Ctrl-C would)
+    oom@S            step S raises torch.cuda.OutOfMemoryError while its micro-batch is larger
+                     than the one it first ran out of memory with, halved once (tests --oom-backoff)
 """
 
 from __future__ import annotations
@@ -50,3 +52,18 @@ def during_save(step: int) -> None:
         os._exit(137)
     if faults.get("save-enospc") == str(step):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+_oom_seen: dict[int, int] = {}  # step -> the micro-batch size it ran out of memory with
+
+
+def oom(step: int, batch_size: int) -> None:
+    """`oom@S`: step S runs out of memory once at its first micro-batch size (any later halving fits)."""
+    spec = _faults().get("oom")
+    if spec is None or int(spec) != step:
+        return
+    first = _oom_seen.setdefault(step, batch_size)
+    if batch_size == first:
+        import torch
+
+        raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (test fault oom@{step}, micro-batch {batch_size})")

@@ -28,10 +28,13 @@ from ..data.shards import TokenData
 from ..errors import PlmlabError
 from ..objectives import Objective
 from . import faults
-from .data import ExampleOrder, count_targets, count_tokens, make_batch
+from .batching import make_order
+from .objective_metrics import Averager, batch_metrics
+from .data import count_targets, count_tokens, make_batch
 from .metrics import MetricsLog, Progress
 from .optim import lr_at, set_lr
 from .options import PretrainOptions
+from .scale import ScaleContext, is_oom
 
 
 @dataclass
@@ -53,18 +56,20 @@ class TrainState:
 class Trainer:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, objective: Objective,
                  train: TokenData, val_batches: list[dict], options: PretrainOptions, state: TrainState,
-                 save: Callable[[], Path], log: MetricsLog, progress: Progress, device: torch.device) -> None:
+                 save: Callable[[], Path], log: MetricsLog, progress: Progress, device: torch.device,
+                 scale: ScaleContext | None = None) -> None:
         self.model, self.optimizer, self.objective, self.train = model, optimizer, objective, train
         self.val_batches, self.options, self.state = val_batches, options, state
         self.save_checkpoint, self.log, self.progress, self.device = save, log, progress, device
-        self.order = ExampleOrder(objective.num_examples(train), options.seed, state.epoch, state.position)
+        self.order = make_order(objective, train, options, state)  # by count, or by tokens (variable_length)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.saved_step = state.step  # a resumed run starts from a saved step
         self.last_eval: tuple[int, float] | None = None
+        self.last_accuracies: dict[str, float] = {}  # val_mlm_accuracy, ... of the last evaluation
         self.stop_signal: int | None = None
-        bf16 = options.precision == "bf16" or (options.precision == "auto" and device.type == "cuda"
-                                               and torch.cuda.is_bf16_supported())
-        self.autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+        # ranks, precision, OOM back-off, MFU (train/scale.py)
+        self.scale = scale if scale is not None else ScaleContext.single(options, device)
+        self.autocast = self.scale.precision.autocast
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> int | None:
@@ -72,7 +77,7 @@ class Trainer:
         o = self.options
         self.model.train()
         with self._catch_signals():
-            while self.state.step < o.max_steps and self.stop_signal is None:
+            while self.state.step < o.max_steps and not self._stopping():
                 record = self.train_step()
                 if self._due(o.eval_every) or self.state.step == o.max_steps:
                     record.update(self.evaluate())
@@ -86,50 +91,86 @@ class Trainer:
                 self.save()
         return self.stop_signal
 
+    def _stopping(self) -> bool:
+        """A signal stops the run; under torchrun every rank stops at the same step once any had one."""
+        if self.scale.dist.enabled and not self.scale.dist.agree(self.stop_signal is None):
+            self.stop_signal = self.stop_signal or signal.SIGTERM
+        return self.stop_signal is not None
+
     def _due(self, every: int) -> bool:
         return every > 0 and self.state.step % every == 0
 
     def train_step(self) -> dict:
-        o, s = self.options, self.state
+        """One step; with --oom-backoff a CUDA out-of-memory error halves the micro-batch,
+        doubles grad_accum (the same examples in the same order) and retries the step."""
+        while True:
+            cursor = (self.order.epoch, self.order.position)
+            try:
+                return self._one_step()
+            except Exception as e:
+                o = self.options
+                if not (self.scale.oom_backoff and is_oom(e) and o.batch_size > 1):
+                    raise
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.order.epoch, self.order.position = cursor
+                o.batch_size, o.grad_accum = o.batch_size // 2, o.grad_accum * 2
+                self.progress.write(f"plmlab: out of memory at step {self.state.step + 1}: retrying with "
+                                    f"--batch-size {o.batch_size} --grad-accum {o.grad_accum} (same global batch)")
+
+    def _one_step(self) -> dict:
+        o, s, sc = self.options, self.state, self.scale
         start = time.perf_counter()
         step = s.step + 1
-        batches = [make_batch(self.objective, self.train, o.seed, self.order.take(o.batch_size))
+        batches = [make_batch(self.objective, self.train, o.seed, sc.take(self.order, o.batch_size))
                    for _ in range(o.grad_accum)]
         targets = [count_targets(b) for b in batches]
-        total = max(1, sum(targets))
+        all_targets, all_tokens = sc.global_counts(sum(targets), sum(count_tokens(b) for b in batches))
+        total = max(1, all_targets)
         loss_sum = torch.zeros((), device=self.device)
-        for batch, n in zip(batches, targets):
-            if n == 0:
+        accuracies = Averager()  # the objective's accuracies over the step's micro-batches
+        for i, (batch, n) in enumerate(zip(batches, targets)):
+            if n == 0 and not sc.dist.enabled:
                 continue
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            with self.autocast():
-                loss = self.model(**batch).loss * (n / total)  # token-weighted mean over the step
-            if faults.nan_loss(step):
-                loss = loss * float("nan")
-            loss.backward()
+            with sc.no_sync(last=i == len(batches) - 1):  # DDP / FSDP: all-reduce on the last only
+                with self.autocast():
+                    output = self.model(**batch)
+                    loss = sc.micro_loss(output, n, total)  # token-weighted mean over the (global) step
+                if n:
+                    accuracies.add(batch_metrics(self.objective, batch, output))
+                if faults.nan_loss(step):
+                    loss = loss * float("nan")
+                faults.oom(step, o.batch_size)
+                sc.backward(loss)
             loss_sum += loss.detach()
+        sc.unscale(self.optimizer)
         max_norm = o.clip if o.clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
-        loss_value, norm_value = float(loss_sum), float(grad_norm)
+        loss_value, norm_value = float(sc.reduce_loss(loss_sum)), float(grad_norm)
         lr = lr_at(step, o.lr, o.min_lr, o.warmup, o.max_steps)
-        finite = math.isfinite(loss_value) and math.isfinite(norm_value)
+        finite = sc.finite(math.isfinite(loss_value) and math.isfinite(norm_value))  # agreed by all ranks
+        set_lr(self.optimizer, lr)
+        sc.step(self.optimizer, finite)
         if finite:
-            set_lr(self.optimizer, lr)
-            self.optimizer.step()
             s.bad_streak = 0
         else:
             s.skipped += 1
             s.bad_streak += 1
         self.optimizer.zero_grad(set_to_none=True)
         faults.during_step(step)
-        tokens = sum(count_tokens(b) for b in batches)
+        tokens = all_tokens  # over all ranks
         seconds = time.perf_counter() - start
         s.step, s.tokens, s.elapsed_s = step, s.tokens + tokens, s.elapsed_s + seconds
         s.epoch, s.position = self.order.epoch, self.order.position
         record = {"step": step, "loss": loss_value, "lr": lr, "tokens": s.tokens,
                   "tokens_per_s": tokens / seconds, "grad_norm": norm_value,
                   "epoch": round(s.epoch + s.position / self.order.n, 4), "skipped": s.skipped,
-                  "elapsed_s": round(s.elapsed_s, 3)}
+                  "elapsed_s": round(s.elapsed_s, 3), **accuracies.result()}
+        mfu = sc.mfu(tokens / seconds)
+        if mfu is not None:
+            record["mfu"] = round(mfu, 4)
         if not finite:
             record["skipped_step"] = True
         return record
@@ -141,18 +182,22 @@ class Trainer:
             return {}
         self.model.eval()
         total, count = torch.zeros((), dtype=torch.float64, device=self.device), 0
+        accuracies = Averager()
         for batch in self.val_batches:
             n = count_targets(batch)
             if n == 0:
                 continue
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             with self.autocast():
-                total += self.model(**batch).loss.double() * n
+                output = self.model(**batch)
+                total += output.loss.double() * n
+            accuracies.add(batch_metrics(self.objective, batch, output))
             count += n
         self.model.train()
         loss = float(total) / max(1, count)
         self.last_eval = (self.state.step, loss)
-        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0))}
+        self.last_accuracies = accuracies.result("val_")
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)), **self.last_accuracies}
 
     # ------------------------------------------------------------------ saving and stopping
     def save(self) -> Path:

@@ -5,7 +5,9 @@ metrics.jsonl holds one JSON object per optimizer step, in order:
     {"step": 12, "loss": 6.91, "lr": 0.0002, "tokens": 24576, "tokens_per_s": 3310.5,
      "grad_norm": 1.7, "epoch": 0, "skipped": 0, "elapsed_s": 7.4}
 
-plus `val_loss` / `val_ppl` on the steps that evaluate. A skipped (non-finite) step has
+plus `val_loss` / `val_ppl` on the steps that evaluate, and the objective's accuracies
+(`mlm_accuracy`, `nsp_accuracy` / `sop_accuracy`, `token_accuracy`; `val_*` at evaluations,
+count-weighted over the batches: train/objective_metrics.py). A skipped (non-finite) step has
 `"skipped_step": true` and its loss as a string ("nan", "inf"), since JSON has no NaN. On resume
 the records after the checkpoint's step are dropped, so the file always reads as one run.
 """
@@ -18,6 +20,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from .objective_metrics import accuracy_text
 
 METRICS = "metrics.jsonl"
 
@@ -94,15 +98,18 @@ class Progress:
         self.tokens_per_s = rate if not self.tokens_per_s else 0.9 * self.tokens_per_s + 0.1 * rate
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{record['loss']:.3f}" if isinstance(record["loss"], float) else record["loss"],
-                                 tok_s=f"{self.tokens_per_s:,.0f}", refresh=False)
+                                 tok_s=f"{self.tokens_per_s:,.0f}", refresh=False,
+                                 **({"mfu": f"{record['mfu']:.1%}"} if "mfu" in record else {}))
             self.bar.update(step - self.bar.n)
         elif self.mode == "plain" and (step % self.every == 0 or step == self.total or "val_loss" in record):
             elapsed = time.perf_counter() - self.start_time
             eta = elapsed / max(1, step - self.start_step) * (self.total - step)
             loss = record["loss"] if isinstance(record["loss"], str) else f"{record['loss']:.4f}"
             val = f" val_loss {record['val_loss']:.4f} val_ppl {record['val_ppl']:.1f}" if "val_loss" in record else ""
+            val += accuracy_text(record)
+            mfu = f" mfu {record['mfu']:.1%}" if "mfu" in record else ""
             self.write(f"step {step}/{self.total} loss {loss} lr {record['lr']:.2e} "
-                       f"{self.tokens_per_s:,.0f} tok/s eta {_clock(eta)}{val}")
+                       f"{self.tokens_per_s:,.0f} tok/s{mfu} eta {_clock(eta)}{val}")
 
     def write(self, message: str) -> None:
         if self.bar is not None:

@@ -29,9 +29,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float,
                    betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8) -> torch.optim.AdamW:
-    """AdamW over `param_groups`, fused where this torch build has a fused kernel for the device."""
+    """AdamW over `param_groups`: fused on CUDA, foreach (multi-tensor) otherwise."""
     device = next(model.parameters()).device.type
-    fused = device in ("cuda", "cpu") and _has_fused()
+    fused = device == "cuda" and _has_fused()
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps,
                              fused=fused or None, foreach=None if fused else True)
 

@@ -19,7 +19,7 @@ from ..errors import PlmlabError
 # Defaults sized for the `<family>-mini` presets on a 2-core CPU (`make pretrain`: gpt-mini on
 # the built-in corpus in a few minutes); they are sane starting points for bigger models too.
 DEFAULTS: dict[str, Any] = {
-    "preset": None, "objective": "clm", "corpus": [], "encoding_errors": "strict",
+    "preset": None, "objective": "clm", "objective_options": {}, "corpus": [], "encoding_errors": "strict",
     "config_file": None, "overrides": {}, "tokenizer": None, "vocab_size": None,
     "seq_len": None,  # None: min(max_positions, MAX_DEFAULT_SEQ_LEN[device type])
     "batch_size": 16, "grad_accum": 1, "max_steps": 600,
@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "save_every": 200, "eval_every": 100, "eval_batches": 20, "keep_last": 2,
     "max_bad_steps": 5, "precision": "auto", "device": "auto", "threads": None,
     "progress": "auto", "sample_tokens": 48, "prompt": "The function returns", "tensorboard": False,
+    # scale and precision (train/scale.py)
+    "strategy": "ddp", "compile": False, "activation_checkpointing": False, "global_batch_tokens": None,
+    "oom_backoff": False, "peak_flops": None,
 }
 # A CPU spends its few FLOPs better on more, shorter sequences; a GPU takes the usual context.
 MAX_DEFAULT_SEQ_LEN = {"cpu": 128, "cuda": 1024}
@@ -36,7 +39,8 @@ MAX_DEFAULT_SEQ_LEN = {"cpu": 128, "cuda": 1024}
 # may move: its content is checked against the run's fingerprint instead of its paths.)
 CHANGEABLE = frozenset({"max_steps", "save_every", "eval_every", "eval_batches", "keep_last", "device",
                         "threads", "progress", "sample_tokens", "prompt", "max_bad_steps", "corpus",
-                        "tensorboard"})
+                        "tensorboard", "strategy", "compile", "activation_checkpointing", "oom_backoff",
+                        "peak_flops"})
 
 
 @dataclass
@@ -44,6 +48,7 @@ class PretrainOptions:
     out: str  # run directory: metrics.jsonl, checkpoints/, final/
     preset: str | None = None  # a preset name (plmlab info --list)
     objective: str | None = None  # clm
+    objective_options: dict[str, Any] | None = None  # the objective's constructor options (mask_prob=0.3, ...)
     corpus: list[str] | None = None  # files / folders; empty: the built-in corpus
     encoding_errors: str | None = None  # strict | replace
     config_file: str | None = None  # JSON / YAML object of Config fields (over the preset)
@@ -67,13 +72,19 @@ class PretrainOptions:
     eval_batches: int | None = None  # validation batches per evaluation (fixed across the run)
     keep_last: int | None = None  # checkpoints kept; 0: all
     max_bad_steps: int | None = None  # non-finite steps in a row before the run stops
-    precision: str | None = None  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str | None = None  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16-mixed (= bf16) | fp16-mixed
     device: str | None = None  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # CPU threads for torch; None: the CPUs this process may use
     progress: str | None = None  # auto (bar on a TTY, plain lines otherwise) | bar | plain | none
     sample_tokens: int | None = None  # tokens to generate from `prompt` at the end; 0: none
     prompt: str | None = None
     tensorboard: bool | None = None  # also write the metrics as TensorBoard scalars in out/tensorboard
+    strategy: str | None = None  # ddp | fsdp (FSDP2 fully_shard); used under torchrun (WORLD_SIZE > 1)
+    compile: bool | None = None  # torch.compile the model
+    activation_checkpointing: bool | None = None  # recompute block activations in backward
+    global_batch_tokens: int | None = None  # tokens per optimizer step over all ranks: sets grad_accum
+    oom_backoff: bool | None = None  # on CUDA OOM: halve the micro-batch, double grad_accum, retry
+    peak_flops: float | None = None  # peak FLOP/s per device for the MFU estimate (default: known GPUs)
     resume: bool = False  # continue from the newest complete checkpoint in `out`
     overwrite: bool = False  # start over in an `out` that already holds a run
 
@@ -91,6 +102,7 @@ class PretrainOptions:
         values = {**base, **given, "out": self.out, "resume": self.resume, "overwrite": self.overwrite}
         values["corpus"] = list(values["corpus"] or [])
         values["overrides"] = dict(values["overrides"] or {})
+        values["objective_options"] = dict(values["objective_options"] or {})
         if values["min_lr"] is None:
             values["min_lr"] = values["lr"] / 10
         if values["warmup"] is None:
@@ -117,11 +129,16 @@ class PretrainOptions:
             raise PlmlabError("AdamW betas must be in [0, 1)")
         if self.seq_len is not None and self.seq_len < 2:
             raise PlmlabError(f"--seq-len must be at least 2, got {self.seq_len}")
-        for name, choices in (("encoding_errors", ("strict", "replace")), ("precision", ("auto", "fp32", "bf16")),
+        for name, choices in (("encoding_errors", ("strict", "replace")), ("precision", ("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed")),
+                              ("strategy", ("ddp", "fsdp")),
                               ("progress", ("auto", "bar", "plain", "none"))):
             if getattr(self, name) not in choices:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, "
                                   f"not {getattr(self, name)!r}")
+        if self.global_batch_tokens is not None and self.global_batch_tokens <= 0:
+            raise PlmlabError(f"--global-batch-tokens must be positive, got {self.global_batch_tokens}")
+        if self.peak_flops is not None and not (math.isfinite(self.peak_flops) and self.peak_flops > 0):
+            raise PlmlabError(f"--peak-flops must be a positive number, got {self.peak_flops}")
         if self.threads is not None and self.threads <= 0:
             raise PlmlabError(f"--threads must be positive, got {self.threads}")
 

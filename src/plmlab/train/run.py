@@ -11,6 +11,7 @@ Layout of a run directory:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -27,12 +28,14 @@ from ..config import Config
 from ..data import build_token_data, builtin_documents, corpus_fingerprint, read_corpus
 from ..errors import PlmlabError
 from ..modeling import build_model
-from ..objectives import get_objective
 from . import faults
 from .baselines import ngram_baselines, stream_with_eos
 from .checkpoint import commit_dir, latest_complete, write_checkpoint, write_json_durable
-from .data import fixed_batches
+from .data import count_targets, fixed_batches
 from .loop import Trainer, TrainState
+from .scale import Dist, Precision, full_model_state, full_optimizer_state, grad_accum_for, make_scale, param_names, rescale_for_world
+from .demo import demonstrate
+from .objective_setup import build_objective, check_objective_options
 from .metrics import METRICS, MetricsLog, Progress, read_metrics
 from .optim import make_optimizer
 from .options import MAX_DEFAULT_SEQ_LEN, PretrainOptions
@@ -61,6 +64,8 @@ class PretrainResult:
     params: int = 0
     sample: str | None = None
     resumed_from: int | None = None
+    accuracies: dict = field(default_factory=dict)  # val_mlm_accuracy, val_token_accuracy, ... at the end
+    demo: dict | None = None  # fill-mask / span filling / fill-blanks on a validation sentence (train/demo.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,12 +75,16 @@ def pretrain(options: PretrainOptions) -> PretrainResult:
     """Run (or resume) a pretraining run; see the module docstring and PretrainOptions."""
     started = time.perf_counter()
     out = Path(options.out)
-    with RunLock(out):
-        run = _Run(options, out)
-        result = run.train()
-    result.wall_s = round(time.perf_counter() - started, 2)
-    if result.interrupted is None:
-        write_json_durable(out / "summary.json", result.to_dict())
+    dist = Dist.from_env(options.device)  # torchrun: RANK / WORLD_SIZE / LOCAL_RANK (train/scale.py)
+    try:
+        with RunLock(out) if dist.is_main else contextlib.nullcontext():  # rank 0 owns the run directory
+            run = dist.main_first(lambda: _Run(options, out, dist)).parallelize()
+            result = run.train()
+        result.wall_s = round(time.perf_counter() - started, 2)
+        if result.interrupted is None and dist.is_main:
+            write_json_durable(out / "summary.json", result.to_dict())
+    finally:
+        dist.close()
     return result
 
 
@@ -84,16 +93,22 @@ class _Run:
 
     REQUIRED = (STATE_JSON, STATE_TENSORS, "config.json")
 
-    def __init__(self, options: PretrainOptions, out: Path) -> None:
+    def __init__(self, options: PretrainOptions, out: Path, dist: Dist | None = None) -> None:
         self.out, self.ckpt_dir = out, out / "checkpoints"
+        self.dist = dist or Dist()
         found = self._find_checkpoint() if options.resume else None
         self.info = read_trainer_info(found[1]) if found else None
-        self.options = options.resolved(self.info["options"] if self.info else None)
+        # A run resumes on any number of ranks: the same global micro-batch (batch_size x world).
+        stored = rescale_for_world(self.info["options"], self.info.get("world_size", 1),
+                                   self.dist.world) if self.info else None
+        self.options = options.resolved(stored)
         o = self.options
+        check_objective_options(o.objective, o.objective_options)  # before any tokenizer training
         self.old_entries = [] if found else self._old_entries()
         if o.threads is not None:
             torch.set_num_threads(o.threads)
-        self.device = choose_device(o.device)
+        self.device = self.dist.device(choose_device(o.device))
+        Precision(o.precision, self.device)  # fp16-mixed on CPU: refused before any work
         documents = read_corpus(o.corpus, errors=o.encoding_errors) if o.corpus else builtin_documents()
         self.fingerprint = corpus_fingerprint(documents)
         if found:
@@ -104,21 +119,41 @@ class _Run:
             self.tokenizer = make_tokenizer(o, config, documents)
             self.config = _with_special_ids(config, self.tokenizer)
             o.seq_len = _seq_len(o.seq_len, self.config, self.device)
+            if o.global_batch_tokens is not None:
+                accum = grad_accum_for(o.global_batch_tokens, o.batch_size, o.seq_len, self.dist.world)
+                if options.grad_accum is not None and options.grad_accum != accum:
+                    raise PlmlabError(f"--grad-accum {options.grad_accum} disagrees with --global-batch-tokens "
+                                      f"{o.global_batch_tokens} (which needs {accum}); pass one of them")
+                o.grad_accum = accum
         self.train_data, self.val_data = build_token_data(documents, self.tokenizer)
-        self.objective = get_objective(o.objective)(self.tokenizer, o.seq_len)
+        self.objective = build_objective(o.objective, self.tokenizer, o.seq_len, o.objective_options)
         if o.objective == "clm" and self.tokenizer.eos_id is None:
             raise PlmlabError("the tokenizer has no end-of-text token, which the causal objective puts between documents")
         n_train = self.objective.num_examples(self.train_data)
         if n_train == 0:
             raise PlmlabError(f"the training split has {self.train_data.n_tokens} tokens: too few for one "
                               f"sequence of {o.seq_len} (add text or lower --seq-len)")
-        self.val_batches = fixed_batches(self.objective, self.val_data, o.seed, o.batch_size, o.eval_batches)
+        # every rank evaluates the same global batches: the same val_loss for any world size
+        self.val_batches = fixed_batches(self.objective, self.val_data, o.seed, o.batch_size * self.dist.world,
+                                         o.eval_batches)
         self.model = build_model(self.config, device=self.device)
-        self.optimizer = make_optimizer(self.model, o.lr, o.weight_decay, (o.beta1, o.beta2))
         self.state = TrainState()
         self.resumed_from = found[0] if found else None
+        self.scale = make_scale(o, self.dist, self.device, self.config, self.model.num_parameters())
+        self.found = found
         if found:
-            self._restore_training(found[1])
+            self._restore_weights(found[1])
+
+    def parallelize(self) -> "_Run":
+        """DDP / FSDP2 / compile / activation checkpointing, then the optimizer (after sharding) and
+        the rest of a resumed state. Collectives: every rank calls it, after set-up."""
+        o = self.options
+        self.train_model = self.scale.prepare(self.model)
+        self.scale.model_for_sync = self.model
+        self.optimizer = make_optimizer(self.model, o.lr, o.weight_decay, (o.beta1, o.beta2))
+        if self.found:
+            self._restore_training(self.found[1])
+        return self
 
     # ------------------------------------------------------------------ fresh or resumed
     def _find_checkpoint(self):
@@ -151,42 +186,62 @@ class _Run:
         self.tokenizer = load_tokenizer(folder)
         self.config = Config.from_dict(self.info["config"])
 
-    def _restore_training(self, folder: Path) -> None:
+    def _restore_weights(self, folder: Path) -> None:
         from .. import load_pretrained
 
-        weights = load_pretrained(folder).state_dict()
-        self.model.load_state_dict(weights)
+        self.model.load_state_dict(load_pretrained(folder).state_dict())
+
+    def _restore_training(self, folder: Path) -> None:
         optimizer_state, rng = read_trainer_tensors(folder, self.info)
-        self.optimizer.load_state_dict(optimizer_state)
+        self.scale.load_optimizer(self.model, self.optimizer, optimizer_state)
+        self.scale.load_scaler_state(self.info.get("grad_scaler"))
         self.state = TrainState(**self.info["state"])
         set_rng_state(rng)  # last: building the model above drew from torch's generator
         _warn(f"resuming {self.out} from {folder.name}")
 
     # ------------------------------------------------------------------ training
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        """Rank 0 writes the full (unsharded) state; under FSDP every rank helps gather it first."""
+        model, optimizer = self.model, self.optimizer
+        if self.scale.fsdp:
+            model = self._full_model()
+            optimizer = _StateOnly(full_optimizer_state(self.model, self.optimizer, param_names(self.model)))
+
         def write(folder: Path) -> None:
             from .. import save_pretrained
 
-            save_pretrained(self.model, folder, tokenizer=self.tokenizer)
+            save_pretrained(model, folder, tokenizer=self.tokenizer)
             faults.during_save(self.state.step)
             info = {"format": STATE_FORMAT, "state": self.state.to_dict(), "options": self.options.to_dict(),
-                    "config": self.config.to_dict(), "corpus_fingerprint": self.fingerprint}
-            write_trainer_state(folder, info, self.optimizer)
+                    "config": self.config.to_dict(), "corpus_fingerprint": self.fingerprint,
+                    "world_size": self.dist.world, "grad_scaler": self.scale.scaler_state()}
+            write_trainer_state(folder, info, optimizer)
 
-        return write_checkpoint(self.ckpt_dir, self.state.step, write, self.options.keep_last)
+        return self.dist.on_main(lambda: write_checkpoint(self.ckpt_dir, self.state.step, write, self.options.keep_last),
+                                 "saving a checkpoint")
+
+    def _full_model(self):
+        """FSDP: the gathered weights in a plain CPU model on rank 0 (a collective; None elsewhere)."""
+        weights = full_model_state(self.model, True)
+        if not self.dist.is_main:
+            return None
+        model = build_model(self.config, device=torch.device("cpu"))
+        model.load_state_dict(weights)
+        return model
 
     def train(self) -> PretrainResult:
         o = self.options
-        tensorboard = self._tensorboard()
-        for path in self.old_entries:
+        main = self.dist.is_main  # only rank 0 logs and writes
+        tensorboard = self._tensorboard() if main else None
+        for path in self.old_entries if main else []:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         log = MetricsLog(self.out / METRICS, keep_until=self.state.step if self.resumed_from is not None else None,
-                         mirror=tensorboard)
-        progress = Progress(o.progress, self.state.step, o.max_steps)
+                         mirror=tensorboard) if main else _NoLog()
+        progress = Progress(o.progress if main else "none", self.state.step, o.max_steps)
         if not self.val_batches:
             progress.write("plmlab: warning: the validation split is too small for one sequence; no evaluation")
-        trainer = Trainer(self.model, self.optimizer, self.objective, self.train_data, self.val_batches, o,
-                          self.state, self.save_checkpoint, log, progress, self.device)
+        trainer = Trainer(self.train_model, self.optimizer, self.objective, self.train_data, self.val_batches, o,
+                          self.state, self.save_checkpoint, log, progress, self.device, scale=self.scale)
         try:
             signum = trainer.fit()
         finally:
@@ -199,8 +254,22 @@ class _Run:
         result.checkpoint = str(self.ckpt_dir / f"step-{trainer.saved_step:08d}")
         if signum is not None:
             return result
-        self._finish(trainer, result)
+        if self.dist.enabled:
+            self._finish_distributed(trainer, result)
+        else:
+            self._finish(trainer, result)
         return result
+
+    def _finish_distributed(self, trainer: Trainer, result: PretrainResult) -> None:
+        """Every rank evaluates (collectives under FSDP); rank 0 alone writes final/ and samples,
+        from a plain copy of the gathered weights under FSDP."""
+        if self.val_batches and (trainer.last_eval is None or trainer.last_eval[0] != self.state.step):
+            trainer.evaluate()
+        if self.scale.fsdp:
+            full = self._full_model()
+            if full is not None:
+                self.model, self.device = full, torch.device("cpu")
+        self.dist.on_main(lambda: self._finish(trainer, result), "finishing the run")
 
     def _tensorboard(self):
         if not self.options.tensorboard:
@@ -220,7 +289,7 @@ class _Run:
                 trainer.evaluate()
             result.val_loss = trainer.last_eval[1]
             result.val_ppl = math.exp(min(result.val_loss, 700.0))
-            result.val_tokens = sum(int((b["labels"] != -100).sum()) for b in self.val_batches)
+            result.val_tokens = sum(count_targets(b) for b in self.val_batches)
             if o.objective == "clm":
                 result.baselines = self._baselines()
         losses = [r["loss"] for r in read_metrics(self.out / METRICS) if isinstance(r["loss"], float)]
@@ -228,6 +297,8 @@ class _Run:
         result.final_dir = str(self._save_final())
         if o.sample_tokens and self.config.arch == "decoder" and self.tokenizer.eos_id is not None:
             result.sample = self._sample()  # a continuation of the prompt: decoders only
+        result.accuracies = dict(trainer.last_accuracies)
+        result.demo = demonstrate(self.model, self.tokenizer, o.objective, self.val_data, self.device, o.seed)
 
     def _baselines(self) -> dict:
         stream = stream_with_eos(self.train_data.tokens, self.train_data.doc_offsets, self.tokenizer.eos_id)
@@ -259,6 +330,26 @@ class _Run:
         ids = generate(self.model, torch.tensor([prompt], device=self.device), max_new_tokens=min(o.sample_tokens, room),
                        do_sample=True, temperature=0.8, top_k=40, seed=o.seed)
         return o.prompt + self.tokenizer.decode(ids[0].tolist())
+
+
+class _NoLog:
+    """The metrics log of ranks other than 0."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _StateOnly:
+    """What write_trainer_state needs of an optimizer: a state_dict (the gathered FSDP one)."""
+
+    def __init__(self, state: dict | None) -> None:
+        self.state = state
+
+    def state_dict(self) -> dict | None:
+        return self.state
 
 
 def _with_special_ids(config: Config, tokenizer) -> Config:

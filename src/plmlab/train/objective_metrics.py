@@ -1,0 +1,49 @@
+"""What the objective says about a batch beyond the loss: accuracies, count-weighted over batches.
+
+`Objective.metrics(batch, output)` returns accuracies with the counts that weight them
+(`mlm_accuracy` + `mlm_count`, `nsp_accuracy` / `sop_accuracy` + `pair_count`, `token_accuracy`
++ `token_count`); `Averager` sums them over the validation batches (or a step's micro-batches)
+into exact count-weighted means: `val_mlm_accuracy`, `val_nsp_accuracy`, `val_token_accuracy`...
+"""
+
+from __future__ import annotations
+
+import torch
+
+# The count that weights an accuracy, when its own `<name>_count` is absent.
+_SHARED_COUNTS = {"nsp": "pair_count", "sop": "pair_count"}
+
+
+def batch_metrics(objective, batch: dict, output) -> dict[str, float]:
+    """The objective's metrics of one batch ({} when it has none or they fail to apply)."""
+    metrics = getattr(objective, "metrics", None)
+    if metrics is None or getattr(output, "logits", None) is None:
+        return {}
+    with torch.no_grad():
+        return dict(metrics(batch, output) or {})
+
+
+class Averager:
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            if not key.endswith("_accuracy"):
+                continue
+            name = key.removesuffix("_accuracy")
+            count = int(values.get(f"{name}_count", values.get(_SHARED_COUNTS.get(name, ""), 1)))
+            if count <= 0:
+                continue
+            self.sums[name] = self.sums.get(name, 0.0) + float(value) * count
+            self.counts[name] = self.counts.get(name, 0) + count
+
+    def result(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}{name}_accuracy": round(self.sums[name] / self.counts[name], 6) for name in self.sums}
+
+
+def accuracy_text(record: dict, prefix: str = "val_") -> str:
+    """' val_mlm_acc 0.312 val_nsp_acc 0.55' for a progress line ('' when there are none)."""
+    return "".join(f" {key.removesuffix('uracy')} {value:.3f}" for key, value in record.items()
+                   if key.startswith(prefix) and key.endswith("_accuracy") and isinstance(value, float))
