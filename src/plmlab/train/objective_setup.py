@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import PlmlabError
 from ..objectives import Objective, get_objective
+from .setup import read_json_or_yaml
 
 # Options taken through **kwargs, which the signature alone does not show.
 _KWARG_OPTIONS = {"MaskedLM": ("mlm", "MASKING_OPTIONS"), "BlankInfilling": ("glm", "known")}
@@ -81,24 +82,7 @@ def read_mixture(path: str) -> dict[str, Any]:
     {"path": FILE.jsonl, "rate": R, "prefix": TEXT, "name": optional}; a relative path is taken
     from the description's folder (and stored absolute, so the run resumes from anywhere)."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as e:
-        raise PlmlabError(f"cannot read mixture file {path}: {e.strerror}") from None
-    if path.endswith((".yaml", ".yml")):
-        try:
-            import yaml
-        except ImportError:
-            raise PlmlabError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write JSON") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise PlmlabError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    else:
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise PlmlabError(f"{path}: invalid JSON ({e})") from None
+    data = read_json_or_yaml(path, "mixture file")
     if isinstance(data, list):
         data = {"tasks": data}
     if not isinstance(data, dict) or not isinstance(data.get("tasks", []), list):

@@ -29,10 +29,18 @@ def build_config(o: PretrainOptions) -> Config:
 
 def read_config_file(path: str) -> dict:
     """A JSON or YAML object of Config fields."""
+    data = read_json_or_yaml(path, "config file")
+    if not isinstance(data, dict):
+        raise PlmlabError(f"{path}: expected an object of Config fields")
+    return data
+
+
+def read_json_or_yaml(path: str, what: str):
+    """The value a .json / .yaml / .yml file holds; one-line errors for unreadable or bad files."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
-        raise PlmlabError(f"cannot read config file {path}: {e.strerror}") from None
+        raise PlmlabError(f"cannot read {what} {path}: {e.strerror}") from None
     if path.endswith((".yaml", ".yml")):
         try:
             import yaml
@@ -47,8 +55,6 @@ def read_config_file(path: str) -> dict:
             data = json.loads(text)
         except ValueError as e:
             raise PlmlabError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise PlmlabError(f"{path}: expected an object of Config fields")
     return data
 
 
