@@ -522,3 +522,16 @@ def test_cli_on_a_saved_checkpoint(tiny_checkpoint, tmp_path):
     code, _, err = run_cli(["generate", "--model", str(tmp_path / "missing"), "Hello"])
     assert code == 2 and err.startswith("plmlab: error: ")
 
+
+
+def test_cli_accepts_a_training_run_directory(tmp_path, capsys):
+    """`--model RUN` (a pretrain output) loads RUN/final and its tokenizer, as the README shows."""
+    from plmlab.cli import main
+    from plmlab.tokenizers import train_tokenizer
+
+    tok = train_tokenizer([f"the cat sat on mat number {i}." for i in range(200)], "gpt2", 300)
+    model = plmlab.build_model("gpt-tiny", vocab_size=tok.vocab_size, eos_token_id=tok.eos_id)
+    plmlab.save_pretrained(model, tmp_path / "run" / "final", tokenizer=tok)
+    assert main(["generate", "--model", str(tmp_path / "run"), "--prompt", "the cat", "--max-new-tokens", "3",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["prompt"] == "the cat"

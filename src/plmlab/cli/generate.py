@@ -65,8 +65,10 @@ def _stdin_lines() -> list[str]:
 def load(model_dir: str, tokenizer_dir: str | None, device: str):
     """(model, tokenizer) from a checkpoint directory."""
     from .. import load_pretrained
+    from ..hf import resolve_dir
     from ..tokenizers import load_tokenizer
 
+    model_dir = resolve_dir(model_dir)  # a training run directory: its final/ model
     model = load_pretrained(model_dir)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
