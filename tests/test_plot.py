@@ -11,7 +11,7 @@ import pytest
 
 from plmlab.cli import main
 from plmlab.errors import PlmlabError
-from plmlab.plotting import ema, metric_series, panels_for, plot_runs, read_metrics, resolve_out
+from plmlab.plotting import ema, metric_series, panels_for, read_metrics, resolve_out
 from plmlab.train.tensorboard import TensorBoardLogger
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -155,7 +155,6 @@ def test_objective_examples_rebuild_the_packed_stream(tok):
 
 
 def test_trains_a_tiny_t5_step(tok):
-    import torch
 
     import plmlab
 

@@ -16,6 +16,7 @@ import torch
 from ..config import Config
 from ..errors import PlmlabError
 from ..models.base import IGNORE_INDEX
+from ..objectives.base import pad_and_stack
 from .data import read_records, require_field
 from .tasks import Task, register_task
 
@@ -59,18 +60,7 @@ class _Labelled(Task):
         return limit
 
     def collate(self, examples, tokenizer) -> dict[str, torch.Tensor]:
-        T = max(len(e["input_ids"]) for e in examples)
-        pad = {"input_ids": tokenizer.pad_id or 0, "labels": IGNORE_INDEX}
-        batch = {}
-        for key in examples[0]:
-            if np.ndim(examples[0][key]) == 0:
-                batch[key] = torch.tensor([int(e[key]) for e in examples])
-                continue
-            out = np.full((len(examples), T), pad.get(key, 0), dtype=np.int64)
-            for i, e in enumerate(examples):
-                out[i, : len(e[key])] = e[key]
-            batch[key] = torch.from_numpy(out)
-        return batch
+        return pad_and_stack(examples, {"input_ids": tokenizer.pad_id or 0, "labels": IGNORE_INDEX})
 
     @torch.no_grad()
     def evaluate(self, model, batches) -> dict[str, float]:

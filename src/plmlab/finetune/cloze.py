@@ -30,6 +30,7 @@ from ..config import Config
 from ..errors import PlmlabError
 from ..infill import TWO_D_POSITIONS, prepare
 from ..models.base import IGNORE_INDEX
+from ..objectives.base import pad_and_stack
 from ..objectives.glm_layout import GlmTokens
 from .classification import SequenceClassification, macro_f1
 from .tasks import register_task
@@ -109,16 +110,7 @@ class Cloze(SequenceClassification):
 
     def collate(self, examples, tokenizer) -> dict[str, torch.Tensor]:
         """Right-pad (T,), (2, T) and (T, T) arrays to the longest example."""
-        pad = {"input_ids": tokenizer.pad_id or 0, "labels": IGNORE_INDEX}
-        batch = {}
-        for key in examples[0]:
-            arrays = [np.asarray(e[key]) for e in examples]
-            shape = np.max([a.shape for a in arrays], axis=0)
-            out = np.full((len(arrays), *shape), pad.get(key, 0), dtype=np.int64)
-            for i, a in enumerate(arrays):
-                out[(i, *[slice(0, n) for n in a.shape])] = a
-            batch[key] = torch.from_numpy(out)
-        return batch
+        return pad_and_stack(examples, {"input_ids": tokenizer.pad_id or 0, "labels": IGNORE_INDEX})
 
     # --- scoring ---------------------------------------------------------------------------------
     def loss(self, model, batch) -> torch.Tensor:

@@ -40,7 +40,7 @@ class FinetuneOptions:
 
 def finetune(options: FinetuneOptions, log=print) -> list[dict]:
     """Fine-tune, evaluate each epoch, save OUT/final; returns the per-epoch metrics."""
-    from .. import build_model, load_pretrained, save_pretrained
+    from .. import build_model, save_pretrained
     from ..cli.fill_mask import load_model_and_tokenizer
 
     if options.epochs < 1 or options.batch_size < 1 or options.lr <= 0:

@@ -20,6 +20,7 @@ import torch
 from ..config import Config
 from ..errors import PlmlabError
 from ..models.base import IGNORE_INDEX
+from ..objectives.base import pad_and_stack
 from ..objectives.mixture import encode_text2text
 from .data import read_records
 from .tasks import Task, register_task
@@ -83,15 +84,9 @@ class Text2Text(Task):
         return example
 
     def collate(self, examples, tokenizer) -> dict[str, torch.Tensor]:
-        pad = {"input_ids": tokenizer.pad_id or 0, "attention_mask": 0, "labels": IGNORE_INDEX}
-        batch = {}
-        for key, value in pad.items():
-            T = max(len(e[key]) for e in examples)
-            out = np.full((len(examples), T), value, dtype=np.int64)
-            for i, e in enumerate(examples):
-                out[i, : len(e[key])] = e[key]
-            batch[key] = torch.from_numpy(out)
-        return batch
+        keys = ("input_ids", "attention_mask", "labels")
+        return pad_and_stack([{k: e[k] for k in keys} for e in examples],
+                             {"input_ids": tokenizer.pad_id or 0, "labels": IGNORE_INDEX})
 
     @torch.no_grad()
     def evaluate(self, model, batches) -> dict[str, float]:

@@ -35,6 +35,23 @@ def token_accuracy(batch: dict, output) -> dict[str, float]:
     return {"token_accuracy": correct / count if count else 0.0, "token_count": count}
 
 
+def pad_and_stack(examples: list[dict[str, np.ndarray]], pad_values: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Right-pad per-token arrays to the longest example (1-D, 2-D position rows and square
+    2-D masks alike; `pad_values[key]`, else 0) and stack everything into int64 tensors."""
+    batch: dict[str, torch.Tensor] = {}
+    for key in examples[0]:
+        arrays = [np.asarray(e[key]) for e in examples]
+        if arrays[0].ndim == 0:
+            batch[key] = torch.as_tensor(np.stack(arrays))
+            continue
+        shape = np.max([a.shape for a in arrays], axis=0)
+        out = np.full((len(arrays), *shape), pad_values.get(key, 0), dtype=np.int64)
+        for i, a in enumerate(arrays):
+            out[(i, *[slice(0, n) for n in a.shape])] = a
+        batch[key] = torch.from_numpy(out)
+    return batch
+
+
 class Objective:
     """Subclasses set `name` and implement `num_examples`, `example` and `from_ids`."""
 
@@ -73,17 +90,4 @@ class Objective:
         return token_accuracy(batch, output)
 
     def collate(self, examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        """Right-pad per-token arrays to the longest example (1-D, 2-D position rows and
-        square 2-D masks alike) and stack everything into tensors."""
-        batch: dict[str, torch.Tensor] = {}
-        for key in examples[0]:
-            arrays = [np.asarray(e[key]) for e in examples]
-            if arrays[0].ndim == 0:
-                batch[key] = torch.as_tensor(np.stack(arrays))
-                continue
-            shape = np.max([a.shape for a in arrays], axis=0)
-            out = np.full((len(arrays), *shape), self.pad_values.get(key, 0), dtype=np.int64)
-            for i, a in enumerate(arrays):
-                out[(i, *[slice(0, n) for n in a.shape])] = a
-            batch[key] = torch.from_numpy(out)
-        return batch
+        return pad_and_stack(examples, self.pad_values)

@@ -20,7 +20,6 @@ group comes from the environment (RANK, WORLD_SIZE, LOCAL_RANK; gloo on CPU, ncc
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import warnings
