@@ -107,12 +107,19 @@ class CrossAttention(nn.Module):
 
 def attend(q, k, v, mask, is_causal, scale, dropout) -> torch.Tensor:
     """SDPA with grouped KV heads. `mask`: bool (True = attend) or additive float, or None."""
+    gqa = {}
     if k.shape[1] != q.shape[1]:  # GQA / MQA: share each KV head across a group of queries
-        repeat = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+        if _SDPA_GQA:  # the kernel indexes the shared heads itself: no copies of K and V
+            gqa = {"enable_gqa": True}
+        else:
+            repeat = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
     return F.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None, scale=scale
+        q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None, scale=scale, **gqa
     )
+
+
+_SDPA_GQA = "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or "")  # torch >= 2.5
 
 
 class AttentionContext:
