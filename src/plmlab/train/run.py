@@ -83,6 +83,9 @@ def pretrain(options: PretrainOptions) -> PretrainResult:
         result.wall_s = round(time.perf_counter() - started, 2)
         if result.interrupted is None and dist.is_main:
             write_json_durable(out / "summary.json", result.to_dict())
+        # Leave together: a rank that tears its gloo connections down while rank 0 is still
+        # saving and sampling can abort ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.close()
     return result
