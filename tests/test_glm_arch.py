@@ -19,15 +19,6 @@ PUBLISHED = {"glm-base": 110e6, "glm-large": 335e6, "glm-410m": 410e6, "glm-515m
              "glm-roberta": 335e6 + (50304 - 30592) * 1024}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Models this small gain nothing from threads, and on a busy machine two threads spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_published_sizes(name):
     n = count_parameters(get_preset(name))["params"]

@@ -32,15 +32,6 @@ def write_sentiment(path, n, seed):
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Models this small gain nothing from threads, and on a busy machine two threads spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def glm_dir(tmp_path_factory):
     rng = np.random.default_rng(0)

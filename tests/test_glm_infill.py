@@ -18,15 +18,6 @@ TEXTS = ["The cat sat on the mat. It was warm; the sun was out!",
 QUERY = "The cat sat [MASK] the mat. It [sMASK] and [gMASK]"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Models this small gain nothing from threads, and on a busy machine two threads spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return train_tokenizer(TEXTS, "glm", vocab_size=400)

@@ -31,15 +31,6 @@ TEXTS = [
 TOK = GlmTokens(mask=1, smask=2, gmask=3, sop=4, eop=5, cls=6, eos=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Models this small gain nothing from threads, and on a busy machine two threads spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return train_tokenizer(TEXTS, "glm", vocab_size=400)

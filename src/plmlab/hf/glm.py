@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from ..config import Config
 from ..errors import PlmlabError
-from .adapter import Adapter, copy, fused_qkv, require
+from .adapter import Adapter, copy, require
 from .gpt import ACT_HF, HF_ACT
-from .llama import rope_from_hf
+from .llama import llama_rules, rope_from_hf
 
 GLM_CLASS = "GlmForCausalLM"
 CHATGLM_CLASS = "ChatGLMForConditionalGeneration"
@@ -94,21 +94,7 @@ class Glm(Adapter):
         return _glm_shape(c)
 
     def rules(self, c: Config):
-        layer, hf = "decoder.layers.{i}.", "layers.{i}."
-        rules = [
-            copy("embed.tokens.weight", "embed_tokens.weight"),
-            copy("decoder.norm.weight", "norm.weight"),
-            copy(layer + "attn_norm.weight", hf + "input_layernorm.weight"),
-            copy(layer + "mlp_norm.weight", hf + "post_attention_layernorm.weight"),
-            fused_qkv(layer + "attn.qkv.weight", *(hf + f"self_attn.{p}_proj.weight" for p in "qkv")),
-            copy(layer + "attn.o.weight", hf + "self_attn.o_proj.weight"),
-            copy(layer + "mlp.gate_up.weight", hf + "mlp.gate_up_proj.weight"),  # already [gate; up]
-            copy(layer + "mlp.down.weight", hf + "mlp.down_proj.weight"),
-            copy("head.proj.weight", "lm_head.weight"),
-        ]
-        if c.qkv_bias:
-            rules.append(fused_qkv(layer + "attn.qkv.bias", *(hf + f"self_attn.{p}_proj.bias" for p in "qkv")))
-        return rules
+        return llama_rules(c, fused_gate_up=True)
 
 
 class ChatGLM(Adapter):

@@ -66,25 +66,34 @@ class Llama(Adapter):
         })
 
     def rules(self, c: Config):
-        layer, hf = "decoder.layers.{i}.", "layers.{i}."
-        rules = [
-            copy("embed.tokens.weight", "embed_tokens.weight"),
-            copy("decoder.norm.weight", "norm.weight"),
-            copy(layer + "attn_norm.weight", hf + "input_layernorm.weight"),
-            copy(layer + "mlp_norm.weight", hf + "post_attention_layernorm.weight"),
-            fused_qkv(layer + "attn.qkv.weight", *(hf + f"self_attn.{p}_proj.weight" for p in "qkv")),
-            copy(layer + "attn.o.weight", hf + "self_attn.o_proj.weight"),
-            fused_halves(layer + "mlp.gate_up.weight", hf + "mlp.gate_proj.weight", hf + "mlp.up_proj.weight"),
-            copy(layer + "mlp.down.weight", hf + "mlp.down_proj.weight"),
-            copy("head.proj.weight", "lm_head.weight"),
-        ]
-        if c.qkv_bias:
-            rules += [fused_qkv(layer + "attn.qkv.bias", *(hf + f"self_attn.{p}_proj.bias" for p in "qkv")),
-                      copy(layer + "attn.o.bias", hf + "self_attn.o_proj.bias")]
-        if c.mlp_bias:
-            rules += [fused_halves(layer + "mlp.gate_up.bias", hf + "mlp.gate_proj.bias", hf + "mlp.up_proj.bias"),
-                      copy(layer + "mlp.down.bias", hf + "mlp.down_proj.bias")]
-        return rules
+        return llama_rules(c)
+
+
+def llama_rules(c: Config, fused_gate_up: bool = False) -> list:
+    """The `model.layers.{i}` table of LlamaForCausalLM, shared by GlmForCausalLM, whose only
+    differences are a stored fused `gate_up_proj` and biases on Q, K, V but not on O."""
+    layer, hf = "decoder.layers.{i}.", "layers.{i}."
+    gate_up = (copy(layer + "mlp.gate_up.weight", hf + "mlp.gate_up_proj.weight") if fused_gate_up  # [gate; up]
+               else fused_halves(layer + "mlp.gate_up.weight", hf + "mlp.gate_proj.weight", hf + "mlp.up_proj.weight"))
+    rules = [
+        copy("embed.tokens.weight", "embed_tokens.weight"),
+        copy("decoder.norm.weight", "norm.weight"),
+        copy(layer + "attn_norm.weight", hf + "input_layernorm.weight"),
+        copy(layer + "mlp_norm.weight", hf + "post_attention_layernorm.weight"),
+        fused_qkv(layer + "attn.qkv.weight", *(hf + f"self_attn.{p}_proj.weight" for p in "qkv")),
+        copy(layer + "attn.o.weight", hf + "self_attn.o_proj.weight"),
+        gate_up,
+        copy(layer + "mlp.down.weight", hf + "mlp.down_proj.weight"),
+        copy("head.proj.weight", "lm_head.weight"),
+    ]
+    if c.qkv_bias:
+        rules.append(fused_qkv(layer + "attn.qkv.bias", *(hf + f"self_attn.{p}_proj.bias" for p in "qkv")))
+    if c.out_bias:
+        rules.append(copy(layer + "attn.o.bias", hf + "self_attn.o_proj.bias"))
+    if c.mlp_bias:
+        rules += [fused_halves(layer + "mlp.gate_up.bias", hf + "mlp.gate_proj.bias", hf + "mlp.up_proj.bias"),
+                  copy(layer + "mlp.down.bias", hf + "mlp.down_proj.bias")]
+    return rules
 
 
 def _first(value):
