@@ -12,7 +12,8 @@ from plmlab.cli import main as cli_main
 from plmlab.data.shards import TokenData
 from plmlab.errors import PlmlabError
 from plmlab.objectives import get_objective
-from plmlab.objectives.base import IGNORE_INDEX, example_rng
+from plmlab.masks import IGNORE_INDEX
+from plmlab.objectives.base import example_rng
 from plmlab.objectives.glm import (
     BlankInfilling,
     content_budget,

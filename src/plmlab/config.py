@@ -171,6 +171,13 @@ class Config:
     def is_causal(self) -> bool:
         return self.arch == "decoder"
 
+    def decoder_start(self) -> int:
+        """The token an encoder-decoder's decoder starts from: decoder_start_token_id, else pad
+        (T5 starts from pad = 0), else 0. Teacher forcing and generation both use it."""
+        if self.decoder_start_token_id is not None:
+            return self.decoder_start_token_id
+        return self.pad_token_id or 0
+
     # --- (de)serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .errors import PlmlabError
+from .masks import positions_from_padding
 from .generation.filters import apply_pipeline, build_pipeline
 from .objectives.glm_layout import GlmTokens, glm_attention_mask
 
@@ -141,7 +142,7 @@ class GlmPrefixInputs:
         if self.prompt_len is None:
             self.prompt_len = T
         n_a, real = self.prompt_len, mask.bool()  # (B, T) 1 = a token, 0 = left padding
-        pos_a = (real[:, :n_a].long().cumsum(-1) - 1).clamp(min=0)  # (B, A) counts real tokens only
+        pos_a = positions_from_padding(real[:, :n_a])  # (B, A) counts real tokens only
         end = real[:, :n_a].sum(-1, keepdim=True)  # (B, 1) the blank's position: right after the prompt
         k = torch.arange(1, T - n_a + 1, device=mask.device).expand(B, T - n_a)  # (B, T - A)
         pos = torch.stack((torch.cat((pos_a, end.expand_as(k)), -1),

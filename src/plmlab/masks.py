@@ -1,4 +1,5 @@
-"""Attention masks: padding, causal (with a KV-cache offset), and explicit 2-D masks (GLM).
+"""Masks: attention (padding, causal with a KV-cache offset, explicit 2-D masks as GLM's),
+positions counted over a padding mask, and the label value that marks "no loss here".
 
 Convention: a boolean mask is True where a query may attend to a key, shaped
 (B, 1, Tq, Tk) so it broadcasts over heads. Returning `(None, True)` lets SDPA use its
@@ -8,6 +9,15 @@ fused causal path; `(None, False)` means "attend to everything".
 from __future__ import annotations
 
 import torch
+
+# Labels of this value carry no loss (PyTorch's cross_entropy default; transformers' convention).
+IGNORE_INDEX = -100
+
+
+def positions_from_padding(mask: torch.Tensor) -> torch.Tensor:
+    """Positions of a (left-)padded batch counted over real tokens only (transformers:
+    cumsum - 1); padding gets position 0 (it is never attended to). mask: (B, T), 1 = token."""
+    return (mask.long().cumsum(dim=-1) - 1).clamp(min=0)  # (B, T)
 
 
 def build_mask(

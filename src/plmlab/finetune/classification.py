@@ -15,7 +15,7 @@ import torch
 
 from ..config import Config
 from ..errors import PlmlabError
-from ..models.base import IGNORE_INDEX
+from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
 from .data import read_records, require_field
 from .tasks import Task, register_task

@@ -29,7 +29,7 @@ import torch
 from ..config import Config
 from ..errors import PlmlabError
 from ..infill import TWO_D_POSITIONS, prepare
-from ..models.base import IGNORE_INDEX
+from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
 from ..objectives.glm_layout import GlmTokens
 from .classification import SequenceClassification, macro_f1

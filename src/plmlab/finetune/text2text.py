@@ -19,7 +19,7 @@ import torch
 
 from ..config import Config
 from ..errors import PlmlabError
-from ..models.base import IGNORE_INDEX
+from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
 from ..objectives.mixture import encode_text2text
 from .data import read_records

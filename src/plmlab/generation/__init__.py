@@ -11,13 +11,13 @@ from .api import FROM_CONFIG, context_limit, fit_context, generate, pad_batch
 from .filters import (
     FILTERS, apply_pipeline, build_pipeline, min_p, no_repeat_ngram, repetition_penalty, temperature, top_k, top_p,
 )
-from .runners import INPUT_PREPARERS, padded_positions
+from .runners import INPUT_PREPARERS
 from .streaming import CallbackStreamer, StopStrings, TextStreamer, find_stop
 
 __all__ = [
     "generate", "FROM_CONFIG", "context_limit", "fit_context", "pad_batch",
     "FILTERS", "build_pipeline", "apply_pipeline",
     "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "no_repeat_ngram",
-    "INPUT_PREPARERS", "padded_positions",
+    "INPUT_PREPARERS",
     "TextStreamer", "CallbackStreamer", "StopStrings", "find_stop",
 ]

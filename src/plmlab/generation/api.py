@@ -136,8 +136,7 @@ def _decode(model, ids: torch.Tensor, mask: torch.Tensor, options: SearchOptions
         # no_grad, not inference_mode: the returned ids may feed a training step later.
         with torch.no_grad():
             if config.arch == "encoder-decoder":
-                start = config.decoder_start_token_id
-                start = start if start is not None else (config.pad_token_id or 0)
+                start = config.decoder_start()
                 runner = EncoderDecoderRunner(model, ids, mask, options.max_new_tokens + 1, use_cache, start)
                 history = ids.new_full((ids.shape[0], 1), start)
                 return search(runner, history, torch.ones_like(history, dtype=torch.bool), options)

@@ -16,12 +16,7 @@ import torch
 
 from ..config import Config
 from ..errors import PlmlabError
-
-
-def padded_positions(mask: torch.Tensor) -> torch.Tensor:
-    """Positions of a left-padded batch: count real tokens only (transformers: cumsum - 1);
-    padding gets position 0 (it is never attended to)."""
-    return (mask.long().cumsum(dim=-1) - 1).clamp(min=0)  # (B, T)
+from ..masks import positions_from_padding
 
 
 class CausalInputs:
@@ -35,13 +30,13 @@ class CausalInputs:
     def prefill(self, input_ids: torch.Tensor, mask: torch.Tensor, padded: bool) -> dict:
         if not padded:
             return {}
-        return {"attention_mask": mask, "position_ids": padded_positions(mask)}
+        return {"attention_mask": mask, "position_ids": positions_from_padding(mask)}
 
     def step(self, mask: torch.Tensor, padded: bool, n_new: int) -> dict:
         """Inputs for the last `n_new` tokens of a (B, past + n_new) mask."""
         if not padded:
             return {}
-        return {"attention_mask": mask, "position_ids": padded_positions(mask)[:, -n_new:]}
+        return {"attention_mask": mask, "position_ids": positions_from_padding(mask)[:, -n_new:]}
 
 
 def _glm_inputs(config: Config):

@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from ..masks import IGNORE_INDEX
 from ..nn.attention import KVCache
-
-IGNORE_INDEX = -100
 
 
 @dataclass

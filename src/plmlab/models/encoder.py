@@ -9,7 +9,8 @@ from torch import nn
 from ..config import Config
 from ..errors import PlmlabError
 from ..nn.embedding import Embeddings
-from .base import IGNORE_INDEX, ModelOutput, PretrainedModel
+from ..masks import IGNORE_INDEX
+from .base import ModelOutput, PretrainedModel
 from .heads import Pooler, make_head
 from .stack import Stack
 

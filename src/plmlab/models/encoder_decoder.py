@@ -7,7 +7,8 @@ import torch
 from ..config import Config
 from ..nn.attention import KVCache
 from ..nn.embedding import Embeddings
-from .base import IGNORE_INDEX, ModelOutput, PretrainedModel
+from ..masks import IGNORE_INDEX
+from .base import ModelOutput, PretrainedModel
 from .heads import make_head
 from .stack import Stack
 
@@ -67,8 +68,6 @@ class EncoderDecoderModel(PretrainedModel):
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: the decoder sees [start] + targets[:-1] (T5 starts from pad = 0)."""
-        start = self.config.decoder_start_token_id
-        start = start if start is not None else (self.config.pad_token_id or 0)
-        shifted = labels.new_full(labels.shape, start)
+        shifted = labels.new_full(labels.shape, self.config.decoder_start())
         shifted[:, 1:] = labels[:, :-1]
         return shifted.masked_fill(shifted == IGNORE_INDEX, self.config.pad_token_id or 0)

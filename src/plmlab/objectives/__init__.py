@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from ..errors import PlmlabError
 from ..registry import import_present
-from .base import IGNORE_INDEX, Objective, example_rng
+from ..masks import IGNORE_INDEX
+from .base import Objective, example_rng
 
 MODULES = ("clm", "mlm", "pairs", "span", "mixture", "glm")
 

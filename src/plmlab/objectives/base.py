@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from ..data.shards import TokenData
-
-IGNORE_INDEX = -100
+from ..masks import IGNORE_INDEX
 
 
 def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:

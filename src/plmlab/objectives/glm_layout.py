@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PlmlabError
-from .base import IGNORE_INDEX
+from ..masks import IGNORE_INDEX
 
 GLM_ROLES = ("mask", "smask", "gmask", "sop", "eop", "cls", "eos")
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PlmlabError
-from .base import IGNORE_INDEX, Objective
+from ..masks import IGNORE_INDEX
+from .base import Objective
 
 # Lead characters of word-initial tokens per tokenizer model; WordPiece marks the opposite.
 _WORD_START_PREFIX = {"BPE": "Ġ", "Unigram": "▁"}
