@@ -15,7 +15,7 @@ def sentinels_in(ids: list[int], tokenizer) -> list[int]:
 
 
 def split_fills(out_ids: list[int], tokenizer) -> dict[int, list[int]]:
-    """sentinel id -> the ids generated after it (up to the next sentinel); EOS already cut."""
+    """sentinel id -> the ids generated after it (up to the next sentinel); EOS and padding cut."""
     sentinels = set(tokenizer.sentinel_ids or ())
     fills: dict[int, list[int]] = {}
     current = None
@@ -32,6 +32,7 @@ def span_result(input_ids: list[int], out_ids: list[int], tokenizer) -> dict:
     """{"text": the output with its sentinels, "fills": [{sentinel, text}], "filled": the input with
     each sentinel replaced by its fill}; a sentinel the model left unfilled stays in `filled`."""
     drop = {tokenizer.eos_id, tokenizer.pad_id} - {None}
+    out_ids = [t for t in out_ids if t not in drop]
     fills = split_fills(out_ids, tokenizer)
     rebuilt: list[int] = []
     for t in input_ids:
@@ -39,7 +40,7 @@ def span_result(input_ids: list[int], out_ids: list[int], tokenizer) -> dict:
             continue
         rebuilt.extend(fills.get(t, [t]))
     return {
-        "text": tokenizer.decode([t for t in out_ids if t not in drop], skip_special_tokens=False).strip(),
+        "text": tokenizer.decode(out_ids, skip_special_tokens=False).strip(),
         "fills": [{"sentinel": tokenizer.id_to_token(s), "text": tokenizer.decode(fills.get(s, []))}
                   for s in sentinels_in(input_ids, tokenizer)],
         "filled": tokenizer.decode(rebuilt, skip_special_tokens=False),
