@@ -54,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
 def describe_os_error(e: OSError) -> str:
     where = f"{e.filename}: " if e.filename else ""
     hint = OS_HINTS.get(e.errno)
-    return f"{where}{e.strerror or e}" + (f" ({hint})" if hint else "")
+    return f"{where}{e.strerror or e}" + (f": {hint}" if hint else "")
 
 
 def _ignore_file_size_signal() -> None:
     """Past `ulimit -f`, the kernel sends SIGXFSZ, whose default action kills the process without
     a word (and without the cleanup of partial files); ignored, the write fails with EFBIG instead
-    and surfaces as one error line."""
+    and surfaces as one error line. CPython ignores it at start-up; an interpreter embedded
+    without signal handlers does not, so main() makes sure."""
     if hasattr(signal, "SIGXFSZ"):
         try:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
