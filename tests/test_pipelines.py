@@ -7,7 +7,6 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -18,22 +17,15 @@ from plmlab.pipelines import PIPELINES, fill_mask, group_entities, span_result
 from plmlab.tokenizers import train_tokenizer
 
 POS, NEG = ["good", "great", "fine"], ["bad", "awful", "poor"]
-FILL = ["the", "movie", "was", "really", "a", "plot", "and", "film"]
+FRAMES = ["the movie was {} really", "a {} plot and film", "{} film", "the plot was a {} movie"]
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def _sentence(rng, word: str) -> str:
-    words = list(rng.choice(FILL, size=5))
-    words.insert(int(rng.integers(0, 6)), word)
-    return " ".join(words)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A bert-tiny base, a sentiment classifier and a word tagger fine-tuned from it (1 epoch)."""
     root = tmp_path_factory.mktemp("pipelines")
-    rng = np.random.default_rng(0)
-    texts = [_sentence(rng, w) for w in POS + NEG for _ in range(4)]
+    texts = [frame.format(w) for w in POS + NEG for frame in FRAMES]
     tok = train_tokenizer(texts, "bert", vocab_size=200, min_frequency=1)
     torch.manual_seed(0)
     # pooler=False: a token-classification fine-tune of a base with a pooler keeps the pooler's
