@@ -85,7 +85,8 @@ class TokenClassification(Pipeline):
         _check_classifier(model, "token", self.task)
 
     def run(self, texts: list, truncate: bool, ignore_labels) -> list[dict]:
-        return [self._one(t, truncate, set(ignore_labels)) for t in texts]
+        ignore = {ignore_labels} if isinstance(ignore_labels, str) else set(ignore_labels or ())
+        return [self._one(t, truncate, ignore) for t in texts]
 
     def _one(self, item, truncate: bool, ignore: set) -> dict:
         given = isinstance(item, dict) and "tokens" in item
