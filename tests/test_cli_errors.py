@@ -4,7 +4,6 @@ nothing already written lost. Values are refused while parsing, before any model
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import signal

@@ -91,10 +91,16 @@ def test_pipeline_order_follows_transformers():
 
 
 def test_bad_filter_values_are_one_line_errors():
+    nan, inf = float("nan"), float("inf")
     for kw in (dict(top_p=0.0), dict(top_p=1.5), dict(min_p=-0.1), dict(top_k=-1), dict(temperature=-1.0),
-               dict(repetition_penalty=0.0), dict(no_repeat_ngram_size=-2)):
+               dict(repetition_penalty=0.0), dict(no_repeat_ngram_size=-2), dict(temperature=nan),
+               dict(temperature=inf), dict(top_p=nan), dict(min_p=nan), dict(repetition_penalty=nan)):
         with pytest.raises(PlmlabError):
             build_pipeline(do_sample=True, **kw)
+    model = plmlab.build_model("gpt-tiny")
+    for bad in (nan, inf):  # nan passes every `<` check: refused by name
+        with pytest.raises(PlmlabError, match="length_penalty must be a finite number"):
+            generate(model, [[1, 2]], num_beams=2, length_penalty=bad)
 
 
 def test_filters_match_transformers_processors():

@@ -69,8 +69,9 @@ def _write(text: str) -> None:
 def run(args) -> int:
     prompts = read_prompts(args)
     model, tokenizer = load(args.model, args.tokenizer, args.device)
+    do_sample = False if args.greedy else (args.do_sample or None)  # None: sample once a sampling option is given
     gen = TextGeneration(
-        model, tokenizer, max_new_tokens=args.max_new_tokens, do_sample=False if args.greedy else (args.do_sample or None),
+        model, tokenizer, max_new_tokens=args.max_new_tokens, do_sample=do_sample,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
         repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
         num_beams=args.num_beams, length_penalty=args.length_penalty, early_stopping=args.early_stopping,
