@@ -30,5 +30,20 @@ def generate(model, input_ids, **kwargs):
     return _generate(model, input_ids, **kwargs)
 
 
+def load_tokenizer(path):
+    """A tokenizer from a directory written by plmlab or transformers (or a tokenizer.json)."""
+    from .tokenizers import load_tokenizer as _load
+
+    return _load(path)
+
+
+def pipeline(task: str, model, tokenizer=None, device="cpu", **options):
+    """Text in, text out for `task` ("text-generation", "fill-mask", "fill-blanks", "text2text",
+    "text-classification", "token-classification"); see plmlab.pipelines."""
+    from .pipelines import pipeline as _pipeline
+
+    return _pipeline(task, model, tokenizer=tokenizer, device=device, **options)
+
+
 __all__ = ["Config", "PlmlabError", "build_model", "count_parameters", "load_pretrained",
-           "save_pretrained", "generate", "ModelOutput", "__version__"]
+           "save_pretrained", "generate", "load_tokenizer", "pipeline", "ModelOutput", "__version__"]

@@ -7,6 +7,7 @@ Needs matplotlib: pip install plmlab[plot].
 from __future__ import annotations
 
 from ..plotting import DEFAULT_METRICS, X_AXES, plot_runs
+from .args import non_negative_int
 
 
 def register(sub) -> None:
@@ -20,7 +21,7 @@ def register(sub) -> None:
                    help=f"comma-separated metrics, one panel each; val_X joins X's panel "
                         f"(default: those of {','.join(DEFAULT_METRICS)} the runs have)")
     p.add_argument("--x", choices=X_AXES, default="step", help="x axis (default step)")
-    p.add_argument("--smooth", type=int, metavar="N",
+    p.add_argument("--smooth", type=non_negative_int, metavar="N",
                    help="EMA span in logged points for the smoothed curve (default ~5%% of the points; 0: raw only)")
     p.add_argument("--log-y", action="store_true", help="logarithmic y axes")
     p.set_defaults(func=run)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import PlmlabError
+from .args import positive_int
 
 KIND_STYLE = {"bpe": "gpt2", "wordpiece": "bert", "unigram": "t5"}  # the default style of each algorithm
 
@@ -20,7 +21,7 @@ def register(sub) -> None:
                    + ", ".join(f"{k} -> {v}" for k, v in KIND_STYLE.items()) + ")")
     t.add_argument("--style", help="family style: gpt2, llama, bert, roberta, albert, t5, glm (special tokens, "
                    "normalisation and what encode adds)")
-    t.add_argument("--vocab-size", type=int, default=8192, help="every id included (specials, T5 sentinels)")
+    t.add_argument("--vocab-size", type=positive_int, default=8192, help="every id included (specials, T5 sentinels)")
     t.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
                    help="undecodable bytes in the corpus: stop with an error (default) or replace them")
     t.add_argument("--out", required=True, help="directory to write tokenizer.json and its config into")
@@ -36,10 +37,10 @@ def train(args) -> int:
     from ..data import builtin_documents, read_corpus
     from ..tokenizers import STYLES, train_tokenizer
 
-    if args.kind and args.style and STYLES[args.style].algorithm != args.kind:
-        raise PlmlabError(f"--kind {args.kind} does not match --style {args.style} ({STYLES[args.style].algorithm})")
     if args.style and args.style not in STYLES:
         raise PlmlabError(f"unknown tokenizer style {args.style!r}; choose one of {', '.join(STYLES)}")
+    if args.kind and args.style and STYLES[args.style].algorithm != args.kind:
+        raise PlmlabError(f"--kind {args.kind} does not match --style {args.style} ({STYLES[args.style].algorithm})")
     style = args.style or KIND_STYLE[args.kind or "bpe"]
     docs = read_corpus(args.corpus, errors=args.encoding_errors) if args.corpus else builtin_documents()
     tokenizer = train_tokenizer((s for doc in docs for s in doc), style, args.vocab_size)

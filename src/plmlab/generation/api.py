@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import torch
@@ -76,6 +77,8 @@ def generate(
     """
     config = model.config
     _check(model, max_new_tokens, num_beams, truncate, early_stopping, streamer, stop, tokenizer)
+    if not isinstance(length_penalty, (int, float)) or not math.isfinite(length_penalty):
+        raise PlmlabError(f"length_penalty must be a finite number, got {length_penalty!r}")
     check_options(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                   repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
     if do_sample and temperature == 0:

@@ -9,6 +9,7 @@ top-p, min-p -- so greedy and beam search give the same tokens as `generate` the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -92,16 +93,17 @@ def no_repeat_ngram(scores: torch.Tensor, tokens: torch.Tensor, n: int,
 class Filter:
     fn: Callable[..., torch.Tensor]
     uses_history: bool  # takes (scores, tokens, ..., valid=)
-    sampling_only: bool  # a "warper": changes which token is sampled, not the greedy choice
 
 
+# build_pipeline adds the last four ("warpers") only when sampling: they change which token is
+# sampled, never the greedy choice.
 FILTERS: dict[str, Filter] = {
-    "repetition_penalty": Filter(repetition_penalty, True, False),
-    "no_repeat_ngram": Filter(no_repeat_ngram, True, False),
-    "temperature": Filter(temperature, False, True),
-    "top_k": Filter(top_k, False, True),
-    "top_p": Filter(top_p, False, True),
-    "min_p": Filter(min_p, False, True),
+    "repetition_penalty": Filter(repetition_penalty, True),
+    "no_repeat_ngram": Filter(no_repeat_ngram, True),
+    "temperature": Filter(temperature, False),
+    "top_k": Filter(top_k, False),
+    "top_p": Filter(top_p, False),
+    "min_p": Filter(min_p, False),
 }
 
 Pipeline = list[tuple[str, Callable[..., torch.Tensor]]]
@@ -143,16 +145,17 @@ def apply_pipeline(pipeline: Pipeline, scores: torch.Tensor, tokens: torch.Tenso
 
 def check_options(*, temperature=1.0, top_k=None, top_p=None, min_p=None, repetition_penalty=1.0,
                   no_repeat_ngram_size=0) -> None:
-    """One-line errors for values no filter can use."""
-    if temperature is not None and temperature < 0:
-        raise PlmlabError(f"temperature must be >= 0, got {temperature}")
+    """One-line errors for values no filter can use (nan fails every comparison, so the float
+    checks are written to let only good values through)."""
+    if temperature is not None and not 0 <= temperature < math.inf:
+        raise PlmlabError(f"temperature must be a finite number >= 0, got {temperature}")
     if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
         raise PlmlabError(f"top_k must be a non-negative integer, got {top_k!r}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise PlmlabError(f"top_p must be in (0, 1], got {top_p}")
     if min_p is not None and not 0.0 <= min_p <= 1.0:
         raise PlmlabError(f"min_p must be in [0, 1], got {min_p}")
-    if repetition_penalty is None or repetition_penalty <= 0:
-        raise PlmlabError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+    if repetition_penalty is None or not 0 < repetition_penalty < math.inf:
+        raise PlmlabError(f"repetition_penalty must be a finite number > 0, got {repetition_penalty}")
     if not isinstance(no_repeat_ngram_size, int) or no_repeat_ngram_size < 0:
         raise PlmlabError(f"no_repeat_ngram_size must be a non-negative integer, got {no_repeat_ngram_size!r}")

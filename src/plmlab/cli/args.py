@@ -1,0 +1,164 @@
+"""Validated argparse types, the parser whose errors are one line, and reading input texts.
+
+Each type is a plain function of the option's string: it returns the value or raises
+`argparse.ArgumentTypeError`, which argparse reports as `argument --X: MESSAGE`. Using them in
+`add_argument(type=...)` turns `--temperature nan` or `--seed -1` into one line before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from ..errors import PlmlabError
+from ..pipelines.loading import check_text
+
+SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes seeds in [0, 2**63) (numpy: 2**64)
+
+
+class UsageError(PlmlabError):
+    """A bad command line: main() prints it as one line, with a pointer to the verb's --help."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (argparse prints the whole usage first, ~20 lines for
+    a verb with many options); sub-commands inherit the class through add_subparsers."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _number(text: str, kind, name: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {name}") from None
+
+
+def finite_float(text: str) -> float:
+    """Any float but nan / inf (which slip through every `<` or `>` check)."""
+    value = _number(text, float, "a number")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """A probability in [0, 1] (top-p, min-p)."""
+    value = finite_float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _number(text, int, "an integer")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def seed(text: str) -> int:
+    value = _number(text, int, "an integer")
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2**63), got {text}")
+    return value
+
+
+def device(text: str) -> str:
+    """cpu, cuda, cuda:N, mps (or auto): one that parses and exists on this machine."""
+    import torch
+
+    if text == "auto":
+        return text
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu, cuda, cuda:N, mps or auto)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: no CUDA device on this machine")
+        if dev.index is not None and dev.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA device(s)")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text!r}: plmlab runs on cpu, cuda or mps")
+    return text
+
+
+# --- texts from the command line, stdin or a file ---------------------------------------------
+def read_lines(named: list[str], positional: list[str], what: str, none_given: str) -> list[str]:
+    """`named` (--prompt ...) then the positionals, '-' standing for stdin's non-empty lines;
+    stdin alone when neither is given."""
+    texts = list(named)
+    for p in positional:
+        texts.extend(stdin_lines(what) if p == "-" else [p])
+    if not named and not positional:
+        texts = stdin_lines(what)
+    if not texts:
+        raise PlmlabError(none_given)
+    for i, text in enumerate(texts, 1):
+        check_text(text, f"{what} (number {i})")  # a C locale reads undecodable bytes as lone surrogates
+    return texts
+
+
+def stdin_lines(what: str = "line") -> list[str]:
+    try:
+        lines = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    except UnicodeDecodeError as e:  # a strict UTF-8 locale
+        raise PlmlabError(f"stdin is not valid UTF-8 text ({e.reason} at byte {e.start} of a {what})") from None
+    return lines
+
+
+def read_text_file(path: str) -> list:
+    """Inputs from a file: JSONL (one object per line, e.g. {"text": ...}) when it ends in .jsonl,
+    else one text per non-empty line."""
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise PlmlabError(f"{path}: no such file")
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise PlmlabError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if file.suffix != ".jsonl":
+        return [line for line in lines if line.strip()]
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise PlmlabError(f"{path}:{n}: not valid JSON") from None
+        if not isinstance(record, (dict, str)):
+            raise PlmlabError(f"{path}:{n}: expected a JSON object (or string), got {type(record).__name__}")
+        records.append(record)
+    return records
