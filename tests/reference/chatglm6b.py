@@ -461,34 +461,45 @@ class GLMBlock(torch.nn.Module):
         return outputs  # hidden_states, present, attentions
 
 
-# modeling_chatglm.py: ChatGLMForConditionalGeneration.get_masks_and_position_ids
-# plmlab: a free function; `self.config.bos_token_id` and `self.position_encoding_2d` are arguments.
-def get_masks_and_position_ids(seq, mask_position, context_length, device, bos_token_id, gmask=False,
-                               position_encoding_2d=True):
-    attention_mask = torch.ones((1, context_length, context_length), device=device)
+# modeling_chatglm.py, later revisions: ChatGLMModel.get_masks / get_position_ids, batched over
+# input_ids (the mirror above still builds one prompt's mask; the layout is the same: Part A up to
+# the bos token bidirectional, Part B from bos on causal, Part B at the [MASK]'s position).
+# plmlab: free functions; `self.config.bos_token_id` and `self.position_encoding_2d` are arguments.
+def get_masks(input_ids, device, bos_token_id):
+    batch_size, seq_length = input_ids.shape
+    context_lengths = [seq.tolist().index(bos_token_id) for seq in input_ids]
+    attention_mask = torch.ones((batch_size, seq_length, seq_length), device=device)
     attention_mask.tril_()
-    attention_mask[..., :context_length - 1] = 1
+    for i, context_length in enumerate(context_lengths):
+        attention_mask[i, :, :context_length] = 1
     attention_mask.unsqueeze_(1)
     attention_mask = (attention_mask < 0.5).bool()
 
+    return attention_mask
+
+
+def get_position_ids(input_ids, mask_positions, device, bos_token_id, use_gmasks=None, position_encoding_2d=True):
+    batch_size, seq_length = input_ids.shape
+    if use_gmasks is None:
+        use_gmasks = [False] * batch_size
+    context_lengths = [seq.tolist().index(bos_token_id) for seq in input_ids]
     if position_encoding_2d:
-        seq_length = seq.index(bos_token_id)
-        position_ids = torch.arange(context_length, dtype=torch.long, device=device)
-        if not gmask:
-            position_ids[seq_length:] = mask_position
-        block_position_ids = torch.cat((
-            torch.zeros(seq_length, dtype=torch.long, device=device),
-            torch.arange(context_length - seq_length, dtype=torch.long, device=device) + 1
-        ))
-        position_ids = torch.stack((position_ids, block_position_ids), dim=0)
+        position_ids = torch.arange(seq_length, dtype=torch.long, device=device).unsqueeze(0).repeat(batch_size, 1)
+        for i, context_length in enumerate(context_lengths):
+            position_ids[i, context_length:] = mask_positions[i]
+        block_position_ids = [torch.cat((
+            torch.zeros(context_length, dtype=torch.long, device=device),
+            torch.arange(seq_length - context_length, dtype=torch.long, device=device) + 1
+        )) for context_length in context_lengths]
+        block_position_ids = torch.stack(block_position_ids, dim=0)
+        position_ids = torch.stack((position_ids, block_position_ids), dim=1)
     else:
-        position_ids = torch.arange(context_length, dtype=torch.long, device=device)
-        if not gmask:
-            position_ids[context_length - 1:] = mask_position
+        position_ids = torch.arange(seq_length, dtype=torch.long, device=device).unsqueeze(0).repeat(batch_size, 1)
+        for i, context_length in enumerate(context_lengths):
+            if not use_gmasks[i]:
+                position_ids[i, context_length:] = mask_positions[i]
 
-    position_ids = position_ids.unsqueeze(0)
-
-    return attention_mask, position_ids
+    return position_ids
 
 
 # modeling_chatglm.py: ChatGLMModel.forward, without cache, hidden-state or attention outputs.
