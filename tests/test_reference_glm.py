@@ -4,7 +4,7 @@ the original GLM (THUDM/GLM GLMModel: pre-LN, learned 2-D positions, tied output
 
 import torch
 from reference import chatglm6b, glm
-from test_reference_positions import glm_positions, glm_tiny, load_chatglm_attention
+from test_reference_positions import glm_positions, glm_tiny, load_chatglm_attention, part_a_mask
 
 from plmlab import build_model
 
@@ -15,12 +15,6 @@ def randomize_(model: torch.nn.Module, std: float = 0.3) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(1.0 if p.dim() == 1 and p.shape[0] == model.config.d_model else 0.0, std)
-
-
-def part_a_mask(lengths_a: list[int], total: int) -> torch.Tensor:
-    """(B, T, T) True = may attend: Part A sees all of Part A, Part B is causal (GLM section 2.1)."""
-    causal = torch.ones(total, total).tril().bool()[None]
-    return causal | (torch.arange(total)[None, None] < torch.tensor(lengths_a)[:, None, None])
 
 
 def test_glm_model_matches_thudm_glm():

@@ -30,6 +30,12 @@ def glm_positions(lengths_a: list[int], total: int) -> torch.Tensor:
     return torch.stack(rows)  # (B, 2, T)
 
 
+def part_a_mask(lengths_a: list[int], total: int) -> torch.Tensor:
+    """(B, T, T) True = may attend: Part A sees all of Part A, Part B is causal (GLM section 2.1)."""
+    causal = torch.ones(total, total).tril().bool()[None]
+    return causal | (torch.arange(total)[None, None] < torch.tensor(lengths_a)[:, None, None])
+
+
 # --- sinusoidal -------------------------------------------------------------------------------
 @pytest.mark.parametrize("n_pos, dim", [(64, 16), (512, 768), (2048, 1024), (100, 63)])
 def test_sinusoidal_table_matches_distilbert(n_pos, dim):
@@ -125,23 +131,25 @@ def test_rotary_2d_one_row_positions_mean_block_zero():
     torch.testing.assert_close(rot.rotate(q.transpose(1, 2), cos, sin), ref_q.permute(1, 2, 0, 3))
 
 
-def test_rotary_2d_attention_layer_matches_chatglm6b():
-    """A whole attention layer: plmlab's SelfAttention under rotary-2d, weights copied into the
-    published SelfAttention (whose fused QKV is laid out per head: [q_h k_h v_h] for each h)."""
+@pytest.mark.parametrize("position", ["rotary-2d", "rotary"])
+def test_rotary_attention_layer_matches_chatglm6b(position):
+    """A whole attention layer, weights copied into the published SelfAttention (whose fused QKV
+    is laid out per head: [q_h k_h v_h] for each h). rotary-2d is position_encoding_2d=True;
+    plain `rotary` is its False path (GLM-130B's 1-D rotary over the whole head), fed the first
+    row of GLM's positions, as plmlab's Rotary reads it."""
     torch.manual_seed(0)
-    config = glm_tiny(position="rotary-2d", norm_placement="deepnorm")
-    model = build_model(config).eval()
+    model = build_model(glm_tiny(position=position, norm_placement="deepnorm")).eval()
     attn = model.decoder.layers[0].attn
     for p in attn.parameters():
         torch.nn.init.normal_(p, 0.0, 0.3)
-    ref = chatglm6b.SelfAttention(64, 4, layer_id=0, position_encoding_2d=True).eval()
+    two_d = position == "rotary-2d"
+    ref = chatglm6b.SelfAttention(64, 4, layer_id=0, position_encoding_2d=two_d).eval()
     load_chatglm_attention(ref, attn, heads=4)
-    x, pos = torch.randn(2, 10, 64), glm_positions([5, 8], 10)
-    causal_a = torch.ones(10, 10).tril().bool()[None] | (torch.arange(10)[None, None] < torch.tensor([5, 8])[:, None, None])
+    x, pos, mask = torch.randn(2, 10, 64), glm_positions([5, 8], 10), part_a_mask([5, 8], 10)
     with torch.no_grad():
-        ctx = model.decoder._context(x, pos, causal_a, None, None, None)
-        ours = attn(x, ctx, 0)
-        ref_out, _ = ref(x.transpose(0, 1), pos, ~causal_a[:, None], layer_id=torch.tensor(0))
+        ours = attn(x, model.decoder._context(x, pos, mask, None, None, None), 0)
+        # published: [s, b, h] input, mask True = masked
+        ref_out, _ = ref(x.transpose(0, 1), pos if two_d else pos[:, 0], ~mask[:, None], layer_id=torch.tensor(0))
     torch.testing.assert_close(ours, ref_out.transpose(0, 1))
 
 
