@@ -7,7 +7,8 @@ Functions and classes keep their published names, bodies and tensor layout ([seq
 Deviations, each marked `# plmlab:` where it is made:
 - no `@torch.jit.script`, no `skip_init`, `params_dtype` float32 (the release runs in fp16);
 - `RotaryEmbedding` rounds `inv_freq` to `INV_FREQ_DTYPE` instead of always `.half()`: the
-  published fp16 angles are a property of the fp16 release, not of the architecture;
+  published fp16 angles are a property of the fp16 release, not of the architecture (with them,
+  unit-variance queries rotate ~2e-3 away from the fp32 result by position 16, ~0.17 by 1024);
 - pieces a forward pass does not reach (TF loading, `attention_mask_func`, the
   `scale_mask_softmax` branch, RotaryEmbedding's `_load_from_state_dict`) are left out;
 - `ChatGLMModel` is cut down to what a forward pass without cache needs (`chatglm_forward`),
