@@ -1,5 +1,6 @@
 """GLM family architectures as config data: presets and their sizes, DeepNorm as ChatGLM-6B writes
-it, ChatGLM-6B's 2-D rotary, GLM's 2-D learned positions."""
+it, both rows of GLM's 2-D positions reaching the model. Parity with the published GLM / ChatGLM-6B
+code itself (transcribed in tests/reference/) is in tests/test_reference_*.py."""
 
 import json
 import math
@@ -8,7 +9,6 @@ import torch
 
 from plmlab import build_model, count_parameters
 from plmlab.config import Config
-from plmlab.nn.position import Rotary2D
 from plmlab.presets import PRESETS, get_preset
 
 # Headline sizes: THUDM/GLM README model table, GLM-130B paper, ChatGLM / GLM-4 model cards.
@@ -84,32 +84,6 @@ def test_deepnorm_block_is_chatglm6b_glmblock():
         h = alpha * y + block.attn(y, ctx, 1)
         z = block.mlp_norm(h)
         torch.testing.assert_close(block(x, ctx, 1), alpha * z + block.mlp(z))
-
-
-def chatglm6b_rotary(x, pos, block, base=10000.0):
-    """Transcribed from modeling_chatglm.py (v1): halves of each head, rotate_half in each."""
-    half = x.shape[-1] // 2
-    inv_freq = 1.0 / (base ** (torch.arange(0, half, 2).float() / half))
-
-    def apply(t, p):  # t (B, H, T, half), p (B, T)
-        freqs = p[..., None].float() * inv_freq  # (B, T, half/2)
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None]
-        t1, t2 = t[..., : half // 2], t[..., half // 2:]
-        return t * emb.cos() + torch.cat((-t2, t1), dim=-1) * emb.sin()
-
-    return torch.cat((apply(x[..., :half], pos), apply(x[..., half:], block)), dim=-1)
-
-
-def test_rotary_2d_matches_chatglm6b():
-    torch.manual_seed(0)
-    rot = Rotary2D(tiny(position="rotary-2d"))  # head_dim 16
-    x = torch.randn(2, 4, 6, 16)
-    pos = torch.tensor([[0, 1, 2, 3, 3, 3], [0, 1, 2, 2, 2, 2]])
-    block = torch.tensor([[0, 0, 0, 1, 2, 3], [0, 0, 0, 1, 2, 3]])
-    cos, sin = rot(torch.stack((pos, block), dim=1))
-    torch.testing.assert_close(rot.rotate(x, cos, sin), chatglm6b_rotary(x, pos, block))
-    cos1, sin1 = rot(pos)  # 1-D positions: block positions all 0
-    torch.testing.assert_close(rot.rotate(x, cos1, sin1), chatglm6b_rotary(x, pos, torch.zeros_like(pos)))
 
 
 @pytest.mark.parametrize("position", ["learned-2d", "rotary-2d", "rotary"])

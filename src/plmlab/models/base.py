@@ -12,6 +12,7 @@ from torch import nn
 from ..config import Config
 from ..masks import IGNORE_INDEX
 from ..nn.attention import KVCache
+from ..nn.block import Block, deepnorm_beta
 
 
 @dataclass
@@ -34,7 +35,11 @@ class PretrainedModel(nn.Module):
 
     # --- initialisation -------------------------------------------------------------------
     def init_weights(self) -> None:
-        std = self.config.init_std
+        std, deepnorm = self.config.init_std, self.config.norm_placement == "deepnorm"
+        # GPT-2 (Radford et al. 2019, section 2.3): residual projections scaled by
+        # 1/sqrt(2 * n_layers) so the residual stream's variance does not grow with depth.
+        # DeepNorm's beta answers the same question for its own residual rule, so it replaces this.
+        scaled = self.config.scaled_residual_init and not deepnorm
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, 0.0, std)
@@ -45,11 +50,23 @@ class PretrainedModel(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("positions.weight") or name.endswith("positions.block_weight"):
                 nn.init.normal_(p, 0.0, std)
-            # GPT-2 (Radford et al. 2019, section 2.3): residual projections scaled by
-            # 1/sqrt(2 * n_layers) so the residual stream's variance does not grow with depth.
-            if self.config.scaled_residual_init and name.endswith(("attn.o.weight", "mlp.down.weight")):
+            if scaled and name.endswith(("attn.o.weight", "mlp.down.weight")):
                 nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.config.n_layers))
+        if deepnorm:
+            self._deepnorm_init()
         self.tie_weights()
+
+    def _deepnorm_init(self) -> None:
+        """DeepNet's init (Wang et al. 2022, section 3; GLM-130B section 2.1): the weights of
+        every block's FFN and of its value and output projections get gain beta on their init,
+        as torchscale's Decoder does by dividing its base init by init_scale = 1 / beta; biases stay
+        zero (GLM-130B: "all bias terms are initialized to zero")."""
+        beta = deepnorm_beta(self.config.n_layers)
+        with torch.no_grad():
+            for block in self.modules():  # a shared (ALBERT) block is visited once
+                if isinstance(block, Block):
+                    for weight in block.residual_branch_weights():
+                        weight.mul_(beta)  # N(0, std) -> N(0, beta * std)
 
     def tie_weights(self) -> None:
         head = getattr(self, "head", None)

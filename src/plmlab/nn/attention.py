@@ -76,6 +76,10 @@ class SelfAttention(nn.Module):
         y = attend(q, k, v, ctx.mask, ctx.is_causal, self.scale, self.dropout if self.training else 0.0)
         return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
+    def value_weight(self) -> torch.Tensor:
+        """The value projection's rows of the fused QKV weight, a view: (n_kv * head_dim, d)."""
+        return self.qkv.weight[(self.n_heads + self.n_kv) * self.head_dim:]
+
 
 class CrossAttention(nn.Module):
     """Decoder queries attend to encoder states (T5); their keys/values are cached once."""
@@ -103,6 +107,10 @@ class CrossAttention(nn.Module):
             k, v = cached
         y = attend(q, k, v, ctx.memory_mask, False, self.scale, self.dropout if self.training else 0.0)
         return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+    def value_weight(self) -> torch.Tensor:
+        """The value rows of the fused KV weight (the second half of its heads), a view: (inner, d)."""
+        return self.kv.weight[self.n_heads * self.head_dim:]
 
 
 def attend(q, k, v, mask, is_causal, scale, dropout) -> torch.Tensor:

@@ -4,7 +4,8 @@
   post      x = norm(x + f(x))                 BERT, RoBERTa, ALBERT, GPT-1
   deepnorm  y = norm(x); x = alpha * y + f(y)  GLM-130B / ChatGLM-6B (Wang et al. 2022),
             alpha = sqrt(2 N); written as ChatGLM-6B's code does, which equals post-LN
-            DeepNorm with the first norm moved onto the embeddings.
+            DeepNorm with the first norm moved onto the embeddings. Its init half, beta,
+            is `deepnorm_beta` below, applied by `PretrainedModel.init_weights`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,21 @@ def _deepnorm(x, norm, fn, drop, alpha):
 RESIDUALS = {"pre": _pre, "post": _post, "deepnorm": _deepnorm}
 
 
+def deepnorm_alpha(n_layers: int) -> float:
+    """GLM-130B (Zeng et al. 2023, section 2.1) and ChatGLM-6B's GLMBlock: alpha = (2N)^(1/2)."""
+    return math.sqrt(2 * n_layers)
+
+
+def deepnorm_beta(n_layers: int) -> float:
+    """The init gain that goes with `deepnorm_alpha`: GLM-130B section 2.1, (2N)^(-1/2).
+
+    DeepNet (Wang et al. 2022, table 1) pairs a decoder-only alpha = (2N)^(1/4) with
+    beta = (8N)^(-1/4) (torchscale's Decoder); GLM-130B changed both to (2N)^(+-1/2), and plmlab's
+    alpha is GLM-130B's, so its beta is too.
+    """
+    return (2 * n_layers) ** -0.5
+
+
 class Block(nn.Module):
     def __init__(self, config: Config, cross_attention: bool = False) -> None:
         super().__init__()
@@ -48,7 +64,7 @@ class Block(nn.Module):
         self.mlp = make_mlp(config)
         self.drop = nn.Dropout(config.dropout)
         self.residual = RESIDUALS[config.norm_placement]
-        self.alpha = math.sqrt(2 * config.n_layers)
+        self.alpha = deepnorm_alpha(config.n_layers)
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext, layer: int) -> torch.Tensor:
         res = self.residual
@@ -56,3 +72,12 @@ class Block(nn.Module):
         if hasattr(self, "cross"):
             x = res(x, self.cross_norm, lambda h: self.cross(h, ctx, layer), self.drop, self.alpha)
         return res(x, self.mlp_norm, self.mlp, self.drop, self.alpha)
+
+    def residual_branch_weights(self) -> list[torch.Tensor]:
+        """What DeepNet scales by beta at init (section 3, "ffn, v_proj, out_proj"): the value and
+        output projections of each attention and every FFN matrix. Queries and keys only shape the
+        attention pattern, so they keep the plain init. Views, so scaling them scales the weights."""
+        weights = [self.attn.value_weight(), self.attn.o.weight]
+        if hasattr(self, "cross"):
+            weights += [self.cross.value_weight(), self.cross.o.weight]
+        return weights + [m.weight for m in self.mlp.modules() if isinstance(m, nn.Linear)]

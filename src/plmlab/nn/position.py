@@ -27,16 +27,23 @@ class LearnedPositions(nn.Module):
 
 
 class SinusoidalPositions(nn.Module):
-    """Fixed sin/cos table of "Attention is all you need" (section 3.5); no parameters."""
+    """Fixed sin/cos table of "Attention is all you need" (section 3.5); no parameters.
+
+    Interleaved: PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d)),
+    as the paper and DistilBERT's `create_sinusoidal_embeddings` write it (tensor2tensor's
+    timing signal instead concatenates [sin | cos]). The angles are computed in float64, as
+    DistilBERT's numpy does: in float32, pos * freq already loses 1e-4 by position 2048.
+    """
 
     def __init__(self, config: Config, dim: int) -> None:
         super().__init__()
-        pos = torch.arange(config.max_positions + config.position_offset, dtype=torch.float32)[:, None]
-        div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-        table = torch.zeros(len(pos), dim)
-        table[:, 0::2] = torch.sin(pos * div)
-        table[:, 1::2] = torch.cos(pos * div)[:, : dim // 2]
-        self.register_buffer("table", table, persistent=False)
+        pos = torch.arange(config.max_positions + config.position_offset, dtype=torch.float64)[:, None]
+        freq = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (ceil(dim / 2),)
+        angle = pos * freq  # (P, ceil(dim / 2))
+        table = torch.zeros(len(pos), dim, dtype=torch.float64)
+        table[:, 0::2] = torch.sin(angle)
+        table[:, 1::2] = torch.cos(angle)[:, : dim // 2]
+        self.register_buffer("table", table.float(), persistent=False)
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
         return self.table[position_ids]
