@@ -11,9 +11,9 @@ import json
 import numpy as np
 
 from ..errors import PlmlabError
+from ..masks import IGNORE_INDEX as IGNORE
 from ..objectives import OBJECTIVES, example_rng, get_objective
-
-IGNORE = -100
+from ..objectives.options import parse_option_items
 
 
 def register(sub) -> None:
@@ -31,16 +31,7 @@ def register(sub) -> None:
 
 
 def parse_options(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise PlmlabError(f"invalid option {item!r}: expected KEY=VALUE")
-        try:
-            out[key.replace("-", "_")] = json.loads(raw)
-        except ValueError:
-            out[key.replace("-", "_")] = raw
-    return out
+    return parse_option_items(items, "--set")
 
 
 def inspect(name: str, text: str, text_b: str | None, tokenizer, seed: int = 0, seq_len: int = 512, **options) -> dict:
@@ -63,7 +54,7 @@ def inspect(name: str, text: str, text_b: str | None, tokenizer, seed: int = 0, 
             out[f"{role}_token_id"] = value
     if tokenizer.sentinel_ids:
         out["sentinel_ids"] = list(tokenizer.sentinel_ids)
-    out.update(objective.describe(example) if hasattr(objective, "describe") else {})
+    out.update(objective.describe(example))
     return out
 
 
