@@ -243,8 +243,11 @@ class MaskedLM(Objective):
         ids = np.asarray(example["input_ids"])
         kinds = ["mask" if ids[p] == self.masker.mask_id else "unchanged" if ids[p] == labels[p] else "random"
                  for p in masked]
+        # The share of the *original* candidates selected: a position now holding [MASK] was a
+        # candidate before corruption, so count candidates on the text with its labels put back.
+        original = np.where(labels != IGNORE_INDEX, labels, ids) if len(labels) == len(ids) else ids
         return {"masked_positions": masked.tolist(), "replacement": kinds,
-                "mask_rate": round(len(masked) / max(1, int(self.masker.candidates(ids).sum())), 4)}
+                "mask_rate": round(len(masked) / max(1, int(self.masker.candidates(original).sum())), 4)}
 
     def metrics(self, batch: dict, output) -> dict[str, float]:
         """Masked-token accuracy (and pair accuracy) of a batch, with the counts to weight them.
