@@ -4,7 +4,8 @@ Checked against the run's `Config` before any work (before a tokenizer is traine
 mismatch such as causal LM on T5 or span corruption on a decoder is one line that names the
 presets that would fit:
 
-    objective clm does not fit this model (an encoder-decoder); it needs a decoder, e.g. gpt-tiny, llama-tiny
+    objective clm does not fit this model (an encoder-decoder); it needs a decoder with an LM head,
+    e.g. gpt-tiny, llama-tiny, glm-tiny, glm4-tiny
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ class Fits:
         return found
 
     def wanted(self) -> str:
-        parts = [_ARTICLE.get(self.arch, self.arch)]
-        if self.head is not None:
-            parts.append(f"with an {self.head} head" if self.head == "mlm" else f"with an {self.head.upper()} head")
+        """'a decoder with an LM head and learned-2d or rotary-2d positions'."""
+        extras = [f"an {self.head.upper()} head"] if self.head is not None else []
         if self.positions is not None:
-            parts.append(f"{' or '.join(self.positions)} positions")
+            extras.append(f"{' or '.join(self.positions)} positions")
         if self.pair_head:
-            parts.append("a pair (NSP/SOP) head")
-        return ", ".join(parts)
+            extras.append("a pair (NSP/SOP) head")
+        arch = _ARTICLE.get(self.arch, self.arch)
+        return f"{arch} with {' and '.join(extras)}" if extras else arch
 
     def fitting_presets(self, limit: int = 4) -> list[str]:
         """Tiny presets that fit: the examples the error message names."""
