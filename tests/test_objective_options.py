@@ -142,3 +142,15 @@ def test_objectives_declare_what_the_trainer_and_the_demos_read():
         "mlm": "fill-mask", "mlm+nsp": "fill-mask", "mlm+sop": "fill-mask", "span-corruption": "span-filling",
         "mixture": "span-filling", "glm": "fill-blanks", "glm-smask": "fill-blanks", "glm-gmask": "fill-blanks",
         "glm-mix": "fill-blanks"}
+
+
+def test_objective_verb_refuses_a_bad_option_before_loading_a_tokenizer(capsys, monkeypatch):
+    import plmlab.tokenizers as tokenizers
+
+    monkeypatch.setattr(tokenizers, "builtin_tokenizer", _no_work)
+    for item, message in [("ngram=x", "objective mlm: ngram must be an integer, got 'x'"),
+                          ("mask_prob=nan", "objective mlm: mask_prob must be in [0, 1), got nan"),
+                          ("foo=1", "unknown option(s) for objective mlm: foo (its options: input_format,")]:
+        assert main(["objective", "mlm", "--text", "a b c", "--set", item]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"plmlab: error: {message}") and err.count("\n") == 1
