@@ -9,8 +9,10 @@ import plmlab
 from plmlab import build_model
 from plmlab.cli import main as cli_main
 from plmlab.errors import PlmlabError
-from plmlab.infill import decode_span, fill_blanks, prepare
-from plmlab.objectives.glm_layout import GlmTokens
+from plmlab.generation.runners import make_inputs
+from plmlab.infill import blank_inputs, decode_span, fill_blanks, prepare
+from plmlab.objectives import example_rng, get_objective
+from plmlab.objectives.glm_layout import GlmTokens, glm_layout
 from plmlab.tokenizers import train_tokenizer
 
 TEXTS = ["The cat sat on the mat. It was warm; the sun was out!",
@@ -61,6 +63,43 @@ def test_a_span_is_decoded_at_its_masks_position(tokenizer):
     expected = full.argmax(-1)[:-1].tolist()  # greedy: each token is the argmax of the step before
     banned = {*tok.masks, tok.sop, tok.cls}
     assert not banned & set(expected) and span == expected
+
+
+@pytest.mark.parametrize("name", ["glm", "glm-gmask", "glm-smask"])
+def test_the_objective_and_fill_blanks_lay_out_a_text_alike(tokenizer, name):
+    """For the same text and blank, fill-blanks' inputs once the span is decoded are the
+    objective's training example: the same ids, 2-D positions and Part A / Part B mask."""
+    objective = get_objective(name)(tokenizer, 64)
+    tok = objective.tok
+    for seed in range(4):
+        ids = tokenizer.encode("The cat sat on the mat. It was warm; the sun was out!", add_special_tokens=False)
+        example = objective.from_ids(ids, example_rng(seed, 0, 0))
+        blanks = objective.describe(example)["blanks"]
+        part_a = objective.describe(example)["part_a"]
+        first = blanks[0]  # Part B's first span, [sop] + its tokens
+        inputs = blank_inputs(part_a, first["mask_position"], first["input"])
+        n = len(part_a) + len(first["input"])  # the example's rows and columns up to that span's end
+        assert inputs["input_ids"].tolist() == example["input_ids"][:n].tolist()
+        assert inputs["position_ids"].tolist() == example["position_ids"][:, :n].tolist()
+        assert inputs["attention_mask"].tolist() == example["attention_mask"][:n, :n].tolist()
+
+
+def test_the_decoding_runner_uses_the_same_layout():
+    """plmlab.generate's GLM inputs (prompt = Part A, a blank right after it) are glm_layout's,
+    and a left-padded row is the same layout shifted right behind its padding."""
+    inputs = make_inputs(build_model("glm-tiny").config)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])  # (B, T) a prompt of 4 (row 1: 2 + 2 padding), 1 new
+    got = inputs.prefill(torch.zeros(2, 4, dtype=torch.long), mask[:, :4], True)  # fixes the prompt length
+    got = inputs.prefill(torch.zeros(2, 5, dtype=torch.long), mask, True)
+    positions, attention = glm_layout(4, [(4, 1)])
+    assert got["position_ids"][0].tolist() == positions.tolist()
+    assert got["attention_mask"][0].tolist() == attention.tolist()
+    short_positions, _ = glm_layout(2, [(2, 1)])
+    assert got["position_ids"][1, :, 2:].tolist() == short_positions.tolist()
+    assert got["attention_mask"][1, :, :2].sum() == 0  # nothing attends to padding
+    step = inputs.step(torch.ones(1, 7, dtype=torch.long), False, 1)  # the 3rd new token of an unpadded row
+    assert step["position_ids"][0].tolist() == glm_layout(4, [(4, 3)])[0][:, -1:].tolist()
+    assert step["attention_mask"][0].tolist() == glm_layout(4, [(4, 3)])[1][-1:].tolist()
 
 
 def test_prepare(tokenizer):

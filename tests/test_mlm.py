@@ -178,3 +178,18 @@ def test_objective_cli_json(tokenizers, tmp_path, capsys):
     assert (labels[sel] == np.array(ids)[sel[1:-1]]).all()  # labels are the original ids
     assert out["masked_positions"] == np.flatnonzero(sel).tolist()
     assert len(out["replacement"]) == sel.sum() and out["mask_token_id"] == tokenizers["bert"].mask_id
+
+
+def test_objective_cli_reports_the_selected_fraction_as_mask_rate(tokenizers, tmp_path, capsys):
+    """mask_rate is selected / candidates of the text before corruption: exactly round(0.15 n) / n
+    (the [MASK]ed positions were candidates too; counting them out gave ~0.17 for 15 %)."""
+    tokenizers["bert"].save(tmp_path)
+    for seed in range(3):
+        assert main(["objective", "mlm", "--text", TEXT, "--tokenizer", str(tmp_path), "--json",
+                     "--seed", str(seed)]) == 0
+        out = json.loads(capsys.readouterr().out)
+        n = len(out["original_ids"])  # every text token is a candidate; [CLS] / [SEP] are not
+        selected = len(out["masked_positions"])
+        assert selected == round(0.15 * n)
+        assert "mask" in out["replacement"]  # some positions now hold [MASK]: the case that was miscounted
+        assert out["mask_rate"] == round(selected / n, 4)

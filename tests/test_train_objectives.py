@@ -93,7 +93,7 @@ def test_mixture_file_resolves_task_paths(tmp_path):
         read_mixture(str(spec))
 
 
-def test_accepted_options_come_from_the_constructors():
+def test_accepted_options_come_from_the_declared_options():
     from plmlab.objectives import OBJECTIVES
 
     mlm_options = {"masking", "static_copies", "mask_prob", "whole_word", "ngram", "input_format"}
@@ -218,6 +218,6 @@ def test_token_accuracy_and_count_weighted_average():
     out = token_accuracy({"labels": torch.tensor([[1, 1, -100]])}, Out())
     assert out == {"token_accuracy": 0.5, "token_count": 2}
     avg = Averager()
-    avg.add({"mlm_accuracy": 1.0, "mlm_count": 3, "nsp_accuracy": 0.0, "pair_count": 1})
-    avg.add({"mlm_accuracy": 0.0, "mlm_count": 1, "nsp_accuracy": 1.0, "pair_count": 3})
+    avg.add({"mlm_accuracy": 1.0, "mlm_count": 3, "nsp_accuracy": 0.0, "nsp_count": 1})
+    avg.add({"mlm_accuracy": 0.0, "mlm_count": 1, "nsp_accuracy": 1.0, "nsp_count": 3})
     assert avg.result("val_") == {"val_mlm_accuracy": 0.75, "val_nsp_accuracy": 0.75}

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 from .errors import PlmlabError
-from .masks import positions_from_padding
 from .generation.filters import apply_pipeline, build_pipeline
-from .objectives.glm_layout import GlmTokens, glm_attention_mask
+from .objectives.glm_layout import TWO_D_POSITIONS, GlmTokens, glm_layout, glm_positions
 
-TWO_D_POSITIONS = ("learned-2d", "rotary-2d")
+__all__ = ["TWO_D_POSITIONS", "Filled", "blank_inputs", "decode_span", "fill_blanks", "prepare"]
 
 
 @dataclass
@@ -87,20 +86,18 @@ def decode_span(model, part_a: list[int], m: int, tok: GlmTokens, max_new: int, 
     """Generate the span of the mask at Part A index m (without its [sop] / [eop])."""
     device = next(model.parameters()).device
     n_a = len(part_a)
-    a_ids = torch.tensor([part_a], device=device)  # (1, A)
     cache = model.new_cache(1, n_a + max_new) if use_cache else None
-    if cache is not None:  # Part A once, bidirectional: a (1, A, A) all-ones mask
-        a_pos = torch.stack((torch.arange(n_a), torch.zeros(n_a, dtype=torch.long)))[None].to(device)  # (1, 2, A)
-        model(a_ids, position_ids=a_pos, attention_mask=torch.ones(1, n_a, n_a, device=device), cache=cache)
+    if cache is not None:  # Part A once, bidirectional (the layout with no Part B yet)
+        model(**_on(blank_inputs(part_a, m, []), device), cache=cache)
     span: list[int] = []
     token = tok.sop
     banned = {*tok.masks, tok.sop, tok.cls}
     for step in range(max_new):
-        if cache is not None:  # one token at (m, step + 1); it sees every cached key
-            pos = torch.tensor([[[m], [step + 1]]], device=device)  # (1, 2, 1)
+        if cache is not None:  # one token at (m, step + 1): the block's last column; it sees every cached key
+            pos = torch.from_numpy(glm_positions(n_a, [(m, step + 1)])[:, -1:])[None].to(device)  # (1, 2, 1)
             logits = model(torch.tensor([[token]], device=device), position_ids=pos, cache=cache).logits[0, -1]
-        else:
-            logits = _uncached_logits(model, part_a, m, [tok.sop] + span, device)
+        else:  # the whole sequence again under the full GLM mask: the reference path
+            logits = model(**_on(blank_inputs(part_a, m, [tok.sop] + span), device)).logits[0, -1]
         history = torch.tensor([part_a + [tok.sop] + span], device=device)
         logits = logits.float().clone()
         logits[list(banned)] = float("-inf")  # a span never holds a mask, [sop] or [CLS]
@@ -113,51 +110,15 @@ def decode_span(model, part_a: list[int], m: int, tok: GlmTokens, max_new: int, 
     return span
 
 
-def _uncached_logits(model, part_a: list[int], m: int, part_b: list[int], device) -> torch.Tensor:
-    """The last token's logits from the full sequence under GLM's mask (the reference path)."""
-    n_a, n_b = len(part_a), len(part_b)
-    ids = torch.tensor([part_a + part_b], device=device)
-    pos = np.stack([np.concatenate([np.arange(n_a), np.full(n_b, m)]),
-                    np.concatenate([np.zeros(n_a, np.int64), np.arange(1, n_b + 1)])])
-    mask = torch.from_numpy(glm_attention_mask(n_a, n_a + n_b).astype(np.int64))[None].to(device)
-    return model(ids, position_ids=torch.from_numpy(pos)[None].to(device), attention_mask=mask).logits[0, -1]
+def blank_inputs(part_a: list[int], m: int, part_b: list[int]) -> dict[str, np.ndarray]:
+    """The model inputs of Part A plus the blank at Part A index m decoded so far (`part_b`:
+    [sop] and the span's tokens), laid out by `glm_layout` exactly as the objective lays out a
+    training example: input_ids (T,), position_ids (2, T), attention_mask (T, T)."""
+    position_ids, mask = glm_layout(len(part_a), [(m, len(part_b))] if part_b else [])
+    return {"input_ids": np.asarray(part_a + part_b, dtype=np.int64), "position_ids": position_ids,
+            "attention_mask": mask.astype(np.int64)}
 
 
-class GlmPrefixInputs:
-    """How `plmlab.generate` feeds a GLM model (the runners' input-preparer hook): the prompt
-    is Part A (bidirectional) and the continuation one blank at its end, each new token at
-    position (prompt length, k) with block positions k = 1, 2, ... as if a [gMASK] followed
-    the prompt. `generate` has no tokenizer, so it cannot add GLM's [gMASK] / [sop] tokens
-    itself: `fill_blanks` does, and is the better way to continue a text with a GLM model.
-
-    The first `prefill` fixes the prompt length; the runner's uncached path calls `prefill`
-    again on the grown sequence, which then lays out Part A + Part B the same way.
-    """
-
-    def __init__(self, config) -> None:
-        self.prompt_len: int | None = None
-
-    def prefill(self, input_ids: torch.Tensor, mask: torch.Tensor, padded: bool) -> dict:
-        B, T = input_ids.shape
-        if self.prompt_len is None:
-            self.prompt_len = T
-        n_a, real = self.prompt_len, mask.bool()  # (B, T) 1 = a token, 0 = left padding
-        pos_a = positions_from_padding(real[:, :n_a])  # (B, A) counts real tokens only
-        end = real[:, :n_a].sum(-1, keepdim=True)  # (B, 1) the blank's position: right after the prompt
-        k = torch.arange(1, T - n_a + 1, device=mask.device).expand(B, T - n_a)  # (B, T - A)
-        pos = torch.stack((torch.cat((pos_a, end.expand_as(k)), -1),
-                           torch.cat((torch.zeros_like(pos_a), k), -1)), dim=1)  # (B, 2, T)
-        query, key = torch.arange(T, device=mask.device)[:, None], torch.arange(T, device=mask.device)[None]
-        allowed = (key < n_a) | ((query >= n_a) & (key <= query))  # (T, T) GLM: A bidirectional, B causal
-        return {"position_ids": pos, "attention_mask": (allowed[None] & real[:, None, :]).long()}  # (B, T, T)
-
-    def step(self, mask: torch.Tensor, padded: bool, n_new: int) -> dict:
-        """The last `n_new` tokens of a (B, past + n_new) mask: they see every real key."""
-        B, T = mask.shape
-        real = mask.bool()
-        end = real[:, : self.prompt_len].sum(-1, keepdim=True).expand(B, n_new)  # (B, n_new)
-        k = torch.arange(T - n_new, T, device=mask.device) - self.prompt_len + 1  # block positions
-        pos = torch.stack((end, k.expand(B, n_new)), dim=1)  # (B, 2, n_new)
-        query = torch.arange(T - n_new, T, device=mask.device)[:, None]
-        allowed = torch.arange(T, device=mask.device)[None] <= query  # (n_new, T)
-        return {"position_ids": pos, "attention_mask": (allowed[None] & real[:, None, :]).long()}  # (B, n, T)
+def _on(inputs: dict[str, np.ndarray], device) -> dict[str, torch.Tensor]:
+    """A batch of one on `device`."""
+    return {k: torch.from_numpy(v)[None].to(device) for k, v in inputs.items()}

@@ -1,7 +1,7 @@
 """`plmlab objective NAME --text TEXT [--json]`: what an objective makes of a text.
 
-It goes through the objective's own `from_ids`, the code path the trainer's examples use, so
-what a learner sees here is exactly what the model is trained on.
+The library side is `plmlab.objectives.view.objective_view`; this verb parses, prints the JSON
+or renders it for a human (aligned tokens, an ASCII mask).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import json
 
 import numpy as np
 
-from ..errors import PlmlabError
-from ..objectives import OBJECTIVES, example_rng, get_objective
-
-IGNORE = -100
+from ..masks import IGNORE_INDEX as IGNORE
+from ..objectives import OBJECTIVES, get_objective
+from ..objectives.options import parse_option_items
+from ..objectives.view import objective_view
 
 
 def register(sub) -> None:
@@ -31,48 +31,17 @@ def register(sub) -> None:
 
 
 def parse_options(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise PlmlabError(f"invalid option {item!r}: expected KEY=VALUE")
-        try:
-            out[key.replace("-", "_")] = json.loads(raw)
-        except ValueError:
-            out[key.replace("-", "_")] = raw
-    return out
-
-
-def inspect(name: str, text: str, text_b: str | None, tokenizer, seed: int = 0, seq_len: int = 512, **options) -> dict:
-    """The JSON view of one example (the library side of the command)."""
-    objective = get_objective(name)(tokenizer, seq_len, **options)
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    if not ids:
-        raise PlmlabError("the text is empty after tokenization")
-    ids_b = tokenizer.encode(text_b, add_special_tokens=False) if text_b else None
-    example = objective.from_ids(ids, example_rng(seed, 0, 0), ids_b)
-    out: dict = {"objective": name, "original_ids": ids}
-    if ids_b is not None:
-        out["original_ids_b"] = ids_b
-    out.update({k: np.asarray(v).tolist() for k, v in example.items()})
-    out["tokens"] = tokenizer.convert_ids_to_tokens(out["input_ids"])
-    out["special_ids"] = dict(tokenizer.special_ids)
-    for role in ("mask", "eos", "pad", "bos", "cls", "sep"):
-        value = getattr(tokenizer, f"{role}_id", None)
-        if value is not None:
-            out[f"{role}_token_id"] = value
-    if tokenizer.sentinel_ids:
-        out["sentinel_ids"] = list(tokenizer.sentinel_ids)
-    out.update(objective.describe(example) if hasattr(objective, "describe") else {})
-    return out
+    return parse_option_items(items, "--set")
 
 
 def run(args) -> int:
     cls = get_objective(args.name)
     from ..tokenizers import builtin_tokenizer, load_tokenizer
 
+    options = parse_options(args.set)
+    cls.parse_options(options)  # a bad option is refused before a tokenizer is loaded or trained
     tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else builtin_tokenizer(cls.tokenizer_style)
-    out = inspect(args.name, args.text, args.text_b, tokenizer, args.seed, args.seq_len, **parse_options(args.set))
+    out = objective_view(args.name, args.text, args.text_b, tokenizer, args.seed, args.seq_len, **options)
     if args.json:
         print(json.dumps(out))
     else:

@@ -1,37 +1,54 @@
 """`plmlab pretrain`'s objective options: `--objective-set KEY=VALUE` and flags for the common ones.
 
-Each flag is one constructor option of the objective (see `plmlab.train.objective_setup`);
-a flag the chosen objective does not take is an error, like an unknown --objective-set key.
+The flags are generated from the objectives' declared options (`Objective.Options`: a field
+whose rule names a `flag`), so each is one option with its own help and default; a flag the
+chosen objective does not take is an error, like an unknown --objective-set key.
+`--mixture FILE` and `--glm-rates` are two composite forms (a file of tasks; three rates).
 """
 
 from __future__ import annotations
 
-# flag -> (option name, argparse keyword arguments)
-FLAGS = {
-    "--masking": ("masking", {"choices": ("static", "dynamic"),
-                              "help": "MLM masking: dynamic (a new mask every epoch, RoBERTa) or static (BERT)"}),
-    "--static-copies": ("static_copies", {"type": int, "metavar": "N",
-                                          "help": "static masking: distinct masks per example (default 10)"}),
-    "--whole-word": ("whole_word", {"action": "store_const", "const": True,
-                                    "help": "MLM: mask whole words"}),
-    "--ngram": ("ngram", {"type": int, "metavar": "N", "help": "MLM: mask n-grams of up to N units (ALBERT: 3)"}),
-    "--mask-prob": ("mask_prob", {"type": float, "metavar": "P", "help": "MLM: share of tokens masked (0.15)"}),
-    "--input-format": ("input_format", {"metavar": "FORMAT",
-                                        "help": "encoder input format: full-sentences | doc-sentences | "
-                                                "segment-pair | sentence-pair"}),
-    "--noise-density": ("noise_density", {"type": float, "metavar": "P",
-                                          "help": "span corruption: share of tokens dropped (0.15)"}),
-    "--mean-span-length": ("mean_noise_span_length", {"type": float, "metavar": "L",
-                                                      "help": "span corruption: mean noise span length (3)"}),
-}
+from ..objectives import OBJECTIVES
+from ..objectives.options import Rule
+
+
+def objective_flags() -> dict[str, tuple[str, Rule, list[str]]]:
+    """flag -> (option name, its rule, the objectives that take it), from every objective's Options."""
+    flags: dict[str, tuple[str, Rule, list[str]]] = {}
+    for objective, cls in OBJECTIVES.items():
+        for name, rule in cls.Options.rules().items():
+            if rule.flag is None:
+                continue
+            known = flags.setdefault(rule.flag, (name, rule, []))
+            if known[0] != name:  # one flag, one option everywhere
+                raise RuntimeError(f"{rule.flag} names both {known[0]} and {name}")
+            known[2].append(objective)
+    return flags
+
+
+def _argparse_kwargs(name: str, rule: Rule, objectives: list[str]) -> dict:
+    default = "" if rule.kind is bool else f"; default {_default_text(objectives[0], name)}"
+    kwargs = {"help": f"{rule.help} ({', '.join(objectives)}{default})"}
+    if rule.kind is bool:
+        return {**kwargs, "action": "store_const", "const": True}
+    if rule.choices is not None:
+        return {**kwargs, "choices": rule.choices}
+    return {**kwargs, "type": rule.from_text, "metavar": rule.metavar or "VALUE"}
+
+
+def _default_text(objective: str, name: str) -> str:
+    """The first objective's default (a variant may differ: ALBERT's ngram is 3)."""
+    cls = OBJECTIVES[objective]
+    value = cls.option_defaults.get(name, cls.Options.__dataclass_fields__[name].default)
+    return "the format of the objective" if value is None else str(value)
 
 
 def add_objective_arguments(p) -> None:
     group = p.add_argument_group("objective options (see plmlab objective NAME)")
     group.add_argument("--objective-set", action="append", default=[], metavar="KEY=VALUE",
                        help="an option of the objective, the value parsed as JSON (repeatable)")
-    for flag, (name, kwargs) in FLAGS.items():
-        group.add_argument(flag, dest=f"objective__{name}", **kwargs)
+    for flag, (name, rule, objectives) in objective_flags().items():
+        group.add_argument(flag, dest=f"objective__{name}", **_argparse_kwargs(name, rule, objectives))
     group.add_argument("--mixture", metavar="FILE",
                        help='mixture objective: JSON/YAML list of tasks {"path": FILE.jsonl, "rate": R, '
                             '"prefix": TEXT} (or an object with "tasks" and span_rate, ...)')

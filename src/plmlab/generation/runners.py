@@ -17,6 +17,7 @@ import torch
 from ..config import Config
 from ..errors import PlmlabError
 from ..masks import positions_from_padding
+from ..objectives.glm_layout import TWO_D_POSITIONS, glm_attention_mask, glm_positions
 
 
 class CausalInputs:
@@ -39,16 +40,48 @@ class CausalInputs:
         return {"attention_mask": mask, "position_ids": positions_from_padding(mask)[:, -n_new:]}
 
 
-def _glm_inputs(config: Config):
-    # GLM (Du et al. 2022): the prompt is a bidirectional Part A, the continuation a blank at
-    # its end with 2-D positions (plmlab.infill; fill_blanks adds GLM's [gMASK] / [sop]).
-    from ..infill import GlmPrefixInputs
+class GlmPrefixInputs:
+    """How `plmlab.generate` feeds a GLM model (Du et al. 2022): the prompt is Part A
+    (bidirectional) and the continuation one blank at its end, each new token at position
+    (prompt length, k) with block positions k = 1, 2, ... as if a [gMASK] followed the prompt.
+    `generate` has no tokenizer, so it cannot add GLM's [gMASK] / [sop] tokens itself:
+    `plmlab.infill.fill_blanks` does, and is the better way to continue a text with a GLM model.
 
-    return GlmPrefixInputs(config)
+    Positions and masks come from `objectives.glm_layout` (the objective's own layout), per row:
+    a left-padded row lays out its real tokens only, its padding at position 0, never attended.
+    The first `prefill` fixes the prompt length; the uncached path calls `prefill` again on the
+    grown sequence, which lays out Part A + Part B the same way.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.prompt_len: int | None = None
+
+    def prefill(self, input_ids: torch.Tensor, mask: torch.Tensor, padded: bool) -> dict:
+        if self.prompt_len is None:
+            self.prompt_len = input_ids.shape[1]
+        return self._inputs(mask, input_ids.shape[1])
+
+    def step(self, mask: torch.Tensor, padded: bool, n_new: int) -> dict:
+        """The last `n_new` tokens of a (B, past + n_new) mask: they see every real key."""
+        return self._inputs(mask, n_new)
+
+    def _inputs(self, mask: torch.Tensor, n_query: int) -> dict:
+        """Position ids (B, 2, n_query) and attention mask (B, n_query, T) of the last n_query
+        tokens of a (B, T) padding mask (1 = a token, 0 = left padding)."""
+        B, T = mask.shape
+        n_a = self.prompt_len
+        real = mask.bool()
+        pos = torch.zeros(B, 2, T, dtype=torch.long)  # (B, 2, T) padding stays at (0, 0)
+        for b, n_real in enumerate(real[:, :n_a].sum(-1).tolist()):  # the blank sits right after the prompt
+            row = glm_positions(n_real, [(n_real, T - n_a)] if T > n_a else [])  # (2, n_real + T - A)
+            pos[b, :, T - row.shape[1]:] = torch.from_numpy(row)
+        allowed = torch.from_numpy(glm_attention_mask(n_a, T, first_query=T - n_query)).to(mask.device).bool()
+        return {"position_ids": pos[:, :, T - n_query:].to(mask.device),
+                "attention_mask": (allowed[None] & real[:, None, :]).long()}  # (B, n_query, T)
 
 
 # Config.position -> factory of the object that prepares a decoder's inputs.
-INPUT_PREPARERS = {"learned-2d": _glm_inputs, "rotary-2d": _glm_inputs}
+INPUT_PREPARERS = {position: GlmPrefixInputs for position in TWO_D_POSITIONS}
 
 
 def make_inputs(config: Config):

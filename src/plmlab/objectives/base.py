@@ -8,6 +8,7 @@ examples into a batch of tensors whose keys are the model's keyword arguments.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,8 @@ import torch
 
 from ..data.shards import TokenData
 from ..masks import IGNORE_INDEX
+from .fits import Fits
+from .options import ObjectiveOptions
 
 
 def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -51,11 +54,24 @@ def pad_and_stack(examples: list[dict[str, np.ndarray]], pad_values: dict[str, i
     return batch
 
 
+@dataclass
+class NoOptions(ObjectiveOptions):
+    """An objective that takes no options (causal LM)."""
+
+
 class Objective:
-    """Subclasses set `name` and implement `num_examples`, `example` and `from_ids`."""
+    """Subclasses set `name`, declare what they are (below) and implement `num_examples`,
+    `example` and `from_ids`. Nothing outside the registry asks an objective's name: the trainer,
+    the CLI and the demos read these declarations."""
 
     name: str = ""
     tokenizer_style: str = "gpt2"  # the tokenizer `plmlab objective NAME` trains when none is given
+    Options: type[ObjectiveOptions] = NoOptions  # what it takes (objectives/options.py)
+    option_defaults: dict[str, Any] = {}  # a variant's own defaults over Options' (ALBERT: ngram 3)
+    fits: Fits = Fits(arch="decoder")  # the models it can train (objectives/fits.py)
+    needs_eos: bool = False  # puts the end-of-text token between documents (the tokenizer must have one)
+    causal_lm_baselines: bool = False  # its loss compares with unigram / bigram next-token baselines
+    demo: str | None = None  # the end-of-run demonstration (train/demo.py DEMOS): fill-mask, ...
     # Keys that hold per-token sequences and the value that pads them; others are stacked.
     pad_values: dict[str, int] = {"input_ids": 0, "labels": IGNORE_INDEX, "attention_mask": 0,
                                   "token_type_ids": 0, "position_ids": 0}
@@ -63,7 +79,18 @@ class Objective:
     def __init__(self, tokenizer: Any, seq_len: int, **options: Any) -> None:
         self.tokenizer = tokenizer
         self.seq_len = seq_len
-        self.options = options
+        self.options = options  # as given (GLM reads which rates were explicit)
+        self.opts = self.parse_options(options)
+
+    @classmethod
+    def parse_options(cls, options: dict[str, Any]) -> ObjectiveOptions:
+        """The checked options (one-line errors for unknown keys, wrong kinds, out of range)."""
+        return cls.Options.parse(options, cls.name, cls.option_defaults)
+
+    @classmethod
+    def check_fits(cls, config) -> None:
+        """Refuse, in one line naming what fits, a model this objective cannot train."""
+        cls.fits.check(cls.name, config)
 
     def rng_for(self, seed: int, epoch: int, index: int) -> np.random.Generator:
         """The generator the trainer passes to `example` for example `index` of `epoch`.
@@ -83,6 +110,10 @@ class Objective:
     def from_ids(self, ids: list[int], rng: np.random.Generator, ids_b: list[int] | None = None) -> dict[str, np.ndarray]:
         """What the objective makes of one text's token ids (the `plmlab objective` view)."""
         raise NotImplementedError
+
+    def describe(self, example: dict) -> dict:
+        """Extra fields of the `plmlab objective` JSON view (sentinels, Part A / Part B, ...)."""
+        return {}
 
     def metrics(self, batch: dict, output) -> dict[str, float]:
         """Accuracies of one batch with the counts that weight them; default `token_accuracy`."""

@@ -12,10 +12,14 @@ import numpy as np
 
 from ..data.shards import TokenData
 from .base import Objective
+from .fits import Fits
 
 
 class CausalLM(Objective):
     name = "clm"
+    fits = Fits(arch="decoder", head="lm")  # an encoder would see the very token it predicts
+    needs_eos = True
+    causal_lm_baselines = True
 
     def num_examples(self, data: TokenData) -> int:
         stream = data.n_tokens + data.n_docs  # one EOS after each document

@@ -15,13 +15,16 @@ document each: a document longer than the content budget is cut into equal chunk
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..data.shards import TokenData
 from ..errors import PlmlabError
 from .base import Objective
-from .glm_layout import GlmTokens, build_blank_infilling, part_a_length
+from .fits import Fits
+from .options import ObjectiveOptions, option
+from .glm_layout import TWO_D_POSITIONS, GlmTokens, build_blank_infilling, part_a_length
 
 MODES = ("mask", "smask", "gmask")
 SENTENCE_END = (".", "?", "!", ";", ":", "\n")  # the GLM repo's sentence-end test, on token text
@@ -105,42 +108,47 @@ def content_budget(seq_len: int, ratio: float) -> int:
     return n
 
 
+@dataclass
+class GlmOptions(ObjectiveOptions):
+    """Blank infilling's options; the three *_rate mix the modes (normalised to sum to 1)."""
+
+    mask_rate: float = option(1.0, float, "GLM: share of examples blanked with [MASK] spans", low=0)
+    smask_rate: float = option(0.0, float, "GLM: share of examples blanked with [sMASK] sentences", low=0)
+    gmask_rate: float = option(0.0, float, "GLM: share of examples blanked with one [gMASK] span at the end", low=0)
+    # [MASK] blanks need an untouched token between them: at most half the text can go.
+    mask_ratio: float = option(0.15, float, "[MASK]: share of tokens blanked", low=0, high=0.5, open_low=True)
+    sentence_ratio: float = option(0.15, float, "[sMASK]: share of tokens in blanked sentences", low=0, high=1,
+                                   open_low=True)
+    poisson_lambda: float = option(3.0, float, "[MASK]: mean of the Poisson span lengths", low=0, open_low=True)
+    max_span: int = option(39, int, "[MASK]: longest span", low=1)
+    gmask_min_ratio: float = option(0.5, float, "[gMASK]: shortest span as a share of the text", low=0, high=1,
+                                    open_low=True)
+    shuffle_spans: bool = option(True, bool, "Part B spans in random order (GLM's permutation)")
+
+
 class BlankInfilling(Objective):
     """`glm`: blank infilling with [MASK]; `smask_rate` / `gmask_rate` mix in the other two."""
 
     name = "glm"
     tokenizer_style = "glm"
-    defaults = {"mask_rate": 1.0, "smask_rate": 0.0, "gmask_rate": 0.0}
-    known = {"mask_rate", "smask_rate", "gmask_rate", "mask_ratio", "sentence_ratio", "poisson_lambda",
-             "max_span", "gmask_min_ratio", "shuffle_spans"}
+    Options = GlmOptions
+    fits = Fits(arch="decoder", head="lm", positions=TWO_D_POSITIONS)
+    demo = "fill-blanks"
 
     def __init__(self, tokenizer, seq_len: int, **options) -> None:
-        unknown = sorted(set(options) - self.known)
-        if unknown:
-            raise PlmlabError(f"unknown option(s) for objective {self.name}: {', '.join(unknown)} "
-                              f"(known: {', '.join(sorted(self.known))})")
         super().__init__(tokenizer, seq_len, **options)
-        opt = {**self.defaults, **options}
+        o = self.opts
         self.tok = GlmTokens.from_tokenizer(tokenizer)
-        self.rates = self._rates(opt)
-        self.mask_ratio = float(opt.get("mask_ratio", 0.15))
-        self.sentence_ratio = float(opt.get("sentence_ratio", 0.15))
-        self.gmask_min_ratio = float(opt.get("gmask_min_ratio", 0.5))
-        self.shuffle = bool(opt.get("shuffle_spans", True))
-        # [MASK] blanks need an untouched token between them: at most half the text can go.
-        for key, value, high in (("mask_ratio", self.mask_ratio, 0.5), ("sentence_ratio", self.sentence_ratio, 1.0),
-                                 ("gmask_min_ratio", self.gmask_min_ratio, 1.0)):
-            if not 0.0 < value <= high:
-                raise PlmlabError(f"objective {self.name}: {key} must be in (0, {high}], got {value}")
-        if float(opt.get("poisson_lambda", 3.0)) <= 0 or int(opt.get("max_span", 39)) < 1:
-            raise PlmlabError(f"objective {self.name}: poisson_lambda must be > 0 and max_span >= 1")
-        self.pmf = span_length_pmf(float(opt.get("poisson_lambda", 3.0)), int(opt.get("max_span", 39)))
+        self.rates = self._rates(o)
+        self.mask_ratio, self.sentence_ratio, self.gmask_min_ratio = o.mask_ratio, o.sentence_ratio, o.gmask_min_ratio
+        self.shuffle = o.shuffle_spans
+        self.pmf = span_length_pmf(o.poisson_lambda, o.max_span)
         self.budget = content_budget(seq_len, max(self.mask_ratio, self.sentence_ratio))
         self._chunks: dict[int, np.ndarray] = {}
 
-    def _rates(self, opt: dict) -> np.ndarray:
+    def _rates(self, o: GlmOptions) -> np.ndarray:
         explicit = {k for k in ("smask_rate", "gmask_rate") if k in self.options}
-        rates = {m: float(opt[f"{m}_rate"]) for m in MODES}
+        rates = {m: getattr(o, f"{m}_rate") for m in MODES}
         if explicit and "mask_rate" not in self.options:  # the rest goes to [MASK]
             rates["mask"] = max(0.0, 1.0 - rates["smask"] - rates["gmask"])
         values = np.array([rates[m] for m in MODES])
@@ -225,14 +233,14 @@ class SentenceInfilling(BlankInfilling):
     """`glm-smask`: every example blanks whole sentences with [sMASK]."""
 
     name = "glm-smask"
-    defaults = {"mask_rate": 0.0, "smask_rate": 1.0, "gmask_rate": 0.0}
+    option_defaults = {"mask_rate": 0.0, "smask_rate": 1.0, "gmask_rate": 0.0}
 
 
 class GenerationInfilling(BlankInfilling):
     """`glm-gmask`: every example blanks one long span at the end with [gMASK]."""
 
     name = "glm-gmask"
-    defaults = {"mask_rate": 0.0, "smask_rate": 0.0, "gmask_rate": 1.0}
+    option_defaults = {"mask_rate": 0.0, "smask_rate": 0.0, "gmask_rate": 1.0}
 
 
 class MultiTaskInfilling(BlankInfilling):
@@ -240,7 +248,7 @@ class MultiTaskInfilling(BlankInfilling):
     0.3, the remaining 0.2 generation; config/ds_block_10B.sh and friends)."""
 
     name = "glm-mix"
-    defaults = {"mask_rate": 0.5, "smask_rate": 0.3, "gmask_rate": 0.2}
+    option_defaults = {"mask_rate": 0.5, "smask_rate": 0.3, "gmask_rate": 0.2}
 
 
 OBJECTIVES = {c.name: c for c in (BlankInfilling, SentenceInfilling, GenerationInfilling, MultiTaskInfilling)}

@@ -17,8 +17,9 @@ Part B; each Part B token sees all of Part A and Part B up to itself (causal):
     Part B    # # # # # # # # . . . .   (first [sop])
               # # # # # # # # # # # #   (last token)
 
-Everything here is a pure numpy function, shared by the pretraining objective, `fill-blanks`
-and cloze fine-tuning.
+Everything here is a pure numpy function, shared by the pretraining objective, `fill-blanks`,
+the GLM decoding runner and cloze fine-tuning: `glm_layout` is the one place the positions and
+the mask are built.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 
 GLM_ROLES = ("mask", "smask", "gmask", "sop", "eop", "cls", "eos")
+TWO_D_POSITIONS = ("learned-2d", "rotary-2d")  # the Config.position values that read GLM's two rows
 
 
 @dataclass(frozen=True)
@@ -82,29 +84,45 @@ def build_blank_infilling(
     part_a = np.concatenate(pieces)  # (A,)
     n_a = len(part_a)
 
-    ids, labels, pos, block = [part_a], [np.full(n_a, IGNORE_INDEX)], [np.arange(n_a)], [np.zeros(n_a, np.int64)]
+    ids, labels, blocks = [part_a], [np.full(n_a, IGNORE_INDEX)], []
     for s in order:
         start, end = spans[s]
         span = content[start:end]
         ids.append(np.concatenate(([tok.sop], span)))  # [sop] + span as input
         labels.append(np.concatenate((span, [tok.eop])))  # span + [eop] as target
-        pos.append(np.full(len(span) + 1, mask_pos[s]))  # every token at its [MASK]'s position
-        block.append(np.arange(1, len(span) + 2))  # 1, 2, ... inside the span
-    input_ids = np.concatenate(ids).astype(np.int64)
-    return {
-        "input_ids": input_ids,
-        "labels": np.concatenate(labels).astype(np.int64),
-        "position_ids": np.stack([np.concatenate(pos), np.concatenate(block)]).astype(np.int64),  # (2, T)
-        "attention_mask": glm_attention_mask(n_a, len(input_ids)),
-    }
+        blocks.append((mask_pos[s], len(span) + 1))  # at its [MASK]'s position
+    position_ids, attention_mask = glm_layout(n_a, blocks)
+    return {"input_ids": np.concatenate(ids).astype(np.int64), "labels": np.concatenate(labels).astype(np.int64),
+            "position_ids": position_ids, "attention_mask": attention_mask}
 
 
-def glm_attention_mask(n_a: int, total: int) -> np.ndarray:
-    """(total, total) int8, 1 = may attend: Part A bidirectional, Part B causal over A + B."""
-    mask = np.tril(np.ones((total, total), dtype=np.int8))  # causal everywhere ...
-    mask[:, :n_a] = 1  # ... and every query sees all of Part A
-    mask[:n_a, n_a:] = 0  # Part A never sees Part B (already 0 from tril; kept for clarity)
-    return mask
+# --- the layout: the one place GLM's positions and mask are built -------------------------------------
+def glm_layout(n_a: int, blocks: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Position ids (2, T) and attention mask (T, T) of Part A (n_a tokens) followed by Part B
+    `blocks`: (position, length) each, in Part B order (see the module docstring's picture).
+
+    The pretraining objective, `fill-blanks` and the GLM decoding runner all lay their inputs
+    out with this function (or its two halves below)."""
+    positions = glm_positions(n_a, blocks)
+    return positions, glm_attention_mask(n_a, positions.shape[1])
+
+
+def glm_positions(n_a: int, blocks: list[tuple[int, int]]) -> np.ndarray:
+    """(2, T) int64: row 1 = 0..n_a-1 over Part A, then each block's `position` repeated; row 2 =
+    0 over Part A, then 1, 2, ..., length inside each block."""
+    pos, block = [np.arange(n_a)], [np.zeros(n_a, np.int64)]
+    for position, length in blocks:
+        pos.append(np.full(length, position))  # every token of the block at its mask's position
+        block.append(np.arange(1, length + 1))  # 1, 2, ... inside the block
+    return np.stack([np.concatenate(pos), np.concatenate(block)]).astype(np.int64)  # (2, T)
+
+
+def glm_attention_mask(n_a: int, total: int, first_query: int = 0) -> np.ndarray:
+    """(total - first_query, total) int8, 1 = may attend: the rows of queries first_query..total-1.
+    Part A is bidirectional over Part A and never sees Part B; Part B is causal over A + B."""
+    query = np.arange(first_query, total)[:, None]  # (Q, 1)
+    key = np.arange(total)[None]  # (1, total)
+    return ((key < n_a) & (query < n_a) | (query >= n_a) & (key <= query)).astype(np.int8)  # (Q, total)
 
 
 def part_a_length(position_ids: np.ndarray) -> int:

@@ -22,7 +22,8 @@ import numpy as np
 from ..data.shards import TokenData
 from ..errors import PlmlabError
 from .base import Objective
-from .span import SpanCorruption
+from .options import option
+from .span import SpanCorruption, SpanOptions
 
 
 # --- text-to-text data ------------------------------------------------------------------------------
@@ -91,6 +92,16 @@ class Task:
     examples: list[dict[str, np.ndarray]]
 
 
+@dataclass
+class MixtureOptions(SpanOptions):
+    """Span corruption's options (for its share of the mixture) plus the supervised tasks."""
+
+    nullable = frozenset({"tasks", "max_target_length"})
+    tasks: list | None = option(None, list, 'supervised tasks: [{"path": FILE.jsonl, "rate": R, "prefix": TEXT}]')
+    span_rate: float = option(1.0, float, "mixing rate of span corruption", low=0)
+    max_target_length: int | None = option(None, int, "longest task target in tokens (default: seq_len)", low=1)
+
+
 class Mixture(Objective):
     """Span corruption (rate `span_rate`) + supervised `tasks`: a list of
     {"path": FILE.jsonl, "rate": R, "prefix": "summarize: ", "name": optional}. Targets may be
@@ -98,13 +109,17 @@ class Mixture(Objective):
 
     name = "mixture"
     tokenizer_style = "t5"
+    Options = MixtureOptions
+    fits = SpanCorruption.fits
+    demo = SpanCorruption.demo
 
-    def __init__(self, tokenizer, seq_len: int, tasks: list | None = None, span_rate: float = 1.0,
-                 max_target_length: int | None = None, truncate: bool = False, **span_options) -> None:
-        super().__init__(tokenizer, seq_len, tasks=tasks, span_rate=span_rate)
-        self.span = SpanCorruption(tokenizer, seq_len, truncate=truncate, **span_options)
-        self.tasks = [self._task(spec, i, max_target_length or seq_len, truncate) for i, spec in enumerate(tasks or [])]
-        rates = np.array([span_rate] + [t.rate for t in self.tasks], dtype=np.float64)
+    def __init__(self, tokenizer, seq_len: int, **options) -> None:
+        super().__init__(tokenizer, seq_len, **options)
+        o = self.opts
+        self.span = SpanCorruption(tokenizer, seq_len, noise_density=o.noise_density,
+                                   mean_noise_span_length=o.mean_noise_span_length, truncate=o.truncate)
+        self.tasks = [self._task(spec, i, o.max_target_length or seq_len, o.truncate) for i, spec in enumerate(o.tasks or [])]
+        rates = np.array([o.span_rate] + [t.rate for t in self.tasks], dtype=np.float64)
         if (rates < 0).any() or rates.sum() <= 0:
             raise PlmlabError(f"mixture rates must be >= 0 with a positive sum, got {rates.tolist()}")
         self.rates = rates / rates.sum()

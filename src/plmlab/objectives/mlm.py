@@ -31,19 +31,24 @@ import numpy as np
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from .base import Objective
+from .fits import Fits
+from .options import ObjectiveOptions, option
 
 # Lead characters of word-initial tokens per tokenizer model; WordPiece marks the opposite.
 _WORD_START_PREFIX = {"BPE": "Ġ", "Unigram": "▁"}
 
 
 @dataclass
-class Masking:
-    """The masking options (constructor kwargs of every MLM objective)."""
+class Masking(ObjectiveOptions):
+    """The masking options (of every MLM objective; `Masker` reads them)."""
 
-    mask_prob: float = 0.15
-    replace_probs: tuple[float, float, float] = (0.8, 0.1, 0.1)  # [MASK], random, unchanged
-    whole_word: bool = False
-    ngram: int = 1
+    mask_prob: float = option(0.15, float, "MLM: share of tokens selected", low=0, high=1, open_high=True,
+                              flag="--mask-prob", metavar="P")
+    replace_probs: tuple[float, float, float] = option((0.8, 0.1, 0.1), tuple,
+                                                       "MLM: shares of [MASK], random and unchanged selected tokens")
+    whole_word: bool = option(False, bool, "MLM: mask whole words", flag="--whole-word")
+    ngram: int = option(1, int, "MLM: mask n-grams of up to N units (ALBERT: 3)", low=1, high=10,
+                        flag="--ngram", metavar="N")
 
     def __post_init__(self) -> None:
         self.replace_probs = tuple(float(p) for p in self.replace_probs)
@@ -53,6 +58,20 @@ class Masking:
             raise PlmlabError(f"replace_probs must be three probabilities summing to 1, got {self.replace_probs}")
         if not 1 <= int(self.ngram) <= 10:
             raise PlmlabError(f"ngram must be between 1 and 10, got {self.ngram}")
+
+
+@dataclass
+class MlmOptions(Masking):
+    """Masking plus how examples are made: static or dynamic masks, RoBERTa's input formats."""
+
+    nullable = frozenset({"input_format"})
+    masking: str = option("dynamic", str, "MLM masking: dynamic (a new mask every epoch, RoBERTa) or static (BERT)",
+                          choices=("static", "dynamic"), flag="--masking")
+    static_copies: int = option(10, int, "static masking: distinct masks per example", low=1,
+                                flag="--static-copies", metavar="N")
+    input_format: str | None = option(None, str, "encoder input format: full-sentences | doc-sentences | "
+                                      "segment-pair | sentence-pair", flag="--input-format", metavar="FORMAT")
+    short_seq_prob: float = option(0.1, float, "pair formats: share of shorter target lengths", low=0, high=1)
 
 
 class Masker:
@@ -164,43 +183,33 @@ def word_start_table(tokenizer) -> np.ndarray:
 
 
 # --- the objective -----------------------------------------------------------------------------
-MASKING_OPTIONS = ("mask_prob", "replace_probs", "whole_word", "ngram")
-
-
 class MaskedLM(Objective):
     """MLM on RoBERTa's input formats (see `pairs.py`); `mlm+nsp` / `mlm+sop` subclass it.
 
-    Options: mask_prob, replace_probs, whole_word, ngram (above); masking="dynamic" | "static"
-    and static_copies (a static example is a pure function of (seed, index, epoch % copies),
-    as BERT's data duplicated 10 times); input_format; short_seq_prob (pair formats).
+    Options (`MlmOptions`): mask_prob, replace_probs, whole_word, ngram (above);
+    masking="dynamic" | "static" and static_copies (a static example is a pure function of
+    (seed, index, epoch % copies), as BERT's data duplicated 10 times); input_format;
+    short_seq_prob (pair formats).
     """
 
     name = "mlm"
     tokenizer_style = "roberta"
+    Options = MlmOptions
+    fits = Fits(arch="encoder", head="mlm")
+    demo = "fill-mask"
     relation = "nsp"  # what the pair formats predict: "nsp" or "sop"
     default_format = "full-sentences"
     formats = ("full-sentences", "doc-sentences", "segment-pair", "sentence-pair")
-    default_ngram = 1
-    default_whole_word = False
-    default_mask_prob = 0.15
 
-    def __init__(self, tokenizer, seq_len: int, masking: str = "dynamic", static_copies: int = 10,
-                 input_format: str | None = None, short_seq_prob: float = 0.1, **options) -> None:
-        unknown = set(options) - set(MASKING_OPTIONS)
-        if unknown:
-            raise PlmlabError(f"unknown option(s) for {self.name}: {', '.join(sorted(unknown))}")
-        super().__init__(tokenizer, seq_len, masking=masking, static_copies=static_copies,
-                         input_format=input_format, short_seq_prob=short_seq_prob, **options)
+    def __init__(self, tokenizer, seq_len: int, **options) -> None:
+        super().__init__(tokenizer, seq_len, **options)
         from .pairs import make_layout  # the formats live in pairs.py
 
-        defaults = {"ngram": self.default_ngram, "whole_word": self.default_whole_word, "mask_prob": self.default_mask_prob}
-        self.masking = Masking(**{**defaults, **options})
+        self.masking = self.opts  # MlmOptions is a Masking: what the Masker reads
         self.masker = Masker(tokenizer, self.masking)
-        if masking not in ("dynamic", "static") or int(static_copies) < 1:
-            raise PlmlabError(f"masking must be dynamic or static (with static_copies >= 1), got {masking!r}")
-        self.static_copies = int(static_copies) if masking == "static" else None
-        self.layout = make_layout(input_format or self.default_format, self.formats, tokenizer, seq_len,
-                                  self.relation, short_seq_prob)
+        self.static_copies = self.opts.static_copies if self.opts.masking == "static" else None
+        self.layout = make_layout(self.opts.input_format or self.default_format, self.formats, tokenizer, seq_len,
+                                  self.relation, self.opts.short_seq_prob)
         self.pad_values = {**self.pad_values, "input_ids": tokenizer.pad_id if tokenizer.pad_id is not None else 0}
         self.variable_length = self.layout.variable_length
 
@@ -234,13 +243,17 @@ class MaskedLM(Objective):
         ids = np.asarray(example["input_ids"])
         kinds = ["mask" if ids[p] == self.masker.mask_id else "unchanged" if ids[p] == labels[p] else "random"
                  for p in masked]
+        # The share of the *original* candidates selected: a position now holding [MASK] was a
+        # candidate before corruption, so count candidates on the text with its labels put back.
+        original = np.where(labels != IGNORE_INDEX, labels, ids) if len(labels) == len(ids) else ids
         return {"masked_positions": masked.tolist(), "replacement": kinds,
-                "mask_rate": round(len(masked) / max(1, int(self.masker.candidates(ids).sum())), 4)}
+                "mask_rate": round(len(masked) / max(1, int(self.masker.candidates(original).sum())), 4)}
 
     def metrics(self, batch: dict, output) -> dict[str, float]:
         """Masked-token accuracy (and pair accuracy) of a batch, with the counts to weight them.
 
-        Keys: mlm_accuracy, mlm_count (masked tokens); {nsp|sop}_accuracy, pair_count (pairs).
+        Keys: mlm_accuracy, mlm_count (masked tokens); {nsp|sop}_accuracy, {nsp|sop}_count and
+        pair_count (pairs).
         """
         out: dict[str, float] = {}
         labels = batch.get("labels")
@@ -254,6 +267,7 @@ class MaskedLM(Objective):
             pair = batch[key].view(-1)
             out["pair_count"] = int(pair.numel())
             out[f"{self.layout.relation}_accuracy"] = float((output.pair_logits.argmax(-1) == pair).float().mean())
+            out[f"{self.layout.relation}_count"] = out["pair_count"]  # the count that weights it, by its own name
         return out
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PlmlabError
+from .fits import Fits
 from .mlm import MaskedLM
 
 LABEL_KEYS = {"nsp": "next_sentence_label", "sop": "sentence_order_label"}
@@ -364,6 +365,7 @@ class MaskedLMNextSentence(MaskedLM):
 
     name = "mlm+nsp"
     tokenizer_style = "bert"
+    fits = Fits(arch="encoder", head="mlm", pair_head=True)
     default_format = "segment-pair"
     formats = ("segment-pair", "sentence-pair")
 
@@ -375,20 +377,24 @@ class MaskedLMSentenceOrder(MaskedLMNextSentence):
     name = "mlm+sop"
     tokenizer_style = "albert"
     relation = "sop"
-    default_ngram = 3
-    default_whole_word = True
+    option_defaults = {"ngram": 3, "whole_word": True}
 
 
 class NextSentence(MaskedLMNextSentence):
-    """The pair construction alone (no masking): `plmlab objective nsp`."""
+    """The pair construction alone (no masking): `plmlab objective nsp`. It trains no MLM head,
+    so there is no fill-mask to show."""
 
     name = "nsp"
-    default_mask_prob = 0.0
+    option_defaults = {"mask_prob": 0.0}
+    fits = Fits(arch="encoder", pair_head=True)
+    demo = None
 
 
 class SentenceOrder(MaskedLMSentenceOrder):
     name = "sop"
-    default_mask_prob = 0.0
+    option_defaults = {**MaskedLMSentenceOrder.option_defaults, "mask_prob": 0.0}
+    fits = Fits(arch="encoder", pair_head=True)
+    demo = None
 
 
 OBJECTIVES = {c.name: c for c in (MaskedLMNextSentence, MaskedLMSentenceOrder, NextSentence, SentenceOrder)}

@@ -19,11 +19,15 @@ windows are `raw_length` tokens of the stream doc0 </s> doc1 </s> ... (nanoT5's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..data.shards import TokenData
 from ..errors import PlmlabError
 from .base import Objective
+from .fits import Fits
+from .options import ObjectiveOptions, option
 from .clm import CausalLM
 
 
@@ -123,6 +127,15 @@ def _strip_eos(ids: list[int], eos: int) -> list[int]:
 
 
 # --- the objective ------------------------------------------------------------------------------
+@dataclass
+class SpanOptions(ObjectiveOptions):
+    noise_density: float = option(0.15, float, "span corruption: share of tokens dropped", low=0, high=1,
+                                  open_low=True, open_high=True, flag="--noise-density", metavar="P")
+    mean_noise_span_length: float = option(3.0, float, "span corruption: mean noise span length", low=1,
+                                           flag="--mean-span-length", metavar="L")
+    truncate: bool = option(False, bool, "cut a text too long for one example instead of refusing it")
+
+
 class SpanCorruption(Objective):
     """Encoder input = text with sentinels, labels = the decoder's targets (the model shifts
     them right from the decoder start token). Options: noise_density (0.15), mean_noise_span_length
@@ -130,14 +143,13 @@ class SpanCorruption(Objective):
 
     name = "span-corruption"
     tokenizer_style = "t5"
+    Options = SpanOptions
+    fits = Fits(arch="encoder-decoder", head="lm")
+    demo = "span-filling"
 
-    def __init__(self, tokenizer, seq_len: int, noise_density: float = 0.15, mean_noise_span_length: float = 3.0,
-                 truncate: bool = False, **options) -> None:
+    def __init__(self, tokenizer, seq_len: int, **options) -> None:
         super().__init__(tokenizer, seq_len, **options)
-        if not 0.0 < noise_density < 1.0:
-            raise PlmlabError(f"noise_density must be in (0, 1), got {noise_density}")
-        if mean_noise_span_length < 1.0:
-            raise PlmlabError(f"mean_noise_span_length must be at least 1, got {mean_noise_span_length}")
+        noise_density, mean_noise_span_length = self.opts.noise_density, self.opts.mean_noise_span_length
         self.sentinels = list(tokenizer.sentinel_ids or [])
         if not self.sentinels:
             raise PlmlabError("span corruption needs a tokenizer with sentinel tokens (<extra_id_0>, ...); "
@@ -145,7 +157,7 @@ class SpanCorruption(Objective):
         if tokenizer.eos_id is None:
             raise PlmlabError("span corruption needs a tokenizer with an end-of-sequence token (</s>)")
         self.eos = tokenizer.eos_id
-        self.noise_density, self.mean_span, self.truncate = noise_density, mean_noise_span_length, truncate
+        self.noise_density, self.mean_span, self.truncate = noise_density, mean_noise_span_length, self.opts.truncate
         self.raw_length, self.target_length = compute_input_and_target_lengths(seq_len, noise_density,
                                                                               mean_noise_span_length)
         if self.raw_length < 2:

@@ -1,11 +1,14 @@
-"""End-of-run demonstrations: what the model learned, shown the way its family is used.
+"""End-of-run demonstrations: what the model learned, shown the way its objective is used.
 
-  encoder with an MLM head   fill-mask on a validation sentence (its middle word masked): top 5
-  encoder-decoder (T5)       span filling: a validation sentence with a span replaced by
-                             <extra_id_0>, the decoder's output shown with its sentinels
-  GLM blank infilling        fill-blanks: a validation sentence with a span replaced by [MASK]
+Each objective declares its demonstration by name (`Objective.demo`); `DEMOS` maps the name
+to the function that runs it:
 
-(Decoders get a sampled continuation of --prompt, elsewhere.) The sentence is the first one of
+  fill-mask      (MLM)             a validation sentence with its middle word masked: top 5
+  span-filling   (T5)              a validation sentence with a span replaced by <extra_id_0>,
+                                   the decoder's output shown with its sentinels
+  fill-blanks    (GLM)             a validation sentence with a span replaced by [MASK]
+
+(Causal LMs declare none: they get a sampled continuation of --prompt, elsewhere.) The sentence is the first one of
 the validation split with enough words, so the demonstration is the same at every run of a
 corpus; decoding is greedy. Each takes well under a second on the tiny presets.
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from ..objectives import get_objective
 
 MIN_WORDS, MAX_TOKENS = 6, 40
 
@@ -38,23 +43,17 @@ def validation_sentence(tokenizer, data, min_words: int = MIN_WORDS, max_tokens:
 
 
 def demonstrate(model, tokenizer, objective: str, val_data, device, seed: int = 0) -> dict | None:
-    """A demonstration record for summary.json, or None (decoders, or nothing to show)."""
-    found = validation_sentence(tokenizer, val_data)
+    """A demonstration record for summary.json, or None (the objective declares none, or there
+    is nothing to show it on)."""
+    run = DEMOS.get(get_objective(objective).demo)
+    found = validation_sentence(tokenizer, val_data) if run is not None else None
     if found is None:
         return None
-    config = model.config
     model.eval()
     try:
-        if (config.arch == "encoder" and config.head == "mlm" and tokenizer.mask_id is not None
-                and objective not in ("nsp", "sop")):  # those train no MLM head
-            return _fill_mask(model, tokenizer, found[1])
-        if config.arch == "encoder-decoder" and tokenizer.sentinel_ids:
-            return _span_filling(model, tokenizer, found[0], device)
-        if objective.startswith("glm"):
-            return _fill_blanks(model, tokenizer, found[1], seed)
+        return run(model, tokenizer, found, device, seed)
     finally:
         model.train()
-    return None
 
 
 def _middle(n: int, width: int) -> tuple[int, int]:
@@ -63,10 +62,12 @@ def _middle(n: int, width: int) -> tuple[int, int]:
     return start, start + width
 
 
-def _fill_mask(model, tokenizer, text: str) -> dict:
+def _fill_mask(model, tokenizer, found, device, seed: int) -> dict | None:
     from ..cli.fill_mask import fill_mask
 
-    words = text.split()
+    if model.config.head != "mlm" or tokenizer.mask_id is None:
+        return None  # no MLM head to ask, or no [MASK] to ask it with
+    words = found[1].split()
     i, _ = _middle(len(words), 1)
     masked = " ".join(words[:i] + [tokenizer.special_tokens["mask"]] + words[i + 1:])
     with torch.no_grad():
@@ -86,11 +87,14 @@ class _OnDevice:
         return self.model(**{k: v.to(self.device) for k, v in inputs.items()})
 
 
-def _span_filling(model, tokenizer, ids: list[int], device) -> dict:
+def _span_filling(model, tokenizer, found, device, seed: int) -> dict | None:
     from .. import generate
 
     from ..objectives.mlm import word_start_table
 
+    if not tokenizer.sentinel_ids:
+        return None
+    ids = found[0]
     starts = word_start_table(tokenizer)
     words = [i for i, t in enumerate(ids) if t < len(starts) and starts[t]] + [len(ids)]  # word starts
     if len(words) >= 4:  # two whole words from the middle
@@ -107,15 +111,19 @@ def _span_filling(model, tokenizer, ids: list[int], device) -> dict:
             "output": tokenizer.decode(out[0].tolist(), skip_special_tokens=False)}
 
 
-def _fill_blanks(model, tokenizer, text: str, seed: int) -> dict:
+def _fill_blanks(model, tokenizer, found, device, seed: int) -> dict:
     from ..infill import fill_blanks
 
-    words = text.split()
+    words = found[1].split()
     start, end = _middle(len(words), 2)
     masked = " ".join(words[:start] + [tokenizer.special_tokens.get("mask", "[MASK]")] + words[end:])
     filled = fill_blanks(model, tokenizer, masked, max_new_tokens=8, seed=seed)
     return {"kind": "fill-blanks", "text": masked, "answer": " ".join(words[start:end]),
             "blanks": filled.blank_texts, "output": filled.text}
+
+
+# Objective.demo -> the function that shows it: (model, tokenizer, (ids, text), device, seed) -> record.
+DEMOS = {"fill-mask": _fill_mask, "span-filling": _span_filling, "fill-blanks": _fill_blanks}
 
 
 def demo_text(demo: dict) -> list[str]:

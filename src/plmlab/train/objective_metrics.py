@@ -1,21 +1,19 @@
 """What the objective says about a batch beyond the loss: accuracies, count-weighted over batches.
 
-`Objective.metrics(batch, output)` returns accuracies with the counts that weight them
-(`mlm_accuracy` + `mlm_count`, `nsp_accuracy` / `sop_accuracy` + `pair_count`, `token_accuracy`
-+ `token_count`); `Averager` sums them over the validation batches (or a step's micro-batches)
-into exact count-weighted means: `val_mlm_accuracy`, `val_nsp_accuracy`, `val_token_accuracy`...
+Each objective declares its metrics (`Objective.metrics(batch, output)`): accuracies, each with
+the count that weights it under its own name (`mlm_accuracy` + `mlm_count`, `nsp_accuracy` +
+`nsp_count`, `token_accuracy` + `token_count`); `Averager` sums them over the validation batches
+(or a step's micro-batches) into exact count-weighted means: `val_mlm_accuracy`,
+`val_nsp_accuracy`, `val_token_accuracy`... An accuracy without its count weighs 1.
 """
 
 from __future__ import annotations
 
 import torch
 
-# The count that weights an accuracy, when its own `<name>_count` is absent.
-_SHARED_COUNTS = {"nsp": "pair_count", "sop": "pair_count"}
-
 
 def batch_metrics(objective, batch: dict, output) -> dict[str, float]:
-    """The objective's metrics of one batch ({} when it has none or they fail to apply)."""
+    """The objective's (or a task's) metrics of one batch ({} when it has none or they fail to apply)."""
     metrics = getattr(objective, "metrics", None)
     if metrics is None or getattr(output, "logits", None) is None:
         return {}
@@ -33,7 +31,7 @@ class Averager:
             if not key.endswith("_accuracy"):
                 continue
             name = key.removesuffix("_accuracy")
-            count = int(values.get(f"{name}_count", values.get(_SHARED_COUNTS.get(name, ""), 1)))
+            count = int(values.get(f"{name}_count", 1))
             if count <= 0:
                 continue
             self.sums[name] = self.sums.get(name, 0.0) + float(value) * count

@@ -1,79 +1,54 @@
 """The objective of a run, from `--objective NAME` and its options (`PretrainOptions.objective_options`).
 
-Options are the objective's constructor keyword arguments (`mask_prob`, `masking`, `input_format`,
-`noise_density`, `tasks`, `smask_rate`, ...). The CLI offers the common ones as flags and every
-one as `--objective-set KEY=VALUE`; an option the objective does not take is a one-line error
-naming those it does (found by introspecting its constructor), before anything is trained.
+Every objective declares its options as a dataclass (`Objective.Options`, objectives/options.py)
+and the models it fits (`Objective.fits`): an option it does not take, a value of the wrong kind
+or out of range, or a model it cannot train is a one-line error before anything is trained.
+The CLI offers the common options as flags (generated from the same declarations) and every
+one as `--objective-set KEY=VALUE`.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import PlmlabError
 from ..objectives import Objective, get_objective
+from ..objectives.options import parse_option_items
 from .setup import read_json_or_yaml
-
-# Options taken through **kwargs, which the signature alone does not show.
-_KWARG_OPTIONS = {"MaskedLM": ("mlm", "MASKING_OPTIONS"), "BlankInfilling": ("glm", "known")}
 
 
 def accepted_options(cls: type[Objective]) -> set[str]:
-    """The option names the objective's constructor takes (besides tokenizer and seq_len)."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if klass is Objective or klass is object or "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break  # no **kwargs: nothing reaches the classes above
-        extra = _KWARG_OPTIONS.get(klass.__name__)
-        if extra is not None:
-            module = __import__(f"plmlab.objectives.{extra[0]}", fromlist=["_"])
-            names |= set(getattr(module, extra[1], ()) or getattr(klass, extra[1], ()))
-            break
-        if klass.__name__ == "Mixture":  # **span_options go to SpanCorruption
-            from ..objectives.span import SpanCorruption
-
-            names |= accepted_options(SpanCorruption)
-            break
-    return names - {"self", "tokenizer", "seq_len"}
+    """The option names the objective declares (its `Options` dataclass)."""
+    return set(cls.Options.names())
 
 
 def check_objective_options(name: str, options: dict[str, Any]) -> None:
+    """Unknown keys, wrong kinds and out-of-range values, each one line; before any work."""
     cls = get_objective(name)
     known = accepted_options(cls)
     unknown = sorted(set(options) - known)
     if unknown:
         shown = ", ".join(sorted(known)) or "none"
         raise PlmlabError(f"objective {name} has no option {', '.join(unknown)} (its options: {shown})")
+    cls.parse_options(options)
+
+
+def check_objective_fits(name: str, config) -> None:
+    """Refuse a model the objective cannot train (clm on T5, GLM on BERT, ...), naming presets that fit."""
+    get_objective(name).check_fits(config)
 
 
 def build_objective(name: str, tokenizer, seq_len: int, options: dict[str, Any]) -> Objective:
     check_objective_options(name, options)
-    try:
-        return get_objective(name)(tokenizer, seq_len, **options)
-    except (TypeError, ValueError) as e:  # a value of the wrong kind ("ngram": "x")
-        raise PlmlabError(f"objective {name}: invalid option value ({e})") from None
+    return get_objective(name)(tokenizer, seq_len, **options)
 
 
 # --- the CLI's forms -------------------------------------------------------------------------------
 def parse_objective_set(items: list[str]) -> dict[str, Any]:
     """`KEY=VALUE` items; a value is JSON when it parses as JSON, else the string."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise PlmlabError(f"invalid --objective-set {item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(raw)
-        except ValueError:
-            out[key.strip().replace("-", "_")] = raw
-    return out
+    return parse_option_items(items, "--objective-set")
 
 
 def read_mixture(path: str) -> dict[str, Any]:

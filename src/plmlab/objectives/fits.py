@@ -1,0 +1,64 @@
+"""Which models an objective can train, declared as data (`Objective.fits`).
+
+Checked against the run's `Config` before any work (before a tokenizer is trained), so a
+mismatch such as causal LM on T5 or span corruption on a decoder is one line that names the
+presets that would fit:
+
+    objective clm does not fit this model (an encoder-decoder); it needs a decoder with an LM head,
+    e.g. gpt-tiny, llama-tiny, glm-tiny, glm4-tiny
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import PlmlabError
+
+_ARTICLE = {"encoder": "an encoder", "encoder-decoder": "an encoder-decoder", "decoder": "a decoder"}
+
+
+@dataclass(frozen=True)
+class Fits:
+    """The Config facts an objective needs; None = any value."""
+
+    arch: str  # encoder | decoder | encoder-decoder
+    head: str | None = None  # the output head it trains: lm | mlm
+    positions: tuple[str, ...] | None = None  # Config.position values (GLM: 2-D positions)
+    pair_head: bool = False  # NSP / SOP: needs the pooled 2-logit head
+
+    def problems(self, config) -> list[str]:
+        """What in `config` does not fit (empty when it fits)."""
+        found = []
+        if config.arch != self.arch:
+            found.append(_ARTICLE.get(config.arch, config.arch))
+        if self.head is not None and config.head != self.head:
+            found.append(f"head {config.head}")
+        if self.positions is not None and config.position not in self.positions:
+            found.append(f"{config.position} positions")
+        if self.pair_head and not config.pair_head:
+            found.append("no pair head")
+        return found
+
+    def wanted(self) -> str:
+        """'a decoder with an LM head and learned-2d or rotary-2d positions'."""
+        extras = [f"an {self.head.upper()} head"] if self.head is not None else []
+        if self.positions is not None:
+            extras.append(f"{' or '.join(self.positions)} positions")
+        if self.pair_head:
+            extras.append("a pair (NSP/SOP) head")
+        arch = _ARTICLE.get(self.arch, self.arch)
+        return f"{arch} with {' and '.join(extras)}" if extras else arch
+
+    def fitting_presets(self, limit: int = 4) -> list[str]:
+        """Tiny presets that fit: the examples the error message names."""
+        from ..presets import PRESETS, get_preset
+
+        names = [n for n in PRESETS if n.endswith("-tiny") and not self.problems(get_preset(n))]
+        return names[:limit]
+
+    def check(self, objective: str, config) -> None:
+        found = self.problems(config)
+        if found:
+            examples = ", ".join(self.fitting_presets()) or "none of the presets"
+            raise PlmlabError(f"objective {objective} does not fit this model ({', '.join(found)}); "
+                              f"it needs {self.wanted()}, e.g. {examples}")
