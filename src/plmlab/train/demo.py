@@ -63,7 +63,7 @@ def _middle(n: int, width: int) -> tuple[int, int]:
 
 
 def _fill_mask(model, tokenizer, found, device, seed: int) -> dict | None:
-    from ..cli.fill_mask import fill_mask
+    from ..pipelines import fill_mask
 
     if model.config.head != "mlm" or tokenizer.mask_id is None:
         return None  # no MLM head to ask, or no [MASK] to ask it with
