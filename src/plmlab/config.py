@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,11 @@ class Config:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # types first: every check below may then trust them
+            try:
+                setattr(self, f.name, typed_value(getattr(self, f.name), str(f.type)))
+            except ValueError as e:
+                raise PlmlabError(f"invalid config: {f.name} {e}") from None
         self._check_choice("arch", ARCHS)
         self._check_choice("norm", NORMS)
         self._check_choice("norm_placement", NORM_PLACEMENTS)
@@ -184,8 +191,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":
+        if not isinstance(data, dict):
+            raise PlmlabError(f"invalid config: expected an object of Config fields, got {describe_value(data)}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise PlmlabError(f"invalid config: unknown field(s) {', '.join(unknown)}")
         return cls(**data)
@@ -195,6 +204,49 @@ class Config:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+# what each annotation's base type asks of a value, for the error message
+_EXPECTED = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string",
+             "dict": "an object", "list": "a list of strings"}
+
+
+def typed_value(value: Any, type_name: str) -> Any:
+    """`value` checked against an annotation (a string: `int | None`, `list[str]` ...); raises
+    ValueError("must be an integer, got 'two' (a string)") for the caller to prefix with the
+    field's name and where it came from (Config fields here, config.json keys in `hf/`).
+
+    YAML and JSON hand over strings, floats, bools and nulls where an int belongs; caught here,
+    they are one line naming the field instead of a traceback deep inside a model. Integers are
+    accepted where a float belongs (and stored as floats); numpy scalars become Python numbers.
+    """
+    base = type_name.split("|")[0].split("[")[0].strip()
+    if value is None:
+        if "None" in type_name:
+            return None
+    elif base == "int":
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+    elif base == "float":
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    elif base == "list":
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+    elif isinstance(value, {"bool": bool, "str": str, "dict": dict}[base]):
+        return value
+    raise ValueError(f"must be {_EXPECTED[base]}, got {describe_value(value)}")
+
+
+def describe_value(value: Any) -> str:
+    """A short, one-line description of a bad value: `'abc' (a string)`, `null`, `2.7`, `a list`."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"{value[:40]!r} (a string)"
+    if isinstance(value, (bool, int, float)):
+        return json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    return f"a {type(value).__name__}"
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
