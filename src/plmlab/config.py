@@ -26,6 +26,9 @@ NORM_PLACEMENTS = ("pre", "post", "deepnorm")
 POSITIONS = ("learned", "sinusoidal", "rotary", "relative", "learned-2d", "rotary-2d", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 HEADS = ("lm", "mlm", "none")
+# rope_scaling kinds -> the keys each needs (LLaMA-3.1 report, section 3: NTK-by-parts scaling)
+ROPE_SCALINGS = {"default": (), "llama3": ("factor", "low_freq_factor", "high_freq_factor",
+                                           "original_max_position_embeddings")}
 CLASSIFIERS = ("none", "sequence", "token")
 
 
@@ -133,6 +136,8 @@ class Config:
                 raise PlmlabError(f"invalid config: the rotary dimension {self.rotary_dim} must be even")
         if self.position == "rotary-2d" and (self.dim_head % 4 or self.rotary_fraction != 1.0):
             raise PlmlabError("invalid config: rotary-2d needs head_dim divisible by 4 and rotary_fraction=1")
+        if self.rope_scaling is not None:
+            self._check_rope_scaling()
         if self.norm == "rmsnorm":
             self.norm_bias = False
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
@@ -147,6 +152,21 @@ class Config:
                 raise PlmlabError("invalid config: a classifier needs at least two label_names")
             if self.classifier == "sequence" and not self.pooler:
                 raise PlmlabError("invalid config: a sequence classifier reads the pooled [CLS]: set pooler=true")
+
+    def _check_rope_scaling(self) -> None:
+        """Only LLaMA-3.1's scaling is implemented (nn/position.py); any other kind would be
+        silently ignored and give wrong positions, so it is refused, as is a llama3 block with a
+        key missing or not a number."""
+        kind = self.rope_scaling.get("rope_type", self.rope_scaling.get("type", "default"))
+        if kind not in ROPE_SCALINGS:
+            raise PlmlabError(f"invalid config: rope_scaling type {kind!r} is not supported (plmlab implements "
+                              f"{', '.join(ROPE_SCALINGS)})")
+        for key in ROPE_SCALINGS[kind]:
+            try:
+                if typed_value(self.rope_scaling.get(key), "float") <= 0:
+                    raise ValueError(f"must be positive, got {self.rope_scaling[key]}")
+            except ValueError as e:
+                raise PlmlabError(f"invalid config: rope_scaling {key} {e}") from None
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         value = getattr(self, name)
