@@ -30,9 +30,11 @@ from plmlab.cli import main
     (dict(rope_scaling=[8.0]), "rope_scaling must be an object, got a list"),
     (dict(notes=None), "notes must be an object, got null"),
     (dict(rope_scaling={"rope_type": "yarn", "factor": 4.0}), "rope_scaling type 'yarn' is not supported"),
-    (dict(rope_scaling={"rope_type": "llama3", "factor": 8.0}), "rope_scaling low_freq_factor must be a finite number, got null"),
+    (dict(rope_scaling={"rope_type": "llama3", "factor": 8.0}),
+     "rope_scaling low_freq_factor must be a finite number, got null"),
     (dict(rope_scaling={"type": "llama3", "factor": "8", "low_freq_factor": 1, "high_freq_factor": 4,
-                        "original_max_position_embeddings": 8192}), "rope_scaling factor must be a finite number, got '8'"),
+                        "original_max_position_embeddings": 8192}),
+     "rope_scaling factor must be a finite number, got '8'"),
     (dict(rope_scaling={"rope_type": "llama3", "factor": 0, "low_freq_factor": 1, "high_freq_factor": 4,
                         "original_max_position_embeddings": 8192}), "rope_scaling factor must be positive, got 0"),
 ])

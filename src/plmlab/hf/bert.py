@@ -61,7 +61,8 @@ class EncoderAdapter(Adapter):
             embedding_norm=True, position="learned", activation=hf.activation("hidden_act", "gelu"),
             qkv_bias=True, out_bias=True, mlp_bias=True, type_vocab_size=hf.integer("type_vocab_size", 2),
             head="mlm" if kind in ("pretraining", "mlm") else "none", lm_head_bias=True,
-            tie_embeddings=hf.flag("tie_word_embeddings", True), pooler=kind in ("pretraining", "pair", "sequence", "base"),
+            tie_embeddings=hf.flag("tie_word_embeddings", True),
+            pooler=kind in ("pretraining", "pair", "sequence", "base"),
             pair_head=kind in ("pretraining", "pair"), classifier=kind if kind in ("sequence", "token") else "none",
             label_names=_label_names(hf) if kind in ("sequence", "token") else [],
             dropout=hf.number("hidden_dropout_prob", 0.1), attn_dropout=hf.number("attention_probs_dropout_prob", 0.1),
@@ -225,7 +226,8 @@ class Albert(EncoderAdapter):
     class_prefix = "Albert"
 
     def extra_from_hf(self, hf: HFConfig) -> dict:
-        return dict(embedding_dim=hf.integer("embedding_size", 128), shared_layers=hf.integer("num_hidden_groups", 1) == 1,
+        return dict(embedding_dim=hf.integer("embedding_size", 128),
+                    shared_layers=hf.integer("num_hidden_groups", 1) == 1,
                     activation=hf.activation("hidden_act", "gelu_new"), dropout=hf.number("hidden_dropout_prob", 0.0),
                     attn_dropout=hf.number("attention_probs_dropout_prob", 0.0),
                     pad_token_id=hf.integer("pad_token_id", 0))

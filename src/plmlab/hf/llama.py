@@ -11,7 +11,8 @@ def rope_from_hf(hf: HFConfig) -> dict:
     """transformers 5 keeps rope settings in `rope_parameters`; 4.x in rope_theta/rope_scaling."""
     params = HFConfig(hf.mapping("rope_parameters") or {}, f"{hf.source}: rope_parameters")
     theta = params.number("rope_theta", hf.number("rope_theta", 10000.0))
-    scaling = hf.mapping("rope_scaling") or (params.data if params.string("rope_type", "default") != "default" else None)
+    scaled = params.string("rope_type", "default") != "default"
+    scaling = hf.mapping("rope_scaling") or (params.data if scaled else None)
     if scaling is not None:
         scaling = {k: v for k, v in scaling.items() if k != "rope_theta"}
     return {"rope_theta": theta, "rope_scaling": scaling}
