@@ -19,8 +19,8 @@ from ..models import SKELETONS, PretrainedModel
 from ..registry import import_present
 from .adapter import Adapter
 from .hfconfig import HFConfig
-from .manifest import MANIFEST, latest_complete, list_checkpoints, verify
 from .io import SHARD_INDEX, SINGLE, CheckpointReader, iter_unique, read_json, write_json, write_safetensors
+from .manifest import MANIFEST, CheckpointError, latest_complete, list_checkpoints, verify
 
 # One module per family, each with `ADAPTERS: list[Adapter]`. Order matters when saving:
 # the first adapter that can represent a config is used.
@@ -44,7 +44,10 @@ def resolve_dir(path: str | Path) -> Path:
         raise PlmlabError(f"{path}: no such checkpoint directory")
     if (path / "config.json").is_file():
         if (path / MANIFEST).is_file():  # a trainer checkpoint named directly: it must verify
-            verify(path)
+            try:
+                verify(path)
+            except CheckpointError as e:
+                raise CheckpointError(f"{path}: {e} (to load it unchecked, delete its {MANIFEST})") from None
         return path
     if (path / "final" / "config.json").is_file():
         return path / "final"
