@@ -24,7 +24,9 @@ def test_invalid_configs_raise_one_clear_line(fields, needle):
 
 
 def test_round_trip_and_unknown_fields(tmp_path):
-    c = Config(d_model=64, n_heads=4, norm="rmsnorm", rope_scaling={"rope_type": "llama3", "factor": 8.0})
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+               "original_max_position_embeddings": 8192}
+    c = Config(d_model=64, n_heads=4, norm="rmsnorm", rope_scaling=scaling)
     assert Config.from_dict(c.to_dict()) == c
     assert c.norm_bias is False  # RMSNorm has no bias
     with pytest.raises(PlmlabError, match="unknown field"):

@@ -126,6 +126,30 @@ def test_preset_saves_as_hf(preset, cls, tmp_path):
     assert sum(p.numel() for p in ref.parameters()) == count_parameters(model.config)["params"]
 
 
+@pytest.mark.parametrize("preset,cls", [("bert-tiny", "BertForTokenClassification"),
+                                        ("albert-tiny", "AlbertForTokenClassification"),
+                                        ("roberta-tiny", "RobertaForTokenClassification")])
+def test_token_classifier_fine_tuned_from_a_pooled_model_loads_back(preset, cls, tmp_path):
+    """A tagger fine-tuned from a model with a pooler (bert-tiny, albert-tiny: MLM + NSP/SOP)
+    keeps the pooler; *ForTokenClassification has none, yet plmlab and transformers both load the
+    saved directory and give the logits the model had."""
+    torch.manual_seed(0)
+    base = get_preset(preset)
+    config = base.replace(head="none", pair_head=False, classifier="token", label_names=["O", "B", "I"],
+                          pooler=True, dropout=0.0, attn_dropout=0.0)
+    model = perturbed(plmlab.build_model(config))
+    plmlab.save_pretrained(model, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == [cls]
+    back = plmlab.load_pretrained(tmp_path)
+    ref = getattr(transformers, cls).from_pretrained(tmp_path).eval()
+    inputs = batch(preset.split("-")[0], model.config.pad_token_id)
+    with torch.no_grad():
+        want = model(**inputs).logits  # (B, T, 3)
+        torch.testing.assert_close(back(**inputs).logits, want, atol=0, rtol=0)
+        compare(back(**inputs), {"logits": ref(**inputs).logits}, inputs["attention_mask"])
+    assert back.config.pooler and back.config.label_names == ["O", "B", "I"]
+
+
 def test_checkpoint_with_extra_heads_loads_them(hf_dir):
     """bert-base-uncased says BertForMaskedLM yet stores the pooler and NSP head: keep them."""
     ref = hf_model("bert", "BertForPreTraining")

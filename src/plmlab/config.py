@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,12 @@ NORM_PLACEMENTS = ("pre", "post", "deepnorm")
 POSITIONS = ("learned", "sinusoidal", "rotary", "relative", "learned-2d", "rotary-2d", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 HEADS = ("lm", "mlm", "none")
+# rope_scaling kinds -> the keys each needs (LLaMA-3.1 report, section 3: NTK-by-parts scaling)
+ROPE_SCALINGS = {"default": (), "llama3": ("factor", "low_freq_factor", "high_freq_factor",
+                                           "original_max_position_embeddings")}
 CLASSIFIERS = ("none", "sequence", "token")
+CHOICES = {"arch": ARCHS, "norm": NORMS, "norm_placement": NORM_PLACEMENTS, "position": POSITIONS,
+           "activation": ACTIVATIONS, "head": HEADS, "classifier": CLASSIFIERS}
 
 
 @dataclass
@@ -102,49 +109,16 @@ class Config:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._check_choice("arch", ARCHS)
-        self._check_choice("norm", NORMS)
-        self._check_choice("norm_placement", NORM_PLACEMENTS)
-        self._check_choice("position", POSITIONS)
-        self._check_choice("activation", ACTIVATIONS)
-        self._check_choice("head", HEADS)
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_positions"):
-            if int(getattr(self, name)) <= 0:
-                raise PlmlabError(f"invalid config: {name} must be positive, got {getattr(self, name)}")
-        if self.head_dim is None and self.d_model % self.n_heads:
-            raise PlmlabError(
-                f"invalid config: n_heads={self.n_heads} does not divide d_model={self.d_model}"
-            )
-        if self.n_kv_heads is not None and (self.n_kv_heads <= 0 or self.n_heads % self.n_kv_heads):
-            raise PlmlabError(
-                f"invalid config: n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads}"
-            )
-        if self.position == "rotary":
-            if not 0.0 < self.rotary_fraction <= 1.0:
-                raise PlmlabError(f"invalid config: rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
-            if self.rotary_dim % 2:
-                raise PlmlabError(f"invalid config: the rotary dimension {self.rotary_dim} must be even")
-        if self.position == "rotary-2d" and (self.dim_head % 4 or self.rotary_fraction != 1.0):
-            raise PlmlabError("invalid config: rotary-2d needs head_dim divisible by 4 and rotary_fraction=1")
+        _check_types(self)  # first: every check below may then trust them
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise PlmlabError(f"invalid config: {name}={value!r}; choose one of {', '.join(choices)}")
+        _check_shape(self)
+        _check_positions(self)
+        _check_heads(self)
         if self.norm == "rmsnorm":
             self.norm_bias = False
-        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
-            raise PlmlabError("invalid config: dropout must be in [0, 1)")
-        if self.pair_head and not self.pooler:
-            raise PlmlabError("invalid config: pair_head (NSP/SOP) needs pooler=true")
-        self._check_choice("classifier", CLASSIFIERS)
-        if self.classifier != "none":
-            if self.arch != "encoder" or self.head != "none" or self.pair_head:
-                raise PlmlabError("invalid config: a classifier needs arch=encoder, head=none and no pair_head")
-            if len(self.label_names) < 2:
-                raise PlmlabError("invalid config: a classifier needs at least two label_names")
-            if self.classifier == "sequence" and not self.pooler:
-                raise PlmlabError("invalid config: a sequence classifier reads the pooled [CLS]: set pooler=true")
-
-    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
-        value = getattr(self, name)
-        if value not in choices:
-            raise PlmlabError(f"invalid config: {name}={value!r}; choose one of {', '.join(choices)}")
 
     # --- derived fields -------------------------------------------------------------------
     @property
@@ -184,8 +158,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":
+        if not isinstance(data, dict):
+            raise PlmlabError(f"invalid config: expected an object of Config fields, got {describe_value(data)}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise PlmlabError(f"invalid config: unknown field(s) {', '.join(unknown)}")
         return cls(**data)
@@ -195,6 +171,110 @@ class Config:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+# --- validation (Config.__post_init__) ---------------------------------------------------------
+def _check_types(c: Config) -> None:
+    for f in fields(c):
+        try:
+            setattr(c, f.name, typed_value(getattr(c, f.name), str(f.type)))
+        except ValueError as e:
+            raise PlmlabError(f"invalid config: {f.name} {e}") from None
+
+
+def _check_shape(c: Config) -> None:
+    for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_positions"):
+        if getattr(c, name) <= 0:
+            raise PlmlabError(f"invalid config: {name} must be positive, got {getattr(c, name)}")
+    if c.head_dim is None and c.d_model % c.n_heads:
+        raise PlmlabError(f"invalid config: n_heads={c.n_heads} does not divide d_model={c.d_model}")
+    if c.n_kv_heads is not None and (c.n_kv_heads <= 0 or c.n_heads % c.n_kv_heads):
+        raise PlmlabError(f"invalid config: n_kv_heads={c.n_kv_heads} must divide n_heads={c.n_heads}")
+    if not 0.0 <= c.dropout < 1.0 or not 0.0 <= c.attn_dropout < 1.0:
+        raise PlmlabError("invalid config: dropout must be in [0, 1)")
+
+
+def _check_positions(c: Config) -> None:
+    if c.position == "rotary":
+        if not 0.0 < c.rotary_fraction <= 1.0:
+            raise PlmlabError(f"invalid config: rotary_fraction must be in (0, 1], got {c.rotary_fraction}")
+        if c.rotary_dim % 2:
+            raise PlmlabError(f"invalid config: the rotary dimension {c.rotary_dim} must be even")
+    if c.position == "rotary-2d" and (c.dim_head % 4 or c.rotary_fraction != 1.0):
+        raise PlmlabError("invalid config: rotary-2d needs head_dim divisible by 4 and rotary_fraction=1")
+    if c.rope_scaling is not None:
+        _check_rope_scaling(c.rope_scaling)
+
+
+def _check_rope_scaling(scaling: dict) -> None:
+    """Only LLaMA-3.1's scaling is implemented (nn/position.py); any other kind would be
+    silently ignored and give wrong positions, so it is refused, as is a llama3 block with a
+    key missing or not a number."""
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind not in ROPE_SCALINGS:
+        raise PlmlabError(f"invalid config: rope_scaling type {kind!r} is not supported (plmlab implements "
+                          f"{', '.join(ROPE_SCALINGS)})")
+    for key in ROPE_SCALINGS[kind]:
+        try:
+            if typed_value(scaling.get(key), "float") <= 0:
+                raise ValueError(f"must be positive, got {scaling[key]}")
+        except ValueError as e:
+            raise PlmlabError(f"invalid config: rope_scaling {key} {e}") from None
+
+
+def _check_heads(c: Config) -> None:
+    if c.pair_head and not c.pooler:
+        raise PlmlabError("invalid config: pair_head (NSP/SOP) needs pooler=true")
+    if c.classifier != "none":
+        if c.arch != "encoder" or c.head != "none" or c.pair_head:
+            raise PlmlabError("invalid config: a classifier needs arch=encoder, head=none and no pair_head")
+        if len(c.label_names) < 2:
+            raise PlmlabError("invalid config: a classifier needs at least two label_names")
+        if c.classifier == "sequence" and not c.pooler:
+            raise PlmlabError("invalid config: a sequence classifier reads the pooled [CLS]: set pooler=true")
+
+
+# what each annotation's base type asks of a value, for the error message
+_EXPECTED = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string",
+             "dict": "an object", "list": "a list of strings"}
+
+
+def typed_value(value: Any, type_name: str) -> Any:
+    """`value` checked against an annotation (a string: `int | None`, `list[str]` ...); raises
+    ValueError("must be an integer, got 'two' (a string)") for the caller to prefix with the
+    field's name and where it came from (Config fields here, config.json keys in `hf/`).
+
+    YAML and JSON hand over strings, floats, bools and nulls where an int belongs; caught here,
+    they are one line naming the field instead of a traceback deep inside a model. Integers are
+    accepted where a float belongs (and stored as floats); numpy scalars become Python numbers.
+    """
+    base = type_name.split("|")[0].split("[")[0].strip()
+    if value is None:
+        if "None" in type_name:
+            return None
+    elif base == "int":
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+    elif base == "float":
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    elif base == "list":
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+    elif isinstance(value, {"bool": bool, "str": str, "dict": dict}[base]):
+        return value
+    raise ValueError(f"must be {_EXPECTED[base]}, got {describe_value(value)}")
+
+
+def describe_value(value: Any) -> str:
+    """A short, one-line description of a bad value: `'abc' (a string)`, `null`, `2.7`, `a list`."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"{value[:40]!r} (a string)"
+    if isinstance(value, (bool, int, float)):
+        return json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    return f"a {type(value).__name__}"
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -21,8 +21,10 @@ def build_model(config_or_name: Config | str, device: str | torch.device | None 
         return SKELETONS[config.arch](config)
 
 
-def count_parameters(config: Config) -> dict[str, int]:
-    """Parameter counts by kind, on the meta device: no memory for weights, any size."""
+def count_parameters(config_or_name: Config | str, **overrides) -> dict[str, int]:
+    """Parameter counts by kind, on the meta device: no memory for weights, any size. Takes
+    what `build_model` takes: a Config or a preset name (plus field overrides)."""
+    config = resolve_config(config_or_name, **overrides)
     with torch.device("meta"):
         model = SKELETONS[config.arch](config)
     breakdown = {"embeddings": 0, "attention": 0, "mlp": 0, "norms": 0, "head": 0, "other": 0}

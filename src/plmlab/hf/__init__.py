@@ -8,6 +8,7 @@ are present, so a hand-edited HF config is honoured.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -17,7 +18,9 @@ from ..errors import PlmlabError
 from ..models import SKELETONS, PretrainedModel
 from ..registry import import_present
 from .adapter import Adapter
+from .hfconfig import HFConfig
 from .io import SHARD_INDEX, SINGLE, CheckpointReader, iter_unique, read_json, write_json, write_safetensors
+from .manifest import MANIFEST, CheckpointError, latest_complete, list_checkpoints, verify
 
 # One module per family, each with `ADAPTERS: list[Adapter]`. Order matters when saving:
 # the first adapter that can represent a config is used.
@@ -28,24 +31,33 @@ ADAPTERS: dict[str, Adapter] = {
     a.model_type: a for module in import_present(__name__, FAMILY_MODULES) for a in module.ADAPTERS
 }
 NATIVE = "plmlab"
+# a native config.json without these cannot say what shape its tensors have
+NATIVE_REQUIRED = ("arch", "vocab_size", "d_model", "n_layers", "n_heads", "d_ff")
 MAX_SHARD_BYTES = 5 * 1024**3
 
 
-def register_adapter(adapter: Adapter) -> None:
-    ADAPTERS[adapter.model_type] = adapter
-
-
 def resolve_dir(path: str | Path) -> Path:
-    """A checkpoint directory, or a training run directory (its final/ or newest checkpoint)."""
+    """A checkpoint directory, or a training run directory: its final/, else its newest
+    checkpoint that verifies against its manifest (each one skipped is a warning on stderr)."""
     path = Path(path)
     if not path.exists():
         raise PlmlabError(f"{path}: no such checkpoint directory")
     if (path / "config.json").is_file():
+        if (path / MANIFEST).is_file():  # a trainer checkpoint named directly: it must verify
+            try:
+                verify(path)
+            except CheckpointError as e:
+                raise CheckpointError(f"{path}: {e} (to load it unchecked, delete its {MANIFEST})") from None
         return path
-    candidates = [path / "final"] + sorted((path / "checkpoints").glob("step-*"), reverse=True)
-    for c in candidates:
-        if (c / "config.json").is_file():
-            return c
+    if (path / "final" / "config.json").is_file():
+        return path / "final"
+    found = latest_complete(path / "checkpoints", ("config.json",),
+                            on_skip=lambda why: print(f"plmlab: {path}: skipping checkpoint {why}", file=sys.stderr))
+    if found is not None:
+        return found[1]
+    if list_checkpoints(path / "checkpoints"):
+        raise PlmlabError(f"{path}: no checkpoint under checkpoints/ matches its manifest (see above); "
+                          "none is complete enough to load")
     raise PlmlabError(f"{path}: no config.json (not a model checkpoint or training run directory)")
 
 
@@ -62,22 +74,31 @@ def load_config(path: str | Path) -> Config:
 
 
 def _config_and_adapter(path: Path) -> tuple[Config, Adapter | None]:
-    hf = read_json(path / "config.json")
-    model_type = hf.get("model_type")
-    ours = dict(hf.get(NATIVE) or {})
+    source = path / "config.json"
+    hf = HFConfig(read_json(source), source)
+    model_type = hf.data.get("model_type")
+    ours = hf.mapping(NATIVE) or {}
     if model_type == NATIVE:
-        return Config.from_dict(ours), None
-    if model_type not in ADAPTERS:
+        missing = [k for k in NATIVE_REQUIRED if k not in ours]
+        if missing:
+            raise hf.error(f"the plmlab config lacks {', '.join(missing)}")
+        return _config(source, ours), None
+    if not isinstance(model_type, str) or model_type not in ADAPTERS:
         raise PlmlabError(
             f"{path}: model_type {model_type!r} is not supported (plmlab reads {', '.join(sorted(ADAPTERS))})"
         )
     adapter = ADAPTERS[model_type]
-    try:
-        fields = adapter.config_from_hf(hf)
-    except KeyError as e:
-        raise PlmlabError(f"{path}/config.json: missing field {e} for model_type {model_type!r}") from None
+    fields = adapter.config_from_hf(hf)
     fields.pop("notes", None)
-    return Config.from_dict({**ours, **fields}), adapter
+    return _config(source, {**ours, **fields}), adapter
+
+
+def _config(source: Path, fields: dict) -> Config:
+    """Config.from_dict, its one-line error naming the file it came from."""
+    try:
+        return Config.from_dict(fields)
+    except PlmlabError as e:
+        raise PlmlabError(f"{source}: {e}") from None
 
 
 def load_pretrained(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> PretrainedModel:

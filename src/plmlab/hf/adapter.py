@@ -8,12 +8,13 @@ order of `theirs` and returns our tensor; `to_theirs` does the reverse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from ..config import Config
+from .hfconfig import HFConfig
 
 Tensor = torch.Tensor
 
@@ -82,13 +83,13 @@ class Adapter:
 
     model_type: str
     prefix: str  # the base model's prefix in head-carrying checkpoints ("transformer.", "model.")
-    architectures: dict[str, str] = field(default_factory=dict)  # our head kind -> HF class
     # keys that may appear in checkpoints and carry nothing we need (old causal-mask buffers)
     ignored: tuple[str, ...] = ()
     # HF keys outside the base model (heads); every other key in `rules` gets the prefix
     top_level: tuple[str, ...] = ("lm_head.",)
 
-    def config_from_hf(self, hf: dict) -> dict:
+    def config_from_hf(self, hf: HFConfig) -> dict:
+        """Config fields from a config.json, read through `hf`'s typed getters."""
         raise NotImplementedError
 
     def config_to_hf(self, c: Config) -> dict:

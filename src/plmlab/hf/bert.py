@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ..config import Config
 from .adapter import Adapter, Rule, copy, fused_qkv, require
+from .hfconfig import ACT_HF, HFConfig
 
 # our encoder layer -> HF names, BERT / RoBERTa layout (per layer, under encoder.layer.{i}.)
 BERT_LAYER = {
@@ -28,9 +29,6 @@ ALBERT_LAYER = {
     "mlp.up": "ffn", "mlp.down": "ffn_output", "mlp_norm": "full_layer_layer_norm",
 }
 ALBERT_QKV = ("attention.query", "attention.key", "attention.value")
-HF_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
-          "silu": "silu", "swish": "silu"}
-ACT_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu"}
 
 
 def _both(ours: str, theirs: str) -> list[Rule]:
@@ -53,29 +51,28 @@ class EncoderAdapter(Adapter):
     class_prefix = "Bert"
 
     # --- config ------------------------------------------------------------------------------
-    def config_from_hf(self, hf: dict) -> dict:
-        kind = self.kind_of((hf.get("architectures") or [self.class_prefix + "Model"])[0])
-        labels = hf.get("id2label") or {}
-        names = [str(labels.get(str(i), labels.get(i, f"LABEL_{i}"))) for i in range(len(labels))]
+    def config_from_hf(self, hf: HFConfig) -> dict:
+        kind = self.kind_of(hf.architecture(self.class_prefix + "Model"))
         fields = dict(
-            arch="encoder", vocab_size=hf["vocab_size"], d_model=hf["hidden_size"],
-            n_layers=hf["num_hidden_layers"], n_heads=hf["num_attention_heads"], d_ff=hf["intermediate_size"],
-            max_positions=hf.get("max_position_embeddings", 512), norm="layernorm",
-            norm_eps=hf.get("layer_norm_eps", 1e-12), norm_placement="post", final_norm=False,
-            embedding_norm=True, position="learned", activation=HF_ACT[hf.get("hidden_act", "gelu")],
-            qkv_bias=True, out_bias=True, mlp_bias=True, type_vocab_size=hf.get("type_vocab_size", 2),
+            arch="encoder", vocab_size=hf.integer("vocab_size"), d_model=hf.integer("hidden_size"),
+            n_layers=hf.integer("num_hidden_layers"), n_heads=hf.integer("num_attention_heads"),
+            d_ff=hf.integer("intermediate_size"), max_positions=hf.integer("max_position_embeddings", 512),
+            norm="layernorm", norm_eps=hf.number("layer_norm_eps", 1e-12), norm_placement="post", final_norm=False,
+            embedding_norm=True, position="learned", activation=hf.activation("hidden_act", "gelu"),
+            qkv_bias=True, out_bias=True, mlp_bias=True, type_vocab_size=hf.integer("type_vocab_size", 2),
             head="mlm" if kind in ("pretraining", "mlm") else "none", lm_head_bias=True,
-            tie_embeddings=hf.get("tie_word_embeddings", True), pooler=kind in ("pretraining", "pair", "sequence", "base"),
+            tie_embeddings=hf.flag("tie_word_embeddings", True),
+            pooler=kind in ("pretraining", "pair", "sequence", "base"),
             pair_head=kind in ("pretraining", "pair"), classifier=kind if kind in ("sequence", "token") else "none",
-            label_names=names if kind in ("sequence", "token") else [],
-            dropout=hf.get("hidden_dropout_prob", 0.1), attn_dropout=hf.get("attention_probs_dropout_prob", 0.1),
-            init_std=hf.get("initializer_range", 0.02), scaled_residual_init=False,
-            pad_token_id=hf.get("pad_token_id"), bos_token_id=hf.get("bos_token_id"),
-            eos_token_id=hf.get("eos_token_id"), tokenizer=self.model_type,
+            label_names=_label_names(hf) if kind in ("sequence", "token") else [],
+            dropout=hf.number("hidden_dropout_prob", 0.1), attn_dropout=hf.number("attention_probs_dropout_prob", 0.1),
+            init_std=hf.number("initializer_range", 0.02), scaled_residual_init=False,
+            pad_token_id=hf.token_id("pad_token_id"), bos_token_id=hf.token_id("bos_token_id"),
+            eos_token_id=hf.token_id("eos_token_id"), tokenizer=self.model_type,
         )
         return {**fields, **self.extra_from_hf(hf)}
 
-    def extra_from_hf(self, hf: dict) -> dict:
+    def extra_from_hf(self, hf: HFConfig) -> dict:
         return {}
 
     def kind_of(self, architecture: str) -> str:
@@ -88,12 +85,16 @@ class EncoderAdapter(Adapter):
         """Which parts the checkpoint carries decides which parts the model gets."""
         keys = {k.removeprefix(self.prefix) for k in reader.keys()}
         has = lambda name: any(k.startswith(name + ".") for k in keys)  # noqa: E731
+        pooler = has(self.pooler_name.split(".")[0])
+        if c.classifier == "token":
+            # *ForTokenClassification has no pooler, but a model fine-tuned from one that had
+            # (bert-base, any plmlab MLM + NSP model) keeps it: load what is there.
+            return c.replace(pooler=pooler)
         if c.classifier != "none":
             return c
         mlm = any(k.startswith(self.mlm_names["head.dense"]) for k in keys)
         pair = self.pair_name is not None and has(self.pair_name)
-        return c.replace(head="mlm" if mlm else "none", pooler=has(self.pooler_name.split(".")[0]) or pair,
-                         pair_head=pair)
+        return c.replace(head="mlm" if mlm else "none", pooler=pooler or pair, pair_head=pair)
 
     def architecture(self, c: Config) -> str:
         if c.classifier != "none":
@@ -191,10 +192,11 @@ class Roberta(EncoderAdapter):
     pair_name = None
     class_prefix = "Roberta"
 
-    def extra_from_hf(self, hf: dict) -> dict:
-        offset = hf.get("pad_token_id", 1) + 1  # position ids start at padding_idx + 1
-        return dict(position_offset=offset, max_positions=hf.get("max_position_embeddings", 514) - offset,
-                    norm_eps=hf.get("layer_norm_eps", 1e-5), pad_token_id=hf.get("pad_token_id", 1))
+    def extra_from_hf(self, hf: HFConfig) -> dict:
+        pad = hf.integer("pad_token_id", 1)
+        offset = pad + 1  # position ids start at padding_idx + 1
+        return dict(position_offset=offset, max_positions=hf.integer("max_position_embeddings", 514) - offset,
+                    norm_eps=hf.number("layer_norm_eps", 1e-5), pad_token_id=pad)
 
     def family_mismatch(self, c: Config) -> str | None:
         return require({
@@ -223,11 +225,12 @@ class Albert(EncoderAdapter):
     classes = {**EncoderAdapter.classes, "pair": None}
     class_prefix = "Albert"
 
-    def extra_from_hf(self, hf: dict) -> dict:
-        return dict(embedding_dim=hf.get("embedding_size", 128), shared_layers=hf.get("num_hidden_groups", 1) == 1,
-                    activation=HF_ACT[hf.get("hidden_act", "gelu_new")], dropout=hf.get("hidden_dropout_prob", 0.0),
-                    attn_dropout=hf.get("attention_probs_dropout_prob", 0.0),
-                    pad_token_id=hf.get("pad_token_id", 0))
+    def extra_from_hf(self, hf: HFConfig) -> dict:
+        return dict(embedding_dim=hf.integer("embedding_size", 128),
+                    shared_layers=hf.integer("num_hidden_groups", 1) == 1,
+                    activation=hf.activation("hidden_act", "gelu_new"), dropout=hf.number("hidden_dropout_prob", 0.0),
+                    attn_dropout=hf.number("attention_probs_dropout_prob", 0.0),
+                    pad_token_id=hf.integer("pad_token_id", 0))
 
     def config_to_hf(self, c: Config) -> dict:
         return {**super().config_to_hf(c), "embedding_size": c.embed_dim, "inner_group_num": 1,
@@ -245,6 +248,12 @@ class Albert(EncoderAdapter):
         # shared layers: our encoder.layers.0 <-> group 0, applied n_layers times; unshared:
         # layer i <-> group i of one layer (`{i}` expands to 0 alone when ours has no `{i}`)
         return super().rules(c) + _both("embed.proj", "encoder.embedding_hidden_mapping_in")
+
+
+def _label_names(hf: HFConfig) -> list[str]:
+    """id2label in id order; JSON keys are strings ("0"), a Python-made dict's may be ints."""
+    labels = hf.mapping("id2label") or {}
+    return [str(labels.get(str(i), labels.get(i, f"LABEL_{i}"))) for i in range(len(labels))]
 
 
 # Checkpoints from transformers < 4.31 stored these buffers; they are recomputed.

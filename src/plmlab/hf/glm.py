@@ -28,8 +28,8 @@ from __future__ import annotations
 from ..config import Config
 from ..errors import PlmlabError
 from .adapter import Adapter, copy, require
-from .gpt import ACT_HF, HF_ACT
-from .llama import llama_rules, rope_from_hf
+from .hfconfig import ACT_HF, HFConfig
+from .llama import llama_rules, llama_shape, rope_from_hf
 
 GLM_CLASS = "GlmForCausalLM"
 CHATGLM_CLASS = "ChatGLMForConditionalGeneration"
@@ -52,30 +52,24 @@ def _glm_shape(c: Config) -> str | None:
 class Glm(Adapter):
     """transformers' `GlmForCausalLM` (GLM-4-9B converted to the LLaMA-like HF layout)."""
 
-    def config_from_hf(self, hf: dict) -> dict:
-        n_heads = hf["num_attention_heads"]
-        head_dim = hf.get("head_dim") or hf["hidden_size"] // n_heads
+    def config_from_hf(self, hf: HFConfig) -> dict:
         rope = rope_from_hf(hf)
-        params = hf.get("rope_parameters") or {}
-        fraction = params.get("partial_rotary_factor", hf.get("partial_rotary_factor", 0.5))
+        params = HFConfig(hf.mapping("rope_parameters") or {}, f"{hf.source}: rope_parameters")
+        fraction = params.number("partial_rotary_factor", hf.number("partial_rotary_factor", 0.5))
         if rope["rope_scaling"] is not None:
             rope["rope_scaling"] = {k: v for k, v in rope["rope_scaling"].items() if k != "partial_rotary_factor"}
             if rope["rope_scaling"].get("rope_type", "default") == "default":
                 rope["rope_scaling"] = None
         return dict(
-            arch="decoder", vocab_size=hf["vocab_size"], d_model=hf["hidden_size"],
-            n_layers=hf["num_hidden_layers"], n_heads=n_heads,
-            n_kv_heads=hf.get("num_key_value_heads") or n_heads,
-            head_dim=None if head_dim * n_heads == hf["hidden_size"] else head_dim,
-            d_ff=hf["intermediate_size"], max_positions=hf.get("max_position_embeddings", 131072),
-            norm="rmsnorm", norm_eps=hf.get("rms_norm_eps", 1.5625e-7), norm_placement="pre", final_norm=True,
-            position="rotary", **rope, rotary_fraction=float(fraction), rotary_interleaved=True,
-            activation=HF_ACT[hf.get("hidden_act", "silu")], gated_mlp=True,
-            qkv_bias=hf.get("attention_bias", True), out_bias=False, mlp_bias=False,
-            tie_embeddings=hf.get("tie_word_embeddings", False), head="lm",
-            attn_dropout=hf.get("attention_dropout", 0.0), init_std=hf.get("initializer_range", 0.02),
-            scaled_residual_init=False, bos_token_id=hf.get("bos_token_id"),
-            eos_token_id=_first(hf.get("eos_token_id")), pad_token_id=hf.get("pad_token_id"), tokenizer="glm",
+            arch="decoder", **llama_shape(hf, default_context=131072), d_ff=hf.integer("intermediate_size"),
+            norm="rmsnorm", norm_eps=hf.number("rms_norm_eps", 1.5625e-7), norm_placement="pre", final_norm=True,
+            position="rotary", **rope, rotary_fraction=fraction, rotary_interleaved=True,
+            activation=hf.activation("hidden_act", "silu"), gated_mlp=True,
+            qkv_bias=hf.flag("attention_bias", True), out_bias=False, mlp_bias=False,
+            tie_embeddings=hf.flag("tie_word_embeddings", False), head="lm",
+            attn_dropout=hf.number("attention_dropout", 0.0), init_std=hf.number("initializer_range", 0.02),
+            scaled_residual_init=False, bos_token_id=hf.token_id("bos_token_id"),
+            eos_token_id=hf.token_id("eos_token_id"), pad_token_id=hf.token_id("pad_token_id"), tokenizer="glm",
         )
 
     def config_to_hf(self, c: Config) -> dict:
@@ -100,31 +94,31 @@ class Glm(Adapter):
 class ChatGLM(Adapter):
     """The ChatGLM2/3-6B and GLM-4-9B (non-HF) checkpoints: `transformer.encoder.layers.*`."""
 
-    def config_from_hf(self, hf: dict) -> dict:
-        if "inner_hidden_size" in hf or hf.get("position_encoding_2d") or "ffn_hidden_size" not in hf:
+    def config_from_hf(self, hf: HFConfig) -> dict:
+        if "inner_hidden_size" in hf or hf.data.get("position_encoding_2d") or "ffn_hidden_size" not in hf:
             raise PlmlabError("ChatGLM-6B (v1) checkpoints are not supported: plmlab maps the ChatGLM2/3 and "
                               "GLM-4 layout (transformer.encoder.layers.*); the chatglm-6b preset builds v1")
-        if (hf.get("apply_residual_connection_post_layernorm") or hf.get("original_rope") is False
-                or hf.get("add_bias_linear") or hf.get("rmsnorm") is False):
+        if (hf.flag("apply_residual_connection_post_layernorm", False) or hf.flag("original_rope", True) is False
+                or hf.flag("add_bias_linear", False) or hf.flag("rmsnorm", True) is False):
             raise PlmlabError("this ChatGLM config uses post-LN residuals, a non-original rotary, linear "
                               "biases or LayerNorm, which no released ChatGLM2/3 / GLM-4 does; plmlab does not map it")
-        n_heads = hf["num_attention_heads"]
-        kv = hf.get("multi_query_group_num", n_heads) if hf.get("multi_query_attention") else n_heads
-        head_dim = hf.get("kv_channels") or hf["hidden_size"] // n_heads
+        d_model, n_heads = hf.integer("hidden_size"), hf.integer("num_attention_heads")
+        kv = hf.integer("multi_query_group_num", n_heads) if hf.flag("multi_query_attention", False) else n_heads
+        head_dim = hf.integer("kv_channels", None) or (d_model // n_heads if n_heads else 0)
         return dict(
-            arch="decoder", vocab_size=hf["padded_vocab_size"], d_model=hf["hidden_size"],
-            n_layers=hf["num_layers"], n_heads=n_heads, n_kv_heads=kv,
-            head_dim=None if head_dim * n_heads == hf["hidden_size"] else head_dim,
-            d_ff=hf["ffn_hidden_size"], max_positions=hf.get("seq_length", 32768),
-            norm="rmsnorm", norm_eps=hf.get("layernorm_epsilon", 1e-5),
-            norm_placement="pre", final_norm=hf.get("post_layer_norm", True), position="rotary",
-            rope_theta=10000.0 * hf.get("rope_ratio", 1), rotary_fraction=0.5, rotary_interleaved=True,
-            activation="silu", gated_mlp=True, qkv_bias=hf.get("add_qkv_bias", True),
+            arch="decoder", vocab_size=hf.integer("padded_vocab_size"), d_model=d_model,
+            n_layers=hf.integer("num_layers"), n_heads=n_heads, n_kv_heads=kv,
+            head_dim=None if head_dim * n_heads == d_model else head_dim,
+            d_ff=hf.integer("ffn_hidden_size"), max_positions=hf.integer("seq_length", 32768),
+            norm="rmsnorm", norm_eps=hf.number("layernorm_epsilon", 1e-5),
+            norm_placement="pre", final_norm=hf.flag("post_layer_norm", True), position="rotary",
+            rope_theta=10000.0 * hf.number("rope_ratio", 1.0), rotary_fraction=0.5, rotary_interleaved=True,
+            activation="silu", gated_mlp=True, qkv_bias=hf.flag("add_qkv_bias", True),
             out_bias=False, mlp_bias=False,
-            tie_embeddings=hf.get("tie_word_embeddings", False), head="lm",
-            attn_dropout=hf.get("attention_dropout", 0.0), dropout=hf.get("hidden_dropout", 0.0),
-            scaled_residual_init=False, eos_token_id=_first(hf.get("eos_token_id")),
-            pad_token_id=hf.get("pad_token_id"), tokenizer="glm",
+            tie_embeddings=hf.flag("tie_word_embeddings", False), head="lm",
+            attn_dropout=hf.number("attention_dropout", 0.0), dropout=hf.number("hidden_dropout", 0.0),
+            scaled_residual_init=False, eos_token_id=hf.token_id("eos_token_id"),
+            pad_token_id=hf.token_id("pad_token_id"), tokenizer="glm",
         )
 
     def config_to_hf(self, c: Config) -> dict:
@@ -164,14 +158,9 @@ class ChatGLM(Adapter):
         return rules
 
 
-def _first(value):
-    """GLM-4 configs list several EOS ids; the first is the primary one."""
-    return value[0] if isinstance(value, list) and value else value
-
-
-GLM_ADAPTER = Glm("glm", "model.", {"lm": GLM_CLASS}, ignored=("rotary_emb.inv_freq",))
+GLM_ADAPTER = Glm("glm", "model.", ignored=("rotary_emb.inv_freq",))
 # output_layer lives under `transformer.`, so no key is top-level.
-CHATGLM_ADAPTER = ChatGLM("chatglm", "transformer.", {"lm": CHATGLM_CLASS}, ignored=("rotary_pos_emb.inv_freq",),
+CHATGLM_ADAPTER = ChatGLM("chatglm", "transformer.", ignored=("rotary_pos_emb.inv_freq",),
                           top_level=())
 
 ADAPTERS = [GLM_ADAPTER, CHATGLM_ADAPTER]

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from ..config import Config
 from .adapter import Adapter, copy, require, transposed
+from .hfconfig import ACT_HF, HFConfig
 
 
 class GPT2(Adapter):
-    def config_from_hf(self, hf: dict) -> dict:
-        act = hf.get("activation_function", "gelu_new")
+    def config_from_hf(self, hf: HFConfig) -> dict:
+        d_model = hf.integer("n_embd")
         return dict(
-            arch="decoder", vocab_size=hf["vocab_size"], d_model=hf["n_embd"], n_layers=hf["n_layer"],
-            n_heads=hf["n_head"], d_ff=hf.get("n_inner") or 4 * hf["n_embd"], max_positions=hf["n_positions"],
-            norm="layernorm", norm_eps=hf.get("layer_norm_epsilon", 1e-5), norm_placement="pre",
-            final_norm=True, position="learned", activation=HF_ACT[act], qkv_bias=True, out_bias=True,
-            mlp_bias=True, tie_embeddings=hf.get("tie_word_embeddings", True), head="lm",
-            dropout=hf.get("resid_pdrop", 0.1), attn_dropout=hf.get("attn_pdrop", 0.1),
-            init_std=hf.get("initializer_range", 0.02), bos_token_id=hf.get("bos_token_id"),
-            eos_token_id=hf.get("eos_token_id"), pad_token_id=hf.get("pad_token_id"), tokenizer="gpt2",
+            arch="decoder", vocab_size=hf.integer("vocab_size"), d_model=d_model, n_layers=hf.integer("n_layer"),
+            n_heads=hf.integer("n_head"), d_ff=hf.integer("n_inner", None) or 4 * d_model,
+            max_positions=hf.integer("n_positions"), norm="layernorm", norm_eps=hf.number("layer_norm_epsilon", 1e-5),
+            norm_placement="pre", final_norm=True, position="learned",
+            activation=hf.activation("activation_function", "gelu_new"), qkv_bias=True, out_bias=True,
+            mlp_bias=True, tie_embeddings=hf.flag("tie_word_embeddings", True), head="lm", **_dropouts(hf),
+            bos_token_id=hf.token_id("bos_token_id"), eos_token_id=hf.token_id("eos_token_id"),
+            pad_token_id=hf.token_id("pad_token_id"), tokenizer="gpt2",
         )
 
     def config_to_hf(self, c: Config) -> dict:
@@ -66,16 +67,16 @@ class GPT2(Adapter):
 class OpenAIGPT(GPT2):
     """GPT-1: post-LN, no final norm, 4x MLP, and its own key names."""
 
-    def config_from_hf(self, hf: dict) -> dict:
+    def config_from_hf(self, hf: HFConfig) -> dict:
+        d_model = hf.integer("n_embd")
         return dict(
-            arch="decoder", vocab_size=hf["vocab_size"], d_model=hf["n_embd"], n_layers=hf["n_layer"],
-            n_heads=hf["n_head"], d_ff=4 * hf["n_embd"], max_positions=hf["n_positions"], norm="layernorm",
-            norm_eps=hf.get("layer_norm_epsilon", 1e-5), norm_placement="post", final_norm=False,
-            position="learned", activation=HF_ACT[hf.get("afn", "gelu")], qkv_bias=True, out_bias=True,
-            mlp_bias=True, tie_embeddings=True, head="lm", dropout=hf.get("resid_pdrop", 0.1),
-            attn_dropout=hf.get("attn_pdrop", 0.1), init_std=hf.get("initializer_range", 0.02),
-            scaled_residual_init=False, bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
-            pad_token_id=hf.get("pad_token_id"), tokenizer="gpt2",
+            arch="decoder", vocab_size=hf.integer("vocab_size"), d_model=d_model, n_layers=hf.integer("n_layer"),
+            n_heads=hf.integer("n_head"), d_ff=4 * d_model, max_positions=hf.integer("n_positions"),
+            norm="layernorm", norm_eps=hf.number("layer_norm_epsilon", 1e-5), norm_placement="post",
+            final_norm=False, position="learned", activation=hf.activation("afn", "gelu"), qkv_bias=True,
+            out_bias=True, mlp_bias=True, tie_embeddings=True, head="lm", **_dropouts(hf),
+            scaled_residual_init=False, bos_token_id=hf.token_id("bos_token_id"),
+            eos_token_id=hf.token_id("eos_token_id"), pad_token_id=hf.token_id("pad_token_id"), tokenizer="gpt2",
         )
 
     def config_to_hf(self, c: Config) -> dict:
@@ -104,12 +105,13 @@ class OpenAIGPT(GPT2):
         return rules
 
 
-# HF activation names <-> ours. "gelu_new" / "gelu_pytorch_tanh" are the tanh approximation.
-HF_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
-          "relu": "relu", "silu": "silu", "swish": "silu"}
-ACT_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu"}
+def _dropouts(hf: HFConfig) -> dict:
+    """GPT-1 and GPT-2 name their dropouts and initialisation alike."""
+    return dict(dropout=hf.number("resid_pdrop", 0.1), attn_dropout=hf.number("attn_pdrop", 0.1),
+                init_std=hf.number("initializer_range", 0.02))
 
-GPT2_ADAPTER = GPT2("gpt2", "transformer.", {"lm": "GPT2LMHeadModel"}, ignored=(".attn.bias", ".attn.masked_bias"))
-OPENAI_GPT_ADAPTER = OpenAIGPT("openai-gpt", "transformer.", {"lm": "OpenAIGPTLMHeadModel"})
+
+GPT2_ADAPTER = GPT2("gpt2", "transformer.", ignored=(".attn.bias", ".attn.masked_bias"))
+OPENAI_GPT_ADAPTER = OpenAIGPT("openai-gpt", "transformer.")
 
 ADAPTERS = [GPT2_ADAPTER, OPENAI_GPT_ADAPTER]

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from ..config import Config
 from .adapter import Adapter, copy, fused_halves, fused_qkv, require
-from .gpt import ACT_HF, HF_ACT
+from .hfconfig import ACT_HF, HFConfig
 
 
-def rope_from_hf(hf: dict) -> dict:
+def rope_from_hf(hf: HFConfig) -> dict:
     """transformers 5 keeps rope settings in `rope_parameters`; 4.x in rope_theta/rope_scaling."""
-    params = hf.get("rope_parameters") or {}
-    theta = params.get("rope_theta", hf.get("rope_theta", 10000.0))
-    scaling = hf.get("rope_scaling") or (params if params.get("rope_type", "default") != "default" else None)
+    params = HFConfig(hf.mapping("rope_parameters") or {}, f"{hf.source}: rope_parameters")
+    theta = params.number("rope_theta", hf.number("rope_theta", 10000.0))
+    scaled = params.string("rope_type", "default") != "default"
+    scaling = hf.mapping("rope_scaling") or (params.data if scaled else None)
     if scaling is not None:
         scaling = {k: v for k, v in scaling.items() if k != "rope_theta"}
-    return {"rope_theta": float(theta), "rope_scaling": scaling}
+    return {"rope_theta": theta, "rope_scaling": scaling}
 
 
 def rope_to_hf(c: Config) -> dict:
@@ -23,22 +24,17 @@ def rope_to_hf(c: Config) -> dict:
 
 
 class Llama(Adapter):
-    def config_from_hf(self, hf: dict) -> dict:
-        n_heads = hf["num_attention_heads"]
-        head_dim = hf.get("head_dim") or hf["hidden_size"] // n_heads
+    def config_from_hf(self, hf: HFConfig) -> dict:
+        bias = hf.flag("attention_bias", False)
         return dict(
-            arch="decoder", vocab_size=hf["vocab_size"], d_model=hf["hidden_size"],
-            n_layers=hf["num_hidden_layers"], n_heads=n_heads,
-            n_kv_heads=hf.get("num_key_value_heads") or n_heads,
-            head_dim=None if head_dim * n_heads == hf["hidden_size"] else head_dim,
-            d_ff=hf["intermediate_size"], max_positions=hf.get("max_position_embeddings", 2048),
-            norm="rmsnorm", norm_eps=hf.get("rms_norm_eps", 1e-6), norm_placement="pre", final_norm=True,
-            position="rotary", **rope_from_hf(hf), activation=HF_ACT[hf.get("hidden_act", "silu")],
-            gated_mlp=True, qkv_bias=hf.get("attention_bias", False), out_bias=hf.get("attention_bias", False),
-            mlp_bias=hf.get("mlp_bias", False), tie_embeddings=hf.get("tie_word_embeddings", False),
-            head="lm", attn_dropout=hf.get("attention_dropout", 0.0), init_std=hf.get("initializer_range", 0.02),
-            scaled_residual_init=False, bos_token_id=hf.get("bos_token_id"), eos_token_id=_first(hf.get("eos_token_id")),
-            pad_token_id=hf.get("pad_token_id"), tokenizer="llama",
+            arch="decoder", **llama_shape(hf, default_context=2048), d_ff=hf.integer("intermediate_size"),
+            norm="rmsnorm", norm_eps=hf.number("rms_norm_eps", 1e-6), norm_placement="pre", final_norm=True,
+            position="rotary", **rope_from_hf(hf), activation=hf.activation("hidden_act", "silu"),
+            gated_mlp=True, qkv_bias=bias, out_bias=bias, mlp_bias=hf.flag("mlp_bias", False),
+            tie_embeddings=hf.flag("tie_word_embeddings", False), head="lm",
+            attn_dropout=hf.number("attention_dropout", 0.0), init_std=hf.number("initializer_range", 0.02),
+            scaled_residual_init=False, bos_token_id=hf.token_id("bos_token_id"),
+            eos_token_id=hf.token_id("eos_token_id"), pad_token_id=hf.token_id("pad_token_id"), tokenizer="llama",
         )
 
     def config_to_hf(self, c: Config) -> dict:
@@ -96,11 +92,17 @@ def llama_rules(c: Config, fused_gate_up: bool = False) -> list:
     return rules
 
 
-def _first(value):
-    """LLaMA-3 instruct configs list several EOS ids; the first is the primary one."""
-    return value[0] if isinstance(value, list) and value else value
+def llama_shape(hf: HFConfig, default_context: int) -> dict:
+    """Sizes named alike by LlamaConfig and GlmConfig; head_dim is kept only where it differs
+    from hidden_size / heads (GLM-4 and some LLaMA variants set it apart)."""
+    d_model, n_heads = hf.integer("hidden_size"), hf.integer("num_attention_heads")
+    head_dim = hf.integer("head_dim", None) or (d_model // n_heads if n_heads else 0)
+    return dict(vocab_size=hf.integer("vocab_size"), d_model=d_model, n_layers=hf.integer("num_hidden_layers"),
+                n_heads=n_heads, n_kv_heads=hf.integer("num_key_value_heads", None) or n_heads,
+                head_dim=None if head_dim * n_heads == d_model else head_dim,
+                max_positions=hf.integer("max_position_embeddings", default_context))
 
 
-LLAMA_ADAPTER = Llama("llama", "model.", {"lm": "LlamaForCausalLM"}, ignored=("rotary_emb.inv_freq",))
+LLAMA_ADAPTER = Llama("llama", "model.", ignored=("rotary_emb.inv_freq",))
 
 ADAPTERS = [LLAMA_ADAPTER]

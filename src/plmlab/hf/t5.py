@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 
 from ..config import Config
-from ..errors import PlmlabError
 from .adapter import Adapter, copy, fused_halves, fused_qkv, require
+from .hfconfig import ACT_HF, HF_ACT, HFConfig
 
 GENERATION = "T5ForConditionalGeneration"
 BASE = "T5Model"
@@ -28,29 +28,28 @@ ENCODER = "T5EncoderModel"
 
 
 class T5(Adapter):
-    def config_from_hf(self, hf: dict) -> dict:
-        arch = (hf.get("architectures") or [GENERATION])[0]
-        act = hf.get("feed_forward_proj", "relu")
-        gated = act.startswith("gated-")
-        scale = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True) is not False)
-        d_model, n_heads, d_kv = hf["d_model"], hf["num_heads"], hf["d_kv"]
+    def config_from_hf(self, hf: HFConfig) -> dict:
+        arch = hf.architecture(GENERATION)
+        act = hf.string("feed_forward_proj", "relu")
+        scale = hf.flag("scale_decoder_outputs", hf.flag("tie_word_embeddings", True) is not False)
+        d_model, n_layers, dropout = hf.integer("d_model"), hf.integer("num_layers"), hf.number("dropout_rate", 0.1)
         return dict(
             arch="encoder" if arch == ENCODER else "encoder-decoder",
-            vocab_size=hf["vocab_size"], d_model=d_model, n_layers=hf["num_layers"],
-            n_decoder_layers=hf.get("num_decoder_layers") or hf["num_layers"], n_heads=n_heads,
-            head_dim=d_kv, d_ff=hf["d_ff"], max_positions=hf.get("n_positions", 512),
-            norm="rmsnorm", norm_eps=hf.get("layer_norm_epsilon", 1e-6), norm_placement="pre",
+            vocab_size=hf.integer("vocab_size"), d_model=d_model, n_layers=n_layers,
+            n_decoder_layers=hf.integer("num_decoder_layers", None) or n_layers, n_heads=hf.integer("num_heads"),
+            head_dim=hf.integer("d_kv"), d_ff=hf.integer("d_ff"), max_positions=hf.integer("n_positions", 512),
+            norm="rmsnorm", norm_eps=hf.number("layer_norm_epsilon", 1e-6), norm_placement="pre",
             final_norm=True, position="relative",
-            relative_buckets=hf.get("relative_attention_num_buckets", 32),
-            relative_max_distance=hf.get("relative_attention_max_distance", 128),
+            relative_buckets=hf.integer("relative_attention_num_buckets", 32),
+            relative_max_distance=hf.integer("relative_attention_max_distance", 128),
             qkv_bias=False, out_bias=False, mlp_bias=False, attn_scale=1.0,
-            activation=_activation(act), gated_mlp=gated,
+            activation=_activation(act, hf), gated_mlp=act.startswith("gated-"),
             head="lm" if arch == GENERATION else "none",
-            tie_embeddings=True, output_scale=d_model ** -0.5 if scale and arch == GENERATION else None,
-            dropout=hf.get("dropout_rate", 0.1), attn_dropout=hf.get("dropout_rate", 0.1),
-            scaled_residual_init=False, pad_token_id=hf.get("pad_token_id", 0),
-            eos_token_id=_first(hf.get("eos_token_id", 1)),
-            decoder_start_token_id=hf.get("decoder_start_token_id", hf.get("pad_token_id", 0)), tokenizer="t5",
+            tie_embeddings=True, output_scale=d_model ** -0.5 if scale and arch == GENERATION and d_model > 0 else None,
+            dropout=dropout, attn_dropout=dropout, scaled_residual_init=False,
+            pad_token_id=hf.token_id("pad_token_id", 0), eos_token_id=hf.token_id("eos_token_id", 1),
+            decoder_start_token_id=hf.token_id("decoder_start_token_id", hf.token_id("pad_token_id", 0)),
+            tokenizer="t5",
         )
 
     def refine(self, config: Config, reader) -> Config:
@@ -127,28 +126,21 @@ def _stack(name: str, i: str, c: Config, cross: bool) -> list:
     return rules
 
 
-def _first(value):
-    return value[0] if isinstance(value, list) and value else value
-
-
-def _activation(feed_forward_proj: str) -> str:
-    """`feed_forward_proj` -> ours. "gated-gelu" is v1.1's tanh GELU (transformers keeps it as
-    "gelu_new" for backward compatibility); a plain "gelu" is the exact one."""
+def _activation(feed_forward_proj: str, hf: HFConfig) -> str:
+    """`feed_forward_proj` ("relu", "gated-gelu" ...) -> ours. "gated-gelu" is v1.1's tanh GELU
+    (transformers keeps it as "gelu_new" for backward compatibility); a plain "gelu" is the exact one."""
     if feed_forward_proj == "gated-gelu":
         return "gelu_tanh"
     name = feed_forward_proj.split("-")[-1]
     if name not in HF_ACT:
-        raise PlmlabError(f"T5 feed_forward_proj={feed_forward_proj!r} is not supported")
+        raise hf.error(f"feed_forward_proj={feed_forward_proj!r} is not supported")
     return HF_ACT[name]
 
 
-HF_ACT = {"relu": "relu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-          "silu": "silu", "swish": "silu"}
-ACT_HF = {"relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_new", "silu": "silu"}
 GATED_ACT_HF = {"gelu_tanh": "gated-gelu", "relu": "gated-relu", "silu": "gated-silu"}
 
 T5_ADAPTER = T5(
-    "t5", "", {"lm": GENERATION, "none": BASE, "encoder": ENCODER},
+    "t5", "",
     # Old checkpoints store each stack's copy of the shared embedding, and an unused relative
     # bias in the decoder's first cross-attention.
     ignored=("encoder.embed_tokens.weight", "decoder.embed_tokens.weight",
