@@ -20,9 +20,14 @@ import os
 import shutil
 import stat
 import sys
+import uuid
 from pathlib import Path
 
 from plmlab.errors import PlmlabError
+
+
+class CorruptCache(ValueError):
+    """A cache entry that fails its checks: the caller warns, removes it and rebuilds."""
 
 
 def warn(message: str) -> None:
@@ -56,15 +61,18 @@ def open_regular(path: str | os.PathLike, follow_symlinks: bool = True):
     """A binary file object for a *regular* file; anything else raises ``OSError``.
 
     ``O_NONBLOCK`` makes opening a FIFO (swapped in after a ``stat``) return at once instead of
-    waiting for a writer; ``fstat`` then refuses it. Without ``follow_symlinks`` a symlink is
-    refused too (``O_NOFOLLOW``): cache files must be what they claim to be.
+    waiting for a writer; ``fstat`` then refuses it. Without ``follow_symlinks`` (cache files) a
+    symlink (``O_NOFOLLOW``) or a hard-linked file is refused too: neither can make a cache
+    entry read a file that was never written into the cache.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
     fd = os.open(path, flags)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, f"not a regular file but a {_mode_kind(mode)}", str(path))
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file but a {_mode_kind(info.st_mode)}", str(path))
+        if not follow_symlinks and info.st_nlink != 1:
+            raise OSError(errno.EINVAL, "a hard-linked file", str(path))
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -80,8 +88,11 @@ def is_plain_folder(path: Path) -> bool:
         return False
 
 
-def fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
+def write_synced(path: Path, write) -> None:
+    """Create ``path``, let ``write(f)`` fill it, and ``fsync`` it before it counts as written."""
+    with open(path, "xb") as f:
+        write(f)
+        f.flush()
         os.fsync(f.fileno())
 
 
@@ -97,12 +108,9 @@ def fsync_folder(path: Path) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that a reader sees the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        write_synced(tmp, lambda f: f.write(text.encode("utf-8")))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -113,7 +121,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def remove_entry(path: Path) -> None:
     """Remove a cache entry whatever it is (folder, file, or a symlink: never what it points at)."""
-    if path.is_symlink() or path.is_file():
+    if path.is_symlink() or not path.is_dir():
         with contextlib.suppress(OSError):
             path.unlink()
     else:
