@@ -13,14 +13,17 @@ bert     WordPiece          ``[PAD] [UNK] [CLS] [SEP] [MASK]``               ``[
 roberta  byte-level BPE     ``<s> <pad> </s> <unk> <mask>``                  ``<s> A </s></s> B </s>``
 albert   Unigram (▁)        ``<pad> <unk> [CLS] [SEP] [MASK]``               ``[CLS] A [SEP] B [SEP]``
 t5       Unigram (▁)        ``<pad> </s> <unk>`` ... ``<extra_id_99..0>``     ``A </s> B </s>``
-glm      byte-level BPE     ``<|endoftext|> [MASK] [sMASK] [gMASK]``         ``[CLS] A <|endoftext|>``
+glm      byte-level BPE     ``<|endoftext|> [MASK] [sMASK] [gMASK]``         ``[CLS] A``
                             ``<|startofpiece|> <|endofpiece|> [CLS] <unk>``
 ======== ================== ================================================ =====================
 
 Notes on fidelity. LLaMA 1/2 use SentencePiece BPE with byte fallback; byte-level BPE is used
 here instead (same effect: no unknown characters). GLM's tokenizer (THUDM/GLM, GPT-2 based)
-wraps a single text as ``[CLS] text <|endoftext|>``; the pair form (same wrapping of B with
-type id 1) is ours. T5's 100 sentinels sit at the *end* of the vocabulary, counting down, so
+wraps a single text as ``[CLS] text <|endoftext|>``; here encode stops after the text,
+``[CLS] text`` (pair: ``[CLS] A <|endoftext|> B``), because an encoded *prompt* that ends in
+``<|endoftext|>`` makes ``generate`` -- and transformers' pipeline on a saved directory --
+start a new document instead of continuing the prompt. The GLM objectives and ``fill_blanks``
+never relied on the template: they place ``[CLS]`` and ``<|endoftext|>`` around Part A by id. T5's 100 sentinels sit at the *end* of the vocabulary, counting down, so
 ``<extra_id_0>`` is the last id, as in Hugging Face's T5. ALBERT normalises as its
 SentencePiece model does (``\\`\\``/``''`` to ``"``, NFKD, strip accents, lowercase); T5 uses
 NFKC. Special tokens are added as ``AddedToken(special=True)`` so plain text never produces them.
@@ -36,7 +39,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ from pathlib import Path
 import tokenizers as hf
 from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from plmlab.data.files import write_text_atomic
 from plmlab.errors import PlmlabError
 
 ROLES = ("pad", "bos", "eos", "unk", "mask", "cls", "sep")  # the roles transformers names
@@ -93,7 +96,7 @@ STYLES: dict[str, Style] = {
     "glm": Style("bpe", {"eos": _EOT, "pad": _EOT, "mask": "[MASK]", "smask": "[sMASK]",
                          "gmask": "[gMASK]", "sop": "<|startofpiece|>", "eop": "<|endofpiece|>",
                          "cls": "[CLS]", "unk": "<unk>"},
-                 (f"[CLS] $A {_EOT}", f"[CLS] $A {_EOT} $B:1 {_EOT}:1"), model_max_length=1024,
+                 ("[CLS] $A", f"[CLS] $A {_EOT} $B:1"), model_max_length=1024,
                  options={"add_prefix_space": False}),
 }
 
@@ -190,10 +193,10 @@ class Tokenizer:
         }
         if self.style == "t5":
             config["extra_ids"] = len(self.sentinel_ids)
-        _write_atomic(folder / "tokenizer.json", self.backend.to_str(pretty=True))
-        _write_atomic(folder / "tokenizer_config.json", _json(config))
+        write_text_atomic(folder / "tokenizer.json", self.backend.to_str(pretty=True))
+        write_text_atomic(folder / "tokenizer_config.json", _json(config))
         special_map = {**named, "additional_special_tokens": extra}
-        _write_atomic(folder / "special_tokens_map.json", _json(special_map))
+        write_text_atomic(folder / "special_tokens_map.json", _json(special_map))
 
     def __repr__(self) -> str:
         return f"Tokenizer(style={self.style!r}, vocab_size={self.vocab_size})"
@@ -373,12 +376,6 @@ def _json(data: dict) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------- loading
 
 
@@ -406,7 +403,28 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         options = {opt: config[key] for key, opt in hf_options.items() if key in config}
     max_len = config.get("model_max_length")
     max_len = max_len if isinstance(max_len, int) and 0 < max_len < 10**9 else None  # 1e30: "no limit"
+    if isinstance(ours.get("style"), str) and style in STYLES:
+        _current_template(backend, style, options, path)
     return Tokenizer(backend, style, roles, max_len, options)
+
+
+def _current_template(backend: hf.Tokenizer, style: str, options: dict, where: Path) -> None:
+    """Give a tokenizer saved by an older plmlab today's template for its style, with a warning
+    (GLM's used to end every encoded prompt with <|endoftext|>): what `encode` adds must not
+    depend on when the directory was written. Saving it again updates the directory."""
+    from plmlab.data.files import warn
+
+    spec = STYLES[style]
+    try:
+        expected = _post_processor(spec, backend, {**spec.options, **options})
+    except (KeyError, TypeError, ValueError):  # specials missing: not ours to repair
+        return
+    current = backend.post_processor
+    if current is not None and current.__getstate__() == expected.__getstate__():
+        return
+    backend.post_processor = expected
+    warn(f"{where}: this {style} tokenizer was saved by an older plmlab and adds other special tokens "
+         "than plmlab does today; using today's (save it again to update the directory)")
 
 
 def _read_json(path: Path) -> dict:
@@ -485,23 +503,54 @@ def _wordpiece_from_vocab(vocab_file: Path, config: dict) -> hf.Tokenizer:
 def builtin_tokenizer(style: str, vocab_size: int | None = None) -> Tokenizer:
     """A ``style`` tokenizer trained on the whole built-in corpus (each style trains in a few
     seconds on 2 cores), cached under ``cache_dir()/tokenizers/<style>-<vocab>-<key>/``, where
-    the key hashes the corpus, the ``tokenizers`` version and ``TRAINING_VERSION``."""
+    the key hashes the corpus, the ``tokenizers`` version, ``TRAINING_VERSION`` and the style's
+    definition (its specials and template: a tokenizer cached before a style changed what encode
+    adds is never reused). A cached entry that does not load as that style is retrained, with a
+    warning; a cache that cannot be written (full, read-only) only costs the caching."""
     from plmlab.data import builtin_documents, cache_dir, corpus_fingerprint
+    from plmlab.data.files import remove_entry, warn
 
-    _style(style)
+    spec = _style(style)
     vocab_size = vocab_size or DEFAULT_VOCAB_SIZE
     docs = builtin_documents()
-    key = f"{corpus_fingerprint(docs)} {hf.__version__} {TRAINING_VERSION}"
+    key = f"{corpus_fingerprint(docs)} {hf.__version__} {TRAINING_VERSION} {spec!r}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     folder = cache_dir() / "tokenizers" / f"{style}-{vocab_size}-{digest}"
-    if not (folder / "tokenizer.json").is_file():
-        tokenizer = train_tokenizer((s for doc in docs for s in doc), style, vocab_size)
-        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    if os.path.lexists(folder):
+        try:
+            return _cached_tokenizer(folder, style)
+        except (PlmlabError, OSError) as e:
+            warn(f"cached tokenizer {folder} is damaged ({e}); training it again")
+            remove_entry(folder)
+    tokenizer = train_tokenizer((s for doc in docs for s in doc), style, vocab_size)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
         tokenizer.save(tmp)
         try:
             os.rename(tmp, folder)  # atomic: a killed run leaves no half-written tokenizer
         except OSError:  # another process saved the same tokenizer first
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_entry(tmp)
+    except OSError as e:
+        remove_entry(tmp)
+        warn(f"cannot cache the built-in {style} tokenizer under {folder.parent} ({e.strerror or e}); "
+             "it will be trained again next time")
+        return tokenizer
+    return load_tokenizer(folder)  # what every later run will load
+
+
+def _cached_tokenizer(folder: Path, style: str) -> Tokenizer:
+    """A cached built-in tokenizer, if it is one: real files only (a planted symlink must not
+    make plmlab read elsewhere), loading as ``style`` with that style's special tokens."""
+    from plmlab.data.files import is_plain_folder
+
+    if not is_plain_folder(folder):
+        raise PlmlabError("not a folder")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if not (folder / name).is_file() or (folder / name).is_symlink():
+            raise PlmlabError(f"{name} is missing or not a regular file")
+    ours = _read_json(folder / "tokenizer_config.json").get("plmlab")
+    if not isinstance(ours, dict) or ours.get("style") != style or ours.get("special_tokens") != STYLES[style].specials:
+        raise PlmlabError(f"it is not a {style} tokenizer")
     return load_tokenizer(folder)
 
 
