@@ -10,7 +10,7 @@ import os
 import pytest
 from tokenizers import processors
 
-import plmlab.tokenizers as tokenizers
+import plmlab.tokenizers.train as training
 from plmlab.tokenizers import STYLES, builtin_tokenizer, load_tokenizer, train_tokenizer
 
 TEXTS = [f"The model number {i} reads text and writes words. It learns to fill blanks." for i in range(200)]
@@ -80,13 +80,13 @@ def quick_builtin(monkeypatch, tmp_path):
     number of trainings is counted."""
     monkeypatch.setenv("PLMLAB_CACHE", str(tmp_path))
     trainings = []
-    real = tokenizers.train_tokenizer
+    real = training.train_tokenizer
 
     def small(texts, style, vocab_size, **options):
         trainings.append(style)
         return real(TEXTS, style, 300, **options)
 
-    monkeypatch.setattr(tokenizers, "train_tokenizer", small)
+    monkeypatch.setattr(training, "train_tokenizer", small)
     return trainings
 
 
