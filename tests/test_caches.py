@@ -171,6 +171,25 @@ def test_file_size_limit_while_building_is_one_line(tmp_path):
     assert lines[1] == "[]"
 
 
+def test_long_sentences_are_encoded_in_bounded_batches(tmp_path, tokenizer, monkeypatch):
+    """HF keeps ~100 bytes per token of a batch: batches are bounded by characters as well as
+    sentences, a long document is split across batches, and the shards are the same."""
+    long_doc = [("alpha beta " * 70).strip() + f" {i}." for i in range(30)]  # ~770 characters a sentence
+    docs = [long_doc, long_doc[:3]] + DOCS
+    monkeypatch.setattr(shards, "CHUNK_CHARS", 10**9)
+    whole = _build(docs, tokenizer, tmp_path / "whole")
+    monkeypatch.setattr(shards, "CHUNK_CHARS", 3000)
+    sizes, real = [], tokenizer.encode_batch
+
+    def spy(texts, add_special_tokens=False):
+        sizes.append(sum(map(len, texts)))
+        return real(texts, add_special_tokens=add_special_tokens)
+
+    monkeypatch.setattr(tokenizer, "encode_batch", spy)
+    _assert_equal(_build(docs, tokenizer, tmp_path / "batched"), whole)
+    assert len(sizes) > 8 and max(sizes) <= 3000 + 800  # the budget plus at most one sentence
+
+
 # ---------------------------------------------------------------- the parsed built-in corpus
 
 

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +45,7 @@ from plmlab.errors import PlmlabError
 
 FORMAT_VERSION = 1
 CHUNK_SENTENCES = 20_000  # sentences per encode_batch call: bounds memory on big corpora
+CHUNK_CHARS = 1_000_000  # ... and characters: bounds it whatever the sentences' lengths
 SPLITS = ("train", "val")
 _INDEX_ARRAYS = ("doc_offsets", "sent_offsets", "doc_sents", "doc_index")
 
@@ -185,7 +187,8 @@ def _cache_key(documents, tokenizer, val_fraction: float, seed: int) -> str:
 
 
 class _SplitWriter:
-    """Appends documents to one split's files, keeping the offsets in memory (8 bytes/sentence)."""
+    """Appends documents to one split's files, keeping the offsets in memory (8 bytes/sentence).
+    A long document may arrive in several parts; ``last`` closes it."""
 
     def __init__(self, folder: Path, dtype: np.dtype):
         folder.mkdir()
@@ -193,16 +196,16 @@ class _SplitWriter:
         self.file = open(folder / "tokens.bin", "wb")
         self.doc_offsets, self.sent_offsets, self.doc_sents, self.doc_index = [0], [0], [0], []
 
-    def add(self, index: int, sentences: list[list[int]]) -> None:
-        lengths = [len(ids) for ids in sentences if ids]
-        if not lengths:
-            return  # nothing survived tokenization (should not happen for non-blank text)
-        ids = np.fromiter((t for s in sentences for t in s), dtype=self.dtype, count=sum(lengths))
-        self.file.write(ids.tobytes())
-        self.sent_offsets += (self.sent_offsets[-1] + np.cumsum(lengths)).tolist()
-        self.doc_offsets.append(self.sent_offsets[-1])
-        self.doc_sents.append(len(self.sent_offsets) - 1)
-        self.doc_index.append(index)
+    def add(self, index: int, sentences: list[list[int]], last: bool = True) -> None:
+        lengths = [len(ids) for ids in sentences if ids]  # a sentence may tokenize to nothing
+        if lengths:
+            ids = np.fromiter((t for s in sentences for t in s), dtype=self.dtype, count=sum(lengths))
+            self.file.write(ids.tobytes())
+            self.sent_offsets += (self.sent_offsets[-1] + np.cumsum(lengths)).tolist()
+        if last and len(self.sent_offsets) - 1 > self.doc_sents[-1]:  # a document with no token is skipped
+            self.doc_offsets.append(self.sent_offsets[-1])
+            self.doc_sents.append(len(self.sent_offsets) - 1)
+            self.doc_index.append(index)
 
     def close(self) -> dict:
         self.file.flush()
@@ -219,15 +222,13 @@ def _write(folder: Path, documents, is_val: dict[int, bool], tokenizer: _Encoder
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32)
     writers = {name: _SplitWriter(folder / name, dtype) for name in SPLITS}
     try:
-        for start, stop in _chunks(documents):
-            texts = [s if i == 0 else " " + s for doc in documents[start:stop] for i, s in enumerate(doc)]
+        for batch in _batches(documents):
+            texts = [s if i == 0 else " " + s for d, a, b in batch for i, s in enumerate(documents[d][a:b], a)]
             encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
             pos = 0
-            for d in range(start, stop):
-                n = len(documents[d])
-                if n:
-                    writers["val" if is_val[d] else "train"].add(d, encoded[pos : pos + n])
-                pos += n
+            for d, a, b in batch:
+                writers["val" if is_val[d] else "train"].add(d, encoded[pos : pos + b - a], last=b == len(documents[d]))
+                pos += b - a
         meta = {"format": FORMAT_VERSION, "dtype": dtype.name,
                 "splits": {name: w.close() for name, w in writers.items()}}
     finally:
@@ -239,17 +240,22 @@ def _write(folder: Path, documents, is_val: dict[int, bool], tokenizer: _Encoder
     fsync_folder(folder)
 
 
-def _chunks(documents) -> list[tuple[int, int]]:
-    """Document ranges of about CHUNK_SENTENCES sentences each."""
-    ranges, start, count = [], 0, 0
+def _batches(documents) -> Iterator[list[tuple[int, int, int]]]:
+    """Sentence ranges (document, start, stop) in batches of about CHUNK_SENTENCES sentences or
+    CHUNK_CHARS characters, whichever comes first: HF keeps ~100 bytes per token of a batch, so
+    a batch bounded by sentences alone (of 20 000-character sentences) could take gigabytes."""
+    batch, count, chars = [], 0, 0
     for d, doc in enumerate(documents):
-        count += len(doc)
-        if count >= CHUNK_SENTENCES:
-            ranges.append((start, d + 1))
-            start, count = d + 1, 0
-    if start < len(documents):
-        ranges.append((start, len(documents)))
-    return ranges
+        start = 0
+        for i, sentence in enumerate(doc):
+            count, chars = count + 1, chars + len(sentence)
+            if count >= CHUNK_SENTENCES or chars >= CHUNK_CHARS:
+                yield batch + [(d, start, i + 1)]
+                batch, count, chars, start = [], 0, 0, i + 1
+        if start < len(doc):
+            batch.append((d, start, len(doc)))
+    if batch:
+        yield batch
 
 
 def _load(folder: Path, vocab_size: int, n_documents: int) -> tuple[TokenData, TokenData]:
