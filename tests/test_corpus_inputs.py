@@ -133,8 +133,8 @@ def test_file_without_newlines_is_streamed_in_bounded_memory(tmp_path):
         tracemalloc.stop()
     # The documents themselves take about `size`; reading the file whole took 13x.
     assert peak < 2.5 * size, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.1f} MB file"
-    assert max(len(s) for doc in docs for s in doc) <= corpus.MAX_DOC_CHARS
-    assert len(docs) >= size // (2 * corpus.MAX_DOC_CHARS)  # cut into documents: enough for a split
+    assert max(len(s) for doc in docs for s in doc) <= corpus.MAX_PARAGRAPH_CHARS
+    assert len(docs) >= size // corpus.MAX_PARAGRAPH_CHARS  # cut into documents: enough for a split
     assert " ".join(s for doc in docs for s in doc) == path.read_text()  # no text lost at the cuts
 
 

@@ -23,9 +23,9 @@ Inputs, per path (a folder is walked recursively, sorted, taking ``*.txt``, ``*.
 
 Files are read as a stream, ``CHUNK_BYTES`` at a time, so memory stays bounded by the
 documents kept, whatever the file looks like: a run of text with no blank line longer than
-``MAX_PARAGRAPH_CHARS`` (in ``"file"`` mode: longer than ``max_doc_chars``) -- a minified dump,
-a 50 MB line -- is cut at its last line break (else space) before the limit, and the cut ends a
-sentence. Folders skip, with a warning, what is not a regular file (a named pipe would block
+``MAX_PARAGRAPH_CHARS`` -- a minified dump, a 50 MB line -- is cut at its last line break
+(else space) before the limit; the cut ends a sentence and, in ``"file"`` mode, may end a
+document as a paragraph break does. Folders skip, with a warning, what is not a regular file (a named pipe would block
 the walk, a broken symlink cannot be read); such a path given directly is an error.
 
 Files must be UTF-8 (a leading BOM is ignored). With ``errors="strict"`` (default) a bad byte is
@@ -47,7 +47,7 @@ from plmlab.errors import PlmlabError
 
 SUFFIXES = (".txt", ".md", ".jsonl")
 MAX_DOC_CHARS = 20_000
-MAX_PARAGRAPH_CHARS = 100_000  # longer runs without a blank line are cut (bounds sentence size)
+MAX_PARAGRAPH_CHARS = 50_000  # longer runs without a blank line are cut (bounds sentence size)
 CHUNK_BYTES = 1 << 20  # read this much at a time
 _BOM = b"\xef\xbb\xbf"
 _BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
@@ -177,9 +177,8 @@ def _jsonl_documents(path: str, errors: str) -> list[list[str]]:
 def _text_documents(path: str, errors: str, doc_sep: str, max_doc_chars: int) -> list[list[str]]:
     """``"file"``: one document per file, cut at paragraph breaks once it passes
     ``max_doc_chars``; ``"blank"``: one document per block between blank lines."""
-    limit = MAX_PARAGRAPH_CHARS if doc_sep == "blank" else min(MAX_PARAGRAPH_CHARS, max_doc_chars)
     documents, current, size = [], [], 0
-    for piece, closes_paragraph in _pieces(text_chunks(path, errors), limit):
+    for piece, closes_paragraph in _pieces(text_chunks(path, errors), MAX_PARAGRAPH_CHARS):
         sentences = split_sentences(piece)
         current += sentences
         size += sum(len(s) for s in sentences)
