@@ -1,6 +1,8 @@
 """Bad corpus inputs (issue 9): special files in folders and on the command line, and files
 whose shape (no newline for megabytes) used to cost memory far beyond their size."""
 
+import errno
+import io
 import json
 import os
 import random
@@ -77,6 +79,14 @@ def test_unreadable_file_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(corpus, "open_regular", denied)
     with pytest.raises(PlmlabError, match="^cannot read corpus file .*locked.txt: Permission denied$"):
+        read_corpus([str(path)])
+
+    class FailingDisk(io.BytesIO):
+        def read(self, size=-1):
+            raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(corpus, "open_regular", lambda p, follow_symlinks=True: FailingDisk())
+    with pytest.raises(PlmlabError, match="^cannot read corpus file .*locked.txt: Input/output error$"):
         read_corpus([str(path)])
 
 

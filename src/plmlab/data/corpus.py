@@ -122,11 +122,12 @@ def text_chunks(path: str, errors: str = "strict") -> Iterator[str]:
         raise PlmlabError(f"cannot read corpus file {path}: {e.strerror}") from None
     decoder = codecs.getincrementaldecoder("utf-8")(errors)
     with f:
-        head = f.read(len(_BOM))
+        head = _read(f, len(_BOM), path)
         offset = len(_BOM) if head == _BOM else 0  # file position of the next byte decoded
         data, carry = (b"" if offset else head), ""
         while True:
-            end = not data and not (data := f.read(CHUNK_BYTES))
+            data = data or _read(f, CHUNK_BYTES, path)
+            end = not data
             pending = len(decoder.getstate()[0])  # bytes of a character cut by the last read
             try:
                 text = carry + decoder.decode(data, final=end)
@@ -142,6 +143,13 @@ def text_chunks(path: str, errors: str = "strict") -> Iterator[str]:
             if end:
                 return
             data = b""
+
+
+def _read(f, size: int, path: str) -> bytes:
+    try:
+        return f.read(size)
+    except OSError as e:  # EIO from a failing disk, EISDIR ...
+        raise PlmlabError(f"cannot read corpus file {path}: {e.strerror}") from None
 
 
 def _lines(chunks: Iterator[str]) -> Iterator[str]:
