@@ -32,7 +32,9 @@ import re
 import sys
 import sysconfig
 from collections.abc import Iterator
+from pathlib import Path
 
+from plmlab.data.files import CorruptCache, open_regular, remove_entry, warn, write_text_atomic
 from plmlab.data.sentences import split_sentences
 
 MAX_CHARS = 5_000_000  # cap on the corpus size (sum of sentence lengths)
@@ -60,24 +62,39 @@ def builtin_documents() -> list[list[str]]:
 @functools.lru_cache(maxsize=1)
 def _documents() -> tuple[tuple[str, ...], ...]:
     """The corpus, from the disk cache when this Python's stdlib was parsed before: parsing
-    every stdlib file with `ast` costs seconds, reading the cached JSON milliseconds."""
-    from . import cache_dir
-
-    key = hashlib.sha256(f"{CACHE_VERSION} {sys.version} {sysconfig.get_paths()['stdlib']}".encode()).hexdigest()[:16]
-    path = cache_dir() / f"builtin-corpus-{key}.json"
-    try:
-        return tuple(tuple(doc) for doc in json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        pass
+    every stdlib file with `ast` costs seconds, reading the cached JSON milliseconds. A cached
+    file that is not a corpus (truncated, another shape, a symlink) is replaced, with a warning."""
+    path = cache_path()
+    if os.path.lexists(path):
+        try:
+            return _read_cached(path)
+        except (CorruptCache, OSError, ValueError, RecursionError) as e:
+            warn(f"cached built-in corpus {path} is damaged ({e}); rebuilding it")
+            remove_entry(path)
     docs = _parse_documents()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(docs), encoding="utf-8")
-        os.replace(tmp, path)  # atomic: a killed run never leaves half a cache
-    except OSError:  # a read-only cache is no reason to fail
+        write_text_atomic(path, json.dumps(docs))  # a killed run never leaves half a cache
+    except OSError:  # a read-only or full cache is no reason to fail: the corpus is in memory
         pass
     return docs
+
+
+def cache_path() -> Path:
+    """The disk cache of the parsed corpus: one JSON file per Python build."""
+    from . import cache_dir
+
+    key = hashlib.sha256(f"{CACHE_VERSION} {sys.version} {sysconfig.get_paths()['stdlib']}".encode()).hexdigest()[:16]
+    return cache_dir() / f"builtin-corpus-{key}.json"
+
+
+def _read_cached(path: Path) -> tuple[tuple[str, ...], ...]:
+    with open_regular(path, follow_symlinks=False) as f:  # a symlink must not read elsewhere
+        data = json.loads(f.read().decode("utf-8"))
+    if not (isinstance(data, list) and data and all(
+            isinstance(doc, list) and doc and all(isinstance(s, str) and s for s in doc) for doc in data)):
+        raise CorruptCache("expected a list of documents, each a list of sentences")
+    return tuple(tuple(doc) for doc in data)
 
 
 def _parse_documents() -> tuple[tuple[str, ...], ...]:

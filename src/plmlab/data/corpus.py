@@ -21,6 +21,13 @@ Inputs, per path (a folder is walked recursively, sorted, taking ``*.txt``, ``*.
 
   Paragraphs and lines are split into sentences with :func:`split_sentences`.
 
+Files are read as a stream, ``CHUNK_BYTES`` at a time, so memory stays bounded by the
+documents kept, whatever the file looks like: a run of text with no blank line longer than
+``MAX_PARAGRAPH_CHARS`` -- a minified dump, a 50 MB line -- is cut at its last line break
+(else space) before the limit; the cut ends a sentence and, in ``"file"`` mode, may end a
+document as a paragraph break does. Folders skip, with a warning, what is not a regular file (a named pipe would block
+the walk, a broken symlink cannot be read); such a path given directly is an error.
+
 Files must be UTF-8 (a leading BOM is ignored). With ``errors="strict"`` (default) a bad byte is
 a :class:`PlmlabError` that names the file and the byte offset; ``errors="replace"`` substitutes
 U+FFFD instead (CLI: ``--encoding-errors replace``).
@@ -28,15 +35,20 @@ U+FFFD instead (CLI: ``--encoding-errors replace``).
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
+from collections.abc import Iterator
 
+from plmlab.data.files import open_regular, path_kind, warn
 from plmlab.data.sentences import split_sentences
 from plmlab.errors import PlmlabError
 
 SUFFIXES = (".txt", ".md", ".jsonl")
 MAX_DOC_CHARS = 20_000
+MAX_PARAGRAPH_CHARS = 50_000  # longer runs without a blank line are cut (bounds sentence size)
+CHUNK_BYTES = 1 << 20  # read this much at a time
 _BOM = b"\xef\xbb\xbf"
 _BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
 
@@ -56,13 +68,10 @@ def read_corpus(
         paths = [paths]
     documents: list[list[str]] = []
     for path in corpus_files(paths):
-        text = read_text(path, errors)
         if path.endswith(".jsonl"):
-            documents += _jsonl_documents(path, text)
-        elif doc_sep == "blank":
-            documents += [split_sentences(block) for block in _BLANK_LINES.split(text)]
+            documents += _jsonl_documents(path, errors)
         else:
-            documents += _file_documents(text, max_doc_chars)
+            documents += _text_documents(path, errors, doc_sep, max_doc_chars)
     documents = [doc for doc in documents if doc]
     if not documents:
         shown = ", ".join(str(p) for p in paths)
@@ -71,18 +80,22 @@ def read_corpus(
 
 
 def corpus_files(paths: list[str]) -> list[str]:
-    """Expand folders (recursively, sorted) into corpus files; check that every path exists."""
+    """Expand folders (recursively, sorted) into corpus files; check that every path is a
+    regular file or a folder -- by ``stat``, so a named pipe is never opened (it would block)."""
     files: list[str] = []
     for path in map(str, paths):
-        if os.path.isdir(path):
+        kind = path_kind(path)
+        if kind == "folder":
             found = _walk(path)
             if not found:
                 raise PlmlabError(f"no {'/'.join(SUFFIXES)} files under folder {path}")
             files += found
-        elif os.path.isfile(path):
+        elif kind == "file":
             files.append(path)
-        else:
+        elif kind == "missing":
             raise PlmlabError(f"corpus path not found: {path}")
+        else:
+            raise PlmlabError(f"corpus path {path} is a {kind}, not a regular file or a folder")
     return files
 
 
@@ -90,51 +103,133 @@ def _walk(folder: str) -> list[str]:
     found = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(root, n) for n in sorted(names)
-                  if n.endswith(SUFFIXES) and not n.startswith(".")]
+        for name in sorted(n for n in names if n.endswith(SUFFIXES) and not n.startswith(".")):
+            path = os.path.join(root, name)
+            kind = path_kind(path)
+            if kind == "file":
+                found.append(path)
+            else:  # a FIFO would block the walk, a broken symlink cannot be read
+                warn(f"skipping {path}: a {kind}, not a regular file")
     return found
 
 
-def read_text(path: str, errors: str = "strict") -> str:
-    """Decode a UTF-8 file; on a bad byte, say where it is and how to get past it."""
-    with open(path, "rb") as f:
-        data = f.read()
-    skip = len(_BOM) if data.startswith(_BOM) else 0
+def text_chunks(path: str, errors: str = "strict") -> Iterator[str]:
+    """The file's text, about ``CHUNK_BYTES`` at a time: BOM dropped, newlines made ``\\n``.
+    On a bad byte, say where it is in the file and how to get past it."""
     try:
-        text = data[skip:].decode("utf-8", errors=errors)
-    except UnicodeDecodeError as e:
-        offset = skip + e.start  # offset in the file, not in the BOM-less buffer
-        raise PlmlabError(
-            f"{path}: invalid UTF-8 byte 0x{data[offset]:02x} at byte offset {offset}; "
-            "fix the file or replace bad bytes with errors='replace' (CLI: --encoding-errors replace)"
-        ) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+        f = open_regular(path)
+    except OSError as e:
+        raise PlmlabError(f"cannot read corpus file {path}: {e.strerror}") from None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
+    with f:
+        head = _read(f, len(_BOM), path)
+        offset = len(_BOM) if head == _BOM else 0  # file position of the next byte decoded
+        data, carry = (b"" if offset else head), ""
+        while True:
+            data = data or _read(f, CHUNK_BYTES, path)
+            end = not data
+            pending = len(decoder.getstate()[0])  # bytes of a character cut by the last read
+            try:
+                text = carry + decoder.decode(data, final=end)
+            except UnicodeDecodeError as e:
+                at = offset - pending + e.start  # e.object is the pending bytes + data
+                raise PlmlabError(
+                    f"{path}: invalid UTF-8 byte 0x{e.object[e.start]:02x} at byte offset {at}; "
+                    "fix the file or replace bad bytes with errors='replace' (CLI: --encoding-errors replace)"
+                ) from None
+            offset += len(data)
+            carry = "\r" if not end and text.endswith("\r") else ""  # "\r\n" may straddle two reads
+            yield (text[:-1] if carry else text).replace("\r\n", "\n").replace("\r", "\n")
+            if end:
+                return
+            data = b""
 
 
-def _jsonl_documents(path: str, text: str) -> list[list[str]]:
+def _read(f, size: int, path: str) -> bytes:
+    try:
+        return f.read(size)
+    except OSError as e:  # EIO from a failing disk, EISDIR ...
+        raise PlmlabError(f"cannot read corpus file {path}: {e.strerror}") from None
+
+
+def _lines(chunks: Iterator[str]) -> Iterator[str]:
+    pending: list[str] = []
+    for chunk in chunks:
+        *done, rest = chunk.split("\n")
+        if done:
+            yield "".join(pending) + done[0]
+            yield from done[1:]
+            pending = []
+        pending.append(rest)
+    yield "".join(pending)
+
+
+def _jsonl_documents(path: str, errors: str) -> list[list[str]]:
     documents = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(_lines(text_chunks(path, errors)), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise PlmlabError(f"{path}: line {number}: invalid JSON ({e.msg})") from None
+        except RecursionError:
+            raise PlmlabError(f"{path}: line {number}: invalid JSON (nested too deeply)") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise PlmlabError(f'{path}: line {number}: expected an object with a string "text" field')
-        documents.append(split_sentences(record["text"]))
+        documents.append([s for piece in _bounded(record["text"], MAX_PARAGRAPH_CHARS)
+                          for s in split_sentences(piece)])
     return documents
 
 
-def _file_documents(text: str, max_doc_chars: int) -> list[list[str]]:
-    """One document per file, cut at paragraph breaks once it passes ``max_doc_chars``."""
+def _text_documents(path: str, errors: str, doc_sep: str, max_doc_chars: int) -> list[list[str]]:
+    """``"file"``: one document per file, cut at paragraph breaks once it passes
+    ``max_doc_chars``; ``"blank"``: one document per block between blank lines."""
     documents, current, size = [], [], 0
-    for paragraph in _BLANK_LINES.split(text):
-        sentences = split_sentences(paragraph)
+    for piece, closes_paragraph in _pieces(text_chunks(path, errors), MAX_PARAGRAPH_CHARS):
+        sentences = split_sentences(piece)
         current += sentences
         size += sum(len(s) for s in sentences)
-        if size >= max_doc_chars:
+        if (closes_paragraph and doc_sep == "blank") or (doc_sep == "file" and size >= max_doc_chars):
             documents.append(current)
             current, size = [], 0
     documents.append(current)
     return documents
+
+
+def _pieces(chunks: Iterator[str], limit: int) -> Iterator[tuple[str, bool]]:
+    """(text, closes_paragraph) for every paragraph of the stream, a long one in pieces of at
+    most ``limit`` characters. The unfinished tail stays under ``limit`` + one chunk."""
+    tail = ""
+    for chunk in chunks:
+        *paragraphs, tail = _BLANK_LINES.split(tail + chunk)
+        for paragraph in paragraphs:
+            yield from _closed(_bounded(paragraph, limit))
+        while len(tail) > limit:
+            piece, tail = _cut(tail, limit)
+            yield piece, False
+    yield from _closed(_bounded(tail, limit))
+
+
+def _closed(pieces: list[str]) -> Iterator[tuple[str, bool]]:
+    for i, piece in enumerate(pieces):
+        yield piece, i == len(pieces) - 1
+
+
+def _bounded(text: str, limit: int) -> list[str]:
+    pieces = []
+    while len(text) > limit:
+        piece, text = _cut(text, limit)
+        pieces.append(piece)
+    return pieces + [text]
+
+
+def _cut(text: str, limit: int) -> tuple[str, str]:
+    """Split before ``limit`` at the last line break, else the last space, else at ``limit``;
+    the whitespace stays with the rest (it may begin a blank line that the next read completes)."""
+    at = text.rfind("\n", 0, limit)
+    if at <= 0:
+        at = max(text.rfind(" ", 0, limit), text.rfind("\t", 0, limit))
+    if at <= 0:
+        at = limit
+    return text[:at], text[at:]

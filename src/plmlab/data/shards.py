@@ -17,7 +17,13 @@ sentences joined by spaces, which is what byte-level BPE needs to keep word boun
 The split into train and validation is by *document* (a seeded permutation picks the validation
 documents), so no document leaks across. The cache key hashes the corpus content, the
 tokenizer's JSON, ``val_fraction``, ``seed`` and ``FORMAT_VERSION``; a build writes into a
-temporary folder renamed into place at the end, so a killed run never leaves a half cache.
+temporary folder, ``fsync``s every file and renames the folder into place at the end, so a killed
+run or a full disk never leaves a half cache entry (a full disk is one ``PlmlabError`` line).
+
+A cache entry is checked before it is trusted: real files and folders only (no symlink or hard
+link can make it read outside the cache), sizes and offsets consistent, every token id below the
+tokenizer's vocabulary size, every document index within the corpus. One that fails is removed
+and rebuilt, with a warning.
 """
 
 from __future__ import annotations
@@ -25,18 +31,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from plmlab.data.files import (CorruptCache, fsync_folder, is_plain_folder, open_regular, remove_entry, warn,
+                               write_error, write_synced)
 from plmlab.errors import PlmlabError
 
 FORMAT_VERSION = 1
 CHUNK_SENTENCES = 20_000  # sentences per encode_batch call: bounds memory on big corpora
+CHUNK_CHARS = 1_000_000  # ... and characters: bounds it whatever the sentences' lengths
 SPLITS = ("train", "val")
 _INDEX_ARRAYS = ("doc_offsets", "sent_offsets", "doc_sents", "doc_index")
 
@@ -109,25 +118,42 @@ def build_token_data(
     key = _cache_key(documents, tokenizer, val_fraction, seed)
     root = Path(cache_dir) if cache_dir is not None else _default_root()
     final = root / key
-    if (final / "meta.json").is_file():
+    checks = (tokenizer.vocab_size, len(documents))
+    if os.path.lexists(final):
         try:
-            return _load(final)
-        except (OSError, ValueError, KeyError):
-            shutil.rmtree(final, ignore_errors=True)  # a damaged cache entry: rebuild it
+            return _load(final, *checks)
+        except (CorruptCache, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+            warn(f"token cache {final} is damaged ({_reason(e)}); rebuilding it")
+            remove_entry(final)
     kept = [i for i, doc in enumerate(documents) if doc]  # blank documents are skipped
     is_val = dict(zip(kept, split_documents(len(kept), val_fraction, seed)))
-    tmp = root / f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
+    _build(root, final, documents, is_val, tokenizer)
+    return _load(final, *checks)
+
+
+def _build(root: Path, final: Path, documents, is_val: dict[int, bool], tokenizer: _Encoder) -> None:
+    """Write the entry under a temporary name, then rename it to ``final`` (see the module docstring)."""
+    tmp = root / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
+        tmp.mkdir(parents=True)
         _write(tmp, documents, is_val, tokenizer)
         try:
             os.rename(tmp, final)
         except OSError:  # another process finished the same build first: use theirs
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_entry(tmp)
+        fsync_folder(root)
+    except OSError as e:  # a full disk, `ulimit -f`, a read-only cache folder
+        remove_entry(tmp)
+        raise write_error(e, "the token cache", root) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_entry(tmp)
         raise
-    return _load(final)
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}: {Path(error.filename).name}" if error.filename else str(error)
+    return str(error) or type(error).__name__
 
 
 def split_documents(n_docs: int, val_fraction: float, seed: int) -> np.ndarray:
@@ -161,7 +187,8 @@ def _cache_key(documents, tokenizer, val_fraction: float, seed: int) -> str:
 
 
 class _SplitWriter:
-    """Appends documents to one split's files, keeping the offsets in memory (8 bytes/sentence)."""
+    """Appends documents to one split's files, keeping the offsets in memory (8 bytes/sentence).
+    A long document may arrive in several parts; ``last`` closes it."""
 
     def __init__(self, folder: Path, dtype: np.dtype):
         folder.mkdir()
@@ -169,21 +196,24 @@ class _SplitWriter:
         self.file = open(folder / "tokens.bin", "wb")
         self.doc_offsets, self.sent_offsets, self.doc_sents, self.doc_index = [0], [0], [0], []
 
-    def add(self, index: int, sentences: list[list[int]]) -> None:
-        lengths = [len(ids) for ids in sentences if ids]
-        if not lengths:
-            return  # nothing survived tokenization (should not happen for non-blank text)
-        ids = np.fromiter((t for s in sentences for t in s), dtype=self.dtype, count=sum(lengths))
-        self.file.write(ids.tobytes())
-        self.sent_offsets += (self.sent_offsets[-1] + np.cumsum(lengths)).tolist()
-        self.doc_offsets.append(self.sent_offsets[-1])
-        self.doc_sents.append(len(self.sent_offsets) - 1)
-        self.doc_index.append(index)
+    def add(self, index: int, sentences: list[list[int]], last: bool = True) -> None:
+        lengths = [len(ids) for ids in sentences if ids]  # a sentence may tokenize to nothing
+        if lengths:
+            ids = np.fromiter((t for s in sentences for t in s), dtype=self.dtype, count=sum(lengths))
+            self.file.write(ids.tobytes())
+            self.sent_offsets += (self.sent_offsets[-1] + np.cumsum(lengths)).tolist()
+        if last and len(self.sent_offsets) - 1 > self.doc_sents[-1]:  # a document with no token is skipped
+            self.doc_offsets.append(self.sent_offsets[-1])
+            self.doc_sents.append(len(self.sent_offsets) - 1)
+            self.doc_index.append(index)
 
     def close(self) -> dict:
+        self.file.flush()
+        os.fsync(self.file.fileno())
         self.file.close()
         for name in _INDEX_ARRAYS:
-            np.save(self.folder / f"{name}.npy", np.asarray(getattr(self, name), dtype=np.int64))
+            array = np.asarray(getattr(self, name), dtype=np.int64)
+            write_synced(self.folder / f"{name}.npy", lambda f: np.save(f, array))
         return {"n_docs": len(self.doc_offsets) - 1, "n_sents": len(self.sent_offsets) - 1,
                 "n_tokens": self.doc_offsets[-1]}
 
@@ -191,47 +221,103 @@ class _SplitWriter:
 def _write(folder: Path, documents, is_val: dict[int, bool], tokenizer: _Encoder) -> None:
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32)
     writers = {name: _SplitWriter(folder / name, dtype) for name in SPLITS}
-    for start, stop in _chunks(documents):
-        texts = [s if i == 0 else " " + s for doc in documents[start:stop] for i, s in enumerate(doc)]
-        encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
-        pos = 0
-        for d in range(start, stop):
-            n = len(documents[d])
-            if n:
-                writers["val" if is_val[d] else "train"].add(d, encoded[pos : pos + n])
-            pos += n
-    meta = {"format": FORMAT_VERSION, "dtype": dtype.name,
-            "splits": {name: w.close() for name, w in writers.items()}}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+    try:
+        for batch in _batches(documents):
+            texts = [s if i == 0 else " " + s for d, a, b in batch for i, s in enumerate(documents[d][a:b], a)]
+            encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+            pos = 0
+            for d, a, b in batch:
+                writers["val" if is_val[d] else "train"].add(d, encoded[pos : pos + b - a], last=b == len(documents[d]))
+                pos += b - a
+        meta = {"format": FORMAT_VERSION, "dtype": dtype.name,
+                "splits": {name: w.close() for name, w in writers.items()}}
+    finally:
+        for w in writers.values():
+            w.file.close()  # a no-op after close(); frees the descriptor when a write failed
+    write_synced(folder / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    for name in SPLITS:
+        fsync_folder(folder / name)
+    fsync_folder(folder)
 
 
-def _chunks(documents) -> list[tuple[int, int]]:
-    """Document ranges of about CHUNK_SENTENCES sentences each."""
-    ranges, start, count = [], 0, 0
+def _batches(documents) -> Iterator[list[tuple[int, int, int]]]:
+    """Sentence ranges (document, start, stop) in batches of about CHUNK_SENTENCES sentences or
+    CHUNK_CHARS characters, whichever comes first: HF keeps ~100 bytes per token of a batch, so
+    a batch bounded by sentences alone (of 20 000-character sentences) could take gigabytes."""
+    batch, count, chars = [], 0, 0
     for d, doc in enumerate(documents):
-        count += len(doc)
-        if count >= CHUNK_SENTENCES:
-            ranges.append((start, d + 1))
-            start, count = d + 1, 0
-    if start < len(documents):
-        ranges.append((start, len(documents)))
-    return ranges
+        start = 0
+        for i, sentence in enumerate(doc):
+            count, chars = count + 1, chars + len(sentence)
+            if count >= CHUNK_SENTENCES or chars >= CHUNK_CHARS:
+                yield batch + [(d, start, i + 1)]
+                batch, count, chars, start = [], 0, 0, i + 1
+        if start < len(doc):
+            batch.append((d, start, len(doc)))
+    if batch:
+        yield batch
 
 
-def _load(folder: Path) -> tuple[TokenData, TokenData]:
-    meta = json.loads((folder / "meta.json").read_text())
-    if meta["format"] != FORMAT_VERSION:
-        raise ValueError("cache format changed")
+def _load(folder: Path, vocab_size: int, n_documents: int) -> tuple[TokenData, TokenData]:
+    """Both splits of a cache entry, checked (see the module docstring): `CorruptCache` if not."""
+    if not is_plain_folder(folder):
+        raise CorruptCache("not a folder")
+    with open_regular(folder / "meta.json", follow_symlinks=False) as f:
+        meta = json.loads(f.read().decode("utf-8"))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        raise CorruptCache("cache format changed")
+    if meta.get("dtype") not in ("uint16", "uint32") or not isinstance(meta.get("splits"), dict):
+        raise CorruptCache("meta.json is malformed")
     dtype = np.dtype(meta["dtype"])
-    return tuple(_load_split(folder / name, dtype, meta["splits"][name]) for name in SPLITS)
+    splits = tuple(_load_split(folder / name, dtype, meta["splits"][name], vocab_size, n_documents)
+                   for name in SPLITS)
+    indices = np.concatenate([data.doc_index for data in splits])
+    if len(np.unique(indices)) != len(indices):
+        raise CorruptCache("a document is in both splits")
+    return splits
 
 
-def _load_split(folder: Path, dtype: np.dtype, counts: dict) -> TokenData:
-    n = counts["n_tokens"]
-    # np.memmap cannot map an empty file: an empty split (val_fraction=0) gets a plain array.
-    path = folder / "tokens.bin"
-    tokens = np.memmap(path, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
-    offsets = {name: np.load(folder / f"{name}.npy") for name in _INDEX_ARRAYS}  # small: read in full
-    if offsets["doc_offsets"][-1] != n or len(offsets["doc_offsets"]) != counts["n_docs"] + 1:
-        raise ValueError("cache entry is inconsistent")
-    return TokenData(tokens=tokens, **offsets)
+def _load_split(folder: Path, dtype: np.dtype, counts, vocab_size: int, n_documents: int) -> TokenData:
+    if not is_plain_folder(folder):
+        raise CorruptCache(f"{folder.name}/ is not a folder")
+    n = _count(counts, "n_tokens")
+    with open_regular(folder / "tokens.bin", follow_symlinks=False) as f:
+        if os.fstat(f.fileno()).st_size != n * dtype.itemsize:
+            raise CorruptCache(f"{folder.name}/tokens.bin does not hold {n} tokens")
+        # np.memmap cannot map an empty file: an empty split (val_fraction=0) gets a plain array.
+        tokens = np.memmap(f, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
+    arrays = {}
+    for name in _INDEX_ARRAYS:  # small: read in full
+        with open_regular(folder / f"{name}.npy", follow_symlinks=False) as f:
+            arrays[name] = np.load(f, allow_pickle=False)
+    data = TokenData(tokens=tokens, **arrays)
+    _check_split(data, _count(counts, "n_docs"), _count(counts, "n_sents"), n_documents)
+    if n and int(tokens.max()) >= vocab_size:  # never train on ids the embedding table lacks
+        raise CorruptCache(f"{folder.name}/tokens.bin holds id {int(tokens.max())} >= the vocabulary size {vocab_size}")
+    return data
+
+
+def _count(counts, name: str) -> int:
+    value = counts.get(name) if isinstance(counts, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise CorruptCache(f"meta.json has no valid {name}")
+    return value
+
+
+def _check_split(data: TokenData, n_docs: int, n_sents: int, n_documents: int) -> None:
+    """The offsets describe `data.tokens` exactly: 1-D int64 arrays of the recorded lengths,
+    strictly increasing from 0 to the end, document bounds on sentence bounds."""
+    expected = {"doc_offsets": n_docs + 1, "sent_offsets": n_sents + 1, "doc_sents": n_docs + 1, "doc_index": n_docs}
+    for name, length in expected.items():
+        array = getattr(data, name)
+        if array.dtype != np.int64 or array.shape != (length,):
+            raise CorruptCache(f"{name}.npy has the wrong type or length")
+    sent, docs = data.sent_offsets, data.doc_sents
+    if sent[0] != 0 or sent[-1] != data.n_tokens or np.any(np.diff(sent) <= 0):
+        raise CorruptCache("sentence offsets do not cover the tokens")
+    if docs[0] != 0 or docs[-1] != n_sents or np.any(np.diff(docs) <= 0):
+        raise CorruptCache("document sentence ranges are inconsistent")
+    if not np.array_equal(sent[docs], data.doc_offsets):
+        raise CorruptCache("document offsets are not sentence offsets")
+    if n_docs and (data.doc_index.min() < 0 or data.doc_index.max() >= n_documents):
+        raise CorruptCache("a document index is outside the corpus")

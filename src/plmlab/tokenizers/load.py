@@ -1,0 +1,101 @@
+"""Loading a tokenizer directory written by plmlab or by transformers, a bare tokenizer.json,
+or a BERT vocab.txt-only folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import tokenizers as hf
+
+from plmlab.data.files import warn
+from plmlab.errors import PlmlabError
+from plmlab.tokenizers.styles import ROLES, STYLES, post_processor
+from plmlab.tokenizers.tokenizer import Tokenizer, guess_roles
+from plmlab.tokenizers.wordpiece import token_text, wordpiece_from_vocab
+
+
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    """Load a directory written by :meth:`Tokenizer.save` or by transformers (``tokenizer.json``
+    plus optional config files), a bare ``tokenizer.json``, or a BERT ``vocab.txt``-only folder."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".json":
+        return Tokenizer(_read_backend(path))
+    if not path.is_dir():
+        raise PlmlabError(f"tokenizer path not found: {path}")
+    config = read_json(path / "tokenizer_config.json")
+    if (path / "tokenizer.json").is_file():
+        backend = _read_backend(path / "tokenizer.json")
+    elif (path / "vocab.txt").is_file():
+        backend = wordpiece_from_vocab(path / "vocab.txt", config)
+        config = {"tokenizer_class": "BertTokenizerFast", "do_lower_case": True, **config}
+    else:
+        raise PlmlabError(f"no tokenizer.json or vocab.txt in {path}")
+    style, roles = _style_and_roles(config, read_json(path / "special_tokens_map.json"), backend)
+    ours = config.get("plmlab") if isinstance(config.get("plmlab"), dict) else {}
+    options = ours.get("options")
+    if not isinstance(options, dict):  # a transformers directory: read the family's flags
+        hf_options = STYLES[style].hf_options if style in STYLES else {}
+        options = {opt: config[key] for key, opt in hf_options.items() if key in config}
+    max_len = config.get("model_max_length")
+    max_len = max_len if isinstance(max_len, int) and 0 < max_len < 10**9 else None  # 1e30: "no limit"
+    if isinstance(ours.get("style"), str) and style in STYLES:
+        _current_template(backend, style, options, path)
+    return Tokenizer(backend, style, roles, max_len, options)
+
+
+def _current_template(backend: hf.Tokenizer, style: str, options: dict, where: Path) -> None:
+    """Give a tokenizer saved by an older plmlab today's template for its style, with a warning
+    (GLM's used to end every encoded prompt with <|endoftext|>): what `encode` adds must not
+    depend on when the directory was written. Saving it again updates the directory."""
+    spec = STYLES[style]
+    try:
+        expected = post_processor(spec, backend, {**spec.options, **options})
+    except (KeyError, TypeError, ValueError):  # specials missing: not ours to repair
+        return
+    current = backend.post_processor
+    if current is not None and current.__getstate__() == expected.__getstate__():
+        return
+    backend.post_processor = expected
+    warn(f"{where}: this {style} tokenizer was saved by an older plmlab and adds other special tokens "
+         "than plmlab does today; using today's (save it again to update the directory)")
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PlmlabError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise PlmlabError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_backend(path: Path) -> hf.Tokenizer:
+    try:
+        return hf.Tokenizer.from_file(str(path))
+    except Exception as e:  # the Rust side raises plain Exception for any parse error
+        reason = (str(e).splitlines() or ["unreadable"])[0]
+        raise PlmlabError(f"{path}: not a valid tokenizer.json ({reason})") from None
+
+
+def _style_and_roles(config: dict, special_map: dict, backend: hf.Tokenizer) -> tuple[str, dict[str, str]]:
+    ours = config.get("plmlab") if isinstance(config.get("plmlab"), dict) else {}
+    roles = ours.get("special_tokens") if isinstance(ours.get("special_tokens"), dict) else None
+    if roles is None:
+        roles = guess_roles(backend)
+        for role in ROLES:
+            text = token_text(config.get(f"{role}_token", special_map.get(f"{role}_token")))
+            if text is not None:
+                roles[role] = text
+            elif f"{role}_token" in config:  # explicitly null in the config
+                roles.pop(role, None)
+    style = ours.get("style")
+    if not isinstance(style, str):
+        cls = str(config.get("tokenizer_class", "")).lower()
+        known = ("roberta", "albert", "bert", "gpt2", "llama", "t5")  # "roberta" before "bert"
+        style = next((s for s in known if cls.startswith(s)), "custom")
+    return style, {r: t for r, t in roles.items() if isinstance(t, str)}
