@@ -113,10 +113,13 @@ class Cloze(SequenceClassification):
         return pad_and_stack(examples, {"input_ids": tokenizer.pad_id or 0, "labels": IGNORE_INDEX})
 
     # --- scoring ---------------------------------------------------------------------------------
-    def loss(self, model, batch) -> torch.Tensor:
+    def forward(self, model, batch):
         """Cross-entropy of the gold label over the candidates' summed log-probabilities."""
-        scores = candidate_scores(model(**batch).logits, batch)  # (B, C)
-        return torch.nn.functional.cross_entropy(scores, gold_choice(batch))
+        output = model(**batch)
+        return candidate_loss(output.logits, batch), output
+
+    def count_targets(self, batch) -> int:
+        return int(batch["input_ids"].shape[0])  # the loss is a mean over examples
 
     @torch.no_grad()
     def evaluate(self, model, batches) -> dict[str, float]:
@@ -124,7 +127,7 @@ class Cloze(SequenceClassification):
         preds, golds, losses = [], [], []
         for batch in batches:
             out = model(**batch)
-            losses.append(float(out.loss))
+            losses.append(float(candidate_loss(out.logits, batch)))  # the training loss, not the LM's
             scores = candidate_scores(out.logits, batch)  # (B, C)
             preds.append(scores.argmax(-1))
             golds.append(gold_choice(batch))
@@ -152,6 +155,11 @@ def build_choices(part_a: list[int], m: int, choices: list[list[int]], gold: int
         mask[s:e, s:e] = np.tril(np.ones((e - s, e - s), dtype=np.int8))  # causal within its own block
     return {"input_ids": np.asarray(ids), "labels": np.asarray(labels), "attention_mask": mask,
             "position_ids": np.asarray([pos, block])}
+
+
+def candidate_loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
+    """The paper's loss: cross-entropy of the gold label under softmax over the candidates."""
+    return torch.nn.functional.cross_entropy(candidate_scores(logits, batch), gold_choice(batch))
 
 
 def candidate_scores(logits: torch.Tensor, batch: dict) -> torch.Tensor:

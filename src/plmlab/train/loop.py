@@ -226,10 +226,12 @@ class Trainer:
         return int(t), int(n)
 
     def evaluate(self) -> dict:
-        """The task's evaluation (val_loss, accuracies ...) of the current weights."""
-        self.model.eval()
+        """The task's evaluation (val_loss, accuracies ...) of the current weights, on the plain
+        model (what a task's evaluation may need of it, like its config, a wrapper hides)."""
+        model = self.parallel.model
+        model.eval()
         with torch.no_grad():
-            record = self.task.evaluate(self.model, self.precision.autocast, self.device)
+            record = self.task.evaluate(model, self.precision.autocast, self.device)
         self.model.train()
         if record:
             self.last_eval = (self.state.step, record)

@@ -28,7 +28,7 @@ from .finish import ensure_final_eval, finish
 from .flops import MFU, default_peak_flops, model_flops_per_token
 from .loop import LoopOptions, Trainer, TrainState
 from .metrics import METRICS, MetricsLog, NoLog, Progress
-from .optim import lr_at, make_optimizer
+from .optim import make_optimizer, schedule
 from .options import PretrainOptions
 from .parallel import Dist, load_optimizer_state, parallelize, warn
 from .precision import Precision
@@ -108,7 +108,7 @@ def _train(setup: PretrainSetup, rundir: RunDir, dist: Dist) -> PretrainResult:
               o.peak_flops or default_peak_flops(device, precision.dtype is not None), dist.world)
     loop = LoopOptions(o.max_steps, o.clip, o.eval_every, o.save_every, o.max_bad_steps, bool(o.oom_backoff))
     trainer = Trainer(setup.task, parallel, optimizer, precision,
-                      lambda step: lr_at(step, o.lr, o.min_lr, o.warmup, o.max_steps), loop, state,
+                      schedule("cosine", o.lr, o.warmup, o.max_steps, o.min_lr), loop, state,
                       save=save, log=log, progress=progress, device=device, dist=dist, mfu=mfu)
     faults.install(trainer, save)  # tests only: PLMLAB_TEST_FAULT
     try:

@@ -30,11 +30,12 @@ class Checkpointer:
 
     def __init__(self, folder: Path, parallel: Parallelized, optimizer, precision, state, tokenizer,
                  info: Callable[[], dict], keep_last: int = 0, dist: Dist | None = None,
-                 rebuild: Callable[[], torch.nn.Module] | None = None) -> None:
+                 rebuild: Callable[[], torch.nn.Module] | None = None, model_format: str = "auto") -> None:
         self.folder, self.parallel, self.optimizer, self.precision = folder, parallel, optimizer, precision
         self.state, self.tokenizer, self.info, self.keep_last = state, tokenizer, info, keep_last
         self.dist = dist or Dist()
         self.rebuild = rebuild  # a fresh plain model on CPU, for FSDP's gathered weights
+        self.model_format = model_format  # save_pretrained's: "auto" (HF where it can) or "plmlab"
 
     def __call__(self) -> Path | None:
         model, optimizer_state = self.parallel.model, None
@@ -54,7 +55,7 @@ class Checkpointer:
     def write_model(self, folder: Path, model) -> None:
         from .. import save_pretrained
 
-        save_pretrained(model, folder, tokenizer=self.tokenizer)
+        save_pretrained(model, folder, tokenizer=self.tokenizer, format=self.model_format)
 
     def write_state(self, folder: Path, step: int, optimizer_state: dict | None = None) -> None:
         info = {"format": STATE_FORMAT, "state": self.state.to_dict(), **self.info(),
