@@ -17,7 +17,7 @@ from ..config import Config
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
-from .data import read_records, require_field
+from ..data.records import read_records, require_field
 from .tasks import Task, register_task
 
 
