@@ -18,7 +18,7 @@ from ..errors import PlmlabError
 from ..train.options import check_device, check_seed
 
 # May differ from the run's values on --resume; everything else defines the run.
-CHANGEABLE = frozenset({"device", "progress", "save_every", "keep_last", "threads"})
+CHANGEABLE = frozenset({"out", "device", "progress", "save_every", "keep_last", "threads"})
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,9 @@ class FinetuneOptions:
 
     def check_resume_agrees(self, stored: dict[str, Any]) -> None:
         ours = self.to_dict()
+        # Task options compare where both runs name them (the CLI fills in every task's defaults).
+        ours["extra"] = {k: v for k, v in ours["extra"].items() if k in (stored.get("extra") or {})}
+        stored = {**stored, "extra": {k: v for k, v in (stored.get("extra") or {}).items() if k in ours["extra"]}}
         differ = [k for k in ours if k not in CHANGEABLE and k in stored and stored[k] != ours[k]]
         if differ:
             shown = ", ".join(f"{k} {ours[k]!r} (the run has {stored[k]!r})" for k in differ)
