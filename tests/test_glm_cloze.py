@@ -122,7 +122,7 @@ def test_eval_loss_is_the_training_loss():
     examples = [build_choices([6, 100, 1, 200, 0], 2, [[300], [400, 500]], gold, TOK) for gold in (0, 1)]
     batch = {k: torch.as_tensor(np.stack([e[k] for e in examples])) for k in examples[0]}
     task = Cloze({})
-    task.labels = ["a", "b"]
+    task.labels, task.index = ["a", "b"], {"a": 0, "b": 1}
     with torch.no_grad():
         train_loss, output = task.forward(model, batch)
         scores = task.evaluate(model, [batch])

@@ -32,7 +32,7 @@ from ..infill import TWO_D_POSITIONS, prepare
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
 from ..objectives.glm_layout import GlmTokens
-from .classification import SequenceClassification, macro_f1
+from .classification import SequenceClassification
 from .tasks import register_task
 
 DEFAULT_PATTERN = "{text} It was [MASK]."
@@ -121,19 +121,10 @@ class Cloze(SequenceClassification):
     def count_targets(self, batch) -> int:
         return int(batch["input_ids"].shape[0])  # the loss is a mean over examples
 
-    @torch.no_grad()
-    def evaluate(self, model, batches) -> dict[str, float]:
-        model.eval()
-        preds, golds, losses = [], [], []
-        for batch in batches:
-            out = model(**batch)
-            losses.append(float(candidate_loss(out.logits, batch)))  # the training loss, not the LM's
-            scores = candidate_scores(out.logits, batch)  # (B, C)
-            preds.append(scores.argmax(-1))
-            golds.append(gold_choice(batch))
-        pred, gold = torch.cat(preds), torch.cat(golds)
-        return {"accuracy": float((pred == gold).float().mean()),
-                "macro_f1": macro_f1(pred, gold, len(self.labels)), "loss": float(np.mean(losses))}
+    def predictions(self, output, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the best-scoring candidate, the gold one) of each example; the evaluation's loss is
+        `forward`'s, the candidate-normalised one the training minimises."""
+        return candidate_scores(output.logits, batch).argmax(-1), gold_choice(batch)
 
 
 def build_choices(part_a: list[int], m: int, choices: list[list[int]], gold: int, tok: GlmTokens) -> dict:

@@ -134,11 +134,7 @@ def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found,
     trainer = Trainer(setup.trainer_task, parallel, optimizer, precision, schedule("linear", o.lr, warmup, steps),
                       loop, state, save=save, log=log, progress=progress, device=setup.device, dist=dist)
     faults.install(trainer, save)  # tests only: PLMLAB_TEST_FAULT
-    try:
-        signum = trainer.fit()
-    finally:
-        progress.close()
-        log.close()
+    signum = trainer.fit()
     if signum is not None:
         raise PlmlabError(f"interrupted by signal {signum} after step {state.step}; saved a checkpoint in "
                           f"{rundir.checkpoints}; continue with --resume")

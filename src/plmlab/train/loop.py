@@ -109,10 +109,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> int | None:
-        """Train to max_steps; returns the signal number if a signal stopped the run."""
+        """Train to max_steps; returns the signal number if a signal stopped the run. The
+        metrics log and the progress display are closed on the way out, whatever happens."""
         o = self.options
         self.model.train()
-        with self._catch_signals():
+        with contextlib.closing(self.log), contextlib.closing(self.progress), self._catch_signals():
             while self.state.step < o.max_steps and not self._stopping():
                 record = self.train_step()
                 for callback in self.callbacks:

@@ -111,11 +111,7 @@ def _train(setup: PretrainSetup, rundir: RunDir, dist: Dist) -> PretrainResult:
                       schedule("cosine", o.lr, o.warmup, o.max_steps, o.min_lr), loop, state,
                       save=save, log=log, progress=progress, device=device, dist=dist, mfu=mfu)
     faults.install(trainer, save)  # tests only: PLMLAB_TEST_FAULT
-    try:
-        signum = trainer.fit()
-    finally:
-        progress.close()
-        log.close()
+    signum = trainer.fit()
     return _result(setup, trainer, parallel, rundir, dist, signum, save)
 
 
