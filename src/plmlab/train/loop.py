@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -46,6 +45,7 @@ from .objective_metrics import Averager
 from .optim import set_lr
 from .parallel import Dist, Parallelized
 from .precision import Precision
+from .signals import StopOnSignal
 
 
 @dataclass
@@ -104,7 +104,7 @@ class Trainer:
         self.params = [p for p in parallel.model.parameters() if p.requires_grad]
         self.saved_step = state.step  # a resumed run starts from a saved step
         self.last_eval: tuple[int, dict] | None = None  # (step, its evaluation record)
-        self.stop_signal: int | None = None
+        self.signals = StopOnSignal(progress.write, lambda: self.state.step + 1)
         self.callbacks: list[Callable[["Trainer", dict], None]] = []  # after each step (tests: faults.py)
 
     # ------------------------------------------------------------------ the loop
@@ -113,7 +113,7 @@ class Trainer:
         metrics log and the progress display are closed on the way out, whatever happens."""
         o = self.options
         self.model.train()
-        with contextlib.closing(self.log), contextlib.closing(self.progress), self._catch_signals():
+        with contextlib.closing(self.log), contextlib.closing(self.progress), self.signals:
             while self.state.step < o.max_steps and not self._stopping():
                 record = self.train_step()
                 for callback in self.callbacks:
@@ -128,13 +128,13 @@ class Trainer:
                     self.save()
             if self.state.step != self.saved_step:  # the end, or a signal
                 self.save()
-        return self.stop_signal
+        return self.signals.received
 
     def _stopping(self) -> bool:
         """A signal stops the run; under torchrun every rank stops at the same step once any had one."""
-        if self.dist.enabled and not self.dist.agree(self.stop_signal is None):
-            self.stop_signal = self.stop_signal or signal.SIGTERM
-        return self.stop_signal is not None
+        if self.dist.enabled and not self.dist.agree(self.signals.received is None):
+            self.signals.received = self.signals.received or signal.SIGTERM
+        return self.signals.received is not None
 
     def _due(self, every: int) -> bool:
         return every > 0 and self.state.step % every == 0
@@ -164,7 +164,8 @@ class Trainer:
         step = s.step + 1
         batches = [task.batch(dist.take(self.order.take(s.batch_size * dist.world))) for _ in range(s.grad_accum)]
         targets = [task.count_targets(b) for b in batches]
-        all_targets, all_tokens = self._global_counts(sum(targets), sum(task.count_tokens(b) for b in batches))
+        all_targets, all_tokens = map(int, dist.all_sum([sum(targets), sum(task.count_tokens(b) for b in batches)],
+                                                        self.device))  # over all ranks
         total = max(1, all_targets)
         loss_sum = torch.zeros((), device=self.device)
         metrics = Averager()  # the task's accuracies over the step's micro-batches
@@ -220,12 +221,6 @@ class Trainer:
                         loss = loss + extra.float().sum() * 0.0
         return loss, output
 
-    def _global_counts(self, targets: int, tokens: int) -> tuple[int, int]:
-        if not self.dist.enabled:
-            return targets, tokens
-        t, n = self.dist.all_sum([targets, tokens], self.device)
-        return int(t), int(n)
-
     def evaluate(self) -> dict:
         """The task's evaluation (val_loss, accuracies ...) of the current weights, on the plain
         model (what a task's evaluation may need of it, like its config, a wrapper hides)."""
@@ -252,26 +247,6 @@ class Trainer:
             f"stopping at step {self.state.step}: {self.options.max_bad_steps} steps in a row had a non-finite "
             f"loss or gradient (loss {record['loss']}, grad norm {record['grad_norm']}); the weights were "
             f"not updated by them and the last checkpoint is kept; try a lower --lr or check the data")
-
-    @contextlib.contextmanager
-    def _catch_signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield  # signal handlers can only be installed from the main thread
-            return
-
-        def handler(signum, frame):
-            if self.stop_signal is not None:
-                raise KeyboardInterrupt  # a second signal: stop now
-            self.stop_signal = signum
-            self.progress.write(f"plmlab: {signal.Signals(signum).name}: finishing step "
-                                f"{self.state.step + 1}, then saving a checkpoint (again to stop at once)")
-
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
 
 
 def is_oom(error: BaseException) -> bool:
