@@ -152,3 +152,41 @@ def test_a_task_module_that_fails_to_import_fails_loudly(monkeypatch):
     monkeypatch.setattr(tasks, "TASK_MODULES", tasks.TASK_MODULES + ("no_such_task_module",))
     with pytest.raises(ModuleNotFoundError, match="no_such_task_module"):
         tasks.task_names()
+
+
+def test_ddp_two_processes_match_one_with_the_same_global_batch(data, tmp_path):
+    """torchrun, 2 CPU processes x batch 4 == 1 process x batch 8 (no dropout: the same numbers)."""
+    import shutil
+    import socket
+
+    root = tmp_path / "nodrop"
+    root.mkdir()
+    shutil.copy(data / "train.jsonl", root / "train.jsonl")
+    model = plmlab.load_pretrained(data / "model")
+    plmlab.save_pretrained(model.__class__(model.config.replace(dropout=0.0, attn_dropout=0.0)), root / "model", format="plmlab")
+    model = plmlab.load_pretrained(root / "model")
+    model.load_state_dict(plmlab.load_pretrained(data / "model").state_dict())
+    plmlab.save_pretrained(model, root / "model", tokenizer=plmlab.tokenizers.load_tokenizer(data / "model"))
+    threads = torch.get_num_threads()
+    finetune(options(root, tmp_path / "one"), log=lambda line: None)
+    torch.set_num_threads(threads)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = str(Path(plmlab.__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    args = cli_args(root, tmp_path / "two")
+    args[args.index("--batch-size") + 1] = "4"  # per rank: 2 x 4 = the single process's 8
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(port), "-m", "plmlab", *args],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ours, theirs = read_metrics(tmp_path / "two" / "metrics.jsonl"), read_metrics(tmp_path / "one" / "metrics.jsonl")
+    assert [r["step"] for r in ours] == [r["step"] for r in theirs] == list(range(1, 19))
+    assert [r["tokens"] for r in ours] == [r["tokens"] for r in theirs]
+    # the same examples per step, the same loss weighting: equal up to float summation order
+    assert [r["loss"] for r in ours] == pytest.approx([r["loss"] for r in theirs], rel=1e-5)
+    a, b = load_file(tmp_path / "two/final/model.safetensors"), load_file(tmp_path / "one/final/model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=5e-5, msg=k)

@@ -51,8 +51,8 @@ def finetune(options: FinetuneOptions, log=print) -> list[dict]:
     rundir, dist = RunDir(options.out), Dist.from_env(options.device)
     try:
         with RunLock(rundir.out) if dist.is_main else contextlib.nullcontext():
-            setup = dist.main_first(lambda: _prepare(options, dist))
-            found, old = _discover(options, rundir)  # after the data checked out: nothing written yet
+            # the run directory is looked at once the data checked out, and before anything is written
+            setup, (found, old) = dist.main_first(lambda: (_prepare(options, dist), _discover(options, rundir)))
             _train(options, setup, rundir, dist, found, old)
             history = epoch_history(read_metrics(rundir.out / METRICS)) if dist.is_main else []
             if dist.is_main:
