@@ -190,3 +190,15 @@ def test_ddp_two_processes_match_one_with_the_same_global_batch(data, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=5e-5, msg=k)
+
+
+def test_sigint_saves_and_the_cli_says_how_to_resume(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PLMLAB_TEST_FAULT", "sigint@5")
+    out = tmp_path / "run"
+    assert main(cli_args(data, out)) == 128 + signal.SIGINT
+    assert "continue with --resume" in capsys.readouterr().err
+    assert list_checkpoints(out / "checkpoints")[-1][0] == 5 and not (out / "final").exists()
+    monkeypatch.delenv("PLMLAB_TEST_FAULT")
+    assert main(cli_args(data, out) + ["--resume"]) == 0
+    ours, theirs = read_metrics(out / "metrics.jsonl"), read_metrics(data / "reference" / "metrics.jsonl")
+    assert [r["loss"] for r in ours] == [r["loss"] for r in theirs]

@@ -47,13 +47,20 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from ..finetune import FinetuneOptions, finetune
+    from ..finetune.run import Interrupted
 
     fields = set(FinetuneOptions.__dataclass_fields__) - {"extra"}
     known = {k: v for k, v in vars(args).items() if k in fields}
     extra = {k: v for k, v in vars(args).items() if k not in fields and k not in ("func", "verb", "json")}
     log = (lambda line: None) if args.json else print
-    history = finetune(FinetuneOptions(**known, extra=extra), log=log)
+    try:
+        history = finetune(FinetuneOptions(**known, extra=extra), log=log)
+    except Interrupted as e:  # Ctrl-C: saved, resumable; not an error in the input
+        print(f"plmlab: {e}", file=sys.stderr)
+        return 128 + e.signum
     if args.json:
         for record in history:
             print(json.dumps(record))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,14 @@ from ..train.state import read_trainer_info, read_trainer_tensors, set_rng_state
 from .options import FinetuneOptions
 from .tasks import get_task
 from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
+
+
+class Interrupted(PlmlabError):
+    """A signal stopped the fine-tune; its checkpoint is saved (the CLI exits 128 + signum)."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 @dataclass
@@ -136,8 +145,8 @@ def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found,
     faults.install(trainer, save)  # tests only: PLMLAB_TEST_FAULT
     signum = trainer.fit()
     if signum is not None:
-        raise PlmlabError(f"interrupted by signal {signum} after step {state.step}; saved a checkpoint in "
-                          f"{rundir.checkpoints}; continue with --resume")
+        raise Interrupted(signum, f"interrupted by {signal.Signals(signum).name} after step {state.step}; "
+                                  f"saved a checkpoint in {rundir.checkpoints}; continue with --resume")
     model = save.gathered_model() if parallel.fsdp else setup.model
     dist.on_main(lambda: save_final(model.cpu().eval(), rundir.out, setup.tokenizer), "saving the final model")
 
