@@ -88,3 +88,10 @@ def test_faults_are_installed_on_the_instance_not_branched_in_the_loop(monkeypat
     faulty = _trainer()
     faults.install(faulty)
     assert "micro_loss" in vars(faulty) and len(faulty.callbacks) == 1
+
+
+@pytest.mark.parametrize("field, value", [("batch_size", "4"), ("lr", "fast"), ("compile", 1), ("max_steps", 2.5),
+                                          ("corpus", "one.txt")])
+def test_option_types_are_checked(field, value):
+    with pytest.raises(PlmlabError, match=f"--{field.replace('_', '-')} must be a"):
+        PretrainOptions(out="x", preset="gpt-tiny", **{field: value}).resolved()

@@ -106,6 +106,7 @@ class PretrainOptions:
         if stored is not None:
             _check_resume_agrees(given, stored)
         values = {**base, **given, "out": self.out, "resume": self.resume, "overwrite": self.overwrite}
+        check_option_types(values)
         values["corpus"] = list(values["corpus"] or [])
         values["overrides"] = dict(values["overrides"] or {})
         values["objective_options"] = dict(values["objective_options"] or {})
@@ -118,6 +119,7 @@ class PretrainOptions:
         return options
 
     def check(self) -> None:
+        check_option_types(dataclasses.asdict(self))
         positive = ("batch_size", "grad_accum", "max_steps", "eval_batches", "max_bad_steps")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -156,6 +158,18 @@ class PretrainOptions:
 
 SEED_LIMIT = 2**63  # torch.manual_seed takes a 64-bit integer; numpy's seeds must be >= 0
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_option_types(values: dict[str, Any]) -> None:
+    """Each option of the kind its default has (an int where 16 is the default, a number where
+    2e-3 is ...), so a Python caller gets the CLI's one line instead of a TypeError later."""
+    for name, default in DEFAULTS.items():
+        value = values.get(name)
+        if default is None or value is None:
+            continue
+        kind = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kind):
+            raise PlmlabError(f"--{name.replace('_', '-')} must be a {type(default).__name__}, got {value!r}")
 
 
 def check_seed(seed) -> None:

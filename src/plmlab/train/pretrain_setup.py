@@ -25,7 +25,7 @@ from ..data import build_token_data, builtin_documents, corpus_fingerprint, read
 from ..errors import PlmlabError
 from ..modeling import build_model
 from .objective_setup import build_objective, check_objective_options
-from .options import MAX_DEFAULT_SEQ_LEN, PretrainOptions
+from .options import DEFAULTS, MAX_DEFAULT_SEQ_LEN, PretrainOptions, check_option_types
 from .parallel import Dist, grad_accum_for, rescale_for_world
 from .precision import Precision
 from .rundir import RunDir, warn
@@ -105,11 +105,12 @@ def _resolve(options: PretrainOptions, info: dict | None, found, dist: Dist) -> 
         raise PlmlabError(f"{found[1]}: trainer state format {info.get('format')!r} is not supported "
                           "(or the state is corrupt)")
     try:
+        check_option_types({**DEFAULTS, **stored})
         # A run resumes on any number of ranks: the same global micro-batch (batch_size x world).
         stored = rescale_for_world(stored, int(info.get("world_size", 1)), dist.world)
-        resolved = options.resolved(stored)
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
+    except (PlmlabError, TypeError, ValueError, KeyError, AttributeError) as e:
         raise PlmlabError(f"{found[1]}: the trainer state holds invalid options ({e})") from None
+    resolved = options.resolved(stored)
     if options.max_steps is not None and options.max_steps != stored.get("max_steps"):
         warn(f"warning: --max-steps {options.max_steps} (the run had {stored.get('max_steps')}) moves the "
              "learning-rate schedule's horizon: the decay from here on follows the new length")
