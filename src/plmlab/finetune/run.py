@@ -63,13 +63,17 @@ def finetune(options: FinetuneOptions, log=print) -> list[dict]:
             # the run directory is looked at once the data checked out, and before anything is written
             setup, (found, old) = dist.main_first(lambda: (_prepare(options, dist), _discover(options, rundir)))
             _train(options, setup, rundir, dist, found, old)
-            history = epoch_history(read_metrics(rundir.out / METRICS)) if dist.is_main else []
-            if dist.is_main:
-                write_json_durable(rundir.out / "summary.json", {"history": history,
-                                                                 "final_dir": str(rundir.out / "final")})
-        dist.barrier()
+            history = dist.on_main(lambda: _summarise(rundir, log), "writing the summary") or []
+        dist.barrier()  # leave together (see train/run.py)
     finally:
         dist.close()
+    return history
+
+
+def _summarise(rundir: RunDir, log) -> list[dict]:
+    """The per-epoch history from metrics.jsonl, into summary.json and the log (rank 0)."""
+    history = epoch_history(read_metrics(rundir.out / METRICS))
+    write_json_durable(rundir.out / "summary.json", {"history": history, "final_dir": str(rundir.out / "final")})
     for record in history:
         log(f"epoch {record['epoch']}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))
     log(f"saved {rundir.out / 'final'}")

@@ -67,5 +67,7 @@ def collate_all(task, examples: list[dict], tokenizer, size: int) -> list[dict]:
 
 
 def steps_per_epoch(n_examples: int, batch_size: int, world: int = 1) -> int:
+    """Steps of one epoch: its batches, `world` of them per step under DDP (where they do not
+    divide evenly, an "epoch" of steps ends a batch or so off the data's epoch boundary)."""
     batches = -(-n_examples // batch_size)
     return max(1, batches // world)
