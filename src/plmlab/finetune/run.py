@@ -15,7 +15,6 @@ import contextlib
 import math
 import signal
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -26,12 +25,12 @@ from ..train.checkpoint import write_json_durable
 from ..train.loop import LoopOptions, Trainer, TrainState
 from ..train.metrics import METRICS, MetricsLog, NoLog, Progress, read_metrics
 from ..train.optim import make_optimizer, schedule
-from ..train.parallel import Dist, load_optimizer_state, parallelize, warn
+from ..train.parallel import Dist, parallelize, warn
 from ..train.precision import Precision
 from ..train.rundir import RunDir, RunLock, clear
-from ..train.saving import STATE_FORMAT, Checkpointer, save_final
+from ..train.saving import STATE_FORMAT, Checkpointer, restore_training, save_final
 from ..train.setup import choose_device
-from ..train.state import read_trainer_info, read_trainer_tensors, set_rng_state
+from ..train.state import read_trainer_info
 from .options import FinetuneOptions
 from .tasks import get_task
 from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
@@ -160,16 +159,7 @@ def _restore(found, model, parallel, optimizer, precision) -> TrainState:
 
     (step, folder), info = found
     model.load_state_dict(load_pretrained(folder).state_dict())
-    optimizer_state, rng = read_trainer_tensors(folder, info)
-    state = TrainState.from_dict(info.get("state"), str(folder / "trainer"))
-    try:
-        load_optimizer_state(parallel, optimizer, optimizer_state)
-        precision.load_state(info.get("grad_scaler"))
-        set_rng_state(rng)
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
-        raise PlmlabError(f"{folder}: the trainer state is corrupt ({type(e).__name__}: {e})") from None
-    warn(f"resuming {folder.parent.parent} from {folder.name}")
-    return state
+    return restore_training(folder, info, parallel, optimizer, precision)
 
 
 def epoch_history(records: list[dict]) -> list[dict]:

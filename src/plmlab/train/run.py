@@ -30,12 +30,11 @@ from .loop import LoopOptions, Trainer, TrainState
 from .metrics import METRICS, MetricsLog, NoLog, Progress
 from .optim import make_optimizer, schedule
 from .options import PretrainOptions
-from .parallel import Dist, load_optimizer_state, parallelize, warn
+from .parallel import Dist, parallelize, warn
 from .precision import Precision
 from .pretrain_setup import PretrainSetup, prepare
-from .saving import Checkpointer
+from .saving import Checkpointer, restore_training
 from .rundir import RunDir, RunLock, clear
-from .state import read_trainer_tensors, set_rng_state
 
 
 @dataclass
@@ -143,19 +142,10 @@ def _run_info(setup: PretrainSetup, state: TrainState) -> dict:
 
 
 def _restore_training(setup: PretrainSetup, parallel, optimizer, precision) -> TrainState:
-    folder, info = setup.found[1], setup.info
-    optimizer_state, rng = read_trainer_tensors(folder, info)
-    state = TrainState.from_dict(info.get("state"), str(folder / "trainer"))
+    state = restore_training(setup.found[1], setup.info, parallel, optimizer, precision)
     # The checkpoint's options carry the geometry it ran with (OOM back-off included), rescaled
     # to this world size by the set-up: per-rank values, which the state's may not be.
     state.batch_size, state.grad_accum = setup.options.batch_size, setup.options.grad_accum
-    try:
-        load_optimizer_state(parallel, optimizer, optimizer_state)
-        precision.load_state(info.get("grad_scaler"))
-        set_rng_state(rng)  # last: building the model drew from torch's generator
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
-        raise PlmlabError(f"{folder}: the trainer state is corrupt ({type(e).__name__}: {e})") from None
-    warn(f"resuming {setup.found[1].parent.parent} from {folder.name}")
     return state
 
 

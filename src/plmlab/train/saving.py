@@ -1,4 +1,5 @@
-"""Saving a training run: checkpoints (model + trainer state) and the final model, crash-safe.
+"""Saving a training run -- checkpoints (model + trainer state) and the final model, crash-safe
+-- and restoring the trainer's part of a checkpoint.
 
 `Checkpointer` is what the Trainer calls every `save_every` steps: rank 0 writes the full
 (unsharded) state -- under FSDP every rank first helps gather it -- into a folder sealed by
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +21,8 @@ from safetensors import SafetensorError
 from ..errors import PlmlabError
 from .checkpoint import commit_dir, disk_error_reason, write_checkpoint
 from .parallel import Dist, Parallelized, full_model_state, full_optimizer_state, param_names
-from .state import write_trainer_state
+from .parallel import load_optimizer_state
+from .state import read_trainer_tensors, set_rng_state, write_trainer_state
 
 STATE_FORMAT = 1  # trainer/state.json's layout
 
@@ -101,3 +104,21 @@ def save_final(model, out: Path, tokenizer) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def restore_training(folder: Path, info: dict, parallel: Parallelized, optimizer, precision):
+    """The loop's state, the optimizer (re-sharded under FSDP), fp16's loss scale and every RNG
+    of a checkpoint; a forged or corrupt trainer state is one line. The RNGs come last: building
+    the model drew from torch's generator."""
+    from .loop import TrainState
+
+    optimizer_state, rng = read_trainer_tensors(folder, info)
+    state = TrainState.from_dict(info.get("state"), str(folder / "trainer"))
+    try:
+        load_optimizer_state(parallel, optimizer, optimizer_state)
+        precision.load_state(info.get("grad_scaler"))
+        set_rng_state(rng)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        raise PlmlabError(f"{folder}: the trainer state is corrupt ({type(e).__name__}: {e})") from None
+    print(f"plmlab: resuming {folder.parent.parent} from {folder.name}", file=sys.stderr, flush=True)
+    return state
