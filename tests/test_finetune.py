@@ -103,7 +103,7 @@ def test_token_classification(model_dirs, tmp_path, capsys):
 @pytest.mark.parametrize("content,message", [
     ('{"text": "a good movie"}\n', "missing field 'label'"),
     ('{"label": "pos"}\n', "missing field 'text'"),
-    ("not json\n", "not valid JSON"),
+    ("not json\n", "invalid JSON"),
 ])
 def test_bad_data_is_a_one_line_error(model_dirs, tmp_path, capsys, content, message):
     bad = tmp_path / "bad.jsonl"

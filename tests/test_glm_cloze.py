@@ -111,3 +111,21 @@ def test_cloze_errors(glm_dir, tmp_path, capsys):
     assert main(["finetune", "--model", str(bert_like), "--task", "cloze", "--train", str(train),
                  "--out", str(tmp_path / "run2")]) == 2
     assert "needs a GLM blank-infilling model" in capsys.readouterr().err
+
+
+def test_eval_loss_is_the_training_loss():
+    """Evaluation reports the candidate-normalised loss the training minimises, not the LM's."""
+    from plmlab.finetune.cloze import Cloze
+
+    torch.manual_seed(0)
+    model = plmlab.build_model("glm-tiny", init_std=0.3).eval()
+    examples = [build_choices([6, 100, 1, 200, 0], 2, [[300], [400, 500]], gold, TOK) for gold in (0, 1)]
+    batch = {k: torch.as_tensor(np.stack([e[k] for e in examples])) for k in examples[0]}
+    task = Cloze({})
+    task.labels, task.index = ["a", "b"], {"a": 0, "b": 1}
+    with torch.no_grad():
+        train_loss, output = task.forward(model, batch)
+        scores = task.evaluate(model, [batch])
+    assert scores["loss"] == pytest.approx(float(train_loss), abs=1e-6)
+    assert abs(scores["loss"] - float(output.loss)) > 1e-3  # the full-vocabulary LM loss differs
+    assert task.count_targets(batch) == 2  # a mean over examples: accumulation weighs them so

@@ -57,8 +57,14 @@ def test_classification_as_text_to_text_learns(pretrained, tmp_path):
     assert last["eval_invalid_predictions"] <= 0.1
     model = plmlab.load_pretrained(tmp_path / "run" / "final")
     assert model.config.notes["text2text_prefix"] == "sst2: "
-    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 12 and json.loads(lines[-1]) == last
+    # metrics.jsonl: one record per step (step / loss / lr, so `plmlab plot` reads it), with the
+    # evaluation on each epoch's last step; summary.json: the per-epoch history returned above
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 12 * 8 + 1)) and {"loss", "lr"} <= set(records[0])
+    assert sum("eval_accuracy" in r for r in records) == 12
+    assert {k: v for k, v in records[-1].items() if k.startswith("eval_")} == {
+        k: v for k, v in last.items() if k.startswith("eval_")}
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["history"] == history
 
 
 def test_cli_and_bad_data(pretrained, tmp_path):

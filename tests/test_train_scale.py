@@ -1,4 +1,4 @@
-"""Scale and precision (train/scale.py): DDP under torchrun (2 CPU processes, gloo) equals one
+"""Scale and precision (train/parallel.py, precision.py, flops.py): DDP under torchrun (2 CPU processes, gloo) equals one
 process with the same global batch; resume on another world size; activation checkpointing,
 --global-batch-tokens, precision switches, OOM back-off bookkeeping, MFU arithmetic."""
 
@@ -20,7 +20,9 @@ import plmlab
 from plmlab.errors import PlmlabError
 from plmlab.train import PretrainOptions, pretrain
 from plmlab.train.metrics import read_metrics
-from plmlab.train.scale import Precision, flops_per_token, grad_accum_for, rescale_for_world
+from plmlab.train.flops import flops_per_token
+from plmlab.train.parallel import grad_accum_for, rescale_for_world
+from plmlab.train.precision import Precision
 
 COMMON = dict(preset="gpt-tiny", seq_len=32, grad_accum=2, max_steps=6, lr=3e-3, warmup=2, seed=3,
               eval_every=3, save_every=3, eval_batches=2, progress="none", sample_tokens=0, threads=1)
@@ -141,7 +143,7 @@ def test_activation_checkpointing_gives_the_same_run(tmp_path, single):
 def test_activation_checkpointing_sets_every_stack():
     from plmlab.modeling import build_model
     from plmlab.presets import get_preset
-    from plmlab.train.scale import find_stacks, set_activation_checkpointing
+    from plmlab.train.parallel import find_stacks, set_activation_checkpointing
 
     model = build_model(get_preset("t5-tiny"))
     assert set_activation_checkpointing(model, True) == 2  # encoder and decoder

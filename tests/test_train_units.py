@@ -190,7 +190,7 @@ def test_config_layers_preset_then_file_then_overrides_then_vocab(tmp_path):
 
 
 def test_a_run_directory_is_locked_while_a_run_uses_it(tmp_path):
-    from plmlab.train.setup import RunLock
+    from plmlab.train.rundir import RunLock
 
     with RunLock(tmp_path):
         with pytest.raises(PlmlabError, match="another plmlab process is training in"):

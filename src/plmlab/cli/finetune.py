@@ -19,7 +19,9 @@ def register(sub) -> None:
                    help="; ".join(f"{n}: {TASKS[n].help}" for n in names))
     p.add_argument("--train", required=True, help="training data (CSV or JSONL)")
     p.add_argument("--eval", help="evaluation data, scored after every epoch")
-    p.add_argument("--out", required=True, help="output directory (metrics.jsonl, final/)")
+    p.add_argument("--out", required=True, help="run directory (metrics.jsonl, checkpoints/, final/, summary.json)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUT")
+    p.add_argument("--overwrite", action="store_true", help="start over in an OUT that holds a run")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=16)
@@ -31,6 +33,13 @@ def register(sub) -> None:
     p.add_argument("--labels", help="comma-separated label names in id order (default: sorted training labels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed"),
+                   help="default auto: bf16-mixed on CUDA, fp32 on CPU")
+    p.add_argument("--clip", type=float, default=1.0, help="max gradient norm, 0 for none")
+    p.add_argument("--save-every", type=int, help="steps between checkpoints (default: every epoch)")
+    p.add_argument("--keep-last", type=int, default=1, help="checkpoints kept, 0 for all")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--progress", default="auto", choices=("auto", "bar", "plain", "none"), help="progress display")
     p.add_argument("--json", action="store_true", help="print the per-epoch metrics as JSON lines")
     for name in names:
         TASKS[name].add_arguments(p)
@@ -38,13 +47,20 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from ..finetune import FinetuneOptions, finetune
+    from ..finetune.run import Interrupted
 
     fields = set(FinetuneOptions.__dataclass_fields__) - {"extra"}
     known = {k: v for k, v in vars(args).items() if k in fields}
     extra = {k: v for k, v in vars(args).items() if k not in fields and k not in ("func", "verb", "json")}
     log = (lambda line: None) if args.json else print
-    history = finetune(FinetuneOptions(**known, extra=extra), log=log)
+    try:
+        history = finetune(FinetuneOptions(**known, extra=extra), log=log)
+    except Interrupted as e:  # Ctrl-C: saved, resumable; not an error in the input
+        print(f"plmlab: {e}", file=sys.stderr)
+        return 128 + e.signum
     if args.json:
         for record in history:
             print(json.dumps(record))

@@ -17,7 +17,7 @@ from ..config import Config
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
-from .data import read_records, require_field
+from ..data.records import read_records, require_field
 from .tasks import Task, register_task
 
 
@@ -64,17 +64,23 @@ class _Labelled(Task):
 
     @torch.no_grad()
     def evaluate(self, model, batches) -> dict[str, float]:
+        """Accuracy, macro-F1 and the training loss (`forward`'s) over the evaluation batches."""
         model.eval()
         preds, golds, losses = [], [], []
         for batch in batches:
-            out = model(**batch)
-            losses.append(float(out.loss))
-            keep = batch["labels"] != IGNORE_INDEX
-            preds.append(out.logits.argmax(-1)[keep])
-            golds.append(batch["labels"][keep])
+            loss, out = self.forward(model, batch)
+            losses.append(float(loss))
+            pred, gold = self.predictions(out, batch)
+            preds.append(pred)
+            golds.append(gold)
         pred, gold = torch.cat(preds), torch.cat(golds)
         return {"accuracy": float((pred == gold).float().mean()),
                 "macro_f1": macro_f1(pred, gold, len(self.index)), "loss": float(np.mean(losses))}
+
+    def predictions(self, output, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predicted, gold) class ids of the labelled positions."""
+        keep = batch["labels"] != IGNORE_INDEX
+        return output.logits.argmax(-1)[keep], batch["labels"][keep]
 
 
 def macro_f1(pred: torch.Tensor, gold: torch.Tensor, n_classes: int) -> float:

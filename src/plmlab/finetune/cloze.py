@@ -32,7 +32,7 @@ from ..infill import TWO_D_POSITIONS, prepare
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
 from ..objectives.glm_layout import GlmTokens
-from .classification import SequenceClassification, macro_f1
+from .classification import SequenceClassification
 from .tasks import register_task
 
 DEFAULT_PATTERN = "{text} It was [MASK]."
@@ -113,24 +113,18 @@ class Cloze(SequenceClassification):
         return pad_and_stack(examples, {"input_ids": tokenizer.pad_id or 0, "labels": IGNORE_INDEX})
 
     # --- scoring ---------------------------------------------------------------------------------
-    def loss(self, model, batch) -> torch.Tensor:
+    def forward(self, model, batch):
         """Cross-entropy of the gold label over the candidates' summed log-probabilities."""
-        scores = candidate_scores(model(**batch).logits, batch)  # (B, C)
-        return torch.nn.functional.cross_entropy(scores, gold_choice(batch))
+        output = model(**batch)
+        return candidate_loss(output.logits, batch), output
 
-    @torch.no_grad()
-    def evaluate(self, model, batches) -> dict[str, float]:
-        model.eval()
-        preds, golds, losses = [], [], []
-        for batch in batches:
-            out = model(**batch)
-            losses.append(float(out.loss))
-            scores = candidate_scores(out.logits, batch)  # (B, C)
-            preds.append(scores.argmax(-1))
-            golds.append(gold_choice(batch))
-        pred, gold = torch.cat(preds), torch.cat(golds)
-        return {"accuracy": float((pred == gold).float().mean()),
-                "macro_f1": macro_f1(pred, gold, len(self.labels)), "loss": float(np.mean(losses))}
+    def count_targets(self, batch) -> int:
+        return int(batch["input_ids"].shape[0])  # the loss is a mean over examples
+
+    def predictions(self, output, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the best-scoring candidate, the gold one) of each example; the evaluation's loss is
+        `forward`'s, the candidate-normalised one the training minimises."""
+        return candidate_scores(output.logits, batch).argmax(-1), gold_choice(batch)
 
 
 def build_choices(part_a: list[int], m: int, choices: list[list[int]], gold: int, tok: GlmTokens) -> dict:
@@ -152,6 +146,11 @@ def build_choices(part_a: list[int], m: int, choices: list[list[int]], gold: int
         mask[s:e, s:e] = np.tril(np.ones((e - s, e - s), dtype=np.int8))  # causal within its own block
     return {"input_ids": np.asarray(ids), "labels": np.asarray(labels), "attention_mask": mask,
             "position_ids": np.asarray([pos, block])}
+
+
+def candidate_loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:
+    """The paper's loss: cross-entropy of the gold label under softmax over the candidates."""
+    return torch.nn.functional.cross_entropy(candidate_scores(logits, batch), gold_choice(batch))
 
 
 def candidate_scores(logits: torch.Tensor, batch: dict) -> torch.Tensor:

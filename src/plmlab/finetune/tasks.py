@@ -1,8 +1,9 @@
 """The fine-tuning task registry: `plmlab finetune --task NAME` looks the task up here.
 
 A task says how to read its data, how the fine-tuned model differs from the pretrained one
-(a head, a label set), how to turn a record into a model input and how to score predictions.
-The loop (`loop.py`) is the same for every task. To add one (T5's `text2text`, GLM's `cloze`):
+(a head, a label set), how to turn a record into a model input, its loss and how to score
+predictions. The training itself is the one Trainer's (train/loop.py, through
+`finetune/run.py`): no task steps an optimizer or calls backward. To add one (T5's `text2text`, GLM's `cloze`):
 subclass `Task` in a module of this package and decorate it with `@register_task`; list the
 module in `TASK_MODULES` so it is imported when the registry is first used.
 
@@ -23,9 +24,11 @@ import torch
 
 from ..config import Config
 from ..errors import PlmlabError
+from ..masks import IGNORE_INDEX
 
 TASKS: dict[str, type["Task"]] = {}
-# Modules that define tasks (a missing one is skipped: its family has not landed yet).
+# Modules that define tasks; each is imported when the registry is first used, and one that
+# fails to import fails loudly (a broken task module must not just vanish from --task).
 TASK_MODULES = ("classification", "text2text", "cloze")
 
 
@@ -57,9 +60,15 @@ class Task:
     def collate(self, examples: list[dict[str, np.ndarray]], tokenizer) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The training loss of one batch; by default the model's own (labels in the batch)."""
-        return model(**batch).loss
+    def forward(self, model, batch: dict[str, torch.Tensor]):
+        """(the training loss of one batch, the model output); by default the model's own loss
+        (labels in the batch), a mean over the `count_targets` targets."""
+        output = model(**batch)
+        return output.loss, output
+
+    def count_targets(self, batch: dict[str, torch.Tensor]) -> int:
+        """What `forward`'s loss is a mean over (it weighs micro-batches): labelled positions."""
+        return int((batch["labels"] != IGNORE_INDEX).sum())
 
     def evaluate(self, model, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
         """Metrics over an evaluation set; the first key is the one reported first."""
@@ -73,11 +82,7 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 def _load() -> None:
     for name in TASK_MODULES:
-        try:
-            importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{name}":
-                raise
+        importlib.import_module(f"{__package__}.{name}")
 
 
 def get_task(name: str) -> type[Task]:

@@ -22,7 +22,7 @@ from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
 from ..objectives.mixture import encode_text2text
-from .data import read_records
+from ..data.records import read_text_pairs
 from .tasks import Task, register_task
 
 MAX_LABELS = 20  # at most this many distinct training targets, each seen twice on average: labels
@@ -43,18 +43,8 @@ class Text2Text(Task):
                             help="text2text: beams when decoding the evaluation set (1: greedy)")
 
     def read(self, path: str) -> list[dict]:
-        records = []
-        for line, r in read_records(path):
-            values = []
-            for key in ("input", "target"):
-                value = r.get(key)
-                if not isinstance(value, str):
-                    raise PlmlabError(f"{path}:{line}: expected a text field {key!r}")
-                if not value.strip():
-                    raise PlmlabError(f"{path}:{line}: empty {key}")
-                values.append(value)
-            records.append({"input": values[0], "target": values[1], "_where": f"{path}:{line}"})
-        return records
+        return [{"input": source, "target": target, "_where": f"{path}:{line}"}
+                for line, source, target in read_text_pairs(path)]
 
     def model_config(self, base: Config, train: list[dict]) -> Config:
         if base.arch != "encoder-decoder" or base.head != "lm":

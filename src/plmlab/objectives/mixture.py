@@ -13,12 +13,12 @@ index), and the expected share of each source is its rate (T5's "mixing rate" sa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..data.records import read_text_pairs
 from ..data.shards import TokenData
 from ..errors import PlmlabError
 from .base import Objective
@@ -28,32 +28,9 @@ from .span import SpanCorruption, SpanOptions
 
 # --- text-to-text data ------------------------------------------------------------------------------
 def read_text2text(path: str | Path) -> list[tuple[str, str]]:
-    """(input, target) pairs of a JSONL file; every line must have a non-empty input and target."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise PlmlabError(f"cannot read {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise PlmlabError(f"{path}: not UTF-8 text") from None
-    pairs = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as e:
-            raise PlmlabError(f"{path}:{n}: invalid JSON ({e})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("input"), str) or not isinstance(row.get("target"), str):
-            raise PlmlabError(f'{path}:{n}: expected an object with string fields "input" and "target"')
-        if not row["input"].strip():
-            raise PlmlabError(f"{path}:{n}: empty input")
-        if not row["target"].strip():
-            raise PlmlabError(f"{path}:{n}: empty target")
-        pairs.append((row["input"], row["target"]))
-    if not pairs:
-        raise PlmlabError(f"{path}: no examples")
-    return pairs
+    """(input, target) pairs of a JSONL (or CSV) file; every record must have a non-empty input
+    and target (data/records.py reads it, as it reads fine-tuning data)."""
+    return [(source, target) for _, source, target in read_text_pairs(path)]
 
 
 def encode_text2text(tokenizer, pairs: list[tuple[str, str]], prefix: str, max_input: int, max_target: int,

@@ -4,10 +4,15 @@
     result = pretrain(PretrainOptions(out="runs/gpt-mini", preset="gpt-mini"))
     result.val_loss, result.baselines["bigram"]["loss"], result.final_dir
 
-Modules: `options` (PretrainOptions), `run` (pretrain: set-up, resume, final model), `loop`
-(Trainer), `optim` (AdamW groups, LR schedule), `data` (resumable example order),
-`checkpoint` (crash-safe folders), `state` (optimizer/RNG state without pickle), `metrics`
-(metrics.jsonl, progress), `baselines` (unigram/bigram), `faults` (test-only fault injection).
+Modules: `loop` (the one Trainer every kind of training runs through: pretraining here,
+fine-tuning in plmlab.finetune), `task` (what a task gives it; PretrainTask), `options`
+(PretrainOptions, frozen), `run` (pretrain), `pretrain_setup` (fresh or resumed set-up),
+`finish` (final evaluation, baselines, sample), `parallel` (Dist, DDP / FSDP2 `parallelize`),
+`precision`, `flops` (MFU), `signals`, `optim` (AdamW groups, LR schedules), `data` and
+`batching` (resumable example order), `rundir` (lock, refusals), `saving` (checkpoints,
+final/), `checkpoint` (crash-safe folders), `state` (optimizer/RNG state without pickle),
+`metrics` (metrics.jsonl, progress), `baselines` (unigram/bigram), `faults` (test-only fault
+injection, installed by monkeypatching).
 """
 
 from .metrics import read_metrics

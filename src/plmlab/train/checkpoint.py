@@ -23,6 +23,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from ..errors import PlmlabError
 
 MANIFEST = "manifest.json"
@@ -50,7 +52,7 @@ def write_checkpoint(parent: Path, step: int, write: Callable[[Path], None], kee
     """Run `write(tmp_dir)`, seal the folder with a manifest and commit it as step-<step>.
 
     On any failure the temporary folder is removed and earlier checkpoints are untouched; an
-    OSError (ENOSPC, EIO ...) becomes a one-line PlmlabError.
+    OSError (ENOSPC, EFBIG, EIO ...) or a SafetensorError becomes a one-line PlmlabError.
     """
     parent.mkdir(parents=True, exist_ok=True)
     final = parent / checkpoint_name(step)
@@ -61,17 +63,30 @@ def write_checkpoint(parent: Path, step: int, write: Callable[[Path], None], kee
         write(tmp)
         _write_manifest(tmp, step)
         commit_dir(tmp, final)
-    except OSError as e:
+    except (OSError, SafetensorError) as e:  # safetensors reports a full disk as SafetensorError
         shutil.rmtree(tmp, ignore_errors=True)
         previous = [p.name for s, p in list_checkpoints(parent) if s != step]
         kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
-        reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        reason = disk_error_reason(e)
         raise PlmlabError(f"could not save checkpoint {final.name} in {parent}: {reason}; {kept}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     prune(parent, keep_last)
     return final
+
+
+def disk_error_reason(e: BaseException) -> str:
+    """One line for a failed write: a full disk, a file-size limit (ulimit -f), or the OS's words.
+    safetensors reports its own write failures as SafetensorError, not OSError."""
+    if isinstance(e, OSError):
+        if e.errno == errno.ENOSPC:
+            return "no space left on device"
+        if e.errno == errno.EFBIG:
+            return "file too large (the file-size limit, ulimit -f, was reached)"
+        return e.strerror or str(e)
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return f"could not write the weights ({text})"
 
 
 def _write_manifest(folder: Path, step: int) -> None:

@@ -1,14 +1,30 @@
-"""The training loop: accumulate, clip, guard against NaN/Inf, evaluate, log, checkpoint.
+"""The Trainer: one straight-line loop that every kind of training runs through.
 
-One optimizer step ("step", 1-based) is `grad_accum` micro-batches of `batch_size` sequences.
-The loss is the mean over every target token of the step (micro-batch losses weighted by
-their target counts, so objectives with a varying number of targets, like MLM, are exact).
+A *task* (train/task.py: pretraining's objective batches, a fine-tuning task, ...) supplies
+the examples behind a resumable cursor, the batches, the loss and its metrics and the
+evaluation; the Trainer owns the step -- accumulation, precision, clipping, the NaN guard,
+OOM back-off, DDP/FSDP2 no-sync, the LR schedule, signals, the metrics record, the eval and
+checkpoint cadence:
+
+    while step < max_steps and no signal:
+        micro-batches = task.batch(cursor.take(batch_size x world)) x grad_accum
+        for each: forward under autocast -> loss share (n_targets / n_targets of the step) -> backward
+        unscale, clip, all ranks agree the step is finite -> optimizer step (or skip it)
+        record -> evaluate every eval_every -> metrics.jsonl, progress -> checkpoint every save_every
+    checkpoint (the end, or the signal's step)
+
+One optimizer step ("step", 1-based) is `grad_accum` micro-batches of `batch_size` examples.
+The loss is the mean over every target of the step (micro-batch losses weighted by their
+target counts, so objectives with a varying number of targets, like MLM, are exact).
 
 A step whose loss or gradient norm is not finite is skipped: no update, the batch is
 consumed, `skipped` is counted. `max_bad_steps` such steps in a row stop the run; weights
 never become non-finite through a skipped step, and a checkpoint is never written from
 non-finite weights. SIGINT / SIGTERM finish the current step, save a checkpoint and return;
 a second signal interrupts at once (the save in progress is discarded, never half-written).
+
+The options are frozen; what legitimately changes during a run lives in `TrainState`: the
+data cursor, the counters, and the micro-batch geometry (which the OOM back-off halves).
 """
 
 from __future__ import annotations
@@ -16,30 +32,25 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ..data.shards import TokenData
 from ..errors import PlmlabError
-from ..objectives import Objective
-from . import faults
-from .batching import make_order
-from .objective_metrics import Averager, batch_metrics
-from .data import count_targets, count_tokens, make_batch
-from .metrics import MetricsLog, Progress
-from .optim import lr_at, set_lr
-from .options import PretrainOptions
-from .scale import ScaleContext, is_oom
+from .metrics import Progress
+from .objective_metrics import Averager
+from .optim import set_lr
+from .parallel import Dist, Parallelized
+from .precision import Precision
+from .signals import StopOnSignal
 
 
 @dataclass
 class TrainState:
-    """Everything about where a run is that is not a tensor (saved in trainer_state.json)."""
+    """Everything about where a run is that is not a tensor (saved in trainer/state.json)."""
 
     step: int = 0
     epoch: int = 0  # data cursor: epoch ...
@@ -48,37 +59,65 @@ class TrainState:
     skipped: int = 0  # non-finite steps skipped so far
     bad_streak: int = 0  # of them, in a row up to now
     elapsed_s: float = 0.0  # training time (without evaluation) over all sessions
+    batch_size: int = 0  # micro-batch geometry now (the OOM back-off halves batch_size ...
+    grad_accum: int = 0  # ... and doubles grad_accum: the same global batch)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data, where: str) -> "TrainState":
+        """The state of a checkpoint's trainer/state.json, checked: one line for a forged one."""
+        names = {f.name: f.type for f in fields(cls)}
+        if not isinstance(data, dict) or not {"step", "epoch", "position"} <= set(data) or set(data) - set(names):
+            raise PlmlabError(f"{where}: the trainer state is corrupt (expected the fields {', '.join(names)})")
+        for name, value in data.items():
+            number = (int, float) if name == "elapsed_s" else int
+            if isinstance(value, bool) or not isinstance(value, number) or value < 0:
+                raise PlmlabError(f"{where}: the trainer state is corrupt ({name} = {value!r}, "
+                                  "expected a number >= 0)")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """The loop's part of a run's (frozen, fully resolved) options."""
+
+    max_steps: int
+    clip: float = 1.0  # max gradient norm; 0: no clipping
+    eval_every: int = 0  # steps between evaluations (0: only at the end)
+    save_every: int = 0  # steps between checkpoints (one is always written at the end)
+    max_bad_steps: int = 5
+    oom_backoff: bool = False
+
 
 class Trainer:
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, objective: Objective,
-                 train: TokenData, val_batches: list[dict], options: PretrainOptions, state: TrainState,
-                 save: Callable[[], Path], log: MetricsLog, progress: Progress, device: torch.device,
-                 scale: ScaleContext | None = None) -> None:
-        self.model, self.optimizer, self.objective, self.train = model, optimizer, objective, train
-        self.val_batches, self.options, self.state = val_batches, options, state
+    def __init__(self, task, parallel: Parallelized, optimizer: torch.optim.Optimizer, precision: Precision,
+                 lr_at: Callable[[int], float], options: LoopOptions, state: TrainState, *,
+                 save: Callable[[], Path | None], log, progress: Progress, device: torch.device,
+                 dist: Dist | None = None, mfu: Callable[[float], float | None] | None = None) -> None:
+        self.task, self.model, self.optimizer, self.precision = task, parallel.module, optimizer, precision
+        self.parallel, self.lr_at, self.options, self.state = parallel, lr_at, options, state
         self.save_checkpoint, self.log, self.progress, self.device = save, log, progress, device
-        self.order = make_order(objective, train, options, state)  # by count, or by tokens (variable_length)
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.dist, self.mfu = dist or Dist(), mfu or (lambda tokens_per_s: None)
+        self.order = task.make_order(state)  # the resumable data cursor
+        self.params = [p for p in parallel.model.parameters() if p.requires_grad]
         self.saved_step = state.step  # a resumed run starts from a saved step
-        self.last_eval: tuple[int, float] | None = None
-        self.last_accuracies: dict[str, float] = {}  # val_mlm_accuracy, ... of the last evaluation
-        self.stop_signal: int | None = None
-        # ranks, precision, OOM back-off, MFU (train/scale.py)
-        self.scale = scale if scale is not None else ScaleContext.single(options, device)
-        self.autocast = self.scale.precision.autocast
+        self.last_eval: tuple[int, dict] | None = None  # (step, its evaluation record)
+        self.signals = StopOnSignal(progress.write, lambda: self.state.step + 1)
+        self.callbacks: list[Callable[["Trainer", dict], None]] = []  # after each step (tests: faults.py)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> int | None:
-        """Train to max_steps; returns the signal number if a signal stopped the run."""
+        """Train to max_steps; returns the signal number if a signal stopped the run. The
+        metrics log and the progress display are closed on the way out, whatever happens."""
         o = self.options
         self.model.train()
-        with self._catch_signals():
+        with contextlib.closing(self.log), contextlib.closing(self.progress), self.signals:
             while self.state.step < o.max_steps and not self._stopping():
                 record = self.train_step()
+                for callback in self.callbacks:
+                    callback(self, record)
                 if self._due(o.eval_every) or self.state.step == o.max_steps:
                     record.update(self.evaluate())
                 self.log.write(record)
@@ -89,118 +128,113 @@ class Trainer:
                     self.save()
             if self.state.step != self.saved_step:  # the end, or a signal
                 self.save()
-        return self.stop_signal
+        return self.signals.received
 
     def _stopping(self) -> bool:
         """A signal stops the run; under torchrun every rank stops at the same step once any had one."""
-        if self.scale.dist.enabled and not self.scale.dist.agree(self.stop_signal is None):
-            self.stop_signal = self.stop_signal or signal.SIGTERM
-        return self.stop_signal is not None
+        if self.dist.enabled and not self.dist.agree(self.signals.received is None):
+            self.signals.received = self.signals.received or signal.SIGTERM
+        return self.signals.received is not None
 
     def _due(self, every: int) -> bool:
         return every > 0 and self.state.step % every == 0
 
     def train_step(self) -> dict:
-        """One step; with --oom-backoff a CUDA out-of-memory error halves the micro-batch,
+        """One step; with oom_backoff a CUDA out-of-memory error halves the micro-batch,
         doubles grad_accum (the same examples in the same order) and retries the step."""
         while True:
             cursor = (self.order.epoch, self.order.position)
             try:
                 return self._one_step()
             except Exception as e:
-                o = self.options
-                if not (self.scale.oom_backoff and is_oom(e) and o.batch_size > 1):
+                s = self.state
+                if not (self.options.oom_backoff and is_oom(e) and s.batch_size > 1):
                     raise
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 self.order.epoch, self.order.position = cursor
-                o.batch_size, o.grad_accum = o.batch_size // 2, o.grad_accum * 2
-                self.progress.write(f"plmlab: out of memory at step {self.state.step + 1}: retrying with "
-                                    f"--batch-size {o.batch_size} --grad-accum {o.grad_accum} (same global batch)")
+                s.batch_size, s.grad_accum = s.batch_size // 2, s.grad_accum * 2
+                self.progress.write(f"plmlab: out of memory at step {s.step + 1}: retrying with "
+                                    f"--batch-size {s.batch_size} --grad-accum {s.grad_accum} (same global batch)")
 
     def _one_step(self) -> dict:
-        o, s, sc = self.options, self.state, self.scale
+        s, task, dist = self.state, self.task, self.dist
         start = time.perf_counter()
         step = s.step + 1
-        batches = [make_batch(self.objective, self.train, o.seed, sc.take(self.order, o.batch_size))
-                   for _ in range(o.grad_accum)]
-        targets = [count_targets(b) for b in batches]
-        all_targets, all_tokens = sc.global_counts(sum(targets), sum(count_tokens(b) for b in batches))
+        batches = [task.batch(dist.take(self.order.take(s.batch_size * dist.world))) for _ in range(s.grad_accum)]
+        targets = [task.count_targets(b) for b in batches]
+        all_targets, all_tokens = map(int, dist.all_sum([sum(targets), sum(task.count_tokens(b) for b in batches)],
+                                                        self.device))  # over all ranks
         total = max(1, all_targets)
         loss_sum = torch.zeros((), device=self.device)
-        accuracies = Averager()  # the objective's accuracies over the step's micro-batches
+        metrics = Averager()  # the task's accuracies over the step's micro-batches
         for i, (batch, n) in enumerate(zip(batches, targets)):
-            if n == 0 and not sc.dist.enabled:
+            if n == 0 and not dist.enabled:
                 continue
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            with sc.no_sync(last=i == len(batches) - 1):  # DDP / FSDP: all-reduce on the last only
-                with self.autocast():
-                    output = self.model(**batch)
-                    loss = sc.micro_loss(output, n, total)  # token-weighted mean over the (global) step
+            with self.parallel.no_sync(last=i == len(batches) - 1):  # DDP / FSDP: all-reduce on the last only
+                loss, output = self.micro_loss(batch, n, total)  # token-weighted share of the (global) step
                 if n:
-                    accuracies.add(batch_metrics(self.objective, batch, output))
-                if faults.nan_loss(step):
-                    loss = loss * float("nan")
-                faults.oom(step, o.batch_size)
-                sc.backward(loss)
+                    metrics.add(task.metrics(batch, output))
+                # DDP / FSDP average gradients over ranks; the loss is a sum of per-rank shares.
+                self.precision.scale(loss * dist.world if dist.enabled else loss).backward()
             loss_sum += loss.detach()
-        sc.unscale(self.optimizer)
-        max_norm = o.clip if o.clip > 0 else math.inf
+        self.precision.unscale(self.optimizer)
+        max_norm = self.options.clip if self.options.clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
-        loss_value, norm_value = float(sc.reduce_loss(loss_sum)), float(grad_norm)
-        lr = lr_at(step, o.lr, o.min_lr, o.warmup, o.max_steps)
-        finite = sc.finite(math.isfinite(loss_value) and math.isfinite(norm_value))  # agreed by all ranks
+        loss_sum = dist.all_sum_tensor(loss_sum)
+        loss_value, norm_value = float(loss_sum), float(grad_norm)
+        lr = self.lr_at(step)
+        finite = dist.agree(math.isfinite(loss_value) and math.isfinite(norm_value))  # any rank's NaN skips
         set_lr(self.optimizer, lr)
-        sc.step(self.optimizer, finite)
-        if finite:
-            s.bad_streak = 0
-        else:
-            s.skipped += 1
-            s.bad_streak += 1
+        self.precision.step(self.optimizer, finite)
+        s.bad_streak = 0 if finite else s.bad_streak + 1
+        s.skipped += 0 if finite else 1
         self.optimizer.zero_grad(set_to_none=True)
-        faults.during_step(step)
-        tokens = all_tokens  # over all ranks
         seconds = time.perf_counter() - start
-        s.step, s.tokens, s.elapsed_s = step, s.tokens + tokens, s.elapsed_s + seconds
+        s.step, s.tokens, s.elapsed_s = step, s.tokens + all_tokens, s.elapsed_s + seconds
         s.epoch, s.position = self.order.epoch, self.order.position
         record = {"step": step, "loss": loss_value, "lr": lr, "tokens": s.tokens,
-                  "tokens_per_s": tokens / seconds, "grad_norm": norm_value,
+                  "tokens_per_s": all_tokens / seconds, "grad_norm": norm_value,
                   "epoch": round(s.epoch + s.position / self.order.n, 4), "skipped": s.skipped,
-                  "elapsed_s": round(s.elapsed_s, 3), **accuracies.result()}
-        mfu = sc.mfu(tokens / seconds)
+                  "elapsed_s": round(s.elapsed_s, 3), **metrics.result()}
+        mfu = self.mfu(all_tokens / seconds)
         if mfu is not None:
             record["mfu"] = round(mfu, 4)
         if not finite:
             record["skipped_step"] = True
         return record
 
-    @torch.no_grad()
+    def micro_loss(self, batch: dict, n: int, total: int):
+        """(this micro-batch's share of the step's target-mean loss, the model output)."""
+        with self.precision.autocast():
+            loss, output = self.task.forward(self.model, batch)
+            if n == 0:  # every rank must run backward (DDP / FSDP collectives): a zero with a graph
+                return output.logits.float().sum() * 0.0, output
+            loss = loss * (n / total)
+            if self.parallel.ddp is not None:
+                # DDP (find_unused_parameters) expects every output it sees to reach the loss: tie the
+                # outputs a task ignores (the pooler / pair head under plain MLM) in with weight 0.
+                for extra in (getattr(output, "pooled", None), getattr(output, "pair_logits", None)):
+                    if isinstance(extra, torch.Tensor) and extra.requires_grad:
+                        loss = loss + extra.float().sum() * 0.0
+        return loss, output
+
     def evaluate(self) -> dict:
-        """Mean loss over every target token of the fixed validation batches."""
-        if not self.val_batches:
-            return {}
-        self.model.eval()
-        total, count = torch.zeros((), dtype=torch.float64, device=self.device), 0
-        accuracies = Averager()
-        for batch in self.val_batches:
-            n = count_targets(batch)
-            if n == 0:
-                continue
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            with self.autocast():
-                output = self.model(**batch)
-                total += output.loss.double() * n
-            accuracies.add(batch_metrics(self.objective, batch, output))
-            count += n
+        """The task's evaluation (val_loss, accuracies ...) of the current weights, on the plain
+        model (what a task's evaluation may need of it, like its config, a wrapper hides)."""
+        model = self.parallel.model
+        model.eval()
+        with torch.no_grad():
+            record = self.task.evaluate(model, self.precision.autocast, self.device)
         self.model.train()
-        loss = float(total) / max(1, count)
-        self.last_eval = (self.state.step, loss)
-        self.last_accuracies = accuracies.result("val_")
-        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)), **self.last_accuracies}
+        if record:
+            self.last_eval = (self.state.step, record)
+        return record
 
     # ------------------------------------------------------------------ saving and stopping
-    def save(self) -> Path:
+    def save(self) -> Path | None:
         if not all(bool(torch.isfinite(p).all()) for p in self.params):
             raise PlmlabError(f"refusing to save step {self.state.step}: the weights are not finite; "
                               "the previous checkpoint is kept")
@@ -209,28 +243,11 @@ class Trainer:
         return path
 
     def _stop_bad_steps(self, record: dict) -> None:
-        o = self.options
         raise PlmlabError(
-            f"stopping at step {self.state.step}: {o.max_bad_steps} steps in a row had a non-finite "
+            f"stopping at step {self.state.step}: {self.options.max_bad_steps} steps in a row had a non-finite "
             f"loss or gradient (loss {record['loss']}, grad norm {record['grad_norm']}); the weights were "
             f"not updated by them and the last checkpoint is kept; try a lower --lr or check the data")
 
-    @contextlib.contextmanager
-    def _catch_signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield  # signal handlers can only be installed from the main thread
-            return
 
-        def handler(signum, frame):
-            if self.stop_signal is not None:
-                raise KeyboardInterrupt  # a second signal: stop now
-            self.stop_signal = signum
-            self.progress.write(f"plmlab: {signal.Signals(signum).name}: finishing step "
-                                f"{self.state.step + 1}, then saving a checkpoint (again to stop at once)")
-
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+def is_oom(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()

@@ -7,7 +7,8 @@ matter. This is nanoGPT's rule; tied embeddings are one parameter and are counte
 
 The schedule is a pure function of the step, so resuming needs no scheduler state: linear
 warmup to `lr` over `warmup` steps, then half a cosine down to `min_lr` at `total` steps
-(GPT-3 paper, section B; Chinchilla and LLaMA use the same shape).
+(GPT-3 paper, section B; Chinchilla and LLaMA use the same shape) for pretraining, or a
+linear decay to 0 (BERT paper, appendix A.3) for fine-tuning: `schedule(name, ...)`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,25 @@ def lr_at(step: int, lr: float, min_lr: float, warmup: int, total: int) -> float
         return min_lr
     progress = (step - warmup) / max(1, total - warmup)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def linear_lr_at(step: int, lr: float, warmup: int, total: int) -> float:
+    """Learning rate of update `step` (1-based): linear warmup to `lr` at `warmup`, then a linear
+    decay (BERT, appendix A.3) whose last update, at `total`, uses lr / (total - warmup)."""
+    decay = max(0.0, (total - step + 1) / max(1, total - warmup))
+    return lr * (min(step / warmup, decay) if warmup > 0 else min(1.0, decay))
+
+
+SCHEDULES = ("cosine", "linear")
+
+
+def schedule(name: str, lr: float, warmup: int, total: int, min_lr: float = 0.0):
+    """step -> learning rate: `cosine` (to min_lr, pretraining) or `linear` (to 0, fine-tuning)."""
+    if name == "cosine":
+        return lambda step: lr_at(step, lr, min_lr, warmup, total)
+    if name == "linear":
+        return lambda step: linear_lr_at(step, lr, warmup, total)
+    raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -5,12 +5,18 @@ Fields left as None take their value from `DEFAULTS` on a new run and from the r
 An option given explicitly on resume must agree with the run, except those in `CHANGEABLE`
 (where to log and save, how long to go on, which device): changing the data, the model or
 the optimisation midway would make the resumed run a different run.
+
+The record is frozen: `resolved()` returns a new, checked one, and `pretrain` fills the last
+two values that need the model and device (seq_len, grad_accum from --global-batch-tokens)
+before the Trainer starts; nothing changes it afterwards (the OOM back-off's smaller
+micro-batch lives in the trainer's state).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "save_every": 200, "eval_every": 100, "eval_batches": 20, "keep_last": 2,
     "max_bad_steps": 5, "precision": "auto", "device": "auto", "threads": None,
     "progress": "auto", "sample_tokens": 48, "prompt": "The function returns", "tensorboard": False,
-    # scale and precision (train/scale.py)
+    # scale and precision (train/parallel.py, precision.py)
     "strategy": "ddp", "compile": False, "activation_checkpointing": False, "global_batch_tokens": None,
     "oom_backoff": False, "peak_flops": None,
 }
@@ -43,7 +49,7 @@ CHANGEABLE = frozenset({"max_steps", "save_every", "eval_every", "eval_batches",
                         "peak_flops"})
 
 
-@dataclass
+@dataclass(frozen=True)
 class PretrainOptions:
     out: str  # run directory: metrics.jsonl, checkpoints/, final/
     preset: str | None = None  # a preset name (plmlab info --list)
@@ -100,6 +106,7 @@ class PretrainOptions:
         if stored is not None:
             _check_resume_agrees(given, stored)
         values = {**base, **given, "out": self.out, "resume": self.resume, "overwrite": self.overwrite}
+        check_option_types(values)
         values["corpus"] = list(values["corpus"] or [])
         values["overrides"] = dict(values["overrides"] or {})
         values["objective_options"] = dict(values["objective_options"] or {})
@@ -112,6 +119,7 @@ class PretrainOptions:
         return options
 
     def check(self) -> None:
+        check_option_types(dataclasses.asdict(self))
         positive = ("batch_size", "grad_accum", "max_steps", "eval_batches", "max_bad_steps")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -141,9 +149,37 @@ class PretrainOptions:
             raise PlmlabError(f"--peak-flops must be a positive number, got {self.peak_flops}")
         if self.threads is not None and self.threads <= 0:
             raise PlmlabError(f"--threads must be positive, got {self.threads}")
+        check_seed(self.seed)
+        check_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k in DEFAULTS}
+
+
+SEED_LIMIT = 2**63  # torch.manual_seed takes a 64-bit integer; numpy's seeds must be >= 0
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_option_types(values: dict[str, Any]) -> None:
+    """Each option of the kind its default has (an int where 16 is the default, a number where
+    2e-3 is ...), so a Python caller gets the CLI's one line instead of a TypeError later."""
+    for name, default in DEFAULTS.items():
+        value = values.get(name)
+        if default is None or value is None:
+            continue
+        kind = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kind):
+            raise PlmlabError(f"--{name.replace('_', '-')} must be a {type(default).__name__}, got {value!r}")
+
+
+def check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise PlmlabError(f"--seed must be an integer in [0, 2**63), got {seed!r}")
+
+
+def check_device(device) -> None:
+    if device is not None and not (isinstance(device, str) and _DEVICE.match(device)):
+        raise PlmlabError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
 def _check_resume_agrees(given: dict[str, Any], stored: dict[str, Any]) -> None:

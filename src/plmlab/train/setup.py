@@ -1,9 +1,8 @@
-"""Set-up of a new run: the model config, the tokenizer, the device, and a lock on the run dir."""
+"""Set-up of a new pretraining run: the model config, the tokenizer and the device."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -85,31 +84,3 @@ def choose_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PlmlabError("--device cuda, but this torch build or machine has no CUDA device")
     return device
-
-
-class RunLock:
-    """An exclusive lock on `out/.lock` for the run's lifetime: two runs never write one dir.
-    The OS drops it when the process dies, SIGKILL included."""
-
-    def __init__(self, out: Path) -> None:
-        self.path, self.fd = out / ".lock", None
-
-    def __enter__(self) -> "RunLock":
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise PlmlabError(f"cannot use {self.path.parent} as the run directory: {e.strerror}") from None
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; run unguarded
-            return self
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            raise PlmlabError(f"another plmlab process is training in {self.path.parent}") from None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)  # closing releases the lock

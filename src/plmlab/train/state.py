@@ -100,9 +100,12 @@ def write_trainer_state(folder: Path, info: dict[str, Any], optimizer: torch.opt
 def read_trainer_info(folder: Path) -> dict[str, Any]:
     """The JSON part of the trainer state (optimizer and RNG entries still as skeletons)."""
     try:
-        return json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
+        info = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise PlmlabError(f"{folder / STATE_JSON}: unreadable trainer state ({e})") from None
+    if not isinstance(info, dict):
+        raise PlmlabError(f"{folder / STATE_JSON}: the trainer state is corrupt (not a JSON object)")
+    return info
 
 
 def read_trainer_tensors(folder: Path, info: dict[str, Any]) -> tuple[dict, dict]:
@@ -111,4 +114,8 @@ def read_trainer_tensors(folder: Path, info: dict[str, Any]) -> tuple[dict, dict
         tensors = load_file(str(folder / STATE_TENSORS))
     except (OSError, SafetensorError) as e:
         raise PlmlabError(f"{folder / STATE_TENSORS}: unreadable trainer state ({e})") from None
-    return unflatten(info["optimizer"], tensors), unflatten(info["rng"], tensors)
+    try:
+        return unflatten(info["optimizer"], tensors), unflatten(info["rng"], tensors)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise PlmlabError(f"{folder / STATE_JSON}: the trainer state is corrupt "
+                          f"(its optimizer / RNG entries do not match the tensors: {e!r})") from None

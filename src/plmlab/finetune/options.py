@@ -1,0 +1,91 @@
+"""What a fine-tuning run is: `FinetuneOptions`, mirroring `plmlab finetune`'s flags.
+
+Epoch-based options map to the Trainer's steps: `epochs` x ceil(examples / batch_size) steps,
+`warmup` is a fraction of them, the learning rate decays linearly to 0 (BERT, appendix A.3),
+the evaluation set is scored at the end of every epoch, and a checkpoint is written every
+`save_every` steps (default: every epoch). The record is frozen and checked on creation, so
+the Python API refuses what the CLI refuses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import PlmlabError
+from ..train.options import check_device, check_seed
+
+# May differ from the run's values on --resume; everything else defines the run.
+CHANGEABLE = frozenset({"out", "device", "progress", "save_every", "keep_last", "threads"})
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    model: str  # pretrained checkpoint directory (plmlab or Hugging Face)
+    task: str  # a registered task (finetune/tasks.py)
+    train: str  # training data (CSV or JSONL)
+    out: str  # run directory: metrics.jsonl, checkpoints/, final/, summary.json
+    eval: str | None = None  # evaluation data, scored after every epoch
+    tokenizer: str | None = None  # default: the model directory's
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # fraction of the steps
+    clip: float = 1.0  # max gradient norm; 0: no clipping
+    max_length: int | None = None
+    truncate: bool = False
+    labels: str | None = None  # comma-separated label names, in id order
+    seed: int = 0
+    device: str | None = None  # auto | cpu | cuda | cuda:N (None: auto)
+    precision: str = "auto"  # auto | fp32 | bf16-mixed | fp16-mixed (train/precision.py)
+    progress: str = "auto"  # auto | bar | plain | none
+    save_every: int | None = None  # steps between checkpoints (None: every epoch; 0: only at the end)
+    keep_last: int = 1  # checkpoints kept; 0: all
+    threads: int | None = None  # CPU threads for torch
+    resume: bool = False  # continue from the newest complete checkpoint in `out`
+    overwrite: bool = False  # start over in an `out` that already holds a run
+    extra: dict = field(default_factory=dict)  # task-specific options
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PlmlabError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("lr", "weight_decay", "clip"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise PlmlabError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
+        if self.lr <= 0:
+            raise PlmlabError(f"--lr must be positive, got {self.lr}")
+        if not isinstance(self.warmup, (int, float)) or not 0 <= self.warmup <= 1:
+            raise PlmlabError(f"--warmup is a fraction of the steps, in [0, 1]; got {self.warmup!r}")
+        for name in ("save_every", "max_length", "threads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise PlmlabError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
+        if self.keep_last < 0:
+            raise PlmlabError(f"--keep-last must be 0 or more, got {self.keep_last}")
+        for name, choices in (("precision", ("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed")),
+                              ("progress", ("auto", "bar", "plain", "none"))):
+            if getattr(self, name) not in choices:
+                raise PlmlabError(f"--{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        check_seed(self.seed)
+        check_device(self.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's settings as stored in a checkpoint (without resume / overwrite)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("resume", "overwrite")}
+
+    def check_resume_agrees(self, stored: dict[str, Any]) -> None:
+        ours = self.to_dict()
+        # Task options compare where both runs name them (the CLI fills in every task's defaults).
+        ours["extra"] = {k: v for k, v in ours["extra"].items() if k in (stored.get("extra") or {})}
+        stored = {**stored, "extra": {k: v for k, v in (stored.get("extra") or {}).items() if k in ours["extra"]}}
+        differ = [k for k in ours if k not in CHANGEABLE and k in stored and stored[k] != ours[k]]
+        if differ:
+            shown = ", ".join(f"{k} {ours[k]!r} (the run has {stored[k]!r})" for k in differ)
+            raise PlmlabError(f"a resumed fine-tune keeps its settings, but {shown}; "
+                              "start a new run (another --out) to change them")

@@ -1,0 +1,176 @@
+"""`finetune(options)`: fine-tune a pretrained model on a task, through the one Trainer.
+
+    model dir -> task.model_config (a head, a label set) -> the pretrained weights copied over
+      -> encoded examples -> FinetuneTask -> Trainer.fit (checkpoints, metrics.jsonl, eval per epoch)
+      -> DIR/final (Hugging Face layout + tokenizer), DIR/summary.json (the per-epoch history)
+
+The run directory has pretraining's guarantees (train/rundir.py): a lock, no writing into an
+earlier run (a fine-tune or a pretraining run) without --overwrite, crash-safe checkpoints
+and final/, and --resume that continues bit-identically after a kill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import PlmlabError
+from ..modeling import build_model
+from ..train import faults
+from ..train.checkpoint import write_json_durable
+from ..train.loop import LoopOptions, Trainer, TrainState
+from ..train.metrics import METRICS, MetricsLog, NoLog, Progress, read_metrics
+from ..train.optim import make_optimizer, schedule
+from ..train.parallel import Dist, parallelize, warn
+from ..train.precision import Precision
+from ..train.rundir import RunDir, RunLock, clear
+from ..train.saving import STATE_FORMAT, Checkpointer, restore_training, save_final
+from ..train.setup import choose_device
+from ..train.state import read_trainer_info
+from .options import FinetuneOptions
+from .tasks import get_task
+from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
+
+
+class Interrupted(PlmlabError):
+    """A signal stopped the fine-tune; its checkpoint is saved (the CLI exits 128 + signum)."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+@dataclass
+class _Setup:
+    task: object  # the registered Task
+    trainer_task: FinetuneTask
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    steps_per_epoch: int
+
+
+def finetune(options: FinetuneOptions, log=print) -> list[dict]:
+    """Fine-tune, evaluate each epoch, save OUT/final; returns the per-epoch metrics."""
+    rundir, dist = RunDir(options.out), Dist.from_env(options.device)
+    try:
+        with RunLock(rundir.out) if dist.is_main else contextlib.nullcontext():
+            # the run directory is looked at once the data checked out, and before anything is written
+            setup, (found, old) = dist.main_first(lambda: (_prepare(options, dist), _discover(options, rundir)))
+            _train(options, setup, rundir, dist, found, old)
+            history = dist.on_main(lambda: _summarise(rundir, log), "writing the summary") or []
+        dist.barrier()  # leave together (see train/run.py)
+    finally:
+        dist.close()
+    return history
+
+
+def _summarise(rundir: RunDir, log) -> list[dict]:
+    """The per-epoch history from metrics.jsonl, into summary.json and the log (rank 0)."""
+    history = epoch_history(read_metrics(rundir.out / METRICS))
+    write_json_durable(rundir.out / "summary.json", {"history": history, "final_dir": str(rundir.out / "final")})
+    for record in history:
+        log(f"epoch {record['epoch']}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))
+    log(f"saved {rundir.out / 'final'}")
+    return history
+
+
+def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
+    from ..cli.fill_mask import load_model_and_tokenizer
+
+    task = get_task(o.task)({**vars(o), **o.extra})
+    if o.threads is not None:
+        torch.set_num_threads(o.threads)
+    device = dist.device(choose_device(o.device or "auto"))
+    Precision(o.precision, device)  # fp16-mixed on CPU: refused before any work
+    base, tokenizer = load_model_and_tokenizer(o.model, o.tokenizer)
+    train = task.read(o.train)
+    evaluation = task.read(o.eval) if o.eval else None
+    config = task.model_config(base.config, train)
+    torch.manual_seed(o.seed)  # the new head's initialisation
+    model = build_model(config)
+    _copy_matching(base, model)
+    model.to(device)
+    del base
+    examples = [task.encode(r, tokenizer, config) for r in train]
+    eval_batches = collate_all(task, [task.encode(r, tokenizer, config) for r in evaluation], tokenizer,
+                               o.batch_size) if evaluation else []
+    trainer_task = FinetuneTask(task, examples, eval_batches, tokenizer, o.batch_size, o.seed)
+    return _Setup(task, trainer_task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world))
+
+
+def _discover(o: FinetuneOptions, rundir: RunDir):
+    """(the checkpoint to resume from and its state, the earlier run's entries to clear)."""
+    if not o.resume:
+        return None, rundir.refuse_existing(o.overwrite, "a run (a fine-tune or a pretraining run)")
+    found = rundir.find_checkpoint()
+    if found is None:
+        return None, []
+    info = read_trainer_info(found[1])
+    if info.get("format") != STATE_FORMAT or info.get("kind") != "finetune" or not isinstance(info.get("options"), dict):
+        raise PlmlabError(f"{found[1]}: not a fine-tuning checkpoint (or its trainer state is corrupt)")
+    o.check_resume_agrees(info["options"])
+    return (found, info), []
+
+
+def _copy_matching(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """Pretrained weights wherever names and shapes agree; the new head keeps its init."""
+    theirs, ours = source.state_dict(), target.state_dict()
+    target.load_state_dict({k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}, strict=False)
+    target.tie_weights()
+
+
+def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found, old) -> None:
+    precision = Precision(o.precision, setup.device, warn=warn if dist.is_main else None)
+    parallel = parallelize(setup.model, o, dist, setup.device)
+    optimizer = make_optimizer(setup.model, o.lr, o.weight_decay, (0.9, 0.999))  # BERT's betas (A.2)
+    state = TrainState(batch_size=o.batch_size, grad_accum=1)
+    if found:
+        state = _restore(found, setup.model, parallel, optimizer, precision)
+    steps = o.epochs * setup.steps_per_epoch
+    warmup = max(1, int(o.warmup * steps)) if o.warmup > 0 else 0
+    save = Checkpointer(rundir.checkpoints, parallel, optimizer, precision, state, setup.tokenizer,
+                        lambda: {"kind": "finetune", "options": o.to_dict()}, o.keep_last, dist,
+                        rebuild=lambda: build_model(setup.model.config, device=torch.device("cpu")),
+                        model_format="plmlab")  # checkpoints are for --resume; final/ is the HF layout
+    if dist.is_main:
+        clear(old)
+    log = MetricsLog(rundir.out / METRICS, keep_until=state.step if found else None) if dist.is_main else NoLog()
+    progress = Progress(o.progress if dist.is_main else "none", state.step, steps)
+    every = setup.steps_per_epoch
+    loop = LoopOptions(steps, o.clip, eval_every=every, save_every=every if o.save_every is None else o.save_every)
+    trainer = Trainer(setup.trainer_task, parallel, optimizer, precision, schedule("linear", o.lr, warmup, steps),
+                      loop, state, save=save, log=log, progress=progress, device=setup.device, dist=dist)
+    faults.install(trainer, save)  # tests only: PLMLAB_TEST_FAULT
+    signum = trainer.fit()
+    if signum is not None:
+        raise Interrupted(signum, f"interrupted by {signal.Signals(signum).name} after step {state.step}; "
+                                  f"saved a checkpoint in {rundir.checkpoints}; continue with --resume")
+    model = save.gathered_model() if parallel.fsdp else setup.model
+    dist.on_main(lambda: save_final(model.cpu().eval(), rundir.out, setup.tokenizer), "saving the final model")
+
+
+def _restore(found, model, parallel, optimizer, precision) -> TrainState:
+    from .. import load_pretrained
+
+    (step, folder), info = found
+    model.load_state_dict(load_pretrained(folder).state_dict())
+    return restore_training(folder, info, parallel, optimizer, precision)
+
+
+def epoch_history(records: list[dict]) -> list[dict]:
+    """metrics.jsonl's step records -> one record per epoch: the mean training loss of its
+    steps and the evaluation at its end (resume-safe: metrics.jsonl reads as one run)."""
+    epochs: dict[int, dict] = {}
+    for r in records:
+        e = max(1, math.ceil(r["epoch"] - 1e-9))
+        entry = epochs.setdefault(e, {"losses": [], "eval": {}})
+        if isinstance(r["loss"], float):
+            entry["losses"].append(r["loss"])
+        entry["eval"].update({k: v for k, v in r.items() if k.startswith("eval_")})
+    return [{"epoch": e, "train_loss": sum(v["losses"]) / max(1, len(v["losses"])), **v["eval"]}
+            for e, v in sorted(epochs.items())]

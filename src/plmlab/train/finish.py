@@ -1,0 +1,72 @@
+"""The end of a pretraining run: the final evaluation, the n-gram baselines, DIR/final, a
+generated sample and the objective's demonstration (fill-mask, span filling, fill-blanks)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from ..masks import IGNORE_INDEX
+from .baselines import ngram_baselines, stream_with_eos
+from .data import count_targets
+from .demo import demonstrate
+from .metrics import METRICS, read_metrics
+from .saving import save_final
+
+
+def finish(result, trainer, setup, model: torch.nn.Module, device: torch.device, out: Path) -> None:
+    """Fill `result` and write final/ (rank 0; `model` is a plain, unsharded one on `device`)."""
+    o, val_batches = setup.options, setup.task.val_batches
+    if val_batches:
+        ensure_final_eval(trainer)
+        result.val_loss = trainer.last_eval[1]["val_loss"]
+        result.val_ppl = math.exp(min(result.val_loss, 700.0))
+        result.val_tokens = sum(count_targets(b) for b in val_batches)
+        if has_ngram_baselines(o.objective):
+            result.baselines = baselines(setup)
+    losses = [r["loss"] for r in read_metrics(out / METRICS) if isinstance(r["loss"], float)]
+    result.train_loss = losses[-1] if losses else None
+    result.final_dir = str(save_final(model, out, setup.tokenizer))
+    if o.sample_tokens and setup.config.arch == "decoder" and setup.tokenizer.eos_id is not None:
+        result.sample = sample(model, setup, device)  # a continuation of the prompt: decoders only
+    if trainer.last_eval is not None:
+        result.accuracies = {k: v for k, v in trainer.last_eval[1].items() if k.endswith("_accuracy")}
+    result.demo = demonstrate(model, setup.tokenizer, o.objective, setup.val_data, device, o.seed)
+
+
+def ensure_final_eval(trainer) -> None:
+    """Evaluate the last step unless the loop just did (collectives under FSDP: every rank calls it)."""
+    if trainer.last_eval is None or trainer.last_eval[0] != trainer.state.step:
+        trainer.evaluate()
+
+
+def has_ngram_baselines(objective: str) -> bool:
+    """Unigram / bigram baselines score next-token prediction: the causal objective's task.
+    (ONE call site for the objectives' registry to take over as an objective attribute.)"""
+    return objective == "clm"
+
+
+def baselines(setup) -> dict:
+    data, tokenizer, val_batches = setup.train_data, setup.tokenizer, setup.task.val_batches
+    stream = stream_with_eos(data.tokens, data.doc_offsets, tokenizer.eos_id)
+    inputs = torch.cat([b["input_ids"].flatten() for b in val_batches]).numpy()
+    labels = torch.cat([b["labels"].flatten() for b in val_batches]).numpy()
+    keep = labels != IGNORE_INDEX
+    vocab = max(tokenizer.vocab_size, int(stream.max()) + 1)
+    return ngram_baselines(stream, inputs[keep], labels[keep], vocab)
+
+
+def sample(model, setup, device: torch.device) -> str:
+    from .. import generate
+
+    o, tokenizer = setup.options, setup.tokenizer
+    prompt = [tokenizer.eos_id] + tokenizer.encode(o.prompt, add_special_tokens=False)
+    room = setup.config.max_positions - len(prompt)
+    if room <= 0:
+        return ""
+    model.eval()
+    ids = generate(model, torch.tensor([prompt], device=device), max_new_tokens=min(o.sample_tokens, room),
+                   do_sample=True, temperature=0.8, top_k=40, seed=o.seed)
+    return o.prompt + tokenizer.decode(ids[0].tolist())

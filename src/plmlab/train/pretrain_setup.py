@@ -1,0 +1,152 @@
+"""Set-up of a pretraining run, fresh or from a checkpoint: the frozen options, corpus,
+tokenizer, config, token shards, objective and model.
+
+    fresh:   options.resolved() -> seed -> config -> tokenizer (given / trained / cached)
+             -> seq_len and grad_accum resolved -> token shards -> objective -> model
+    resume:  the checkpoint's options, config and tokenizer (the corpus must be the same text)
+             -> token shards -> objective -> model <- the checkpoint's weights
+
+The order is part of the run: building the model draws the initial weights from torch's
+generator, right after the seed (a resumed run restores every generator afterwards).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..data import build_token_data, builtin_documents, corpus_fingerprint, read_corpus
+from ..errors import PlmlabError
+from ..modeling import build_model
+from .objective_setup import build_objective, check_objective_options
+from .options import DEFAULTS, MAX_DEFAULT_SEQ_LEN, PretrainOptions, check_option_types
+from .parallel import Dist, grad_accum_for, rescale_for_world
+from .precision import Precision
+from .rundir import RunDir, warn
+from .saving import STATE_FORMAT
+from .setup import build_config, choose_device, make_tokenizer
+from .state import read_trainer_info
+from .task import PretrainTask
+
+
+@dataclass
+class PretrainSetup:
+    options: PretrainOptions  # frozen and fully resolved
+    device: torch.device
+    tokenizer: object
+    config: Config
+    fingerprint: str  # of the corpus: a resumed run must see the same text
+    train_data: object
+    val_data: object
+    objective: object
+    task: PretrainTask
+    model: torch.nn.Module
+    found: tuple[int, Path] | None  # the checkpoint resumed from
+    info: dict | None  # its trainer/state.json
+    old_entries: list[Path]  # an earlier run's files, cleared once training starts
+
+
+def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSetup:
+    found = rundir.find_checkpoint() if options.resume else None
+    info = read_trainer_info(found[1]) if found else None
+    o = _resolve(options, info, found, dist)
+    check_objective_options(o.objective, o.objective_options)  # before any tokenizer training
+    old_entries = [] if found else rundir.refuse_existing(o.overwrite or o.resume)
+    if o.threads is not None:
+        torch.set_num_threads(o.threads)
+    device = dist.device(choose_device(o.device))
+    Precision(o.precision, device)  # fp16-mixed on CPU: refused before any work
+    documents = read_corpus(o.corpus, errors=o.encoding_errors) if o.corpus else builtin_documents()
+    fingerprint = corpus_fingerprint(documents)
+    if found:
+        tokenizer, config = _restored(found[1], info, fingerprint, o)
+    else:
+        _seed_everything(o.seed)
+        config = build_config(o)
+        tokenizer = make_tokenizer(o, config, documents)
+        config = config.replace(bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id,
+                                pad_token_id=tokenizer.pad_id)
+        o = _with_geometry(o, options, config, device, dist.world)
+    train_data, val_data = build_token_data(documents, tokenizer)
+    objective = build_objective(o.objective, tokenizer, o.seq_len, o.objective_options)
+    check_objective_fits(o.objective, tokenizer)
+    if objective.num_examples(train_data) == 0:
+        raise PlmlabError(f"the training split has {train_data.n_tokens} tokens: too few for one "
+                          f"sequence of {o.seq_len} (add text or lower --seq-len)")
+    task = PretrainTask(objective, train_data, val_data, o, dist.world)
+    model = build_model(config, device=device)
+    if found:
+        from .. import load_pretrained
+
+        model.load_state_dict(load_pretrained(found[1]).state_dict())
+    return PretrainSetup(o, device, tokenizer, config, fingerprint, train_data, val_data, objective, task, model,
+                         found, info, old_entries)
+
+
+def check_objective_fits(objective: str, tokenizer) -> None:
+    """What an objective needs of the tokenizer. (ONE call site for the objectives' registry to
+    take over: `if objective == "clm"` is the only objective-name branch of the set-up.)"""
+    if objective == "clm" and tokenizer.eos_id is None:
+        raise PlmlabError("the tokenizer has no end-of-text token, which the causal objective puts between documents")
+
+
+def _resolve(options: PretrainOptions, info: dict | None, found, dist: Dist) -> PretrainOptions:
+    """The frozen options: given, over the checkpoint's (resume) or the defaults."""
+    if info is None:
+        return options.resolved()
+    stored = info.get("options")
+    if info.get("format") != STATE_FORMAT or not isinstance(stored, dict):
+        raise PlmlabError(f"{found[1]}: trainer state format {info.get('format')!r} is not supported "
+                          "(or the state is corrupt)")
+    try:
+        check_option_types({**DEFAULTS, **stored})
+        # A run resumes on any number of ranks: the same global micro-batch (batch_size x world).
+        stored = rescale_for_world(stored, int(info.get("world_size", 1)), dist.world)
+    except (PlmlabError, TypeError, ValueError, KeyError, AttributeError) as e:
+        raise PlmlabError(f"{found[1]}: the trainer state holds invalid options ({e})") from None
+    resolved = options.resolved(stored)
+    if options.max_steps is not None and options.max_steps != stored.get("max_steps"):
+        warn(f"warning: --max-steps {options.max_steps} (the run had {stored.get('max_steps')}) moves the "
+             "learning-rate schedule's horizon: the decay from here on follows the new length")
+    return resolved
+
+
+def _restored(folder: Path, info: dict, fingerprint: str, o: PretrainOptions):
+    from ..tokenizers import load_tokenizer
+
+    if info.get("corpus_fingerprint") != fingerprint:
+        raise PlmlabError(f"the corpus differs from the one this run was trained on "
+                          f"({', '.join(o.corpus) or 'the built-in corpus'}); resume needs the same text")
+    if not isinstance(info.get("config"), dict):
+        raise PlmlabError(f"{folder}: the trainer state is corrupt (no model config)")
+    return load_tokenizer(folder), Config.from_dict(info["config"])
+
+
+def _with_geometry(o: PretrainOptions, given: PretrainOptions, config: Config, device: torch.device,
+                   world: int) -> PretrainOptions:
+    """seq_len (the model's context, capped per device type) and grad_accum (--global-batch-tokens)."""
+    seq_len = o.seq_len
+    if seq_len is None:
+        seq_len = min(config.max_positions, MAX_DEFAULT_SEQ_LEN.get(device.type, 1024))
+    elif seq_len > config.max_positions:
+        raise PlmlabError(f"--seq-len {seq_len} is longer than the model's context "
+                          f"(max_positions {config.max_positions})")
+    grad_accum = o.grad_accum
+    if o.global_batch_tokens is not None:
+        grad_accum = grad_accum_for(o.global_batch_tokens, o.batch_size, seq_len, world)
+        if given.grad_accum is not None and given.grad_accum != grad_accum:
+            raise PlmlabError(f"--grad-accum {given.grad_accum} disagrees with --global-batch-tokens "
+                              f"{o.global_batch_tokens} (which needs {grad_accum}); pass one of them")
+    return dataclasses.replace(o, seq_len=seq_len, grad_accum=grad_accum)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,95 @@
+"""The run directory's guarantees, for every kind of training (pretrain, finetune, ...):
+
+* one process at a time (`RunLock` on DIR/.lock, dropped by the OS when the process dies);
+* an earlier run in DIR is refused unless the user says `--resume` or `--overwrite`, and
+  its files are removed only once the new run is set up and about to write;
+* `--resume` continues from the newest checkpoint that verifies, and refuses a directory
+  whose run finished or was cut short without one (it never deletes a final/ to "resume").
+
+    DIR/.lock  DIR/metrics.jsonl  DIR/summary.json  DIR/final/  DIR/checkpoints/step-XXXXXXXX/
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import PlmlabError
+from .checkpoint import latest_complete
+from .metrics import METRICS
+from .state import STATE_JSON, STATE_TENSORS
+
+RUN_ENTRIES = (METRICS, "checkpoints", "final", "summary.json", "tensorboard")
+REQUIRED = (STATE_JSON, STATE_TENSORS, "config.json")  # what a checkpoint must hold to resume from
+
+
+class RunDir:
+    def __init__(self, out: Path | str) -> None:
+        self.out = Path(out)
+        self.checkpoints = self.out / "checkpoints"
+
+    def existing(self) -> list[Path]:
+        """What an earlier run (of any kind) left here."""
+        return [self.out / name for name in RUN_ENTRIES if (self.out / name).exists()]
+
+    def find_checkpoint(self) -> tuple[int, Path] | None:
+        """--resume: the newest complete checkpoint; None (a new run) when DIR holds no run."""
+        found = latest_complete(self.checkpoints, REQUIRED, on_skip=lambda why: warn(f"skipping checkpoint {why}"))
+        if found is not None:
+            return found
+        if any(self.checkpoints.glob("step-*")):
+            raise PlmlabError(f"no complete checkpoint under {self.checkpoints} to resume from (see above); "
+                              "pass --overwrite instead of --resume to start over")
+        existing = self.existing()
+        if existing:
+            raise PlmlabError(f"{self.out} holds a run ({', '.join(p.name for p in existing)}) but no checkpoint "
+                              "to resume from; pass --overwrite instead of --resume to start over")
+        warn(f"no checkpoint in {self.out}: starting a new run")
+        return None
+
+    def refuse_existing(self, overwrite: bool, what: str = "a run") -> list[Path]:
+        """The earlier run's entries (to clear once set up); refused without --overwrite."""
+        existing = self.existing()
+        if existing and not overwrite:
+            raise PlmlabError(f"{self.out} already holds {what} ({', '.join(p.name for p in existing)}); "
+                              "pass --resume to continue it or --overwrite to start over")
+        return existing
+
+
+def clear(entries: list[Path]) -> None:
+    for path in entries:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def warn(message: str) -> None:
+    print(f"plmlab: {message}", file=sys.stderr, flush=True)
+
+
+class RunLock:
+    """An exclusive lock on `out/.lock` for the run's lifetime: two runs never write one dir.
+    The OS drops it when the process dies, SIGKILL included."""
+
+    def __init__(self, out: Path) -> None:
+        self.path, self.fd = out / ".lock", None
+
+    def __enter__(self) -> "RunLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise PlmlabError(f"cannot use {self.path.parent} as the run directory: {e.strerror}") from None
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; run unguarded
+            return self
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise PlmlabError(f"another plmlab process is training in {self.path.parent}") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # closing releases the lock
