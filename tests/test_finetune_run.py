@@ -23,7 +23,7 @@ from plmlab.errors import PlmlabError
 from plmlab.finetune import FinetuneOptions, finetune
 from plmlab.tokenizers import train_tokenizer
 from plmlab.train import read_metrics
-from plmlab.train.checkpoint import list_checkpoints
+from plmlab.hf.manifest import list_checkpoints
 
 POS, NEG = ["good", "great", "fine", "nice"], ["bad", "awful", "poor", "sad"]
 FILL = ["the", "movie", "was", "really", "a", "plot", "and", "actors"]

@@ -32,9 +32,9 @@ BAD_SETS = [
 
 @pytest.mark.parametrize("item,message", BAD_SETS, ids=[b[0] for b in BAD_SETS])
 def test_bad_objective_set_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, item, message):
-    import plmlab.train.run as run
+    import plmlab.train.pretrain_setup as pretrain_setup
 
-    monkeypatch.setattr(run, "make_tokenizer", _no_work)
+    monkeypatch.setattr(pretrain_setup, "make_tokenizer", _no_work)
     out = tmp_path / "r"
     code = main(["pretrain", "--preset", "bert-tiny", "--objective", "mlm", "--out", str(out), "--objective-set", item])
     err = capsys.readouterr().err
@@ -49,9 +49,9 @@ def test_bad_objective_set_is_one_line_before_any_work(tmp_path, capsys, monkeyp
     (["--static-copies", "2.5"], "static_copies must be an integer, got '2.5'"),
 ])
 def test_bad_flag_values_are_one_line_not_a_usage_dump(tmp_path, capsys, monkeypatch, flags, message):
-    import plmlab.train.run as run
+    import plmlab.train.pretrain_setup as pretrain_setup
 
-    monkeypatch.setattr(run, "make_tokenizer", _no_work)
+    monkeypatch.setattr(pretrain_setup, "make_tokenizer", _no_work)
     code = main(["pretrain", "--preset", "bert-tiny", "--objective", "mlm", "--out", str(tmp_path / "r"), *flags])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err
@@ -124,9 +124,9 @@ def test_objectives_declare_the_models_they_fit():
                                               ("bert-tiny", "glm"), ("gpt-tiny", "mlm")])
 def test_pretrain_refuses_an_objective_that_does_not_fit_before_any_work(tmp_path, capsys, monkeypatch, preset,
                                                                          objective):
-    import plmlab.train.run as run
+    import plmlab.train.pretrain_setup as pretrain_setup
 
-    monkeypatch.setattr(run, "make_tokenizer", _no_work)
+    monkeypatch.setattr(pretrain_setup, "make_tokenizer", _no_work)
     out = tmp_path / "r"
     assert main(["pretrain", "--preset", preset, "--objective", objective, "--out", str(out)]) == 2
     err = capsys.readouterr().err

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 import plmlab
 from plmlab.train import PretrainOptions, pretrain, read_metrics
-from plmlab.train.checkpoint import list_checkpoints, verify
+from plmlab.hf.manifest import list_checkpoints, verify
 
 ARGS = dict(preset="gpt-tiny", batch_size=4, seq_len=32, max_steps=12, save_every=3, eval_every=6, eval_batches=2,
             lr=3e-3, warmup=2, seed=7, threads=1, progress="none", sample_tokens=0)

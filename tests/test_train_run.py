@@ -17,7 +17,7 @@ import plmlab
 from plmlab.cli import main
 from plmlab.errors import PlmlabError
 from plmlab.train import PretrainOptions, pretrain, read_metrics
-from plmlab.train.checkpoint import list_checkpoints, verify
+from plmlab.hf.manifest import list_checkpoints, verify
 
 WORDS = dict(
     subject="the parser the module the function a list the tokenizer a model the server".split(" "),

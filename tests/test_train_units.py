@@ -16,7 +16,8 @@ import plmlab
 from plmlab.errors import PlmlabError
 from plmlab.train import lr_at, make_optimizer, param_groups
 from plmlab.train.baselines import ngram_baselines, stream_with_eos
-from plmlab.train.checkpoint import CheckpointError, latest_complete, list_checkpoints, verify, write_checkpoint
+from plmlab.hf.manifest import CheckpointError, latest_complete, list_checkpoints, verify
+from plmlab.train.checkpoint import write_checkpoint
 from plmlab.train.data import ExampleOrder
 from plmlab.train.metrics import MetricsLog, read_metrics
 from plmlab.train.options import PretrainOptions

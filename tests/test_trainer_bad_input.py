@@ -17,7 +17,8 @@ import plmlab
 from plmlab.cli import main
 from plmlab.errors import PlmlabError
 from plmlab.train import PretrainOptions, pretrain
-from plmlab.train.checkpoint import _write_manifest, list_checkpoints, verify
+from plmlab.hf.manifest import list_checkpoints, verify
+from plmlab.train.checkpoint import _write_manifest
 
 WORDS = "the a parser module reads writes returns value file error list token cache builds".split()
 BASE = dict(preset="gpt-tiny", batch_size=2, seq_len=16, max_steps=6, save_every=3, eval_every=0, eval_batches=1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ..pipelines import FillMask, fill_mask, load_model_and_tokenizer  # noqa: F401 (fill_mask: see below)
+from ..pipelines import FillMask, load_model_and_tokenizer
 from .args import device, positive_int
 
 
@@ -19,10 +19,6 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per text")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
     p.set_defaults(func=run)
-
-
-# train/demo.py and finetune/loop.py still import fill_mask and load_model_and_tokenizer from
-# here; they now live in plmlab.pipelines, and this re-export goes once those imports move.
 
 
 def run(args) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from .args import device, non_negative_float, non_negative_int, positive_float, positive_int, probability, seed
+
 
 def register(sub) -> None:
     from ..finetune import TASKS, task_names
@@ -23,22 +25,22 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUT")
     p.add_argument("--overwrite", action="store_true", help="start over in an OUT that holds a run")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of the steps")
-    p.add_argument("--max-length", type=int, help="maximum tokens per input (default: the model's context)")
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--lr", type=positive_float, default=5e-5)
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
+    p.add_argument("--warmup", type=probability, default=0.1, help="warm-up fraction of the steps")
+    p.add_argument("--max-length", type=positive_int, help="maximum tokens per input (default: the model's context)")
     p.add_argument("--truncate", action="store_true", help="cut over-long inputs instead of failing")
     p.add_argument("--labels", help="comma-separated label names in id order (default: sorted training labels)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--device", type=device, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed"),
                    help="default auto: bf16-mixed on CUDA, fp32 on CPU")
-    p.add_argument("--clip", type=float, default=1.0, help="max gradient norm, 0 for none")
-    p.add_argument("--save-every", type=int, help="steps between checkpoints (default: every epoch)")
-    p.add_argument("--keep-last", type=int, default=1, help="checkpoints kept, 0 for all")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--clip", type=non_negative_float, default=1.0, help="max gradient norm, 0 for none")
+    p.add_argument("--save-every", type=non_negative_int, help="steps between checkpoints (default: every epoch)")
+    p.add_argument("--keep-last", type=non_negative_int, default=1, help="checkpoints kept, 0 for all")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "plain", "none"), help="progress display")
     p.add_argument("--json", action="store_true", help="print the per-epoch metrics as JSON lines")
     for name in names:

@@ -34,7 +34,8 @@ import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
-from plmlab.data.files import CorruptCache, open_regular, remove_entry, warn, write_text_atomic
+from plmlab.errors import warn
+from plmlab.data.files import CorruptCache, open_regular, remove_entry, write_text_atomic
 from plmlab.data.sentences import split_sentences
 
 MAX_CHARS = 5_000_000  # cap on the corpus size (sum of sentence lengths)

@@ -41,9 +41,9 @@ import os
 import re
 from collections.abc import Iterator
 
-from plmlab.data.files import open_regular, path_kind, warn
+from plmlab.data.files import open_regular, path_kind
 from plmlab.data.sentences import split_sentences
-from plmlab.errors import PlmlabError
+from plmlab.errors import PlmlabError, warn
 
 SUFFIXES = (".txt", ".md", ".jsonl")
 MAX_DOC_CHARS = 20_000

@@ -19,7 +19,6 @@ import errno
 import os
 import shutil
 import stat
-import sys
 import uuid
 from pathlib import Path
 
@@ -28,11 +27,6 @@ from plmlab.errors import PlmlabError
 
 class CorruptCache(ValueError):
     """A cache entry that fails its checks: the caller warns, removes it and rebuilds."""
-
-
-def warn(message: str) -> None:
-    """One warning line on stderr, in the CLI's ``plmlab: ...`` form."""
-    print(f"plmlab: {message}", file=sys.stderr, flush=True)
 
 
 def path_kind(path: str | os.PathLike) -> str:

@@ -39,9 +39,9 @@ from typing import Protocol
 
 import numpy as np
 
-from plmlab.data.files import (CorruptCache, fsync_folder, is_plain_folder, open_regular, remove_entry, warn,
+from plmlab.data.files import (CorruptCache, fsync_folder, is_plain_folder, open_regular, remove_entry,
                                write_error, write_synced)
-from plmlab.errors import PlmlabError
+from plmlab.errors import PlmlabError, warn
 
 FORMAT_VERSION = 1
 CHUNK_SENTENCES = 20_000  # sentences per encode_batch call: bounds memory on big corpora

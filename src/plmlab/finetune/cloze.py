@@ -31,7 +31,7 @@ from ..errors import PlmlabError
 from ..infill import TWO_D_POSITIONS, prepare
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
-from ..objectives.glm_layout import GlmTokens
+from ..objectives.glm_layout import GlmTokens, glm_positions
 from .classification import SequenceClassification
 from .tasks import register_task
 
@@ -131,21 +131,21 @@ def build_choices(part_a: list[int], m: int, choices: list[list[int]], gold: int
     """Part A + one Part B block per candidate ([sop] + its tokens at the [MASK]'s position);
     labels on the gold candidate's tokens; blocks see Part A and themselves only."""
     n_a = len(part_a)
-    ids, labels, pos, block = list(part_a), [IGNORE_INDEX] * n_a, list(range(n_a)), [0] * n_a
+    ids, labels = list(part_a), [IGNORE_INDEX] * n_a
     starts = []
     for c, words in enumerate(choices):
         starts.append(len(ids))
         ids += [tok.sop] + words
         labels += (words + [IGNORE_INDEX]) if c == gold else [IGNORE_INDEX] * (len(words) + 1)
-        pos += [m] * (len(words) + 1)
-        block += list(range(1, len(words) + 2))
     T = len(ids)
+    # 2-D positions as the objective lays them out: every candidate is a block at the [MASK]'s position
+    positions = glm_positions(n_a, [(m, len(words) + 1) for words in choices])  # (2, T)
     mask = np.zeros((T, T), dtype=np.int8)
     mask[:, :n_a] = 1  # everyone sees Part A; Part A sees nothing else
     for s, e in zip(starts, starts[1:] + [T]):
         mask[s:e, s:e] = np.tril(np.ones((e - s, e - s), dtype=np.int8))  # causal within its own block
     return {"input_ids": np.asarray(ids), "labels": np.asarray(labels), "attention_mask": mask,
-            "position_ids": np.asarray([pos, block])}
+            "position_ids": positions}
 
 
 def candidate_loss(logits: torch.Tensor, batch: dict) -> torch.Tensor:

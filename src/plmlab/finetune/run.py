@@ -18,14 +18,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import PlmlabError
+from ..errors import PlmlabError, warn
 from ..modeling import build_model
 from ..train import faults
 from ..train.checkpoint import write_json_durable
 from ..train.loop import LoopOptions, Trainer, TrainState
 from ..train.metrics import METRICS, MetricsLog, NoLog, Progress, read_metrics
 from ..train.optim import make_optimizer, schedule
-from ..train.parallel import Dist, parallelize, warn
+from ..train.parallel import Dist, parallelize
 from ..train.precision import Precision
 from ..train.rundir import RunDir, RunLock, clear
 from ..train.saving import STATE_FORMAT, Checkpointer, restore_training, save_final
@@ -80,7 +80,7 @@ def _summarise(rundir: RunDir, log) -> list[dict]:
 
 
 def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
-    from ..cli.fill_mask import load_model_and_tokenizer
+    from ..pipelines import load_model_and_tokenizer
 
     task = get_task(o.task)({**vars(o), **o.extra})
     if o.threads is not None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import tokenizers as hf
 
 from plmlab.data import builtin_documents, cache_dir, corpus_fingerprint
-from plmlab.data.files import is_plain_folder, remove_entry, warn
-from plmlab.errors import PlmlabError
+from plmlab.data.files import is_plain_folder, remove_entry
+from plmlab.errors import PlmlabError, warn
 from plmlab.tokenizers import train as training
 from plmlab.tokenizers.load import load_tokenizer, read_json
 from plmlab.tokenizers.styles import DEFAULT_VOCAB_SIZE, STYLES, get_style

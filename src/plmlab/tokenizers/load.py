@@ -9,8 +9,7 @@ from pathlib import Path
 
 import tokenizers as hf
 
-from plmlab.data.files import warn
-from plmlab.errors import PlmlabError
+from plmlab.errors import PlmlabError, warn
 from plmlab.tokenizers.styles import ROLES, STYLES, post_processor
 from plmlab.tokenizers.tokenizer import Tokenizer, guess_roles
 from plmlab.tokenizers.wordpiece import token_text, wordpiece_from_vocab

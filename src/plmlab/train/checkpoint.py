@@ -15,10 +15,8 @@ checkpoints are pruned only after the new one is durable (files and folders fsyn
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -26,26 +24,15 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from ..errors import PlmlabError
+# The reading side (which step-* folders exist, which verify) is shared with everything that
+# loads a run directory, so it lives below train/ in hf/manifest.py.
+from ..hf.manifest import MANIFEST, list_checkpoints, sha256_file
 
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-_NAME = re.compile(r"^step-(\d{8,})$")
-
-
-class CheckpointError(PlmlabError):
-    """A checkpoint that is incomplete or does not match its manifest."""
 
 
 def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}"
-
-
-def list_checkpoints(parent: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every committed checkpoint folder, oldest first (not yet verified)."""
-    if not parent.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in parent.iterdir() if p.is_dir() and (m := _NAME.match(p.name))]
-    return sorted(found)
 
 
 def write_checkpoint(parent: Path, step: int, write: Callable[[Path], None], keep_last: int = 0) -> Path:
@@ -92,7 +79,7 @@ def disk_error_reason(e: BaseException) -> str:
 def _write_manifest(folder: Path, step: int) -> None:
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path, sync=True)}
+        files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": sha256_file(path, sync=True)}
     manifest = {"format": FORMAT_VERSION, "step": step, "files": files}
     write_json_durable(folder / MANIFEST, manifest)
     for sub in [p for p in folder.rglob("*") if p.is_dir()] + [folder]:
@@ -110,42 +97,6 @@ def commit_dir(tmp: Path, final: Path) -> None:
     else:
         os.rename(tmp, final)
     fsync_dir(final.parent)
-
-
-def verify(folder: Path, required: tuple[str, ...] = ()) -> None:
-    """Raise CheckpointError unless every file in the manifest has its recorded size and hash."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        files = manifest["files"]
-    except FileNotFoundError:
-        raise CheckpointError(f"{folder.name}: no {MANIFEST} (the save did not finish)") from None
-    except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{folder.name}: {MANIFEST} is unreadable") from None
-    for name in required:
-        if name not in files:
-            raise CheckpointError(f"{folder.name}: {name} is missing from the manifest")
-    for name, entry in files.items():
-        path = folder / name
-        if not path.is_file():
-            raise CheckpointError(f"{folder.name}: {name} is missing")
-        if path.stat().st_size != entry["size"]:
-            raise CheckpointError(f"{folder.name}: {name} has {path.stat().st_size} bytes, "
-                                  f"the manifest says {entry['size']} (truncated?)")
-        if _sha256(path) != entry["sha256"]:
-            raise CheckpointError(f"{folder.name}: {name} does not match its sha256 in the manifest")
-
-
-def latest_complete(parent: Path, required: tuple[str, ...] = (),
-                    on_skip: Callable[[str], None] | None = None) -> tuple[int, Path] | None:
-    """The newest checkpoint that verifies; each one skipped is reported through `on_skip`."""
-    for step, path in reversed(list_checkpoints(parent)):
-        try:
-            verify(path, required)
-            return step, path
-        except CheckpointError as e:
-            if on_skip is not None:
-                on_skip(str(e))
-    return None
 
 
 def prune(parent: Path, keep_last: int) -> None:
@@ -180,13 +131,3 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _sha256(path: Path, sync: bool = False) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-        if sync:
-            os.fsync(f.fileno())
-    return h.hexdigest()

@@ -24,7 +24,7 @@ def finish(result, trainer, setup, model: torch.nn.Module, device: torch.device,
         result.val_loss = trainer.last_eval[1]["val_loss"]
         result.val_ppl = math.exp(min(result.val_loss, 700.0))
         result.val_tokens = sum(count_targets(b) for b in val_batches)
-        if has_ngram_baselines(o.objective):
+        if setup.objective.causal_lm_baselines:
             result.baselines = baselines(setup)
     losses = [r["loss"] for r in read_metrics(out / METRICS) if isinstance(r["loss"], float)]
     result.train_loss = losses[-1] if losses else None
@@ -40,12 +40,6 @@ def ensure_final_eval(trainer) -> None:
     """Evaluate the last step unless the loop just did (collectives under FSDP: every rank calls it)."""
     if trainer.last_eval is None or trainer.last_eval[0] != trainer.state.step:
         trainer.evaluate()
-
-
-def has_ngram_baselines(objective: str) -> bool:
-    """Unigram / bigram baselines score next-token prediction: the causal objective's task.
-    (ONE call site for the objectives' registry to take over as an objective attribute.)"""
-    return objective == "clm"
 
 
 def baselines(setup) -> dict:

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from ..errors import PlmlabError
+from ..errors import PlmlabError, warn
 
 STRATEGIES = ("ddp", "fsdp")
 
@@ -298,7 +297,3 @@ def rescale_for_world(stored: dict, stored_world: int, world: int) -> dict:
         raise PlmlabError(f"the run's global micro-batch of {total} sequences ({stored['batch_size']} x "
                           f"{stored_world} ranks) does not split over {world} ranks")
     return {**stored, "batch_size": total // world}
-
-
-def warn(message: str) -> None:
-    print(f"plmlab: {message}", file=sys.stderr, flush=True)

@@ -22,13 +22,13 @@ import torch
 
 from ..config import Config
 from ..data import build_token_data, builtin_documents, corpus_fingerprint, read_corpus
-from ..errors import PlmlabError
+from ..errors import PlmlabError, warn
 from ..modeling import build_model
-from .objective_setup import build_objective, check_objective_options
+from .objective_setup import build_objective, check_objective_fits, check_objective_options
 from .options import DEFAULTS, MAX_DEFAULT_SEQ_LEN, PretrainOptions, check_option_types
 from .parallel import Dist, grad_accum_for, rescale_for_world
 from .precision import Precision
-from .rundir import RunDir, warn
+from .rundir import RunDir
 from .saving import STATE_FORMAT
 from .setup import build_config, choose_device, make_tokenizer
 from .state import read_trainer_info
@@ -69,13 +69,16 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
     else:
         _seed_everything(o.seed)
         config = build_config(o)
+        check_objective_fits(o.objective, config)  # clm on T5, GLM on BERT, ...: before any tokenizer training
         tokenizer = make_tokenizer(o, config, documents)
         config = config.replace(bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id,
                                 pad_token_id=tokenizer.pad_id)
         o = _with_geometry(o, options, config, device, dist.world)
     train_data, val_data = build_token_data(documents, tokenizer)
     objective = build_objective(o.objective, tokenizer, o.seq_len, o.objective_options)
-    check_objective_fits(o.objective, tokenizer)
+    if objective.needs_eos and tokenizer.eos_id is None:
+        raise PlmlabError(f"the tokenizer has no end-of-text token, which objective {o.objective} puts "
+                          "between documents")
     if objective.num_examples(train_data) == 0:
         raise PlmlabError(f"the training split has {train_data.n_tokens} tokens: too few for one "
                           f"sequence of {o.seq_len} (add text or lower --seq-len)")
@@ -87,13 +90,6 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
         model.load_state_dict(load_pretrained(found[1]).state_dict())
     return PretrainSetup(o, device, tokenizer, config, fingerprint, train_data, val_data, objective, task, model,
                          found, info, old_entries)
-
-
-def check_objective_fits(objective: str, tokenizer) -> None:
-    """What an objective needs of the tokenizer. (ONE call site for the objectives' registry to
-    take over: `if objective == "clm"` is the only objective-name branch of the set-up.)"""
-    if objective == "clm" and tokenizer.eos_id is None:
-        raise PlmlabError("the tokenizer has no end-of-text token, which the causal objective puts between documents")
 
 
 def _resolve(options: PretrainOptions, info: dict | None, found, dist: Dist) -> PretrainOptions:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import PlmlabError
+from ..errors import PlmlabError, warn
 from ..modeling import build_model
 from . import faults
 from .checkpoint import write_json_durable
@@ -30,7 +30,7 @@ from .loop import LoopOptions, Trainer, TrainState
 from .metrics import METRICS, MetricsLog, NoLog, Progress
 from .optim import make_optimizer, schedule
 from .options import PretrainOptions
-from .parallel import Dist, parallelize, warn
+from .parallel import Dist, parallelize
 from .precision import Precision
 from .pretrain_setup import PretrainSetup, prepare
 from .saving import Checkpointer, restore_training

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
-from ..errors import PlmlabError
-from .checkpoint import latest_complete
+from ..errors import PlmlabError, warn
+from ..hf.manifest import latest_complete
 from .metrics import METRICS
 from .state import STATE_JSON, STATE_TENSORS
 
@@ -61,10 +60,6 @@ class RunDir:
 def clear(entries: list[Path]) -> None:
     for path in entries:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
-def warn(message: str) -> None:
-    print(f"plmlab: {message}", file=sys.stderr, flush=True)
 
 
 class RunLock:
