@@ -200,3 +200,35 @@ def test_bad_windows_shots_and_out(runs, corpus, tmp_path, capsys):
     assert existing.read_text() == "keep me\n"
     assert metrics(capsys, *gpt, "--out", existing, "--overwrite")["n"] == 40
     assert len(existing.read_text().splitlines()) == 40
+
+
+def test_classifier_and_tagger_end_to_end(tmp_path, capsys):
+    import torch
+
+    import plmlab
+    from plmlab.tokenizers import train_tokenizer
+
+    texts = ["good film", "bad plot", "a fine story", "sad actors", "nice cast", "poor sound"]
+    tok = train_tokenizer(texts * 10, "bert", vocab_size=200, min_frequency=1)
+    dirs = {}
+    for kind, labels in (("sequence", ["neg", "pos"]), ("token", ["B-X", "I-X", "O"])):
+        torch.manual_seed(0)
+        model = plmlab.build_model("bert-tiny", vocab_size=tok.vocab_size, head="none", pair_head=False, pooler=True,
+                                   classifier=kind, label_names=labels)
+        dirs[kind] = tmp_path / kind
+        plmlab.save_pretrained(model, dirs[kind], tokenizer=tok)
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text("".join(json.dumps({"text": t, "label": "pos" if i % 2 else "neg"}) + "\n" for i, t in enumerate(texts)))
+    m = metrics(capsys, "--model", dirs["sequence"], "--task", "classification", "--data", dev)
+    assert m["n"] == 6 and sum(map(sum, m["confusion_matrix"]["matrix"])) == 6 and 0 <= m["macro_f1"] <= 1
+    code, out, _ = evaluate(capsys, "--model", dirs["sequence"], "--task", "classification", "--data", dev)
+    assert code == 0 and "confusion matrix" in out and "gold" in out
+    tags = tmp_path / "tags.jsonl"
+    tags.write_text("".join(json.dumps({"tokens": t.split(), "labels": ["B-X", "I-X", "O"][:len(t.split())]}) + "\n"
+                            for t in texts))
+    m = metrics(capsys, "--model", dirs["token"], "--task", "token-classification", "--data", tags)
+    assert m["entities"] == 6 and 0 <= m["entity_f1"] <= 1 and 0 <= m["token_accuracy"] <= 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "good", "label": "meh"}) + "\n")
+    line = one_line_error(capsys, "--model", dirs["sequence"], "--task", "classification", "--data", bad)
+    assert "'meh' is not one the model knows" in line

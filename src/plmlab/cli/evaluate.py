@@ -112,11 +112,11 @@ def show(result) -> str:
     lines += [f"{k.ljust(width)}  {v:.4f}" if isinstance(v, float) else f"{k.ljust(width)}  {v}" for k, v in m.items()]
     if matrix:
         lines.append("confusion matrix (rows: gold, columns: predicted)")
-        lines.append(format_table(matrix["labels"], matrix["labels"], matrix["matrix"]).replace("model", "gold ", 1))
+        lines.append(format_table(matrix["labels"], matrix["labels"], matrix["matrix"], first="gold"))
     return "\n".join(lines)
 
 
 def _suite_table(rows: list[dict]) -> str:
     names = [f"{r['task']} {r['shots']}-shot" for r in rows]
     columns = ["accuracy", "chance", "centered", "n"]
-    return format_table(names, columns, [[r.get(c) for c in columns] for r in rows]).replace("model", "task ", 1)
+    return format_table(names, columns, [[r.get(c) for c in columns] for r in rows], first="task")

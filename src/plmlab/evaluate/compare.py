@@ -46,9 +46,9 @@ def _cell(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4g}"
 
 
-def format_table(names: list[str], columns: list[str], rows: list[list[float | None]]) -> str:
-    """An aligned plain-text table: a header, a rule, one line per model."""
-    cells = [["model", *columns]] + [[n, *map(_cell, row)] for n, row in zip(names, rows)]
+def format_table(names: list[str], columns: list[str], rows: list[list[float | None]], first: str = "model") -> str:
+    """An aligned plain-text table: a header (`first` over the row names), a rule, one line per row."""
+    cells = [[first, *columns]] + [[n, *map(_cell, row)] for n, row in zip(names, rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
              for line in cells]
