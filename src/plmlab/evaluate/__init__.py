@@ -9,7 +9,7 @@ few-shot), a built-in suite, classifier / tagger metrics, and an lm-evaluation-h
 """
 
 from .result import EvalResult
-from .run import TASKS, EvalOptions, check_out, check_task, compare, run, tasks_for, write_items
+from .dispatch import TASKS, EvalOptions, check_out, check_task, compare, run, tasks_for, write_items
 
 __all__ = ["EvalResult", "EvalOptions", "TASKS", "run", "compare", "check_task", "tasks_for", "check_out",
            "write_items"]
