@@ -12,10 +12,10 @@ Sliding window (transformers' "Perplexity of fixed-length models"), over the mod
 window scores only the predictions the previous one did not make, so each token is scored once,
 with up to max_length - stride tokens of context from the previous window:
 
-    inputs     0 1 2 3 4 5 6 7 8            max_length 6, stride 3 (input t predicts token t + 1)
+    inputs     0 1 2 3 4 5 6 7 8 9 10       max_length 6, stride 3 (input t predicts token t + 1)
     window 1   s s s s s s                  s: its prediction is scored
     window 2         c c c s s s            c: context only
-    window 3               c c c            (the last window ends at the last input)
+    window 3               c c c s s        (the last window ends at the last input)
 
 GLM with 2-D positions (Du et al. 2022, section 2.3, and the GLM repository's language-model
 evaluation) predicts left to right through a [gMASK] blank: the window's context is Part A
