@@ -49,7 +49,8 @@ def one_line_error(capsys, argv: list[str], *needles: str) -> str:
     (["tag", "a"], "--model"),
     (["tokenizer", "train", "--out", "x", "--vocab-size", "-5"], "positive"),
     (["plot", "run", "--smooth", "-1"], "non-negative"),
-    (["evaluate"], "invalid choice"),  # not a verb yet
+    (["evaluate"], "--model --compare is required"),
+    (["evaluate", "--model", "M", "--suite", "builtin", "--shots", "0,-1"], "non-negative"),
     (["no-such-verb"], "invalid choice"),
 ])
 def test_usage_errors_are_one_line(capsys, argv, needle):
