@@ -104,9 +104,12 @@ class PlmlabLM(LM):
         return out
 
 
-def run_lm_eval(model_dir, tasks, include_path=None, num_fewshot=None, limit=None, batch_size=16) -> EvalResult:
+def run_lm_eval(model_dir, tasks, include_path=None, num_fewshot=None, limit=None, batch_size=16,
+                include_defaults: bool = True) -> EvalResult:
     """Run lm-eval `tasks` (names, or a comma-separated string) on a plmlab model directory with
-    lm_eval.simple_evaluate; metrics: {task: {metric: value}} as lm-eval reports them."""
+    lm_eval.simple_evaluate; metrics: {"results": {task: {metric: value}} as lm-eval reports them,
+    "n_samples"}. `include_defaults=False` skips indexing lm-eval's own task library (seconds)
+    when only tasks under `include_path` are wanted."""
     if lm_eval is None:
         raise PlmlabError(MISSING)
     from lm_eval.tasks import TaskManager
@@ -116,7 +119,8 @@ def run_lm_eval(model_dir, tasks, include_path=None, num_fewshot=None, limit=Non
         raise PlmlabError("no lm-eval task named (give --lm-eval-tasks NAME[,NAME...])")
     if include_path is not None and not os.path.isdir(include_path):
         raise PlmlabError(f"--include-path {include_path} is not a directory")
-    manager = TaskManager(include_path=str(include_path) if include_path is not None else None)
+    manager = TaskManager(include_path=str(include_path) if include_path is not None else None,
+                          include_defaults=include_defaults)
     unknown = [n for n in names if not manager.match_tasks([n])]
     if unknown:
         raise PlmlabError(f"unknown lm-eval task(s) {', '.join(unknown)} (local tasks: --include-path DIR)")
@@ -124,4 +128,4 @@ def run_lm_eval(model_dir, tasks, include_path=None, num_fewshot=None, limit=Non
     out = lm_eval.simple_evaluate(model=lm, tasks=names, num_fewshot=num_fewshot, limit=limit,
                                   task_manager=manager, batch_size=batch_size)
     results = {task: {k: v for k, v in values.items() if k != "alias"} for task, values in out["results"].items()}
-    return EvalResult("lm-eval", {"tasks": results, "n_samples": out.get("n-samples", {})}, [])
+    return EvalResult("lm-eval", {"results": results, "n_samples": out.get("n-samples", {})}, [])

@@ -70,6 +70,7 @@ def score_chunk(model, contexts: list[list[int]], conts: list[list[list[int]]]) 
             feed[r, :len(c) - 1] = torch.tensor(c[:-1])
         lengths = mask.sum(-1)[index]  # (R,) real context tokens: where the continuation's positions start
         positions = lengths[:, None] + torch.arange(Tm, device=device)[None]  # (R, Tm)
+        positions = positions.clamp(max=model.config.max_positions - 1)  # only padding goes past the window
         full_mask = torch.cat([mask[index], torch.ones(len(rows), Tm, dtype=torch.long, device=device)], 1)
         later = model(feed.to(device), attention_mask=full_mask, position_ids=positions,
                       cache=cache).logits.float().log_softmax(-1)  # (R, Tm, V)
