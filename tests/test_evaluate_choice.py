@@ -15,6 +15,7 @@ from plmlab.evaluate.choice import choice_metrics, evaluate_choice, fewshot_prom
 from plmlab.evaluate.scoring import encode_pairs, loglikelihoods, special_wrap
 from plmlab.infill import blank_inputs
 from plmlab.objectives.glm_layout import GlmTokens
+from plmlab.presets import get_preset
 from plmlab.tokenizers import train_tokenizer
 
 TEXTS = ["the cat sat on the mat.", "a dog ran in the park.", "birds fly over the sea."] * 20
@@ -23,8 +24,18 @@ PAIRS = [("the cat sat on", " the mat"), ("the cat sat on", " a dog ran"), ("a d
 FAMILIES = {"gpt-tiny": "gpt2", "llama-tiny": "llama", "t5-tiny": "t5", "glm-tiny": "glm", "bert-tiny": "bert"}
 
 
+# architectures transformers cannot load, scored all the same: ChatGLM-6B's block, a post-LN LLaMA
+VARIANTS = {"chatglm6b-tiny": ("glm-tiny", {"position": "rotary-2d", "norm_placement": "deepnorm"}),
+            "llama-post-tiny": ("llama-tiny", {"norm_placement": "post", "final_norm": False})}
+FAMILIES.update({"chatglm6b-tiny": "glm", "llama-post-tiny": "llama"})
+
+
 def tiny(preset: str):
     torch.manual_seed(0)
+    if preset in VARIANTS:
+        base, changes = VARIANTS[preset]
+        config = plmlab.Config.from_dict({**get_preset(base).to_dict(), **changes})
+        return plmlab.build_model(config).eval(), train_tokenizer(TEXTS, FAMILIES[preset], vocab_size=300)
     return plmlab.build_model(preset).eval(), train_tokenizer(TEXTS, FAMILIES[preset], vocab_size=300)
 
 
@@ -203,14 +214,14 @@ def test_a_bad_line_is_one_error_naming_file_and_line(tmp_path, line, message):
 
 
 def test_an_empty_or_missing_file_is_an_error(tmp_path):
-    with pytest.raises(PlmlabError, match="no items"):
+    with pytest.raises(PlmlabError, match="no records"):
         read_choice_items(write(tmp_path, ["", "  "]))
-    with pytest.raises(PlmlabError, match="data file not found"):
+    with pytest.raises(PlmlabError, match="no such data file"):
         read_choice_items(tmp_path / "missing.jsonl")
 
 
 def test_a_model_without_an_lm_head_is_refused():
-    model = plmlab.build_model(plmlab.Config(**{**plmlab.build_model("gpt-tiny").config.__dict__, "head": "none"}))
+    model = plmlab.build_model(plmlab.Config.from_dict({**get_preset("gpt-tiny").to_dict(), "head": "none"}))
     tok = train_tokenizer(TEXTS, "gpt2", vocab_size=300)
     with pytest.raises(PlmlabError, match="needs a model with an LM or MLM head"):
         evaluate_choice(model, tok, ITEMS)

@@ -59,7 +59,7 @@ def test_read_generate_items_and_its_errors(tmp_path):
     with pytest.raises(PlmlabError, match=r"gen.jsonl:1: 'answer' must be a string .*the line has no 'answer'"):
         read_generate_items(path)
     path.write_text("\n")
-    with pytest.raises(PlmlabError, match="no items"):
+    with pytest.raises(PlmlabError, match="no records"):
         read_generate_items(path)
 
 

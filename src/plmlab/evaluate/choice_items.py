@@ -3,38 +3,17 @@ names FILE:LINE and says what is wrong; an empty file is an error too."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 from ..errors import PlmlabError
+from ..finetune.data import read_records
 
 
 def read_jsonl(path: str | os.PathLike) -> list[tuple[str, dict]]:
-    """[(where, object)] of every non-blank line (where = "FILE:LINE"); refuses a missing or
-    empty file, a line that is not JSON, or one that is not an object."""
-    path = Path(path)
-    if not path.is_file():
-        raise PlmlabError(f"data file not found: {path}")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise PlmlabError(f"{path}: cannot be read as UTF-8 text ({e})") from None
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            raise PlmlabError(f"{where}: not valid JSON ({e})") from None
-        if not isinstance(obj, dict):
-            raise PlmlabError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        rows.append((where, obj))
-    if not rows:
-        raise PlmlabError(f"{path}: no items (the file is empty)")
-    return rows
+    """[(where, object)] of every non-blank line (where = "FILE:LINE"), read as fine-tuning data
+    is (plmlab.finetune.data.read_records): a missing or empty file, a line that is not JSON or
+    not an object, is one error."""
+    return [(f"{path}:{n}", record) for n, record in read_records(path)]
 
 
 def text_field(obj: dict, key: str, where: str) -> str:

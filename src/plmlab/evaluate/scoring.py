@@ -26,7 +26,7 @@ Pair = tuple[list[int], list[int]]  # (context ids, continuation ids)
 def family(model) -> str:
     """Which scorer a model takes: causal, seq2seq, glm or pll (refused without an LM / MLM head)."""
     config = model.config
-    if getattr(model, "head", None) is None or config.head not in ("lm", "mlm"):
+    if getattr(model, "head", None) is None or config.head not in ("lm", "mlm") or config.classifier != "none":
         raise PlmlabError(f"scoring text needs a model with an LM or MLM head; this {config.arch} has head "
                           f"{config.head!r} (a fine-tuned classifier scores with --task classification)")
     if config.arch == "encoder-decoder":
