@@ -84,6 +84,7 @@ def test_decoder_pairs_are_split_as_lm_eval_splits_them():
     (ctx, cont), (ctx2, cont2), *_ , (e_ctx, e_cont), (s_ctx, s_cont) = encode_pairs(model, tok, PAIRS)
     assert ctx + cont == tok.encode("the cat sat on the mat") and ctx == tok.encode("the cat sat on")
     assert e_ctx == [tok.bos_id if tok.bos_id is not None else tok.eos_id]  # an empty context: the prefix token
+    assert encode_pairs(model, tok, [("  ", "birds")]) == [(e_ctx, tok.encode("  birds"))]  # spaces only: the same
     assert s_ctx == tok.encode("birds fly") and s_cont == tok.encode("birds fly over the sea.")[len(s_ctx):]
 
 

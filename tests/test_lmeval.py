@@ -111,3 +111,13 @@ def test_generate_until_stops_at_the_tasks_strings(local):
     out = lm.generate_until([_Request("the cat", {"until": ["."], "max_gen_toks": 8}),
                              _Request("a dog", {"until": "\n", "max_gen_toks": 5})])
     assert len(out) == 2 and all(isinstance(o, str) for o in out) and "." not in out[0]
+
+
+def test_without_lm_eval_installed_the_adapter_is_one_line(monkeypatch, local):
+    import plmlab.lmeval as adapter
+
+    monkeypatch.setattr(adapter, "lm_eval", None)  # as if the optional extra were not installed
+    with pytest.raises(PlmlabError, match=r"not installed: pip install 'plmlab\[eval\]'"):
+        run_lm_eval(local / "model", [TASK])
+    with pytest.raises(PlmlabError, match="not installed"):
+        PlmlabLM(pretrained=str(local / "model"))

@@ -53,11 +53,11 @@ def prefix_id(tokenizer) -> int:
 def encode_pair(tokenizer, context: str, continuation: str, whole: bool = True) -> Pair:
     """(context ids, continuation ids) exactly as lm-eval's HF backend makes them; `whole`: a
     decoder's split of the encoded whole text, else (T5, GLM) each part encoded on its own."""
-    if context == "":
+    context, continuation = split_spaces(context, continuation)
+    if context == "":  # (a context of spaces only too, where lm-eval would fail on an empty encoding)
         cont = tokenizer.encode(continuation, add_special_tokens=False)
         start = prefix_id(tokenizer)
         return ([start], cont) if not cont or cont[0] != start else (cont[:1], cont[1:])
-    context, continuation = split_spaces(context, continuation)
     if whole:
         ctx = tokenizer.encode(context)
         return ctx, tokenizer.encode(context + continuation)[len(ctx):]
