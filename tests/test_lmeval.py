@@ -18,6 +18,7 @@ import plmlab  # noqa: E402
 from plmlab.errors import PlmlabError  # noqa: E402
 from plmlab.evaluate.choice import evaluate_choice, read_choice_items  # noqa: E402
 from plmlab.lmeval import PlmlabLM, run_lm_eval  # noqa: E402
+from lm_eval.api.registry import get_model as get_model_by_name  # noqa: E402
 from plmlab.tokenizers import train_tokenizer  # noqa: E402
 
 TEXTS = ["the cat sat on the mat.", "a dog ran in the park.", "birds fly over the sea."] * 20
@@ -87,6 +88,12 @@ def test_registered_as_plmlab_and_lm_evals_backends_still_load():
 
     assert get_model("plmlab") is PlmlabLM
     assert get_model("hf").__name__ == "HFLM"  # importing plmlab.lmeval must not hide lm-eval's own models
+
+
+def test_lm_eval_builds_it_from_its_argument_string(local):
+    lm = get_model_by_name("plmlab").create_from_arg_string(f"pretrained={local / 'model'}",
+                                                            {"batch_size": 2, "max_batch_size": None, "device": "cpu"})
+    assert lm.batch_size == 2 and lm.model.config.arch == "decoder"
 
 
 class _Request:  # what lm-eval hands a model: an object with .args

@@ -1,8 +1,8 @@
 """lm-evaluation-harness adapter: any plmlab model directory as an lm-eval `LM`, registered
 under the name "plmlab" when this module is imported (an optional extra: pip install plmlab[eval]).
 
-    import plmlab.lmeval
-    lm_eval --model plmlab --model_args pretrained=runs/gpt-mini --tasks hellaswag
+    import lm_eval, plmlab.lmeval
+    lm_eval.simple_evaluate(model="plmlab", model_args="pretrained=runs/gpt-mini", tasks=["hellaswag"])
     plmlab.lmeval.run_lm_eval("runs/gpt-mini", ["my_task"], include_path="tasks/")
 
 lm-eval's whole contract is three methods (lm_eval/api/model.py): `loglikelihood`,
