@@ -151,14 +151,17 @@ def test_a_model_taught_the_answers_picks_them(preset):
 
 # --- metrics -------------------------------------------------------------------------------------------
 def test_acc_norm_divides_by_the_choice_length_as_lm_eval_does():
-    items = [{"context": "x", "choices": ["a", "bbbb"], "label": 1}, {"context": "x", "choices": ["é", "ab"], "label": 0}]
+    items = [{"context": "x", "choices": ["a", "bbbb"], "label": 1},
+             {"context": "x", "choices": ["é", "ab"], "label": 0}]
     # item 1: raw -1 vs -2 picks "a"; per character -1 vs -0.5 picks "bbbb".
     # item 2: raw -1.5 vs -1 picks "ab"; per character -1.5 vs -0.5 picks "ab"; per byte (é is 2) -0.75 vs -0.5.
     metrics, records = choice_metrics(items, [[-1.0, -2.0], [-1.5, -1.0]])
     assert [r["pred"] for r in records] == [0, 1] and [r["pred_norm"] for r in records] == [1, 1]
     assert metrics["accuracy"] == 0.0 and metrics["accuracy_norm"] == 0.5 and metrics["accuracy_bytes"] == 0.5
-    metrics, _ = choice_metrics(items[1:], [[-1.2, -1.0]])  # bytes: -0.6 vs -0.5 -> "ab"; chars: -1.2 vs -0.5 -> "ab"
-    assert metrics["accuracy_bytes"] == 0.0
+    # characters and bytes disagree: "éé" is 2 characters, 4 bytes; per character -1.0 vs -0.83 picks "abc",
+    # per byte -0.5 vs -0.83 picks "éé"
+    metrics, _ = choice_metrics([{"context": "x", "choices": ["éé", "abc"], "label": 0}], [[-2.0, -2.5]])
+    assert (metrics["accuracy"], metrics["accuracy_norm"], metrics["accuracy_bytes"]) == (1.0, 0.0, 1.0)
 
 
 # --- few-shot prompts -----------------------------------------------------------------------------------

@@ -53,7 +53,8 @@ def test_a_model_taught_the_answers_generates_them_and_stops_at_the_newline():
 
 def test_read_generate_items_and_its_errors(tmp_path):
     path = tmp_path / "gen.jsonl"
-    path.write_text(json.dumps({"context": "q", "answer": "a"}) + "\n" + json.dumps({"context": "q", "answer": ["a", "b"]}) + "\n")
+    lines = [{"context": "q", "answer": "a"}, {"context": "q", "answer": ["a", "b"]}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert read_generate_items(path) == [{"context": "q", "answer": "a"}, {"context": "q", "answer": ["a", "b"]}]
     path.write_text(json.dumps({"context": "q"}) + "\n")
     with pytest.raises(PlmlabError, match=r"gen.jsonl:1: 'answer' must be a string .*the line has no 'answer'"):

@@ -25,7 +25,8 @@ def score_seq2seq(model, tokenizer, pairs: list[Pair], batch_size: int) -> list[
     return results
 
 
-def score_rows(model, contexts: list[list[int]], index: list[int], targets: list[list[int]]) -> list[tuple[float, bool]]:
+def score_rows(model, contexts: list[list[int]], index: list[int],
+               targets: list[list[int]]) -> list[tuple[float, bool]]:
     device = next(model.parameters()).device
     pad = model.config.pad_token_id or 0
     S = max(len(c) for c in contexts)
