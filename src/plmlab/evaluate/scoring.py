@@ -17,6 +17,8 @@ continuation on its own. Each family then scores the continuation its own way:
 
 from __future__ import annotations
 
+import torch
+
 from ..errors import PlmlabError
 from ..objectives.glm_layout import TWO_D_POSITIONS
 
@@ -143,8 +145,6 @@ def chunk_groups(groups: list, sizes: list[int], batch_size: int) -> list[list]:
 
 def token_score(logp, target: list[int]) -> tuple[float, bool]:
     """(sum of log p(target_t) over the rows of logp (n, V), whether every target was the argmax)."""
-    import torch
-
     t = torch.tensor(target, device=logp.device)
     picked = logp.gather(-1, t[:, None])[:, 0]  # (n,)
     return float(picked.sum()), bool((logp.argmax(-1) == t).all())
