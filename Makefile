@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Pretrain a small GPT on the built-in corpus (CPU, a few minutes), save a Hugging Face
-# checkpoint, and show what it learned.
+# checkpoint, show what it learned, then the built-in suite's zero-shot score card (CORE).
 pretrain: $(STAMP)
 	$(PY) -m plmlab pretrain --preset gpt-mini --out runs/gpt-mini --overwrite
+	$(PY) -m plmlab evaluate --model runs/gpt-mini --suite builtin
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q

@@ -1,0 +1,150 @@
+"""Log-likelihood of (context, continuation) pairs for every family: the one primitive that
+multiple choice, the built-in suite and the lm-evaluation-harness adapter all call.
+
+    loglikelihoods(model, tokenizer, [("The cat sat on the", " mat"), ...])  # [(logp, is_greedy), ...]
+
+Tokenisation follows lm-evaluation-harness (lm_eval/api/model.py `loglikelihood`, `_encode_pair`)
+so the same checkpoint gives the same numbers in both tools: trailing spaces of the context move
+to the continuation; a decoder encodes the whole text and the context, and the continuation is
+whole[len(context):]; an empty context is the prefix token (BOS, else EOS); T5 and GLM encode the
+continuation on its own. Each family then scores the continuation its own way:
+
+    decoder          sum log p(cont_t | context, cont_<t), the last token never fed   scoring_causal
+    encoder-decoder  the continuation as the decoder's target, the context as input    scoring_seq2seq
+    GLM (2-D pos.)   the continuation as the blank: context [MASK] | [sop] cont        scoring_glm
+    encoder          pseudo-log-likelihood, each continuation token masked in turn     scoring_pll
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import PlmlabError
+from ..objectives.glm_layout import TWO_D_POSITIONS
+
+Pair = tuple[list[int], list[int]]  # (context ids, continuation ids)
+
+
+def family(model) -> str:
+    """Which scorer a model takes: causal, seq2seq, glm or pll (refused without an LM / MLM head)."""
+    config = model.config
+    if getattr(model, "head", None) is None or config.head not in ("lm", "mlm") or config.classifier != "none":
+        raise PlmlabError(f"scoring text needs a model with an LM or MLM head; this {config.arch} has head "
+                          f"{config.head!r} (a fine-tuned classifier scores with --task classification)")
+    if config.arch == "encoder-decoder":
+        return "seq2seq"
+    if config.arch == "encoder":
+        return "pll"
+    return "glm" if config.position in TWO_D_POSITIONS else "causal"
+
+
+def split_spaces(context: str, continuation: str) -> tuple[str, str]:
+    """lm-eval's rule: trailing spaces of the context belong to the continuation."""
+    n = len(context) - len(context.rstrip())
+    return (context[:-n], context[-n:] + continuation) if n else (context, continuation)
+
+
+def prefix_id(tokenizer) -> int:
+    """What an empty context is (lm-eval's prefix_token_id): BOS, else EOS."""
+    start = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
+    if start is None:
+        raise PlmlabError("an empty context needs a BOS or EOS token and the tokenizer has neither")
+    return start
+
+
+def encode_pair(tokenizer, context: str, continuation: str, whole: bool = True) -> Pair:
+    """(context ids, continuation ids) exactly as lm-eval's HF backend makes them; `whole`: a
+    decoder's split of the encoded whole text, else (T5, GLM) each part encoded on its own."""
+    context, continuation = split_spaces(context, continuation)
+    if context == "":  # (a context of spaces only too, where lm-eval would fail on an empty encoding)
+        cont = tokenizer.encode(continuation, add_special_tokens=False)
+        start = prefix_id(tokenizer)
+        return ([start], cont) if not cont or cont[0] != start else (cont[:1], cont[1:])
+    if whole:
+        ctx = tokenizer.encode(context)
+        return ctx, tokenizer.encode(context + continuation)[len(ctx):]
+    return tokenizer.encode(context), tokenizer.encode(continuation, add_special_tokens=False)
+
+
+def plain_pair(tokenizer, context: str, continuation: str, whole: bool) -> Pair:
+    """(context ids, continuation ids) without special tokens, spaces moved as lm-eval moves them;
+    `whole`: the continuation is the encoded whole text past the context (an encoder reads both
+    at once), else it is encoded on its own (GLM's blank)."""
+    context, continuation = split_spaces(context, continuation)
+    ctx = tokenizer.encode(context, add_special_tokens=False)
+    if whole:
+        return ctx, tokenizer.encode(context + continuation, add_special_tokens=False)[len(ctx):]
+    return ctx, tokenizer.encode(continuation, add_special_tokens=False)
+
+
+def special_wrap(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a text (BERT: [CLS] and [SEP])."""
+    bare = tokenizer.encode("a", add_special_tokens=False)
+    full = tokenizer.encode("a")
+    at = next((i for i in range(len(full) - len(bare) + 1) if full[i:i + len(bare)] == bare), 0)
+    return full[:at], full[at + len(bare):]
+
+
+def encode_pairs(model, tokenizer, pairs: list[tuple[str, str]]) -> list[Pair]:
+    """Token pairs for `model`'s family; a continuation that encodes to nothing is refused."""
+    kind = family(model)
+    out = []
+    for context, continuation in pairs:
+        if kind in ("glm", "pll"):  # Part A / the encoder's [CLS] ... [SEP] are added by the scorer
+            ids = plain_pair(tokenizer, context, continuation, whole=kind == "pll")
+        else:
+            ids = encode_pair(tokenizer, context, continuation, whole=kind == "causal")
+        if not ids[1]:
+            raise PlmlabError(f"the continuation {continuation!r} encodes to no tokens")
+        out.append(ids)
+    return out
+
+
+def loglikelihood_tokens(model, tokenizer, pairs: list[Pair], batch_size: int = 16) -> list[tuple[float, bool]]:
+    """(sum of log p of the continuation's tokens, whether each was the argmax) per token pair."""
+    if batch_size < 1:
+        raise PlmlabError(f"batch_size must be >= 1, got {batch_size}")
+    kind = family(model)
+    if kind == "causal":
+        from .scoring_causal import score_causal as score
+    elif kind == "seq2seq":
+        from .scoring_seq2seq import score_seq2seq as score
+    elif kind == "glm":
+        from .scoring_glm import score_glm as score
+    else:
+        from .scoring_pll import score_pll as score
+    return score(model, tokenizer, pairs, batch_size)
+
+
+def loglikelihoods(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 16) -> list[tuple[float, bool]]:
+    """(log-likelihood, is_greedy) of each (context, continuation) text pair (see the module docstring)."""
+    return loglikelihood_tokens(model, tokenizer, encode_pairs(model, tokenizer, pairs), batch_size)
+
+
+def group_by_context(pairs: list[Pair]) -> list[tuple[list[int], list[int]]]:
+    """[(context ids, indices of the pairs that share it)], in first-seen order: a context is
+    run once for all of its continuations."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (ctx, _) in enumerate(pairs):
+        groups.setdefault(tuple(ctx), []).append(i)
+    return [(list(ctx), idx) for ctx, idx in groups.items()]
+
+
+def chunk_groups(groups: list, sizes: list[int], batch_size: int) -> list[list]:
+    """Consecutive groups packed so that each chunk holds at most `batch_size` pairs (a bigger
+    group goes alone)."""
+    chunks, current, n = [], [], 0
+    for group, size in zip(groups, sizes):
+        if current and n + size > batch_size:
+            chunks.append(current)
+            current, n = [], 0
+        current.append(group)
+        n += size
+    return chunks + ([current] if current else [])
+
+
+def token_score(logp, target: list[int]) -> tuple[float, bool]:
+    """(sum of log p(target_t) over the rows of logp (n, V), whether every target was the argmax)."""
+    t = torch.tensor(target, device=logp.device)
+    picked = logp.gather(-1, t[:, None])[:, 0]  # (n,)
+    return float(picked.sum()), bool((logp.argmax(-1) == t).all())
