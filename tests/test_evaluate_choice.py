@@ -209,7 +209,7 @@ def test_read_choice_items_reads_valid_lines(tmp_path):
     ({"context": "a", "choices": ["x", ""], "label": 0}, r"items.jsonl:2: every choice must be a non-empty string"),
     ({"context": "a", "choices": ["x", "y"], "label": True}, r"items.jsonl:2: 'label' must be an integer"),
     ({"choices": ["x", "y"], "label": 0}, r"items.jsonl:2: 'context' must be a string \(the line has no"),
-    ("{not json", r"items.jsonl:2: not valid JSON"),
+    ("{not json", r"items.jsonl:2: invalid JSON"),
     ("[1, 2]", r"items.jsonl:2: expected a JSON object"),
 ])
 def test_a_bad_line_is_one_error_naming_file_and_line(tmp_path, line, message):
