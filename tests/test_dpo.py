@@ -7,6 +7,10 @@ from __future__ import annotations
 import json
 import math
 import signal
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +107,12 @@ def test_the_batch_is_chosen_then_rejected_with_labels_on_responses_only(data):
         assert got[row].item() == pytest.approx(want, rel=1e-5)
 
 
-def test_padding_in_the_concatenated_batch_does_not_change_the_log_probs(data):
-    model, tok = plmlab.load_pretrained(data / "model"), load_tokenizer(data / "model")
+@pytest.mark.parametrize("preset", ["gpt-tiny", "llama-tiny", "glm4-tiny"])
+def test_padding_in_the_concatenated_batch_does_not_change_the_log_probs(data, preset):
+    """Right padding behind the attention mask, for learned and rotary (GQA, partial) positions."""
+    tok = load_tokenizer(data / "model")
+    torch.manual_seed(0)
+    model = plmlab.build_model(preset, vocab_size=tok.vocab_size).eval()
     examples = [encode_preference(r, tok, 64, False) for r in read_preferences(str(data / "prefs.jsonl"))[:4]]
     batch = collate_pairs(examples, pad_id=0)
     with torch.no_grad():
@@ -191,3 +199,26 @@ def test_sigint_then_resume_equals_an_uninterrupted_run(data, tmp_path, capsys, 
     assert [r["reward_accuracy"] for r in ours] == [r["reward_accuracy"] for r in theirs]
     a, b = load_file(out / "final/model.safetensors"), load_file(reference / "final/model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ddp_two_processes_match_one_with_the_same_global_batch(data, tmp_path):
+    """torchrun, 2 CPU processes x 2 pairs == 1 process x 4 pairs (no dropout: the same numbers)."""
+    run_dpo(options(data, tmp_path / "one", epochs=1))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = str(Path(plmlab.__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    args = ["dpo", "--model", str(data / "model"), "--data", str(data / "prefs.jsonl"), "--out", str(tmp_path / "two"),
+            "--epochs", "1", *[x for k, v in {**RUN, "batch_size": 2}.items() for x in (f"--{k.replace('_', '-')}", str(v))]]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(port), "-m", "plmlab", *args],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ours, theirs = read_metrics(tmp_path / "two" / "metrics.jsonl"), read_metrics(tmp_path / "one" / "metrics.jsonl")
+    assert [r["step"] for r in ours] == [r["step"] for r in theirs] == [1, 2, 3, 4]
+    assert [r["tokens"] for r in ours] == [r["tokens"] for r in theirs]
+    assert [r["loss"] for r in ours] == pytest.approx([r["loss"] for r in theirs], rel=1e-5)
+    a, b = load_file(tmp_path / "two/final/model.safetensors"), load_file(tmp_path / "one/final/model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=5e-5, msg=k)
