@@ -195,7 +195,9 @@ class DpoTask(FinetuneTask):
 def reference_logps(model, examples: list[dict], pad_id: int, batch_size: int, autocast,
                     device: torch.device) -> None:
     """Each example's (chosen, rejected) log-probs under `model` as it is now, the frozen
-    reference, into example["ref_logps"]; eval mode (no dropout), the run's autocast."""
+    reference, into example["ref_logps"]; eval mode (no dropout), the run's autocast. The one
+    place the reference is made: called before training (and before a resumed run loads its
+    checkpoint), so `model` is the starting checkpoint and no copy of it is needed."""
     was_training = model.training
     model.eval()
     for start in range(0, len(examples), batch_size):
@@ -218,7 +220,8 @@ def check_model(config) -> None:
 
 
 def dpo(options: FinetuneOptions, log=print) -> list[dict]:
-    """Train with DPO, evaluate each epoch, save OUT/final; returns the per-epoch metrics."""
+    """Train with DPO, evaluate each epoch, save OUT/final; returns the per-epoch metrics.
+    finetune()'s run (finetune/run.py) with DPO's set-up in place of a registered task's."""
     if options.task != "dpo" or "beta" not in options.extra:
         raise PlmlabError("dpo() takes the options of dpo_options(...) (task 'dpo' with a beta)")
     rundir, dist = RunDir(options.out), Dist.from_env(options.device)
