@@ -130,7 +130,8 @@ def test_a_tiny_gpt_learns_to_prefer_chosen(data, tmp_path):
     assert [r["step"] for r in records] == list(range(1, 13))  # 3 epochs x 4 batches of 4 pairs
     # step 1: the policy is the reference (no dropout), so every reward is 0: loss log 2, no pair won
     assert records[0]["loss"] == pytest.approx(math.log(2), abs=1e-6) and records[0]["reward_accuracy"] == 0.0
-    assert all("reward_accuracy" in r for r in records)
+    assert all({"reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward"} <= set(r) for r in records)
+    assert records[-1]["reward_margin"] > 0 == records[0]["reward_margin"]
     first, last = history[0], history[-1]
     assert last["train_loss"] < first["train_loss"] < math.log(2)
     assert last["eval_reward_accuracy"] >= 0.9 and last["eval_loss"] < math.log(2) - 0.1

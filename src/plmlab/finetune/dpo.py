@@ -27,7 +27,6 @@ metrics.jsonl, precision, DDP) is fine-tuning's (finetune/run.py).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -42,7 +41,6 @@ from ..objectives.glm_layout import TWO_D_POSITIONS
 from ..objectives.base import pad_and_stack
 from ..train.parallel import Dist
 from ..train.precision import Precision
-from ..train.rundir import RunDir, RunLock
 from ..train.setup import choose_device
 from . import run
 from .options import FinetuneOptions
@@ -187,8 +185,10 @@ class DpoTask(FinetuneTask):
 
     def metrics(self, batch: dict, output: DpoOutput) -> dict:
         n = output.chosen_rewards.shape[0]
-        accuracy = float((output.chosen_rewards > output.rejected_rewards).float().mean())
-        return {"reward_accuracy": accuracy, "reward_count": n}
+        stats = reward_stats(output.chosen_rewards, output.rejected_rewards)
+        means = {f"{k}_mean": v for k, v in stats.items() if k != "reward_accuracy"}
+        counts = {f"{k}_count": n for k in stats if k != "reward_accuracy"}
+        return {"reward_accuracy": stats["reward_accuracy"], "reward_count": n, **means, **counts}
 
 
 @torch.no_grad()
@@ -224,16 +224,7 @@ def dpo(options: FinetuneOptions, log=print) -> list[dict]:
     finetune()'s run (finetune/run.py) with DPO's set-up in place of a registered task's."""
     if options.task != "dpo" or "beta" not in options.extra:
         raise PlmlabError("dpo() takes the options of dpo_options(...) (task 'dpo' with a beta)")
-    rundir, dist = RunDir(options.out), Dist.from_env(options.device)
-    try:
-        with RunLock(rundir.out) if dist.is_main else contextlib.nullcontext():
-            setup, (found, old) = dist.main_first(lambda: (_prepare(options, dist), run._discover(options, rundir)))
-            run._train(options, setup, rundir, dist, found, old)
-            history = dist.on_main(lambda: run._summarise(rundir, log), "writing the summary") or []
-        dist.barrier()
-    finally:
-        dist.close()
-    return history
+    return run.finetune(options, log, prepare=_prepare)
 
 
 def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":

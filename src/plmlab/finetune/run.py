@@ -54,13 +54,16 @@ class _Setup:
     steps_per_epoch: int
 
 
-def finetune(options: FinetuneOptions, log=print) -> list[dict]:
-    """Fine-tune, evaluate each epoch, save OUT/final; returns the per-epoch metrics."""
+def finetune(options: FinetuneOptions, log=print, prepare=None) -> list[dict]:
+    """Fine-tune, evaluate each epoch, save OUT/final; returns the per-epoch metrics.
+    `prepare(options, dist) -> _Setup` builds the model and the task (default: a registered
+    task's; DPO passes its own, finetune/dpo.py)."""
+    prepare = prepare or _prepare
     rundir, dist = RunDir(options.out), Dist.from_env(options.device)
     try:
         with RunLock(rundir.out) if dist.is_main else contextlib.nullcontext():
             # the run directory is looked at once the data checked out, and before anything is written
-            setup, (found, old) = dist.main_first(lambda: (_prepare(options, dist), _discover(options, rundir)))
+            setup, (found, old) = dist.main_first(lambda: (prepare(options, dist), _discover(options, rundir)))
             _train(options, setup, rundir, dist, found, old)
             history = dist.on_main(lambda: _summarise(rundir, log), "writing the summary") or []
         dist.barrier()  # leave together (see train/run.py)

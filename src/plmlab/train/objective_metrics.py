@@ -21,6 +21,9 @@ def batch_metrics(objective, batch: dict, output) -> dict[str, float]:
         return dict(metrics(batch, output) or {})
 
 
+MEANS = ("_accuracy", "_mean")  # count-weighted: X_accuracy and X_mean by X_count
+
+
 class Averager:
     def __init__(self) -> None:
         self.sums: dict[str, float] = {}
@@ -28,17 +31,18 @@ class Averager:
 
     def add(self, values: dict[str, float]) -> None:
         for key, value in values.items():
-            if not key.endswith("_accuracy"):
+            if not key.endswith(MEANS):
                 continue
-            name = key.removesuffix("_accuracy")
+            name = key.removesuffix("_accuracy").removesuffix("_mean")
             count = int(values.get(f"{name}_count", 1))
             if count <= 0:
                 continue
-            self.sums[name] = self.sums.get(name, 0.0) + float(value) * count
-            self.counts[name] = self.counts.get(name, 0) + count
+            shown = name if key.endswith("_mean") else key  # reward_margin_mean -> reward_margin
+            self.sums[shown] = self.sums.get(shown, 0.0) + float(value) * count
+            self.counts[shown] = self.counts.get(shown, 0) + count
 
     def result(self, prefix: str = "") -> dict[str, float]:
-        return {f"{prefix}{name}_accuracy": round(self.sums[name] / self.counts[name], 6) for name in self.sums}
+        return {f"{prefix}{key}": round(self.sums[key] / self.counts[key], 6) for key in self.sums}
 
 
 def accuracy_text(record: dict, prefix: str = "val_") -> str:
