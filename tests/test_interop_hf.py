@@ -15,8 +15,8 @@ transformers = pytest.importorskip("transformers")
 from transformers import (  # noqa: E402
     Glm4Config, Glm4ForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM,
 )
+from test_glm_hf import V, inputs, logits  # noqa: E402  (2 x 13 ids, the second row left-padded by 4)
 
-V = 101
 SHAPE = dict(vocab_size=V, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64, initializer_range=0.2, rms_norm_eps=1e-5,
              pad_token_id=0, eos_token_id=1, bos_token_id=1)
@@ -42,19 +42,6 @@ CASES = {
         **SHAPE, use_sliding_window=True, sliding_window=4, max_window_layers=1)),
 }
 MODEL_TYPE = {"glm4": "glm4", "mistral": "mistral", "qwen2": "qwen2"}
-
-
-def inputs():
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(2, V, (2, 13), generator=g)
-    mask = torch.ones_like(ids)
-    mask[1, :4] = 0  # left padding in the second row
-    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
-
-
-def logits(model, ids, mask, pos):
-    with torch.no_grad():
-        return model(ids, attention_mask=mask, position_ids=pos).logits
 
 
 def assert_same_generation(hf, ours, prompt, mask=None):
@@ -94,9 +81,8 @@ def test_the_window_changes_the_logits(tmp_path):
     hf.save_pretrained(tmp_path)
     ours = plmlab.load_pretrained(tmp_path)
     assert ours.config.sliding_window == 5
-    full = plmlab.load_pretrained(tmp_path)
-    full.config.sliding_window = None
-    full.decoder.window = None
+    full = build_model(ours.config.replace(sliding_window=None)).eval()
+    full.load_state_dict(ours.state_dict())
     ids, mask, pos = inputs()
     assert not torch.allclose(logits(ours, ids, mask, pos)[:, 6:], logits(full, ids, mask, pos)[:, 6:], atol=1e-3)
     # the first 5 tokens of the unpadded row see no more than the window either way
@@ -107,11 +93,7 @@ def test_the_window_changes_the_logits(tmp_path):
                                         ("qwen2-tiny", Qwen2ForCausalLM)])
 def test_save_preset_then_load_in_transformers_and_generate(preset, cls, tmp_path):
     torch.manual_seed(0)
-    ours = build_model(preset, vocab_size=V, init_std=0.2).eval()
-    with torch.no_grad():
-        for name, p in ours.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.5, 1.5)
+    ours = randomised(build_model(preset, vocab_size=V, init_std=0.2))
     plmlab.save_pretrained(ours, tmp_path)
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     assert type(hf) is cls
