@@ -30,8 +30,8 @@ CPU = dict(vocab_size=2048, max_positions=128)
 
 PRESETS = {
     "mistral-7b": MISTRAL,
-    "mistral-tiny": {**MISTRAL, **CPU, "n_kv_heads": 2, "n_layers": 2, "d_model": 64, "n_heads": 4, "d_ff": 172, "sliding_window": 8,
-                     "notes": {"params": "tiny"}},
+    "mistral-tiny": {**MISTRAL, **CPU, "n_kv_heads": 2, "n_layers": 2, "d_model": 64, "n_heads": 4, "d_ff": 172,
+                     "sliding_window": 8, "notes": {"params": "tiny"}},
     "mistral-mini": {**MISTRAL, **CPU, "n_layers": 4, "d_model": 256, "n_heads": 8, "n_kv_heads": 4, "d_ff": 688,
                      "vocab_size": 8192, "max_positions": 256, "sliding_window": 64, "notes": {"params": "mini"}},
     "qwen2-0.5b": _qwen2(24, 896, 14, 2, 4864, "0.49B", max_positions=32768, tie_embeddings=True),
