@@ -20,8 +20,11 @@ from .errors import PlmlabError
 ARCHS = ("decoder", "encoder", "encoder-decoder")
 NORMS = ("layernorm", "rmsnorm")
 # pre: x + f(norm(x)) (GPT-2, LLaMA, T5, GLM repo); post: norm(x + f(x)) (BERT, GPT-1);
-# deepnorm: norm(alpha * x + f(x)) with alpha = sqrt(2N) (GLM-130B / ChatGLM-6B, DeepNet paper)
-NORM_PLACEMENTS = ("pre", "post", "deepnorm")
+# deepnorm: norm(alpha * x + f(x)) with alpha = sqrt(2N) (GLM-130B / ChatGLM-6B, DeepNet paper);
+# sandwich: x + norm2(f(norm1(x))), a second norm on each sublayer's output before the residual
+# add (CogView's Sandwich-LN, Ding et al. 2021, section 2.4; GLM-4-0414's post_self_attn_layernorm
+# and post_mlp_layernorm)
+NORM_PLACEMENTS = ("pre", "post", "deepnorm", "sandwich")
 # rotary-2d: ChatGLM-6B, each head's two halves rotate by position and block position (GLM 2-D)
 POSITIONS = ("learned", "sinusoidal", "rotary", "relative", "learned-2d", "rotary-2d", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
@@ -70,6 +73,13 @@ class Config:
     qkv_bias: bool = True
     out_bias: bool = True
     attn_scale: float | None = None  # None = 1/sqrt(head_dim); T5 uses 1.0 (folded into init)
+    # Sliding-window attention (Mistral 7B, Jiang et al. 2023, section 2): a query attends to
+    # at most this many keys, itself included, and the KV cache keeps only the last
+    # sliding_window - 1 of them. None = full causal attention.
+    sliding_window: int | None = None
+    # The first this many layers attend to everything, the rest use the window (Qwen2's
+    # max_window_layers); 0 = every layer is windowed (Mistral).
+    full_attention_layers: int = 0
 
     # --- MLP -------------------------------------------------------------------------------
     activation: str = "gelu_tanh"
@@ -192,6 +202,19 @@ def _check_shape(c: Config) -> None:
         raise PlmlabError(f"invalid config: n_kv_heads={c.n_kv_heads} must divide n_heads={c.n_heads}")
     if not 0.0 <= c.dropout < 1.0 or not 0.0 <= c.attn_dropout < 1.0:
         raise PlmlabError("invalid config: dropout must be in [0, 1)")
+    _check_window(c)
+
+
+def _check_window(c: Config) -> None:
+    if c.full_attention_layers < 0:
+        raise PlmlabError(f"invalid config: full_attention_layers must be >= 0, got {c.full_attention_layers}")
+    if c.sliding_window is None:
+        return
+    if c.sliding_window <= 0:
+        raise PlmlabError(f"invalid config: sliding_window must be positive, got {c.sliding_window}")
+    if c.arch != "decoder" or c.shared_layers or c.position == "relative":
+        raise PlmlabError("invalid config: sliding_window needs arch=decoder, no shared_layers and no "
+                          "relative positions")
 
 
 def _check_positions(c: Config) -> None:

@@ -24,13 +24,14 @@ from .manifest import MANIFEST, CheckpointError, latest_complete, list_checkpoin
 
 # One module per family, each with `ADAPTERS: list[Adapter]`. Order matters when saving:
 # the first adapter that can represent a config is used.
-FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm")
+FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm", "glm4", "mistral")
 
 
 ADAPTERS: dict[str, Adapter] = {
     a.model_type: a for module in import_present(__name__, FAMILY_MODULES) for a in module.ADAPTERS
 }
 NATIVE = "plmlab"
+SOURCE_NOTE = "hf_model_type"  # Config.notes key: the model_type a foreign checkpoint came as
 # a native config.json without these cannot say what shape its tensors have
 NATIVE_REQUIRED = ("arch", "vocab_size", "d_model", "n_layers", "n_heads", "d_ff")
 MAX_SHARD_BYTES = 5 * 1024**3
@@ -90,6 +91,9 @@ def _config_and_adapter(path: Path) -> tuple[Config, Adapter | None]:
     adapter = ADAPTERS[model_type]
     fields = adapter.config_from_hf(hf)
     fields.pop("notes", None)
+    if not ours:  # a checkpoint from elsewhere: saving it again keeps its layout (a Mistral
+        # without a window is LLaMA's network, but its user expects MistralForCausalLM back)
+        fields["notes"] = {SOURCE_NOTE: model_type}
     return _config(source, {**ours, **fields}), adapter
 
 
@@ -158,6 +162,10 @@ def _check_complete(path: Path, state: dict, expected: dict, model: PretrainedMo
 
 # --- saving ----------------------------------------------------------------------------------
 def choose_adapter(config: Config) -> Adapter | None:
+    """The layout a checkpoint was loaded from when it still fits, else the first that does."""
+    source = ADAPTERS.get(config.notes.get(SOURCE_NOTE))
+    if source is not None and source.mismatch(config) is None:
+        return source
     for adapter in ADAPTERS.values():
         if adapter.mismatch(config) is None:
             return adapter

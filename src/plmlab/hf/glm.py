@@ -35,11 +35,13 @@ GLM_CLASS = "GlmForCausalLM"
 CHATGLM_CLASS = "ChatGLMForConditionalGeneration"
 
 
-def _glm_shape(c: Config) -> str | None:
-    """What GLM-4 and ChatGLM2/3 both need (None when `c` has it)."""
+def glm_shape(c: Config, placement: str = "pre") -> str | None:
+    """What GLM-4, ChatGLM2/3 and (with placement "sandwich") GLM-4-0414 all need (None when
+    `c` has it)."""
     return require({
         "a decoder": c.arch == "decoder", "RMSNorm": c.norm == "rmsnorm",
-        "pre-norm with a final norm": c.norm_placement == "pre" and c.final_norm,
+        f"{placement}-norm with a final norm": c.norm_placement == placement and c.final_norm,
+        "full attention (no sliding window)": c.sliding_window is None,
         "interleaved rotary positions": c.position == "rotary" and c.rotary_interleaved and not c.rope_scaling,
         "a gated MLP without bias": c.gated_mlp and c.activation in ACT_HF and not c.mlp_bias,
         "no bias on the attention output": not c.out_bias and not c.lm_head_bias,
@@ -85,7 +87,7 @@ class Glm(Adapter):
         )
 
     def mismatch(self, c: Config) -> str | None:
-        return _glm_shape(c)
+        return glm_shape(c)
 
     def rules(self, c: Config):
         return llama_rules(c, fused_gate_up=True)
@@ -136,7 +138,7 @@ class ChatGLM(Adapter):
 
     def mismatch(self, c: Config) -> str | None:
         # ChatGLM's code rotates exactly half of each head and only knows SiLU.
-        return _glm_shape(c) or require({
+        return glm_shape(c) or require({
             "rotary on half of each head": c.rotary_fraction == 0.5, "SwiGLU": c.activation == "silu",
         })
 

@@ -35,6 +35,7 @@ class GPT2(Adapter):
         return require({
             "a decoder": c.arch == "decoder", "LayerNorm with bias": c.norm == "layernorm" and c.norm_bias,
             "pre-LN with a final norm": c.norm_placement == "pre" and c.final_norm,
+            "full attention (no sliding window)": c.sliding_window is None,
             "learned positions": c.position == "learned" and c.position_offset == 0,
             "multi-head attention": c.kv_heads == c.n_heads and c.head_dim in (None, c.d_model // c.n_heads),
             "biases everywhere": c.qkv_bias and c.out_bias and c.mlp_bias and not c.lm_head_bias,

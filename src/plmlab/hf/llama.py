@@ -49,20 +49,27 @@ class Llama(Adapter):
         )
 
     def mismatch(self, c: Config) -> str | None:
-        return require({
-            "a decoder": c.arch == "decoder", "RMSNorm": c.norm == "rmsnorm",
-            "pre-norm with a final norm": c.norm_placement == "pre" and c.final_norm,
-            "full rotate-half rotary positions": c.position == "rotary" and c.rotary_fraction == 1.0
-            and not c.rotary_interleaved,
-            "a gated MLP": c.gated_mlp and c.activation in ACT_HF,
-            "equal attention biases": c.qkv_bias == c.out_bias and not c.lm_head_bias,
-            "an LM head": c.head == "lm" and c.attn_scale is None and c.output_scale is None,
-            "no token types or factorisation": not c.type_vocab_size and c.embed_dim == c.d_model
-            and not c.shared_layers and not c.embedding_norm,
-        })
+        return require({**llama_checks(c), "equal attention biases": c.qkv_bias == c.out_bias,
+                        "full attention (no sliding window)": c.sliding_window is None})
 
     def rules(self, c: Config):
         return llama_rules(c)
+
+
+def llama_checks(c: Config) -> dict[str, bool]:
+    """What LlamaForCausalLM and its near copies (Mistral, Qwen2) all need; each adds its biases
+    and its attention window."""
+    return {
+        "a decoder": c.arch == "decoder", "RMSNorm": c.norm == "rmsnorm",
+        "pre-norm with a final norm": c.norm_placement == "pre" and c.final_norm,
+        "full rotate-half rotary positions": c.position == "rotary" and c.rotary_fraction == 1.0
+        and not c.rotary_interleaved,
+        "a gated MLP": c.gated_mlp and c.activation in ACT_HF,
+        "an LM head without bias": c.head == "lm" and not c.lm_head_bias and c.attn_scale is None
+        and c.output_scale is None,
+        "no token types or factorisation": not c.type_vocab_size and c.embed_dim == c.d_model
+        and not c.shared_layers and not c.embedding_norm,
+    }
 
 
 def llama_rules(c: Config, fused_gate_up: bool = False) -> list:

@@ -85,7 +85,8 @@ class PretrainedModel(nn.Module):
         c = self.config
         param = next(self.parameters())
         n_layers = c.decoder_layers if c.arch == "encoder-decoder" else c.n_layers
-        return KVCache(n_layers, batch, c.kv_heads, max_len, c.dim_head, dtype or param.dtype, param.device)
+        return KVCache(n_layers, batch, c.kv_heads, max_len, c.dim_head, dtype or param.dtype, param.device,
+                       window=c.sliding_window, window_from=c.full_attention_layers)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         seen, total = set(), 0

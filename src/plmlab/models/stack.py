@@ -8,7 +8,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import Config
 from ..masks import additive, build_mask, causal_mask
-from ..nn.attention import AttentionContext, KVCache
+from ..nn.attention import AttentionContext, KVCache, window_mask
 from ..nn.block import Block
 from ..nn.norm import make_norm
 from ..nn.position import ROTARY, RelativePositionBias
@@ -20,6 +20,7 @@ class Stack(nn.Module):
     def __init__(self, config: Config, n_layers: int, causal: bool, cross_attention: bool = False) -> None:
         super().__init__()
         self.n_layers, self.causal = n_layers, causal
+        self.window, self.window_from = config.sliding_window, config.full_attention_layers
         n_modules = 1 if config.shared_layers else n_layers
         self.layers = nn.ModuleList(Block(config, cross_attention) for _ in range(n_modules))
         if config.position in ROTARY:  # rotary (1-D) or rotary-2d (ChatGLM-6B)
@@ -60,6 +61,10 @@ class Stack(nn.Module):
         padding = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
         mask, is_causal = build_mask(T, past + T, self.causal, padding, explicit, x.device)
         ctx = AttentionContext(mask=mask, is_causal=is_causal, cache=cache)
+        if self.window is not None and past + T > self.window:  # only then does the window hide a key
+            full = mask if mask is not None else causal_mask(T, past + T, x.device)  # (B or 1, 1, T, past + T)
+            kept = cache.kept() if cache is not None else 0
+            ctx.window_mask, ctx.window_from = window_mask(full, self.window, kept), self.window_from
         if hasattr(self, "rotary"):
             if position_ids is None:
                 position_ids = torch.arange(past, past + T, device=x.device)[None].expand(B, T)

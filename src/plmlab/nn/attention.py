@@ -19,24 +19,50 @@ class KVCache:
     `length` tokens are stored; a forward pass writes its new keys at [length, length + T)
     in each layer and the model calls `advance(T)` once afterwards. Cross-attention keys and
     values of an encoder-decoder are computed once and kept in `cross`.
+
+    Sliding-window layers (`window`, from layer `window_from` on; Mistral 7B section 2's
+    rolling buffer) keep only their last `window - 1` keys: (B, n_kv, <= window - 1, head_dim).
+    A new query sees those plus the pass's own keys, all a window allows, so memory stays
+    bounded however long the generation runs; `Stack` slices the mask to match (`kept`).
     """
 
     def __init__(self, n_layers: int, batch: int, n_kv: int, max_len: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device | str) -> None:
+                 dtype: torch.dtype, device: torch.device | str,
+                 window: int | None = None, window_from: int = 0) -> None:
         shape = (batch, n_kv, max_len, head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.window, self.window_from = window, window_from
+        self.k = [torch.zeros(self._shape(i, shape), dtype=dtype, device=device) for i in range(n_layers)]
+        self.v = [torch.zeros(self._shape(i, shape), dtype=dtype, device=device) for i in range(n_layers)]
         self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layers
         self.length = 0
         self.max_len = max_len
 
+    def windowed(self, layer: int) -> bool:
+        return self.window is not None and layer >= self.window_from
+
+    def _shape(self, layer: int, full: tuple) -> tuple:
+        return (*full[:2], 0, full[3]) if self.windowed(layer) else full  # windows grow as they fill
+
+    def kept(self) -> int:
+        """How many past positions a windowed layer still holds: the first length - kept are gone."""
+        return min(self.length, self.window - 1) if self.window is not None else self.length
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.windowed(layer):
+            return self._roll(layer, k, v)
         end = self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache overflow: {end} > {self.max_len} positions")
         self.k[layer][:, :, self.length:end] = k
         self.v[layer][:, :, self.length:end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def _roll(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = torch.cat([self.k[layer], k], dim=2)  # (B, KV, kept + T, hd)
+        v = torch.cat([self.v[layer], v], dim=2)
+        keep = min(k.shape[2], self.window - 1)
+        self.k[layer], self.v[layer] = k[:, :, k.shape[2] - keep:], v[:, :, v.shape[2] - keep:]
+        return k, v
 
     def advance(self, n: int) -> None:
         self.length += n
@@ -72,8 +98,9 @@ class SelfAttention(nn.Module):
             cos, sin = ctx.rope
             q, k = ctx.rotary.rotate(q, cos, sin), ctx.rotary.rotate(k, cos, sin)
         if ctx.cache is not None:
-            k, v = ctx.cache.update(layer, k, v)  # (B, KV, past + T, hd)
-        y = attend(q, k, v, ctx.mask, ctx.is_causal, self.scale, self.dropout if self.training else 0.0)
+            k, v = ctx.cache.update(layer, k, v)  # (B, KV, past + T, hd); a window: (B, KV, kept + T, hd)
+        mask, is_causal = ctx.mask_for(layer)
+        y = attend(q, k, v, mask, is_causal, self.scale, self.dropout if self.training else 0.0)
         return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
     def value_weight(self) -> torch.Tensor:
@@ -137,8 +164,38 @@ class AttentionContext:
                  memory=None, memory_mask=None) -> None:
         self.mask = mask  # (B or 1, 1 or H, Tq, Tk) bool / additive float, or None
         self.is_causal = is_causal  # SDPA fast path when no explicit mask is needed
+        # sliding-window layers (from layer window_from on) use window_mask instead, when the
+        # window hides a key: (B or 1, 1, Tq, kept + Tq) bool
+        self.window_mask: torch.Tensor | None = None
+        self.window_from = 0
         self.rotary = rotary  # the stack's Rotary module (None without rotary positions)
         self.rope = rope  # (cos, sin) for this pass's positions
         self.cache = cache  # KVCache or None
         self.memory = memory  # encoder output for cross-attention
         self.memory_mask = memory_mask  # (B, 1, 1, S) mask over encoder positions
+
+    def mask_for(self, layer: int) -> tuple[torch.Tensor | None, bool]:
+        """(mask, is_causal) for `layer`: its window's mask from `window_from` on (Mistral, Qwen2)."""
+        if self.window_mask is not None and layer >= self.window_from:
+            return self.window_mask, False
+        return self.mask, self.is_causal
+
+
+def window_mask(full: torch.Tensor, window: int, kept: int) -> torch.Tensor:
+    r"""Sliding-window attention's mask from the full one, (B or 1, 1, Tq, past + Tq) bool:
+    a query at position q sees keys k with q - k < window (transformers' sliding_window_overlay),
+    then only the columns a windowed cache still holds (its last `kept` past keys + the new ones).
+
+        window 3, past 0, T 5      q\k 0 1 2 3 4
+                                    0   x . . . .
+                                    1   x x . . .
+                                    2   x x x . .
+                                    3   . x x x .
+                                    4   . . x x x
+    """
+    Tq, Tk = full.shape[-2:]
+    query = torch.arange(Tk - Tq, Tk, device=full.device)[:, None]  # (Tq, 1) absolute positions
+    key = torch.arange(Tk, device=full.device)[None, :]  # (1, Tk)
+    keep = full & (query - key < window)  # (B or 1, 1, Tq, Tk)
+    keep = keep | ~keep.any(dim=-1, keepdim=True)  # padding queries: see all rather than NaN
+    return keep[..., Tk - Tq - kept:]  # (B or 1, 1, Tq, kept + Tq)

@@ -6,6 +6,8 @@
             alpha = sqrt(2 N); written as ChatGLM-6B's code does, which equals post-LN
             DeepNorm with the first norm moved onto the embeddings. Its init half, beta,
             is `deepnorm_beta` below, applied by `PretrainedModel.init_weights`.
+  sandwich  x = x + norm2(f(norm1(x)))         GLM-4-0414 (CogView's Sandwich-LN): the pre rule,
+            with each sublayer's output normed before the add (`*_post_norm` below).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _deepnorm(x, norm, fn, drop, alpha):
     return alpha * y + drop(fn(y))
 
 
-RESIDUALS = {"pre": _pre, "post": _post, "deepnorm": _deepnorm}
+RESIDUALS = {"pre": _pre, "post": _post, "deepnorm": _deepnorm, "sandwich": _pre}
 
 
 def deepnorm_alpha(n_layers: int) -> float:
@@ -52,6 +54,10 @@ def deepnorm_beta(n_layers: int) -> float:
     return (2 * n_layers) ** -0.5
 
 
+def _post_norm(config: Config) -> nn.Module:
+    return make_norm(config) if config.norm_placement == "sandwich" else nn.Identity()
+
+
 class Block(nn.Module):
     def __init__(self, config: Config, cross_attention: bool = False) -> None:
         super().__init__()
@@ -60,18 +66,21 @@ class Block(nn.Module):
         if cross_attention:
             self.cross_norm = make_norm(config)
             self.cross = CrossAttention(config)
+            self.cross_post_norm = _post_norm(config)
         self.mlp_norm = make_norm(config)
         self.mlp = make_mlp(config)
+        # Sandwich-LN's second norms; an Identity (no parameters) for every other placement
+        self.attn_post_norm, self.mlp_post_norm = _post_norm(config), _post_norm(config)
         self.drop = nn.Dropout(config.dropout)
         self.residual = RESIDUALS[config.norm_placement]
         self.alpha = deepnorm_alpha(config.n_layers)
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext, layer: int) -> torch.Tensor:
         res = self.residual
-        x = res(x, self.attn_norm, lambda h: self.attn(h, ctx, layer), self.drop, self.alpha)
+        x = res(x, self.attn_norm, lambda h: self.attn_post_norm(self.attn(h, ctx, layer)), self.drop, self.alpha)
         if hasattr(self, "cross"):
-            x = res(x, self.cross_norm, lambda h: self.cross(h, ctx, layer), self.drop, self.alpha)
-        return res(x, self.mlp_norm, self.mlp, self.drop, self.alpha)
+            x = res(x, self.cross_norm, lambda h: self.cross_post_norm(self.cross(h, ctx, layer)), self.drop, self.alpha)
+        return res(x, self.mlp_norm, lambda h: self.mlp_post_norm(self.mlp(h)), self.drop, self.alpha)
 
     def residual_branch_weights(self) -> list[torch.Tensor]:
         """What DeepNet scales by beta at init (section 3, "ffn, v_proj, out_proj"): the value and

@@ -60,6 +60,12 @@ GLM4 = {**CHATGLM2, "n_layers": 40, "vocab_size": 151552, "max_positions": 13107
         "rope_theta": 5_000_000.0, "eos_token_id": 151329, "pad_token_id": 151329,
         "notes": {"paper": "GLM-4 (GLM Team 2024), THUDM/glm-4-9b-chat", "params": "9.4B"}}
 
+# GLM-4-9B-0414 (THUDM/GLM-4-9B-0414 config.json, transformers' Glm4ForCausalLM): GLM-4-9B's
+# shape with Sandwich-LN (a second RMSNorm after attention and after the MLP), RMSNorm eps 1e-5,
+# rope theta 10000, context 32 K.
+GLM4_0414 = {**GLM4, "norm_placement": "sandwich", "norm_eps": 1e-5, "rope_theta": 10000.0, "max_positions": 32768,
+             "notes": {"paper": "GLM-4-0414 (THUDM 2025), THUDM/GLM-4-9B-0414", "params": "9.4B"}}
+
 # CPU sizes: the vocabulary is that of the glm-style tokenizer plmlab trains on the corpus
 # (<|endoftext|> = eos = pad = 0).
 CPU = dict(vocab_size=2048, max_positions=128, eos_token_id=0, pad_token_id=0, dropout=0.0, attn_dropout=0.0)
@@ -86,6 +92,9 @@ PRESETS = {
     "glm-mini": _glm(4, 256, 4, 8192, 256, "mini", **{**CPU, "vocab_size": 8192, "max_positions": 256}),
     "glm-mini-post": _glm(4, 256, 4, 8192, 256, "mini", norm_placement="post", final_norm=False,
                           **{**CPU, "vocab_size": 8192, "max_positions": 256}),
+    "glm4-9b-0414": GLM4_0414,
+    "glm4-0414-tiny": {**GLM4_0414, "n_layers": 2, "d_model": 64, "n_heads": 4, "n_kv_heads": 2, "head_dim": None,
+                       "d_ff": 172, **CPU, "notes": {"params": "tiny"}},
     "glm4-tiny": {**GLM4, "n_layers": 2, "d_model": 64, "n_heads": 4, "n_kv_heads": 2, "head_dim": 16, "d_ff": 172,
                   "rope_theta": 10000.0, "norm_eps": 1e-5, **CPU, "notes": {"params": "tiny"}},
 }
