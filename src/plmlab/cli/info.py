@@ -58,6 +58,8 @@ def run(args) -> int:
           f"activation {config.activation}{' gated' if config.gated_mlp else ''}, "
           f"vocab {config.vocab_size}, context {config.max_positions}, "
           f"{'tied' if config.tie_embeddings else 'untied'} output")
+    if config.sliding_window:
+        print(f"  sliding window {config.sliding_window} (from layer {config.full_attention_layers})")
     print(f"  parameters: {counts['params']:,} ({human(counts['params'])}); "
           f"non-embedding {counts['params_non_embedding']:,}")
     for kind in ("embeddings", "attention", "mlp", "norms", "head", "other"):
