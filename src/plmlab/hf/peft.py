@@ -37,7 +37,8 @@ from .io import _open, read_json, write_json, write_safetensors
 
 CONFIG, WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 PREFIX = "base_model.model."
-TASK_TYPES = {"decoder": "CAUSAL_LM", "encoder_decoder": "SEQ_2_SEQ_LM"}
+# PEFT's task_type picks its PeftModelFor* wrapper; a fine-tune's classifier decides first
+TASK_TYPES = {"sequence": "SEQ_CLS", "token": "TOKEN_CLS", "decoder": "CAUSAL_LM", "encoder_decoder": "SEQ_2_SEQ_LM"}
 
 
 def _family(model) -> Adapter | None:
@@ -106,11 +107,17 @@ def _saved_extras(model, rules: dict[str, Rule]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _task_type(config) -> str | None:
+    if config.classifier != "none":
+        return TASK_TYPES.get(config.classifier)
+    return TASK_TYPES.get(config.arch) if config.head == "lm" else None
+
+
 def _config_json(ranks, alphas, dropout, transposed, extra, config, base_model) -> dict:
     r = Counter(ranks.values()).most_common(1)[0][0]
     alpha = Counter(alphas.values()).most_common(1)[0][0]
     return {
-        "peft_type": "LORA", "task_type": TASK_TYPES.get(config.arch) if config.head == "lm" else None,
+        "peft_type": "LORA", "task_type": _task_type(config),
         "base_model_name_or_path": base_model, "r": r, "lora_alpha": alpha, "lora_dropout": dropout,
         "target_modules": sorted(ranks), "fan_in_fan_out": transposed, "bias": "none",
         "modules_to_save": sorted({k.rsplit(".", 1)[0] for k in extra}) or None,

@@ -18,12 +18,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch import nn
 
 from ..errors import PlmlabError
 from ..nn.lora import LoRALinear, lora_layers, wrap
+from .checkpoint import commit_dir
 
 ALIASES = {
     "attention": ("attn.qkv", "attn.o", "cross.q", "cross.kv", "cross.o"),
@@ -118,3 +122,39 @@ def trainable_summary(model: nn.Module) -> dict[str, int]:
     """Trainable and total parameter counts (tied parameters once)."""
     params = list(model.parameters())
     return {"trainable": sum(p.numel() for p in params if p.requires_grad), "total": sum(p.numel() for p in params)}
+
+
+def new_parameters(model: nn.Module, base: nn.Module) -> tuple[str, ...]:
+    """Parameters of `model` that `base` has no same-shaped match for (a fine-tune's new head):
+    the ones to keep trainable under LoRA."""
+    theirs = base.state_dict()
+    return tuple(n for n, p in model.named_parameters() if n not in theirs or theirs[n].shape != p.shape)
+
+
+def save_adapter_dir(model: nn.Module, out: Path, base_model: str | None = None) -> Path:
+    """OUT/adapter in PEFT's format, written aside and renamed into place (an earlier one is kept
+    until the new one is complete)."""
+    from ..hf.peft import save_adapter
+
+    final, tmp = out / "adapter", out / f".tmp-adapter-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_adapter(model, tmp, base_model=base_model)
+        commit_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def load_lora_checkpoint(model: nn.Module, folder: Path) -> None:
+    """A trainer checkpoint of a LoRA run (plmlab layout: base weights + lora_A / lora_B) into
+    `model`, which already carries its adapters (load_pretrained builds no adapters)."""
+    from ..hf.io import CheckpointReader
+
+    reader = CheckpointReader(folder)
+    missing, unexpected = model.load_state_dict({k: reader.get(k) for k in reader.keys()}, strict=False)
+    tied = {"head.proj.weight"} if model.config.tie_embeddings else set()
+    if unexpected or set(missing) - tied:
+        shown = ", ".join((unexpected or sorted(set(missing) - tied))[:3])
+        raise PlmlabError(f"{folder}: not a checkpoint of this LoRA run ({shown})")
+    model.tie_weights()
