@@ -38,7 +38,7 @@ from .io import _open, read_json, write_json, write_safetensors
 CONFIG, WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 PREFIX = "base_model.model."
 # PEFT's task_type picks its PeftModelFor* wrapper; a fine-tune's classifier decides first
-TASK_TYPES = {"sequence": "SEQ_CLS", "token": "TOKEN_CLS", "decoder": "CAUSAL_LM", "encoder_decoder": "SEQ_2_SEQ_LM"}
+TASK_TYPES = {"sequence": "SEQ_CLS", "token": "TOKEN_CLS", "decoder": "CAUSAL_LM", "encoder-decoder": "SEQ_2_SEQ_LM"}
 
 
 def _family(model) -> Adapter | None:
@@ -297,6 +297,9 @@ def merge_adapter(model_dir: str | Path, adapter_dir: str | Path, out: str | Pat
     from . import load_pretrained, resolve_dir, save_pretrained
 
     model_dir = resolve_dir(model_dir)
+    for source in (model_dir, Path(adapter_dir)):
+        if Path(out).resolve() == source.resolve():
+            raise PlmlabError(f"--out {out} would overwrite its input {source}; choose another directory")
     model = load_pretrained(model_dir)
     load_adapter(model, adapter_dir)
     merge_into_base(model)
