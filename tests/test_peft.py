@@ -131,3 +131,21 @@ def test_an_adapter_for_another_base_model_is_one_line(tmp_path, capsys):
     assert main(["merge-lora", "--model", str(tmp_path / "gpt2"), "--adapter", str(tmp_path / "gpt2-adapter"),
                  "--out", str(tmp_path / "gpt2")]) == 2  # never over the base model
     assert "would overwrite" in capsys.readouterr().err
+
+
+def test_t5_adapter_with_fused_cross_attention_loads_in_peft(tmp_path):
+    """T5: the fused QKV and the fused cross-attention K/V both split exactly into PEFT's q/k/v."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=V, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4, decoder_start_token_id=0)
+    T5ForConditionalGeneration(config).eval().save_pretrained(tmp_path / "base")
+    ours = adapted(tmp_path / "base")
+    save_adapter(ours, tmp_path / "adapter")
+    assert json.loads((tmp_path / "adapter/adapter_config.json").read_text())["task_type"] == "SEQ_2_SEQ_LM"
+    theirs = peft.PeftModel.from_pretrained(T5ForConditionalGeneration.from_pretrained(tmp_path / "base"),
+                                            tmp_path / "adapter").eval()
+    x, y = ids(), ids()[:, :5]
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(input_ids=x, decoder_input_ids=y).logits,
+                                   ours(input_ids=x, decoder_input_ids=y).logits, atol=1e-4, rtol=1e-4)
