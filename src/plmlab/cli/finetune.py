@@ -13,6 +13,7 @@ from .args import device, non_negative_float, non_negative_int, positive_float, 
 
 def register(sub) -> None:
     from ..finetune import TASKS, task_names
+    from ..train.lora import add_lora_arguments
 
     names = task_names()
     p = sub.add_parser("finetune", help="fine-tune a pretrained model on a task")
@@ -43,6 +44,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "plain", "none"), help="progress display")
     p.add_argument("--json", action="store_true", help="print the per-epoch metrics as JSON lines")
+    add_lora_arguments(p)
     for name in names:
         TASKS[name].add_arguments(p)
     p.set_defaults(func=run)
@@ -53,13 +55,14 @@ def run(args) -> int:
 
     from ..finetune import FinetuneOptions, finetune
     from ..finetune.run import Interrupted
+    from ..train.lora import FLAGS, lora_options
 
-    fields = set(FinetuneOptions.__dataclass_fields__) - {"extra"}
+    fields = set(FinetuneOptions.__dataclass_fields__) - {"extra", "lora"}
     known = {k: v for k, v in vars(args).items() if k in fields}
-    extra = {k: v for k, v in vars(args).items() if k not in fields and k not in ("func", "verb", "json")}
+    extra = {k: v for k, v in vars(args).items() if k not in fields and k not in ("func", "verb", "json", *FLAGS)}
     log = (lambda line: None) if args.json else print
     try:
-        history = finetune(FinetuneOptions(**known, extra=extra), log=log)
+        history = finetune(FinetuneOptions(**known, lora=lora_options(args), extra=extra), log=log)
     except Interrupted as e:  # Ctrl-C: saved, resumable; not an error in the input
         print(f"plmlab: {e}", file=sys.stderr)
         return 128 + e.signum

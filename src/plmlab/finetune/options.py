@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PlmlabError
+from ..train.lora import LoraOptions
 from ..train.options import check_device, check_seed
 
 # May differ from the run's values on --resume; everything else defines the run.
@@ -47,6 +48,7 @@ class FinetuneOptions:
     threads: int | None = None  # CPU threads for torch
     resume: bool = False  # continue from the newest complete checkpoint in `out`
     overwrite: bool = False  # start over in an `out` that already holds a run
+    lora: LoraOptions | None = None  # train LoRA adapters only (train/lora.py); None: every weight
     extra: dict = field(default_factory=dict)  # task-specific options
 
     def __post_init__(self) -> None:
@@ -72,6 +74,8 @@ class FinetuneOptions:
                               ("progress", ("auto", "bar", "plain", "none"))):
             if getattr(self, name) not in choices:
                 raise PlmlabError(f"--{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        if self.lora is not None and not isinstance(self.lora, LoraOptions):
+            raise PlmlabError(f"lora must be LoraOptions or None, got {type(self.lora).__name__}")
         check_seed(self.seed)
         check_device(self.device)
 

@@ -20,8 +20,10 @@ import torch
 
 from ..errors import PlmlabError, warn
 from ..modeling import build_model
+from ..nn.lora import merge_into_base
 from ..train import faults
 from ..train.checkpoint import write_json_durable
+from ..train.lora import apply_lora, load_lora_checkpoint, new_parameters, save_adapter_dir
 from ..train.loop import LoopOptions, Trainer, TrainState
 from ..train.metrics import METRICS, MetricsLog, NoLog, Progress, read_metrics
 from ..train.optim import make_optimizer, schedule
@@ -52,6 +54,7 @@ class _Setup:
     tokenizer: object
     device: torch.device
     steps_per_epoch: int
+    train_also: tuple[str, ...] = ()  # under LoRA: the new head's parameters, trained too
 
 
 def finetune(options: FinetuneOptions, log=print, prepare=None) -> list[dict]:
@@ -97,13 +100,17 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     torch.manual_seed(o.seed)  # the new head's initialisation
     model = build_model(config)
     _copy_matching(base, model)
+    train_also = new_parameters(model, base) if o.lora is not None else ()
+    if o.lora is not None:  # the adapters and the new head train; the pretrained weights stay frozen
+        apply_lora(model, o.lora, train_also=train_also)
     model.to(device)
     del base
     examples = [task.encode(r, tokenizer, config) for r in train]
     eval_batches = collate_all(task, [task.encode(r, tokenizer, config) for r in evaluation], tokenizer,
                                o.batch_size) if evaluation else []
     trainer_task = FinetuneTask(task, examples, eval_batches, tokenizer, o.batch_size, o.seed)
-    return _Setup(task, trainer_task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world))
+    return _Setup(task, trainer_task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world),
+                  train_also)
 
 
 def _discover(o: FinetuneOptions, rundir: RunDir):
@@ -133,12 +140,12 @@ def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found,
     optimizer = make_optimizer(setup.model, o.lr, o.weight_decay, (0.9, 0.999))  # BERT's betas (A.2)
     state = TrainState(batch_size=o.batch_size, grad_accum=1)
     if found:
-        state = _restore(found, setup.model, parallel, optimizer, precision)
+        state = _restore(o, found, setup.model, parallel, optimizer, precision)
     steps = o.epochs * setup.steps_per_epoch
     warmup = max(1, int(o.warmup * steps)) if o.warmup > 0 else 0
     save = Checkpointer(rundir.checkpoints, parallel, optimizer, precision, state, setup.tokenizer,
                         lambda: {"kind": "finetune", "options": o.to_dict()}, o.keep_last, dist,
-                        rebuild=lambda: build_model(setup.model.config, device=torch.device("cpu")),
+                        rebuild=lambda: _rebuild(o, setup),
                         model_format="plmlab")  # checkpoints are for --resume; final/ is the HF layout
     if dist.is_main:
         clear(old)
@@ -154,14 +161,34 @@ def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found,
         raise Interrupted(signum, f"interrupted by {signal.Signals(signum).name} after step {state.step}; "
                                   f"saved a checkpoint in {rundir.checkpoints}; continue with --resume")
     model = save.gathered_model() if parallel.fsdp else setup.model
-    dist.on_main(lambda: save_final(model.cpu().eval(), rundir.out, setup.tokenizer), "saving the final model")
+    dist.on_main(lambda: _save(o, model.cpu().eval(), rundir, setup.tokenizer), "saving the final model")
 
 
-def _restore(found, model, parallel, optimizer, precision) -> TrainState:
+def _save(o: FinetuneOptions, model: torch.nn.Module, rundir: RunDir, tokenizer) -> None:
+    """final/ (Hugging Face layout); under LoRA first OUT/adapter (PEFT's format), then final/
+    holds the adapters merged into the weights, so every pipeline loads it as before."""
+    if o.lora is not None:
+        save_adapter_dir(model, rundir.out, base_model=o.model)
+        merge_into_base(model)
+    save_final(model, rundir.out, tokenizer)
+
+
+def _rebuild(o: FinetuneOptions, setup: _Setup) -> torch.nn.Module:
+    """A fresh CPU model shaped like the trained one (FSDP gathers its weights into it)."""
+    model = build_model(setup.model.config, device=torch.device("cpu"))
+    if o.lora is not None:
+        apply_lora(model, o.lora, train_also=setup.train_also)
+    return model
+
+
+def _restore(o, found, model, parallel, optimizer, precision) -> TrainState:
     from .. import load_pretrained
 
     (step, folder), info = found
-    model.load_state_dict(load_pretrained(folder).state_dict())
+    if o.lora is not None:
+        load_lora_checkpoint(model, folder)
+    else:
+        model.load_state_dict(load_pretrained(folder).state_dict())
     return restore_training(folder, info, parallel, optimizer, precision)
 
 
