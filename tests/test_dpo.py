@@ -233,3 +233,18 @@ def test_ddp_two_processes_match_one_with_the_same_global_batch(data, tmp_path):
     a, b = load_file(tmp_path / "two/final/model.safetensors"), load_file(tmp_path / "one/final/model.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=5e-5, msg=k)
+
+
+def test_dpo_with_lora_trains_the_adapters_only_and_saves_them(data, tmp_path):
+    from safetensors.torch import load_file
+
+    from plmlab.train.lora import LoraOptions
+
+    out = tmp_path / "lora"
+    history = run_dpo(options(data, out, epochs=2, lr=5e-3, lora=LoraOptions(r=4, alpha=8)))
+    assert history[-1]["train_loss"] < math.log(2)  # the adapters moved the policy off the reference
+    adapter = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    assert adapter and all(".lora_A." in k or ".lora_B." in k for k in adapter)
+    base = plmlab.load_pretrained(data / "model").state_dict()
+    final = plmlab.load_pretrained(out / "final").state_dict()  # merged: differs from the base
+    assert any(not torch.equal(base[k], final[k]) for k in base)

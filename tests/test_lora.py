@@ -104,3 +104,12 @@ def test_bad_options_are_one_line():
                         ({"targets": " , "}, "--lora-targets")]:
         with pytest.raises(PlmlabError, match=message):
             LoraOptions(**kw)
+
+
+def test_saving_a_model_with_unmerged_adapters_in_hf_layout_is_refused(tmp_path):
+    from plmlab.train.lora import LoraOptions, apply_lora
+
+    model = plmlab.build_model("gpt-tiny")
+    apply_lora(model, LoraOptions(r=2))
+    with pytest.raises(plmlab.PlmlabError, match="carries LoRA adapters"):
+        plmlab.save_pretrained(model, tmp_path / "out")

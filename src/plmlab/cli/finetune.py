@@ -13,7 +13,6 @@ from .args import device, non_negative_float, non_negative_int, positive_float, 
 
 def register(sub) -> None:
     from ..finetune import TASKS, task_names
-    from ..train.lora import add_lora_arguments
 
     names = task_names()
     p = sub.add_parser("finetune", help="fine-tune a pretrained model on a task")
@@ -23,8 +22,6 @@ def register(sub) -> None:
     p.add_argument("--train", required=True, help="training data (CSV or JSONL)")
     p.add_argument("--eval", help="evaluation data, scored after every epoch")
     p.add_argument("--out", required=True, help="run directory (metrics.jsonl, checkpoints/, final/, summary.json)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUT")
-    p.add_argument("--overwrite", action="store_true", help="start over in an OUT that holds a run")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
     p.add_argument("--epochs", type=positive_int, default=3)
     p.add_argument("--batch-size", type=positive_int, default=16)
@@ -34,6 +31,19 @@ def register(sub) -> None:
     p.add_argument("--max-length", type=positive_int, help="maximum tokens per input (default: the model's context)")
     p.add_argument("--truncate", action="store_true", help="cut over-long inputs instead of failing")
     p.add_argument("--labels", help="comma-separated label names in id order (default: sorted training labels)")
+    add_run_arguments(p)
+    for name in names:
+        TASKS[name].add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_run_arguments(p) -> None:
+    """The options of every fine-tuning run of the one Trainer (finetune, dpo, ...): the run
+    directory, reproducibility, precision, checkpoints, display, and LoRA."""
+    from ..train.lora import add_lora_arguments
+
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in OUT")
+    p.add_argument("--overwrite", action="store_true", help="start over in an OUT that holds a run")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", type=device, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed"),
@@ -45,9 +55,6 @@ def register(sub) -> None:
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "plain", "none"), help="progress display")
     p.add_argument("--json", action="store_true", help="print the per-epoch metrics as JSON lines")
     add_lora_arguments(p)
-    for name in names:
-        TASKS[name].add_arguments(p)
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -40,6 +40,7 @@ from ..masks import IGNORE_INDEX
 from ..objectives.glm_layout import TWO_D_POSITIONS
 from ..objectives.base import pad_and_stack
 from ..train.parallel import Dist
+from ..train.lora import apply_lora
 from ..train.precision import Precision
 from ..train.setup import choose_device
 from . import run
@@ -243,6 +244,8 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
     model.to(device)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     reference_logps(model, train + evaluation, pad_id, o.batch_size, precision.autocast, device)
+    if o.lora is not None:  # after the reference: it is the starting model, with no adapters to disable
+        apply_lora(model, o.lora)
     prefs = Preferences(o.extra["beta"], pad_id)
     eval_batches = collate_all(prefs, evaluation, tokenizer, o.batch_size) if evaluation else []
     task = DpoTask(prefs, train, eval_batches, tokenizer, o.batch_size, o.seed)

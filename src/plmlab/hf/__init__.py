@@ -208,6 +208,10 @@ def save_pretrained(model: PretrainedModel, path: str | Path, tokenizer=None, fo
 
 
 def _to_hf(state: dict[str, torch.Tensor], adapter: Adapter, config: Config) -> dict[str, torch.Tensor]:
+    if any(k.endswith((".lora_A", ".lora_B")) or ".lora_A." in k or ".lora_B." in k for k in state):
+        # the rule tables know the base weights only: saving would silently drop the adapters
+        raise PlmlabError("the model carries LoRA adapters: merge them first (plmlab.nn.lora.merge_into_base) "
+                          "or save them with plmlab.hf.peft.save_adapter")
     out = {}
     for rule in adapter.expanded_rules(config):
         if rule.ours not in state:
