@@ -1,0 +1,69 @@
+"""An OpenAI-compatible HTTP server for a plmlab or Hugging Face checkpoint (`plmlab serve`).
+
+    from plmlab.serve import serve
+    serve("run/", port=8000)   # /v1/completions, /v1/chat/completions, /v1/fill-mask, ...
+
+Modules: `validation` (request schemas, OpenAI error bodies), `served` (the model: its tasks,
+card, context checks), `engine` (the worker thread, bounded queue, dynamic batching), `batch`
+(one batch of generation rows over one KV cache), `flow` (a request's way through the worker:
+429, 504, server-sent events), `responses` (OpenAI's objects), `metrics` (Prometheus text),
+`app` / `routes` (FastAPI), `static/` (the playground). FastAPI and uvicorn are the `serve` extra,
+imported only when a server is made.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from ..errors import PlmlabError
+from .app import ServeOptions, create_app
+from .served import ServedModel
+from .validation import ApiError
+
+
+def require_extra() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise PlmlabError("serving needs FastAPI and uvicorn: pip install 'plmlab[serve]'") from None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that port 0 (any free port) can be reported."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise PlmlabError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_server(app, log_level: str = "warning"):
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on",
+                                         timeout_graceful_shutdown=None))
+
+
+def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, tokenizer=None, device: str = "cpu",
+          name: str | None = None, options: ServeOptions | None = None) -> None:
+    """Load the model and serve it until SIGINT / SIGTERM (which stop accepting, let in-flight
+    requests finish, then return)."""
+    require_extra()
+    served = ServedModel.load(model_dir, tokenizer, device, name)
+    sock = bind(host, port)
+    server = make_server(create_app(served, options))
+    where = sock.getsockname()
+    print(f"plmlab: serving {served.name} ({', '.join(served.tasks) or 'no task'}) on "
+          f"http://{host}:{where[1]}", file=sys.stderr, flush=True)
+    server.run(sockets=[sock])
+
+
+__all__ = ["serve", "create_app", "ServeOptions", "ServedModel", "ApiError", "bind", "make_server"]
