@@ -47,3 +47,26 @@ def running_server(model_dir, **options):
         thread.join(30)
         sock.close()
         assert not thread.is_alive(), "the server did not stop"
+
+
+def slowed(state, seconds: float) -> list:
+    """Make each forward pass of the served model take `seconds` longer (so that requests overlap
+    and deadlines pass mid-decode, whatever the machine's speed); returns the list that records
+    each call, to count the decode steps a request really took."""
+    model, calls = state.served.model, []
+    forward = model.forward
+
+    def slow(*args, **kwargs):
+        calls.append(time.monotonic())
+        time.sleep(seconds)
+        return forward(*args, **kwargs)
+
+    model.forward = slow
+    return calls
+
+
+def wait_idle(state, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while state.engine.running or state.engine.waiting:
+        assert time.monotonic() < deadline, "the worker is still busy"
+        time.sleep(0.01)

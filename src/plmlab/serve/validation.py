@@ -180,7 +180,7 @@ def prompts(name, value) -> list:
         if isinstance(item, list):
             out.append(_token_ids(name, item))
         elif isinstance(item, str):
-            out.append(utf8(name, item))
+            out.append(nonempty_text(name, item))
         else:
             _fail(name, f"expected a string or an array of token ids, got {_kind(item)}", "invalid_type")
     return out
