@@ -13,8 +13,11 @@ imported only when a server is made.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
 import sys
+import threading
 
 from ..errors import PlmlabError
 from .app import ServeOptions, create_app
@@ -65,7 +68,23 @@ def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, tokenizer=None, 
     where = sock.getsockname()
     print(f"plmlab: serving {served.name} ({', '.join(served.tasks) or 'no task'}) on "
           f"http://{host}:{where[1]}", file=sys.stderr, flush=True)
-    server.run(sockets=[sock])
+    with _exit_cleanly_on(signal.SIGTERM, signal.SIGINT):
+        server.run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def _exit_cleanly_on(*signals):
+    """uvicorn drains on SIGTERM / SIGINT and then raises the signal again under the handlers it
+    found; with a do-nothing handler there, a drained shutdown returns and exits 0."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, lambda *_: None) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 __all__ = ["serve", "create_app", "ServeOptions", "ServedModel", "ApiError", "bind", "make_server"]
