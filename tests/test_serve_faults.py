@@ -12,7 +12,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 
 import plmlab
 from plmlab.tokenizers import load_tokenizer

@@ -14,6 +14,7 @@ imported only when a server is made.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import signal
 import socket
 import sys
@@ -26,11 +27,9 @@ from .validation import ApiError
 
 
 def require_extra() -> None:
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise PlmlabError("serving needs FastAPI and uvicorn: pip install 'plmlab[serve]'") from None
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise PlmlabError(f"serving needs {' and '.join(missing)}: pip install 'plmlab[serve]'")
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -107,7 +107,8 @@ def sampling(params: dict) -> dict:
 
 
 def generation_job(state, prompts, max_tokens: int, params: dict, logprobs):
-    req = GenerationRequest(prompts, max_tokens, params.get("n", 1), params.get("stop", []), sampling(params), logprobs)
+    req = GenerationRequest(prompts, max_tokens, params.get("n", 1), params.get("stop", []), sampling(params), logprobs,
+                            params.get("stream", False))
     from .flow import submit
 
     served = state.served

@@ -26,6 +26,7 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     sampling: dict = field(default_factory=dict)  # do_sample, temperature, top_k, top_p, seed
     logprobs: int | None = None  # None: no logprobs; k: the chosen token's and the top k
+    stream: bool = False  # send each piece of text as it appears (else only the result)
 
     @property
     def rows(self) -> int:
@@ -48,6 +49,10 @@ class RowResult:
     tokens: list[int]  # generated ids, up to the one that finished the row (EOS included)
     finish_reason: str  # "stop" (EOS or a stop string), "length" or "cancelled"
     logprobs: list[dict] | None = None  # per token: {"token", "logprob", "top": [(token, logprob)]}
+
+
+def _ignore(text: str) -> None:
+    pass
 
 
 class _Row:
@@ -90,14 +95,16 @@ class BatchStreamer:
 
 def run_generation(model, tokenizer, jobs, eos: int | None, pad: int | None) -> None:
     """Decode every row of `jobs` (same batch_key) together; each job gets ("delta", choice
-    index, text) events as text appears and then ("done", [RowResult per choice])."""
+    index, text) events as text appears (if it streams) and then ("done", [RowResult per choice])."""
     rows, prompts = [], []
     for job in jobs:
         req: GenerationRequest = job.payload
         for p, ids in enumerate(req.prompts):
             for c in range(req.n):
                 index = p * req.n + c
-                write = (lambda job, index: lambda text: job.emit(("delta", index, text)))(job, index)
+                # a whole answer needs no pieces: each would wake the event loop (and take the GIL)
+                write = (lambda job, index: lambda text: job.emit(("delta", index, text)))(job, index) \
+                    if req.stream else _ignore
                 streamer = TextStreamer(tokenizer, write, stop=req.stop, end_ids=[] if eos is None else [eos])
                 rows.append(_Row(job, index, req.max_tokens, streamer))
                 prompts.append(ids)
