@@ -58,3 +58,14 @@ def test_sigterm_drains_the_request_in_flight_then_exits(tmp_path):
     assert after_signal and chunks[-1] == "data: [DONE]"  # it was in flight, and it finished
     finish = json.loads(chunks[-2][len("data: "):])["choices"][0]["finish_reason"]
     assert finish in ("length", "stop")
+
+
+def test_serve_cli_mistakes_are_one_line(tmp_path, capsys):
+    from plmlab.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "nothing")]) == 2
+    assert main(["serve", "--model", str(tmp_path), "--port", "70000"]) == 2
+    assert main(["serve", "--model", str(tmp_path), "--max-queue", "0"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("plmlab: error: ") for line in lines)
+    assert "70000" in lines[1]
