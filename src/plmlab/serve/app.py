@@ -74,6 +74,11 @@ def _errors(app) -> None:
                          code="not_found" if e.status_code == 404 else None)
         return JSONResponse(error.body(), status_code=e.status_code, headers=getattr(e, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def server_error(request, e: Exception):  # a bug of the server, never a client's mistake
+        error = ApiError(f"internal server error: {type(e).__name__}: {e}", status=500, type="server_error")
+        return JSONResponse(error.body(), status_code=500)
+
 
 async def read_json(request, limit: int) -> dict:
     """The body as a JSON object; over `limit` bytes (declared or sent) is 413, before parsing."""

@@ -89,6 +89,8 @@ class Engine:
             batch = self._next_batch()
             if batch is None:
                 return
+            if not batch:  # every waiting job died while the worker waited for company
+                continue
             self.metrics.batch_rows.observe(sum(j.rows for j in batch))
             self.running = len(batch)
             try:
