@@ -160,3 +160,15 @@ def test_model_card_health_and_metrics(gpt):
     assert 'plmlab_requests_total{endpoint="/v1/completions",status="200"} 1' in text
     assert "plmlab_completion_tokens_total 2" in text and "# TYPE plmlab_queue_depth gauge" in text
     assert 'plmlab_request_latency_seconds_count{endpoint="/v1/completions"} 1' in text
+
+
+def test_classify_on_a_classifier(tmp_path):
+    path = tiny_checkpoint(tmp_path, "bert-tiny", "bert", max_positions=32, head="none", pair_head=False,
+                           classifier="sequence", label_names=["neg", "pos"], pooler=True)
+    texts = ["the cat sat", "the dog looked at the sky"]
+    expected = plmlab.pipeline("text-classification", model=str(path))(texts)
+    with running_server(path) as (url, _):
+        r = httpx.post(url + "/v1/classify", json={"input": texts}, timeout=30)
+        assert r.status_code == 200 and r.json()["data"] == expected
+        r = httpx.post(url + "/v1/fill-mask", json={"input": "the [MASK]"})
+        assert r.status_code == 400 and "cannot do fill-mask" in r.json()["error"]["message"]
