@@ -100,13 +100,19 @@ def test_chat_with_a_template_from_tokenizer_config(tmp_path):
     config["chat_template"] = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
                                "{% if add_generation_prompt %}assistant:{% endif %}")
     (path / "tokenizer_config.json").write_text(json.dumps(config))
+    from plmlab.tokenizers.chat import encode_chat
+
     model, tok = plmlab.load_pretrained(path), load_tokenizer(path)
+    messages = [{"role": "user", "content": "the cat"}]
+    ids = encode_chat(tok, messages, add_generation_prompt=True)
+    assert tok.decode(ids).strip().endswith("user: the cat\nassistant:")  # the template was rendered
+    out = plmlab.generate(model, [ids], max_new_tokens=5, eos_token_id=None)[0].tolist()
+    expected = tok.decode(out)
     with running_server(path) as (url, _):
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=30)
-        messages = [{"role": "user", "content": "the cat"}]
         r = client.chat.completions.create(model="gpt-tiny", messages=messages, max_tokens=5, temperature=0)
-        expected = _greedy(model, tok, "user: the cat\nassistant:", 5)
         assert r.choices[0].message.content == expected and r.choices[0].message.role == "assistant"
+        assert r.usage.prompt_tokens == len(ids)
         chunks = list(client.chat.completions.create(model="gpt-tiny", messages=messages, max_tokens=5,
                                                      temperature=0, stream=True))
         assert chunks[0].choices[0].delta.role == "assistant"
