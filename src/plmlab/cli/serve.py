@@ -1,0 +1,36 @@
+"""`plmlab serve --model DIR [--host 127.0.0.1 --port 8000]`: an OpenAI-compatible HTTP server
+(plmlab.serve.serve)."""
+
+from __future__ import annotations
+
+from .args import device, non_negative_float, positive_float, positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="serve a model over HTTP (OpenAI-compatible API, playground at /)")
+    p.add_argument("--model", required=True, help="checkpoint or training run directory (plmlab or Hugging Face)")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (0: any free one; the chosen one is printed)")
+    p.add_argument("--name", help="the model's id in the API (default: the directory's name)")
+    p.add_argument("--max-queue", type=positive_int, default=64, help="requests waiting; past it: 429")
+    p.add_argument("--max-batch", type=positive_int, default=16, help="rows decoded together")
+    p.add_argument("--batch-wait", type=non_negative_float, default=0.005,
+                   help="seconds the worker waits for requests to batch with")
+    p.add_argument("--timeout", type=positive_float, default=60.0, help="per-request deadline in seconds: 504")
+    p.add_argument("--max-body", type=positive_int, default=1 << 20, help="largest request body in bytes: 413")
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..serve import ServeOptions, serve
+
+    if not 0 <= args.port < 65536:
+        from ..errors import PlmlabError
+
+        raise PlmlabError(f"--port must be in 0..65535, got {args.port}")
+    options = ServeOptions(max_queue=args.max_queue, max_batch=args.max_batch, batch_wait=args.batch_wait,
+                           timeout=args.timeout, max_body=args.max_body)
+    serve(args.model, args.host, args.port, args.tokenizer, args.device, args.name, options)
+    return 0

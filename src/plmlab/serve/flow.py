@@ -1,0 +1,110 @@
+"""A request's way through the worker, seen from the event loop: submit a job (429 when the
+queue is full), wait for its events under its deadline (504), answer whole or as server-sent
+events. The worker's events cross threads through `loop.call_soon_threadsafe`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+
+from ..errors import PlmlabError
+from .engine import Busy, Job
+from .validation import ApiError
+
+
+def submit(state, run, payload, rows: int = 1, key=None) -> tuple[Job, asyncio.Queue]:
+    loop, events = asyncio.get_running_loop(), asyncio.Queue()
+
+    def emit(event) -> None:
+        try:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    job = Job(run=run, emit=emit, deadline=time.monotonic() + state.options.timeout, payload=payload,
+              rows=rows, key=key)
+    try:
+        state.engine.submit(job)
+    except Busy as e:
+        raise ApiError(f"{e}; retry later", status=429 if not state.engine.stopping else 503,
+                       type="rate_limit_error", code="rate_limit_exceeded",
+                       headers={"Retry-After": str(state.options.retry_after)}) from None
+    return job, events
+
+
+def _timeout(state) -> ApiError:
+    return ApiError(f"the request did not finish within the server's deadline of {state.options.timeout:g} s",
+                    status=504, type="timeout_error", code="timeout")
+
+
+async def next_event(state, job: Job, events: asyncio.Queue) -> tuple:
+    """The job's next (kind, data); past its deadline the job is cancelled (its slot freed)."""
+    try:
+        event = await asyncio.wait_for(events.get(), max(job.deadline - time.monotonic(), 0.0))
+    except asyncio.TimeoutError:
+        job.cancel()
+        raise _timeout(state) from None
+    if event[0] == "cancelled":
+        raise _timeout(state)
+    if event[0] == "error":
+        raise worker_error(event[1])
+    return event
+
+
+async def result(state, job: Job, events: asyncio.Queue):
+    """The job's result (its "done" data), skipping streamed pieces."""
+    while True:
+        kind, *data = await next_event(state, job, events)
+        if kind == "done":
+            return data[0]
+
+
+def worker_error(e: Exception) -> Exception:
+    """A PlmlabError the library raised is a client's mistake the validation did not catch (400);
+    anything else is a bug of the server and stays a 500 with its traceback logged."""
+    if isinstance(e, PlmlabError):
+        return ApiError(str(e))
+    traceback.print_exception(type(e), e, e.__traceback__)
+    return e
+
+
+async def stream(state, job: Job, events: asyncio.Queue, fmt, rows: int, prompt_tokens: int,
+                 include_usage: bool, started: float):
+    """Server-sent events in OpenAI's chunk format, then `data: [DONE]`. A client that goes away
+    closes this generator (the next send fails), and `finally` cancels its job."""
+    from .responses import sse
+
+    try:
+        if fmt.kind == "chat":
+            for i in range(rows):
+                yield sse(fmt.chunk(i, first=True))
+        elif fmt.echo:
+            for i in range(rows):
+                yield sse(fmt.chunk(i, fmt._prompt(i, rows // len(fmt.echo))))
+        first = True
+        while True:
+            try:
+                kind, *data = await next_event(state, job, events)
+            except ApiError as e:  # the status line has gone: the error is the last event
+                yield sse(e.body())
+                return
+            except Exception as e:
+                yield sse(ApiError(f"internal error: {e}", status=500, type="server_error").body())
+                return
+            if kind == "delta":
+                if first:
+                    state.metrics.first_token.observe(time.monotonic() - started)
+                    first = False
+                yield sse(fmt.chunk(data[0], data[1]))
+            elif kind == "done":
+                for i, r in enumerate(data[0]):
+                    yield sse(fmt.chunk(i, result=r))
+                completion = sum(len(r.tokens) for r in data[0])
+                state.metrics.completion_tokens.inc(completion)
+                if include_usage:
+                    yield sse(fmt.usage_chunk(prompt_tokens, completion))
+                break
+        yield sse("[DONE]")
+    finally:
+        job.cancel()

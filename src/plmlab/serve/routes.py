@@ -1,0 +1,115 @@
+"""The endpoints. Each: validate (schema, model name, task, context), submit, answer.
+Imported by create_app only, so FastAPI is needed only once a server is made."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+
+from .app import STATIC, checked, generation_job
+from .flow import result, stream, submit
+from .responses import Formatter
+from .validation import CHAT, CLASSIFY, COMPLETIONS, FILL_MASK, TEXT2TEXT, ApiError
+
+
+def register(app, state) -> None:
+    served = state.served
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "queue_depth": len(state.engine.waiting), "model": served.name}
+
+    @app.get("/metrics")
+    async def metrics():
+        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [served.card()]}
+
+    @app.get("/v1/models/{name}")
+    async def model(name: str):
+        served.check_name(name)
+        return served.card()
+
+    @app.get("/")
+    async def playground():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    async def answer(request, fmt, req, job, events, params, prompt_tokens):
+        started = time.monotonic()
+        if params["stream"]:
+            include_usage = bool((params["stream_options"] or {}).get("include_usage"))
+            return StreamingResponse(stream(state, job, events, fmt, req.rows, prompt_tokens, include_usage, started),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        rows = await result(state, job, events)
+        state.metrics.completion_tokens.inc(sum(len(r.tokens) for r in rows))
+        return JSONResponse(fmt.whole(rows, req.n, prompt_tokens))
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        params = await checked(request, state, COMPLETIONS)
+        served.require("completions")
+        prompts = [served.prompt_ids(p) for p in params["prompt"]]
+        served.check_context(prompts, params["max_tokens"])
+        echo = [p if isinstance(p, str) else served.tokenizer.decode(p) for p in params["prompt"]] \
+            if params["echo"] else None
+        req, job, events = generation_job(state, prompts, params["max_tokens"], params, params["logprobs"])
+        fmt = Formatter("completions", served.name, echo)
+        return await answer(request, fmt, req, job, events, params, sum(map(len, prompts)))
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        params = await checked(request, state, CHAT)
+        served.require("chat")
+        if params["top_logprobs"] is not None and not params["logprobs"]:
+            raise ApiError("'top_logprobs' needs 'logprobs': true", param="top_logprobs", code="invalid_value")
+        ids = served.chat_ids(params["messages"])
+        max_tokens = params["max_completion_tokens"] or params["max_tokens"]
+        if max_tokens is None:  # as much as the context leaves, up to the server's default
+            max_tokens = max(1, min(state.options.max_tokens, served.context - len(ids)))
+        served.check_context([ids], max_tokens, param="messages")
+        logprobs = (params["top_logprobs"] or 0) if params["logprobs"] else None
+        req, job, events = generation_job(state, [ids], max_tokens, params, logprobs)
+        return await answer(request, Formatter("chat", served.name), req, job, events, params, len(ids))
+
+    @app.post("/v1/text2text")
+    async def text2text(request: Request):
+        params = await checked(request, state, TEXT2TEXT)
+        served.require("text2text")
+        rows = [served.prompt_ids(t) for t in params["input"]]
+        served.check_context(rows, params["max_tokens"], param="input")
+        req, job, events = generation_job(state, rows, params["max_tokens"], params, None)
+        from ..pipelines import span_result
+        from ..pipelines.span_fills import sentinels_in
+
+        out = []
+        for row, r in zip(rows, await result(state, job, events)):
+            item = {"text": r.text, "finish_reason": r.finish_reason, "tokens": len(r.tokens)}
+            if sentinels_in(row, served.tokenizer):  # span filling: which fill belongs to which sentinel
+                item.update(span_result(row, r.tokens, served.tokenizer))
+            out.append(item)
+        return {"object": "list", "model": served.name, "data": out}
+
+    async def call(params, task: str, make):
+        served.require(task)
+        job, events = submit(state, lambda jobs: jobs[0].emit(("done", jobs[0].payload())), make)
+        return {"object": "list", "model": served.name, "data": await result(state, job, events)}
+
+    @app.post("/v1/fill-mask")
+    async def fill_mask(request: Request):
+        params = await checked(request, state, FILL_MASK)
+        from ..pipelines import FillMask
+
+        pipe = lambda: FillMask(served.model, served.tokenizer, top_k=params["top_k"])(params["input"])  # noqa: E731
+        return await call(params, "fill-mask", pipe)
+
+    @app.post("/v1/classify")
+    async def classify(request: Request):
+        params = await checked(request, state, CLASSIFY)
+        from ..pipelines import TextClassification, TokenClassification
+
+        kind = TextClassification if served.config.classifier == "sequence" else TokenClassification
+        return await call(params, "classify", lambda: kind(served.model, served.tokenizer)(params["input"]))
