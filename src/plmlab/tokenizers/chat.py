@@ -203,6 +203,17 @@ def encode_chat_for_training(tokenizer, messages) -> tuple[list[int], list[bool]
     return list(encoding.ids), flags
 
 
+def end_of_turn_id(tokenizer) -> int | None:
+    """The special token that closes an assistant turn (``<|im_end|>``, ``<|endoftext|>``): the
+    last loss-carrying id of a probe conversation, if it is a special token; else None (the
+    template closes turns with plain text). Generation stops on it."""
+    ids, flags = encode_chat_for_training(tokenizer, [{"role": "user", "content": "hi"},
+                                                      {"role": "assistant", "content": "ok"}])
+    learned = [i for i, f in zip(ids, flags) if f]
+    last = learned[-1] if learned else None
+    return last if last is not None and last in tokenizer.special_ids.values() else None
+
+
 def _check_single_tokens(tokenizer) -> None:
     """The default template's markers must be single tokens, or the ids would be silently wrong."""
     if getattr(tokenizer, "chat_template", None):
