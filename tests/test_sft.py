@@ -159,3 +159,21 @@ def test_bad_conversations_are_one_line_and_exit_2(model_dir, tmp_path, line, re
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().count("\n") == 0 and reason in result.stderr and "bad.jsonl:2" in result.stderr
     assert not (tmp_path / "run" / "final").exists()
+
+
+def test_objective_sft_shows_ids_labels_and_the_rendered_text(model_dir, tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(CONVS[0]))
+    result = run_cli("objective", "sft", "--messages", path, "--tokenizer", model_dir, "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    tok = with_chat_template(load_tokenizer(model_dir))
+    assert out["text"].startswith("<|im_start|>system\nBe brief.<|im_end|>")
+    assert out["input_ids"] == encode_causal(tok, conversation(CONVS[0], "x"), 512)["input_ids"].tolist()
+    assert tok.decode([t for t in out["labels"] if t != IGNORE_INDEX], skip_special_tokens=False) == \
+        "it splits a string.<|im_end|>json.<|im_end|>"
+    missing = run_cli("objective", "sft", "--json")
+    assert missing.returncode == 2 and "--messages" in missing.stderr
+    path.write_text(json.dumps([{"role": "user", "content": "hi"}]))
+    bad = run_cli("objective", "sft", "--messages", path, "--tokenizer", model_dir)
+    assert bad.returncode == 2 and "no assistant turn" in bad.stderr

@@ -82,6 +82,21 @@ def encode_causal(tokenizer, record: dict, seq_len: int, train_on_prompt: bool =
     return {"input_ids": ids_, "labels": labels}
 
 
+def sft_view(tokenizer, record: dict, seq_len: int = 512, train_on_prompt: bool = False) -> dict:
+    """What SFT makes of one conversation (`plmlab objective sft --messages FILE --json`), through
+    the same encoding the training uses: the rendered text, ids, labels (-100 where no loss; the
+    next token elsewhere), the 1-D mask and positions of the example alone, readable tokens."""
+    from ..tokenizers.chat import render_chat
+
+    example = encode_causal(tokenizer, record, seq_len, train_on_prompt)
+    ids = example["input_ids"].tolist()
+    return {"objective": "sft", "text": render_chat(tokenizer, record["messages"], add_generation_prompt=False),
+            "original_ids": ids, "input_ids": ids, "labels": example["labels"].tolist(),
+            "attention_mask": [1] * len(ids), "position_ids": list(range(len(ids))),
+            "tokens": tokenizer.convert_ids_to_tokens(ids), "special_ids": tokenizer.special_ids,
+            "eos_token_id": tokenizer.eos_id, "n_targets": int((example["labels"] != IGNORE_INDEX).sum())}
+
+
 def encode_seq2seq(tokenizer, record: dict, seq_len: int, truncate: bool = False) -> list[dict[str, np.ndarray]]:
     """T5: one (input, target) example per assistant turn -- the history before it, rendered with
     the generation prompt, then </s>; the turn's content, then </s>."""
