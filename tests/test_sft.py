@@ -177,3 +177,13 @@ def test_objective_sft_shows_ids_labels_and_the_rendered_text(model_dir, tmp_pat
     path.write_text(json.dumps([{"role": "user", "content": "hi"}]))
     bad = run_cli("objective", "sft", "--messages", path, "--tokenizer", model_dir)
     assert bad.returncode == 2 and "no assistant turn" in bad.stderr
+
+
+def test_a_template_that_fails_to_render_is_one_line(model_dir, tmp_path):
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps(CONVS[1]) + "\n")
+    template = tmp_path / "t.jinja"
+    template.write_text("{{ raise_exception('no system turns here') }}")
+    result = run_cli("sft", "--model", model_dir, "--data", data, "--out", tmp_path / "run", "--chat-template", template)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "failed to render: no system turns here" in result.stderr
