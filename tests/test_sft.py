@@ -20,7 +20,7 @@ from plmlab.tokenizers import load_tokenizer, train_tokenizer
 from plmlab.tokenizers.chat import with_chat_template
 from plmlab.train.loop import LoopOptions, Trainer, TrainState
 from plmlab.train.metrics import Progress
-from plmlab.train.parallel import Dist, Parallelized
+from plmlab.train.parallel import Parallelized
 from plmlab.train.precision import Precision
 
 TEXTS = ["what does split do? it splits a string.", "which module has dumps? json.",
