@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 
+from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX as IGNORE
 from ..objectives import OBJECTIVES, get_objective
 from ..objectives.options import parse_option_items
@@ -17,9 +18,13 @@ from ..objectives.view import objective_view
 
 
 def register(sub) -> None:
-    p = sub.add_parser("objective", help="show what a pretraining objective makes of a text")
-    p.add_argument("name", help=f"objective ({', '.join(sorted(OBJECTIVES))})")
-    p.add_argument("--text", required=True, help="the text (segment A)")
+    p = sub.add_parser("objective", help="show what a pretraining objective (or SFT) makes of a text")
+    p.add_argument("name", help=f"objective ({', '.join(sorted(OBJECTIVES))}), or sft (a view of SFT's "
+                                "encoding: --messages FILE)")
+    p.add_argument("--text", help="the text (segment A); required except for sft")
+    p.add_argument("--messages", metavar="FILE", help='sft: a JSON conversation ([{"role", "content"}, ...], '
+                                                       '{"messages": [...]} or {"prompt", "response"})')
+    p.add_argument("--train-on-prompt", action="store_true", help="sft: the loss on every token")
     p.add_argument("--text-b", help="segment B, for pair objectives (NSP, SOP)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tokenizer", help="tokenizer directory (default: the family's, trained on the built-in corpus)")
@@ -35,6 +40,10 @@ def parse_options(items: list[str]) -> dict:
 
 
 def run(args) -> int:
+    if args.name == SFT:
+        return _sft_view(args)
+    if args.text is None:
+        raise PlmlabError("the following argument is required: --text")
     cls = get_objective(args.name)
     from ..tokenizers import builtin_tokenizer, load_tokenizer
 
@@ -47,6 +56,40 @@ def run(args) -> int:
     else:
         print(render(out, tokenizer))
     return 0
+
+
+SFT = "sft"  # not a pretraining objective: a view of the SFT task's encoding (finetune/sft_data.py)
+
+
+def _sft_view(args) -> int:
+    from ..finetune.sft_data import conversation, sft_view
+    from ..tokenizers import builtin_tokenizer, load_tokenizer
+    from ..tokenizers.chat import with_chat_template
+
+    if not args.messages:
+        raise PlmlabError("plmlab objective sft needs --messages FILE (a JSON conversation)")
+    record = conversation(_read_conversation(args.messages), args.messages)
+    tokenizer = with_chat_template(load_tokenizer(args.tokenizer) if args.tokenizer else builtin_tokenizer("gpt2"))
+    out = sft_view(tokenizer, record, args.seq_len, args.train_on_prompt)
+    print(json.dumps(out) if args.json else render(out, tokenizer))
+    return 0
+
+
+def _read_conversation(path: str):
+    """A JSON file: a list of messages or one record; a JSONL file: its first line."""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise PlmlabError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        lines = [line for line in text.splitlines() if line.strip()]
+        try:
+            data = json.loads(lines[0]) if lines else None
+        except ValueError as e:
+            raise PlmlabError(f"{path}: not JSON ({e})") from None
+    return {"messages": data} if isinstance(data, list) else data if isinstance(data, dict) else {}
 
 
 def render(out: dict, tokenizer) -> str:

@@ -57,10 +57,11 @@ class _Setup:
     train_also: tuple[str, ...] = ()  # under LoRA: the new head's parameters, trained too
 
 
-def finetune(options: FinetuneOptions, log=print, prepare=None) -> list[dict]:
+def finetune(options: FinetuneOptions, log=print, prepare=None, finish=None) -> list[dict]:
     """Fine-tune, evaluate each epoch, save OUT/final; returns the per-epoch metrics.
     `prepare(options, dist) -> _Setup` builds the model and the task (default: a registered
-    task's; DPO passes its own, finetune/dpo.py)."""
+    task's; DPO and SFT pass their own, finetune/dpo.py and sft.py); `finish(setup, rundir, log)`,
+    if given, runs on rank 0 after the summary, while the run directory is still locked."""
     prepare = prepare or _prepare
     rundir, dist = RunDir(options.out), Dist.from_env(options.device)
     try:
@@ -69,6 +70,8 @@ def finetune(options: FinetuneOptions, log=print, prepare=None) -> list[dict]:
             setup, (found, old) = dist.main_first(lambda: (prepare(options, dist), _discover(options, rundir)))
             _train(options, setup, rundir, dist, found, old)
             history = dist.on_main(lambda: _summarise(rundir, log), "writing the summary") or []
+            if finish is not None:
+                dist.on_main(lambda: finish(setup, rundir, log), "finishing the run")
         dist.barrier()  # leave together (see train/run.py)
     finally:
         dist.close()

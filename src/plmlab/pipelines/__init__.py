@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..errors import PlmlabError
 from .base import Pipeline
+from .chat import Chat
 from .classification import TextClassification, TokenClassification, group_entities
 from .fill_blanks import FillBlanks
 from .fill_mask import FillMask, fill_mask
@@ -21,7 +22,7 @@ from .span_fills import span_result
 from .text_generation import Text2Text, TextGeneration, encode_prompt
 
 PIPELINES: dict[str, type[Pipeline]] = {cls.task: cls for cls in (
-    TextGeneration, Text2Text, FillMask, FillBlanks, TextClassification, TokenClassification)}
+    TextGeneration, Text2Text, Chat, FillMask, FillBlanks, TextClassification, TokenClassification)}
 
 
 def pipeline(task: str, model, tokenizer=None, device="cpu", **options) -> Pipeline:
@@ -44,6 +45,6 @@ def _is_path(x) -> bool:
     return isinstance(x, str) or hasattr(x, "__fspath__")
 
 
-__all__ = ["pipeline", "PIPELINES", "Pipeline", "TextGeneration", "Text2Text", "FillMask", "FillBlanks",
+__all__ = ["pipeline", "PIPELINES", "Pipeline", "TextGeneration", "Text2Text", "Chat", "FillMask", "FillBlanks",
            "TextClassification", "TokenClassification", "load_model_and_tokenizer", "resolve_device",
            "fill_mask", "encode", "encode_prompt", "check_text", "span_result", "group_entities"]

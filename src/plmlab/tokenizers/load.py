@@ -41,7 +41,19 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     max_len = max_len if isinstance(max_len, int) and 0 < max_len < 10**9 else None  # 1e30: "no limit"
     if isinstance(ours.get("style"), str) and style in STYLES:
         _current_template(backend, style, options, path)
-    return Tokenizer(backend, style, roles, max_len, options)
+    return Tokenizer(backend, style, roles, max_len, options, chat_template=_chat_template(config, path))
+
+
+def _chat_template(config: dict, folder: Path) -> str | None:
+    """The template where transformers reads it: tokenizer_config.json's ``chat_template`` (a
+    string, or a list of named ones: "default" is taken), else a chat_template.jinja file."""
+    found = config.get("chat_template")
+    if isinstance(found, list):
+        named = {t.get("name"): t.get("template") for t in found if isinstance(t, dict)}
+        found = named.get("default")
+    if not isinstance(found, str) and (folder / "chat_template.jinja").is_file():
+        found = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    return found if isinstance(found, str) and found else None
 
 
 def _current_template(backend: hf.Tokenizer, style: str, options: dict, where: Path) -> None:

@@ -25,13 +25,14 @@ class Tokenizer:
     string. ``special_ids`` maps those roles to ids, plus any other special token (keyed by its
     text) except T5 sentinels, which are in ``sentinel_ids`` (``<extra_id_0>`` first).
     ``options`` are the training options (``lowercase`` ...), saved so transformers rebuilds the
-    same pipeline.
+    same pipeline. ``chat_template`` is saved where transformers reads it (tokenizer_config.json).
     """
 
     def __init__(self, backend: hf.Tokenizer, style: str = "custom",
                  special_tokens: dict[str, str] | None = None, model_max_length: int | None = None,
-                 options: dict | None = None):
+                 options: dict | None = None, chat_template: str | None = None):
         self.backend, self.style, self.options = backend, style, dict(options or {})
+        self.chat_template = chat_template  # Jinja (tokenizers/chat.py); None: the style's default
         if special_tokens is None:
             special_tokens = guess_roles(backend)
         self.special_tokens = dict(special_tokens)
@@ -110,6 +111,8 @@ class Tokenizer:
         }
         if self.style == "t5":
             config["extra_ids"] = len(self.sentinel_ids)
+        if self.chat_template:
+            config["chat_template"] = self.chat_template
         write_text_atomic(folder / "tokenizer.json", self.backend.to_str(pretty=True))
         write_text_atomic(folder / "tokenizer_config.json", _json(config))
         special_map = {**named, "additional_special_tokens": extra}

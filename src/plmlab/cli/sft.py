@@ -1,0 +1,53 @@
+"""`plmlab sft --model DIR [--data chat.jsonl] --out OUT`: supervised instruction tuning
+(plmlab.finetune.sft). Without --data, the built-in instruction set (plmlab.data.instructions)."""
+
+from __future__ import annotations
+
+import json
+
+from .args import non_negative_float, positive_float, positive_int, probability
+from .finetune import add_run_arguments
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sft", help="instruction-tune a decoder or T5 on conversations (chat template, prompt-masked)")
+    p.add_argument("--model", required=True, help="pretrained checkpoint or run directory (GPT, LLaMA, GLM-4, T5)")
+    p.add_argument("--data", help='JSONL: {"messages": [{"role", "content"}, ...]} or {"prompt", "response"} '
+                                  "(default: the built-in instruction set)")
+    p.add_argument("--eval", help="evaluation conversations, scored every epoch (default with the built-in set: "
+                                  "its eval split)")
+    p.add_argument("--out", required=True, help="run directory (metrics.jsonl, checkpoints/, final/, summary.json)")
+    p.add_argument("--chat-template", metavar="FILE", help="Jinja chat template (or a tokenizer_config.json) to use "
+                                                           "instead of the tokenizer's / the family's default")
+    p.add_argument("--seq-len", type=positive_int, help="tokens per packed row (default: the model's context)")
+    p.add_argument("--train-on-prompt", action="store_true", help="put the loss on every token, not only the answers")
+    p.add_argument("--truncate", action="store_true", help="cut conversations longer than --seq-len instead of failing")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="conversations per step (packed into rows)")
+    p.add_argument("--lr", type=positive_float, default=1e-4)
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
+    p.add_argument("--warmup", type=probability, default=0.05, help="warm-up fraction of the steps")
+    add_run_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import sys
+
+    from ..finetune.run import Interrupted
+    from ..finetune.sft import sft, sft_options
+
+    from ..train.lora import FLAGS, lora_options
+
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "verb", "json", *FLAGS)}
+    log = (lambda line: None) if args.json else print
+    try:
+        history = sft(sft_options(**options, lora=lora_options(args)), log=log)
+    except Interrupted as e:  # Ctrl-C: saved, resumable
+        print(f"plmlab: {e}", file=sys.stderr)
+        return 128 + e.signum
+    if args.json:
+        for record in history:
+            print(json.dumps(record))
+    return 0
