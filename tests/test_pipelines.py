@@ -51,7 +51,7 @@ def _logits(model, tok, text: str) -> torch.Tensor:
 
 
 def test_every_task_has_a_pipeline():
-    assert set(PIPELINES) == {"text-generation", "fill-mask", "fill-blanks", "text2text", "text-classification",
+    assert set(PIPELINES) == {"text-generation", "chat", "fill-mask", "fill-blanks", "text2text", "text-classification",
                               "token-classification"}
     with pytest.raises(PlmlabError, match="unknown pipeline task"):
         plmlab.pipeline("summarise", model="x")

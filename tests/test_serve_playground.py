@@ -1,14 +1,13 @@
 """The playground at /: one self-contained page (no CDN, no build step), and -- where Debian's
 `chromium` is installed -- driven in headless Chromium: the prompt filled in, Run pressed, the
-streamed tokens on the page equal to the model's greedy continuation, a screenshot taken."""
+streamed tokens on the page equal to the model's greedy continuation, a screenshot taken
+(through the DevTools protocol: tests/cdp.py)."""
 
 from __future__ import annotations
 
-import html
+import base64
 import re
 import shutil
-import subprocess
-import urllib.parse
 
 import httpx
 import pytest
@@ -16,6 +15,7 @@ import pytest
 import plmlab
 from plmlab.tokenizers import load_tokenizer
 
+from cdp import DevTools
 from serve_helpers import running_server, tiny_checkpoint
 
 
@@ -46,14 +46,20 @@ def test_the_playground_streams_a_completion_in_headless_chromium(gpt, tmp_path)
     exe = _chromium()
     model, tok = plmlab.load_pretrained(gpt), load_tokenizer(gpt)
     expected = tok.decode(plmlab.generate(model, [tok.encode("the cat")], max_new_tokens=32, eos_token_id=None)[0])
-    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'c'}",
-             "--virtual-time-budget=15000", "--window-size=1000,700"]
     with running_server(gpt) as (url, _):
-        page = f"{url}/?{urllib.parse.urlencode({'prompt': 'the cat', 'task': 'completions', 'run': 1})}"
-        dom = subprocess.run(flags + ["--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
-        shot = tmp_path / "playground.png"
-        subprocess.run(flags + [f"--screenshot={shot}", page], capture_output=True, timeout=120)
-    assert 'data-done="1"' in dom
-    generated = re.search(r'<span id="generated">(.*?)</span>', dom, re.S)
-    assert generated and html.unescape(generated.group(1)) == expected
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        browser = DevTools(exe, str(tmp_path / "profile"))
+        try:
+            browser.call("Page.navigate", url=f"{url}/")
+            browser.wait_for('document.body && document.body.dataset.done === "1"')  # the card and tabs loaded
+            browser.evaluate('document.getElementById("prompt").focus()')
+            browser.call("Input.insertText", text="the cat")  # typed, as a user would
+            browser.evaluate('document.getElementById("run").click()')
+            shown = browser.wait_for(f'(() => {{ const g = document.getElementById("generated");'
+                                     f' return g && g.textContent.length >= {len(expected)} && g.textContent; }})()')
+            error = browser.evaluate('document.getElementById("error").textContent')
+            shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+        finally:
+            browser.close()
+    assert error == "" and shown == expected  # the streamed tokens on the page are the model's greedy continuation
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "playground.png").write_bytes(shot)

@@ -62,11 +62,18 @@ class ServedModel:
                            status=404, code="model_not_found")
 
     def chat_template(self) -> str | None:
-        try:  # the chat-template module comes with instruction tuning (issue 11)
-            from ..tokenizers.chat import chat_template
-        except ImportError:
+        """The template chat requests go through: the tokenizer's own, or its style's default when
+        the tokenizer already has the tokens that default writes (else None: no chat)."""
+        from ..tokenizers.chat import chat_template, encode_chat
+
+        template = chat_template(self.tokenizer)
+        if template is None:
             return None
-        return chat_template(self.tokenizer)
+        try:  # a default template whose markers (<|im_start|>, ...) this vocabulary lacks cannot be used
+            encode_chat(self.tokenizer, [{"role": "user", "content": "hi"}], add_generation_prompt=True)
+        except PlmlabError:
+            return None
+        return template
 
     def chat_ids(self, messages: list[dict]) -> list[int]:
         self.require("chat")
