@@ -3,10 +3,8 @@ with DPO (plmlab.finetune.dpo), a task of the one Trainer."""
 
 from __future__ import annotations
 
-import json
-
 from .args import non_negative_float, positive_float, positive_int, probability
-from .finetune import add_run_arguments
+from .finetune import add_run_arguments, run_training
 
 
 def register(sub) -> None:
@@ -31,22 +29,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import sys
-
     from ..finetune.dpo import dpo, dpo_options
-    from ..finetune.run import Interrupted
-
     from ..train.lora import FLAGS, lora_options
 
     skip = {"func", "verb", "json", "model", "data", "out", "beta", *FLAGS}
     known = {k: v for k, v in vars(args).items() if k not in skip}
-    log = (lambda line: None) if args.json else print
-    try:
-        history = dpo(dpo_options(args.model, args.data, args.out, args.beta, lora=lora_options(args), **known), log=log)
-    except Interrupted as e:  # Ctrl-C: saved, resumable; not an error in the input
-        print(f"plmlab: {e}", file=sys.stderr)
-        return 128 + e.signum
-    if args.json:
-        for record in history:
-            print(json.dumps(record))
-    return 0
+    options = dpo_options(args.model, args.data, args.out, args.beta, lora=lora_options(args), **known)
+    return run_training(args, lambda log: dpo(options, log=log))

@@ -58,19 +58,27 @@ def add_run_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import sys
-
     from ..finetune import FinetuneOptions, finetune
-    from ..finetune.run import Interrupted
     from ..train.lora import FLAGS, lora_options
 
     fields = set(FinetuneOptions.__dataclass_fields__) - {"extra", "lora"}
     known = {k: v for k, v in vars(args).items() if k in fields}
     extra = {k: v for k, v in vars(args).items() if k not in fields and k not in ("func", "verb", "json", *FLAGS)}
-    log = (lambda line: None) if args.json else print
+    return run_training(args, lambda log: finetune(FinetuneOptions(**known, lora=lora_options(args), extra=extra),
+                                                   log=log))
+
+
+def run_training(args, train) -> int:
+    """Run `train(log) -> history` for a fine-tuning verb: the per-epoch lines (or, with --json,
+    the history as JSON lines at the end); a signal saves a checkpoint and exits 128 + signum
+    (resumable, not an input error)."""
+    import sys
+
+    from ..finetune.run import Interrupted
+
     try:
-        history = finetune(FinetuneOptions(**known, lora=lora_options(args), extra=extra), log=log)
-    except Interrupted as e:  # Ctrl-C: saved, resumable; not an error in the input
+        history = train((lambda line: None) if args.json else print)
+    except Interrupted as e:
         print(f"plmlab: {e}", file=sys.stderr)
         return 128 + e.signum
     if args.json:

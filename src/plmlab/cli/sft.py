@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import json
-
 from .args import non_negative_float, positive_float, positive_int, probability
-from .finetune import add_run_arguments
+from .finetune import add_run_arguments, run_training
 
 
 def register(sub) -> None:
@@ -33,21 +31,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import sys
-
-    from ..finetune.run import Interrupted
     from ..finetune.sft import sft, sft_options
-
     from ..train.lora import FLAGS, lora_options
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "verb", "json", *FLAGS)}
-    log = (lambda line: None) if args.json else print
-    try:
-        history = sft(sft_options(**options, lora=lora_options(args)), log=log)
-    except Interrupted as e:  # Ctrl-C: saved, resumable
-        print(f"plmlab: {e}", file=sys.stderr)
-        return 128 + e.signum
-    if args.json:
-        for record in history:
-            print(json.dumps(record))
-    return 0
+    return run_training(args, lambda log: sft(sft_options(**options, lora=lora_options(args)), log=log))
