@@ -66,7 +66,7 @@ def malformed(rng: random.Random) -> tuple[str, str, bytes, dict]:
         at = rng.randrange(len(raw))
         return "POST", "/v1/completions", raw[:at] + rng.choice([b"\xff", b"\xc3", b"\xed\xa0\x80"]) + raw[at:], headers
     if kind == 6:  # tasks this decoder cannot do, and chat without a template
-        path = rng.choice(["/v1/fill-mask", "/v1/text2text", "/v1/classify", "/v1/chat/completions"])
+        path = rng.choice(["/v1/fill-mask", "/v1/fill-blanks", "/v1/text2text", "/v1/classify", "/v1/chat/completions"])
         body = {"messages": [{"role": "user", "content": "hi"}]} if "chat" in path else {"input": "the [MASK]"}
         return "POST", path, json.dumps(body).encode(), headers
     if kind == 7:  # wrong method, unknown path

@@ -30,7 +30,8 @@ def test_the_playground_is_one_self_contained_page(gpt):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     page = r.text
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)  # nothing fetched from elsewhere
-    for endpoint in ("/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/fill-mask", "/v1/text2text"):
+    for endpoint in ("/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/fill-mask", "/v1/fill-blanks",
+                     "/v1/text2text"):
         assert endpoint in page
 
 

@@ -16,7 +16,7 @@ from .validation import ApiError, parse_body, validate
 
 STATIC = Path(__file__).parent / "static"
 ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/fill-mask",
-          "/v1/text2text", "/v1/classify")
+          "/v1/fill-blanks", "/v1/text2text", "/v1/classify")
 
 
 @dataclass(frozen=True)

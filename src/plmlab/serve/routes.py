@@ -8,10 +8,10 @@ import time
 from fastapi import Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
-from .app import STATIC, checked, generation_job
+from .app import STATIC, checked, generation_job, sampling
 from .flow import result, stream, submit
 from .responses import Formatter
-from .validation import CHAT, CLASSIFY, COMPLETIONS, FILL_MASK, TEXT2TEXT, ApiError
+from .validation import CHAT, CLASSIFY, COMPLETIONS, FILL_BLANKS, FILL_MASK, TEXT2TEXT, ApiError
 
 
 def register(app, state) -> None:
@@ -105,6 +105,24 @@ def register(app, state) -> None:
 
         pipe = lambda: FillMask(served.model, served.tokenizer, top_k=params["top_k"])(params["input"])  # noqa: E731
         return await call(params, "fill-mask", pipe)
+
+    @app.post("/v1/fill-blanks")
+    async def fill_blanks(request: Request):
+        params = await checked(request, state, FILL_BLANKS)
+        served.require("fill-blanks")
+        rows = [served.blank_ids(t) for t in params["input"]]
+        # Part A is [CLS] text <eos>; each blank's span has max_tokens and its [sop] (infill.fill_blanks)
+        served.check_context([r + [0, 0, 0] for r in rows], params["max_tokens"], param="input")
+        from ..pipelines import FillBlanks
+
+        pipe = FillBlanks(served.model, served.tokenizer, max_new_tokens=params["max_tokens"], **sampling(params))
+        job, events = submit(state, lambda jobs: jobs[0].emit(("done", pipe(jobs[0].payload))), params["input"])
+        state.metrics.prompt_tokens.inc(sum(map(len, rows)))
+        results = await result(state, job, events)
+        state.metrics.completion_tokens.inc(sum(len(b) for r in results for b in r["blank_ids"]))
+        data = [{"index": i, "text": r["text"], "blanks": r["blanks"],
+                 "tokens": sum(len(b) for b in r["blank_ids"])} for i, r in enumerate(results)]
+        return {"object": "list", "model": served.name, "data": data}
 
     @app.post("/v1/classify")
     async def classify(request: Request):

@@ -16,6 +16,7 @@ NEEDS = {
     "chat": "a decoder model with a chat template",
     "text2text": "an encoder-decoder model (T5)",
     "fill-mask": "an encoder model (BERT, RoBERTa, ALBERT) with an MLM head",
+    "fill-blanks": "a GLM blank-infilling model (a decoder with an LM head, 2-D positions and a GLM tokenizer)",
     "classify": "a model fine-tuned as a classifier (`plmlab finetune --task classification`)",
 }
 
@@ -40,7 +41,8 @@ class ServedModel:
         if getattr(c, "classifier", "none") != "none":
             return ["classify"]
         if c.arch == "decoder" and lm:
-            return ["completions"] + (["chat"] if self.chat_template() else [])
+            return ["completions"] + (["chat"] if self.chat_template() else []) + \
+                (["fill-blanks"] if self.glm_tokens() is not None else [])
         if c.arch == "encoder-decoder" and lm:
             return ["text2text"]
         if c.arch == "encoder" and c.head == "mlm":
@@ -74,6 +76,30 @@ class ServedModel:
         except PlmlabError:
             return None
         return template
+
+    def glm_tokens(self):
+        """GLM's special ids where this model fills blanks (2-D positions, a GLM tokenizer), else None."""
+        from ..objectives.glm_layout import TWO_D_POSITIONS, GlmTokens
+
+        if self.config.position not in TWO_D_POSITIONS:
+            return None
+        try:
+            return GlmTokens.from_tokenizer(self.tokenizer)
+        except PlmlabError:
+            return None
+
+    def blank_ids(self, text: str) -> list[int]:
+        """A fill-blanks text's ids (as infill.prepare lays them out); a text without a blank is
+        refused (/v1/completions continues a text)."""
+        self.require("fill-blanks")
+        from ..infill import prepare
+
+        masks = self.glm_tokens().masks
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if not any(t in masks for t in ids):
+            raise ApiError(f"'input': the text {text[:60]!r} has no blank ([MASK], [sMASK] or [gMASK]); "
+                           "/v1/completions continues a text", param="input", code="no_blank")
+        return prepare(self.tokenizer, text)
 
     def chat_ids(self, messages: list[dict]) -> list[int]:
         self.require("chat")

@@ -202,7 +202,7 @@ def nonempty_text(name, value):
 
 
 def texts(name, value) -> list[str]:
-    """One text or an array of 1..MAX_PROMPTS texts (fill-mask, text2text, classify)."""
+    """One text or an array of 1..MAX_PROMPTS texts (fill-mask, fill-blanks, text2text, classify)."""
     items = [value] if isinstance(value, str) else value
     _type(name, items, (list,), "a string or an array of strings")
     if not items or len(items) > MAX_PROMPTS:
@@ -270,5 +270,8 @@ CHAT = {**SAMPLING, "messages": Field(messages, required=True),
 TEXT2TEXT = {**{k: SAMPLING[k] for k in ("top_p", "top_k", "seed", "model", "user")},
              "temperature": Field(number(0.0, 2.0), 0.0),  # an answer, not a story: greedy unless asked
              "input": Field(texts, required=True), "max_tokens": Field(integer(1, MAX_TOKENS_LIMIT), 64)}
+FILL_BLANKS = {**{k: SAMPLING[k] for k in ("top_p", "top_k", "seed", "model", "user")},
+               "temperature": Field(number(0.0, 2.0), 0.0),  # greedy unless asked, as the pipeline
+               "input": Field(texts, required=True), "max_tokens": Field(integer(1, MAX_TOKENS_LIMIT), 32)}
 FILL_MASK = {"input": Field(texts, required=True), "top_k": Field(integer(1, 100), 5), "model": Field(string)}
 CLASSIFY = {"input": Field(texts, required=True), "model": Field(string)}
