@@ -204,6 +204,22 @@ def _matplotlib():
     return Figure, FigureCanvasAgg, Line2D, EngFormatter, LogFormatter
 
 
+def panel_grid(n_panels: int, ncols: int, width: float, height: float, n_colors: int):
+    """(figure, axes, colors): an Agg figure (renders to a file, no display needed) with a grid
+    of n_panels axes in `ncols` columns, each width x height inches, and one colour per series."""
+    Figure, FigureCanvasAgg = _matplotlib()[:2]
+    nrows = math.ceil(n_panels / ncols)
+    fig = Figure(figsize=(width * ncols, height * nrows + 0.6), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    return fig, axes, [f"C{i % 10}" for i in range(n_colors)]
+
+
+def save_figure(fig, target: Path) -> Path:
+    """Write the figure atomically (a finished file or none)."""
+    return _save(fig, target)
+
+
 def plot_runs(dirs, out=None, metrics=None, x: str = "step", smooth: int | None = None,
               log_y: bool = False) -> Path:
     """Draw the runs' curves into one image; returns its path.
@@ -226,15 +242,11 @@ def plot_runs(dirs, out=None, metrics=None, x: str = "step", smooth: int | None 
     labels = run_labels(paths)
     chosen = choose_metrics(runs, labels, metrics)
     target = resolve_out(out, [Path(d) for d in dirs])
-    Figure, FigureCanvasAgg, Line2D, EngFormatter, LogFormatter = _matplotlib()
+    _, _, Line2D, EngFormatter, LogFormatter = _matplotlib()
 
     panels = panels_for(chosen)
     ncols = 1 if len(panels) == 1 else 2 if len(panels) in (2, 4) else 3
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(5.5 * ncols, 3.6 * nrows + 0.6), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)  # Agg: renders to a file, no display needed
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    colors = [f"C{i % 10}" for i in range(len(runs))]
+    fig, axes, colors = panel_grid(len(panels), ncols, 5.5, 3.6, len(runs))
     for ax, panel in zip(axes, panels):
         _draw_panel(ax, panel, runs, colors, x, smooth, log_y)
         if len(panel) > 1:

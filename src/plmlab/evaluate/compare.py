@@ -57,7 +57,7 @@ def format_table(names: list[str], columns: list[str], rows: list[list[float | N
 
 def plot_compare(names: list[str], columns: list[str], rows: list[list[float | None]], out: str | Path) -> Path:
     """A bar plot PNG: one panel per quality metric, one bar (colour) per model."""
-    from ..plotting import FORMATS, _matplotlib, _save  # the project's plotting style and atomic write
+    from ..plotting import FORMATS, panel_grid, save_figure  # the project's plotting style and atomic write
 
     target = Path(out)
     if target.suffix.lower() not in FORMATS:
@@ -65,13 +65,7 @@ def plot_compare(names: list[str], columns: list[str], rows: list[list[float | N
     shown = [i for i, c in enumerate(columns) if c not in NOT_PLOTTED]
     if not shown:
         raise PlmlabError("nothing to plot: the results have no quality metric")
-    Figure, FigureCanvasAgg, _, _, _ = _matplotlib()
-    ncols = min(3, len(shown))
-    nrows = math.ceil(len(shown) / ncols)
-    fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows + 0.6), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)  # Agg: renders to a file, no display needed
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    colors = [f"C{i % 10}" for i in range(len(names))]
+    fig, axes, colors = panel_grid(len(shown), min(3, len(shown)), 4.2, 3.2, len(names))
     for ax, i in zip(axes, shown):
         values = [row[i] if row[i] is not None else 0.0 for row in rows]
         bars = ax.bar(range(len(names)), values, color=colors)
@@ -82,4 +76,4 @@ def plot_compare(names: list[str], columns: list[str], rows: list[list[float | N
     for ax in axes[len(shown):]:
         ax.remove()
     fig.suptitle(" vs ".join(names) if len(names) <= 3 else f"{len(names)} models")
-    return _save(fig, target)
+    return save_figure(fig, target)
