@@ -18,6 +18,7 @@ PAPER = {  # headline sizes from the papers (Table 2.1 of GPT-3; LLaMA Table 2; 
     "gpt3-6.7b": 6.7e9, "gpt3-13b": 13e9, "gpt3-175b": 175e9,
     "llama-7b": 6.7e9, "llama-13b": 13.0e9, "llama-33b": 32.5e9, "llama-65b": 65.2e9,
     "llama2-7b": 6.7e9, "llama2-13b": 13.0e9, "llama2-70b": 69e9, "llama3-8b": 8.0e9, "llama3-70b": 70.6e9,
+    "distilbert-base": 66e6,  # Sanh et al. 2019, section 3
 }
 
 

@@ -35,6 +35,9 @@ ROPE_SCALINGS = {"default": (), "llama3": ("factor", "low_freq_factor", "high_fr
 CLASSIFIERS = ("none", "sequence", "token")
 CHOICES = {"arch": ARCHS, "norm": NORMS, "norm_placement": NORM_PLACEMENTS, "position": POSITIONS,
            "activation": ACTIVATIONS, "head": HEADS, "classifier": CLASSIFIERS}
+# DistilBERT (issue 15): the pooler's activation -- BERT's tanh, DistilBERT's ReLU
+POOLER_ACTIVATIONS = ("tanh", "relu")
+CHOICES["pooler_activation"] = POOLER_ACTIVATIONS
 
 
 @dataclass
@@ -101,6 +104,13 @@ class Config:
     # (*ForTokenClassification); one output per entry of label_names.
     classifier: str = "none"
     label_names: list[str] = field(default_factory=list)
+    # --- DistilBERT (Sanh et al. 2019; HF DistilBertForSequenceClassification) ---------------
+    # Its sequence classifier is pre_classifier (d -> d) + ReLU on h[CLS] + dropout + classifier:
+    # BERT's pooler + classifier with another activation, so the pooler's is a field.
+    pooler_activation: str = "tanh"
+    # Dropout before the fine-tuning classifier (DistilBERT's seq_classif_dropout, 0.2);
+    # None = `dropout` (BERT's hidden_dropout_prob).
+    classifier_dropout: float | None = None
 
     # --- regularisation and initialisation ------------------------------------------------
     dropout: float = 0.0  # residual, embedding and MLP dropout
@@ -127,6 +137,8 @@ class Config:
         _check_shape(self)
         _check_positions(self)
         _check_heads(self)
+        if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
+            raise PlmlabError("invalid config: classifier_dropout must be in [0, 1)")  # DistilBERT
         if self.norm == "rmsnorm":
             self.norm_bias = False
 

@@ -26,7 +26,8 @@ class EncoderModel(PretrainedModel):
             self.pair_head = nn.Linear(config.d_model, 2)
         self.head = make_head(config)
         if config.classifier != "none":  # fine-tuning head: dropout + linear (BERT section 4)
-            self.classifier_drop = nn.Dropout(config.dropout)
+            drop = config.dropout if config.classifier_dropout is None else config.classifier_dropout
+            self.classifier_drop = nn.Dropout(drop)
             self.classifier = nn.Linear(config.d_model, len(config.label_names))
         self.init_weights()
 

@@ -41,15 +41,20 @@ class MLMHead(nn.Module):
         return self.proj(self.norm(self.act(self.dense(h))))
 
 
+# BERT's pooler is tanh (Devlin et al. 2019, A.1); DistilBERT's pre_classifier is followed by ReLU
+POOLER_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
 class Pooler(nn.Module):
-    """tanh(dense(h[:, 0])): the sentence representation for NSP / SOP / classification."""
+    """act(dense(h[:, 0])): the sentence representation for NSP / SOP / classification."""
 
     def __init__(self, config: Config) -> None:
         super().__init__()
         self.dense = nn.Linear(config.d_model, config.d_model)
+        self.act = POOLER_ACTIVATIONS[config.pooler_activation]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(h[:, 0]))
+        return self.act(self.dense(h[:, 0]))  # (B, d)
 
 
 HEADS = {"lm": LMHead, "mlm": MLMHead}
