@@ -67,10 +67,7 @@ class DistilBert(EncoderAdapter):
             pad_token_id=c.pad_token_id, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
             tie_word_embeddings=c.tie_embeddings,
         )
-        if c.classifier != "none":
-            out["id2label"] = dict(enumerate(c.label_names))
-            out["label2id"] = {name: i for i, name in enumerate(c.label_names)}
-        return out
+        return {**out, **label_maps(c)}
 
     def mismatch(self, c: Config) -> str | None:
         # what BERT's layout shares with this one, then what DistilBERT fixes differently
@@ -95,6 +92,13 @@ class DistilBert(EncoderAdapter):
             *_both("pooler.dense", "pre_classifier"),
             *_both("classifier", "classifier"),
         ]
+
+
+def label_maps(c: Config) -> dict:
+    """id2label / label2id of a classifier's config.json (nothing without a classifier)."""
+    if c.classifier == "none":
+        return {}
+    return {"id2label": dict(enumerate(c.label_names)), "label2id": {name: i for i, name in enumerate(c.label_names)}}
 
 
 # transformers < 4.31 stored the position ids buffer
