@@ -73,11 +73,13 @@ def test_load_from_hf_then_save_back(cls, kw, tmp_path):
 
 @pytest.mark.parametrize("cls,config", [
     ("DistilBertForMaskedLM", {}),
-    ("DistilBertForSequenceClassification", dict(head="none", pooler=True, pooler_activation="relu",
-                                                 classifier="sequence", label_names=["a", "b", "c"])),
+    # what `plmlab finetune --task classification` makes of the preset (finetune/classification.py)
+    ("DistilBertForSequenceClassification", dict(head="none", pooler=True, classifier="sequence",
+                                                 label_names=["a", "b", "c"])),
 ])
 def test_preset_saves_as_distilbert(cls, config, tmp_path):
-    """A freshly built plmlab model (our init, perturbed) loads in transformers with the same outputs."""
+    """A freshly built plmlab model (our init, perturbed) loads in transformers with the same outputs;
+    the preset's pooler is DistilBERT's ReLU pre_classifier, so a classifier made from it saves as one."""
     torch.manual_seed(0)
     model = perturbed(plmlab.build_model(get_preset("distilbert-tiny").replace(dropout=0.0, attn_dropout=0.0,
                                                                                **config)))

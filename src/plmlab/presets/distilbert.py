@@ -9,8 +9,9 @@ distilbert-base <- bert-base, distilbert-tiny <- bert-tiny, distilbert-mini <- b
 
 from .bert import PRESETS as BERT_PRESETS
 
-# What DistilBERT drops from BERT; transformers' DistilBERT has a 0.2 seq_classif_dropout.
-DISTIL = dict(type_vocab_size=0, pooler=False, pair_head=False, classifier_dropout=0.2)
+# What DistilBERT drops from BERT; a sequence classifier fine-tuned from it has a ReLU pre_classifier
+# and a 0.2 seq_classif_dropout (transformers' DistilBertForSequenceClassification).
+DISTIL = dict(type_vocab_size=0, pooler=False, pair_head=False, pooler_activation="relu", classifier_dropout=0.2)
 
 
 def _distil(teacher: str, params: str) -> dict:
