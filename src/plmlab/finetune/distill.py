@@ -190,11 +190,15 @@ def make_student(spec: str, teacher, init: str, seed: int):
     return student
 
 
-def check_pair(teacher, student) -> None:
-    """What distillation needs of the teacher and the student configs (one line each)."""
+def check_teacher(teacher) -> None:
     if teacher.arch not in FIT or teacher.head != FIT[teacher.arch][0] or teacher.position in ("learned-2d", "rotary-2d"):
         raise PlmlabError(f"the teacher must be an encoder with an MLM head or a decoder with an LM head and 1-D "
                           f"positions, not a {teacher.arch} with head {teacher.head!r} and {teacher.position} positions")
+
+
+def check_pair(teacher, student) -> None:
+    """What distillation needs of the teacher and the student configs (one line each)."""
+    check_teacher(teacher)
     if (student.arch, student.head) != (teacher.arch, teacher.head) or student.position in ("learned-2d", "rotary-2d"):
         raise PlmlabError(f"{ARTICLE[teacher.arch]} teacher distils into {ARTICLE[teacher.arch]} student with "
                           f"{teacher.head!r} head, not {ARTICLE[student.arch]} with head {student.head!r}")
@@ -220,7 +224,8 @@ def distill_options(teacher: str, student: str, out: str, corpus: list[str] | No
     if extra["max_steps"] is not None and (isinstance(extra["max_steps"], bool) or not isinstance(extra["max_steps"], int)
                                            or extra["max_steps"] < 1):
         raise PlmlabError(f"--max-steps must be a positive integer, got {extra['max_steps']!r}")
-    DistillWeights(extra["temperature"], extra["alpha_ce"], extra["alpha_lm"], extra["alpha_cos"] or 0.0)
+    cos = 1.0 if extra["alpha_cos"] is None else extra["alpha_cos"]  # None: on where the widths agree
+    DistillWeights(extra["temperature"], extra["alpha_ce"], extra["alpha_lm"], cos)  # its one-line refusals, up front
     return FinetuneOptions(model=teacher, task="distill", train=",".join(corpus or []) or BUILTIN, out=out,
                            max_length=seq_len, extra=extra, **fields)
 
@@ -245,7 +250,7 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
     device = dist.device(choose_device(o.device or "auto"))
     Precision(o.precision, device)
     teacher, tokenizer = load_model_and_tokenizer(o.model, o.tokenizer)
-    check_pair(teacher.config, teacher.config)
+    check_teacher(teacher.config)  # before the student is built from it
     student = make_student(x["student"], teacher, x["init"], o.seed)
     weights = DistillWeights(x["temperature"], x["alpha_ce"], x["alpha_lm"], _alpha_cos(x["alpha_cos"], teacher, student))
     seq_len = min(o.max_length or 128, teacher.config.max_positions, student.config.max_positions)
@@ -256,6 +261,8 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
         raise PlmlabError(f"the corpus has {train.n_tokens} training tokens: too few for one sequence of {seq_len}")
     data = SimpleNamespace(seed=o.seed, batch_size=o.batch_size, seq_len=seq_len, eval_batches=x["eval_batches"])
     task = DistillTask(teacher.to(device), weights, objective, train, val, data, dist.world)
+    # finetune/run.py trains epochs x steps_per_epoch steps and evaluates every steps_per_epoch:
+    # with --max-steps (epochs is then 1) the run is those steps, evaluated at its end
     steps = x["max_steps"] or steps_per_epoch(objective.num_examples(train), o.batch_size, dist.world)
     return run._Setup(task, task, student.to(device), tokenizer, device, steps)
 
