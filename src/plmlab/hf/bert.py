@@ -134,6 +134,7 @@ class EncoderAdapter(Adapter):
             "an MLM head with bias (or none)": c.head in ("mlm", "none") and c.output_scale is None
             and (c.head == "none" or c.lm_head_bias),
             "token types": c.type_vocab_size >= 1,
+            "a tanh pooler": c.pooler_activation == "tanh",  # a ReLU pre-classifier is DistilBERT's
         }) or self.family_mismatch(c)
 
     def family_mismatch(self, c: Config) -> str | None:

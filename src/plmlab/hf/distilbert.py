@@ -71,7 +71,7 @@ class DistilBert(EncoderAdapter):
 
     def mismatch(self, c: Config) -> str | None:
         # what BERT's layout shares with this one, then what DistilBERT fixes differently
-        shared = super().mismatch(c.replace(type_vocab_size=max(1, c.type_vocab_size)))
+        shared = super().mismatch(c.replace(type_vocab_size=max(1, c.type_vocab_size), pooler_activation="tanh"))
         return shared or require({
             "no token types": c.type_vocab_size == 0,
             f"LayerNorm eps {NORM_EPS}": c.norm_eps == NORM_EPS,
