@@ -25,6 +25,7 @@ class Fits:
     head: str | None = None  # the output head it trains: lm | mlm
     positions: tuple[str, ...] | None = None  # Config.position values (GLM: 2-D positions)
     pair_head: bool = False  # NSP / SOP: needs the pooled 2-logit head
+    languages: bool = False  # TLM (XLM): needs language embeddings (Config.n_languages > 0)
 
     def problems(self, config) -> list[str]:
         """What in `config` does not fit (empty when it fits)."""
@@ -37,6 +38,8 @@ class Fits:
             found.append(f"{config.position} positions")
         if self.pair_head and not config.pair_head:
             found.append("no pair head")
+        if self.languages and not getattr(config, "n_languages", 0):
+            found.append("no language embeddings")
         return found
 
     def wanted(self) -> str:
@@ -46,6 +49,8 @@ class Fits:
             extras.append(f"{' or '.join(self.positions)} positions")
         if self.pair_head:
             extras.append("a pair (NSP/SOP) head")
+        if self.languages:
+            extras.append("language embeddings")
         arch = _ARTICLE.get(self.arch, self.arch)
         return f"{arch} with {' and '.join(extras)}" if extras else arch
 
