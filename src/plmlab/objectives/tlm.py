@@ -85,7 +85,8 @@ class TranslationLM(Objective):
         """Both language names of every pair of `data`, decoded once per split."""
         if id(data) not in self._names:
             if data.n_docs and not (np.diff(data.doc_sents) == SENTENCES_PER_PAIR).all():
-                raise PlmlabError(NOT_PAIRS + "this corpus has documents of other shapes")
+                raise PlmlabError(NOT_PAIRS + "this corpus has documents of other shapes (give --corpus "
+                                  "PAIRS.jsonl: no parallel text is built in)")
             names = [self.tokenizer.decode(s).strip() for d in range(data.n_docs)
                      for s in data.sentences(d)[0::2]]  # sentences 0 and 2: the language codes
             for name in sorted(set(names) - set(self.languages)):
