@@ -167,3 +167,15 @@ def test_pretrain_xlm_tiny_tlm_and_bad_input(tmp_path, capsys):
     assert err.count("\n") == 0 and "unknown language 'fr'" in err
     assert main([*args[:2], "bert-tiny", *args[3:], "--out", str(tmp_path / "r3")]) == 2
     assert "no language embeddings" in capsys.readouterr().err
+
+
+def test_fits_language_embeddings_and_several_heads():
+    from plmlab.objectives.fits import Fits
+    from plmlab.presets import get_preset
+
+    tlm = get_objective("tlm").fits
+    assert tlm.problems(get_preset("xlm-tiny")) == []
+    assert tlm.problems(get_preset("bert-tiny")) == ["head mlm", "no language embeddings"]
+    either = Fits(arch="encoder", head=("mlm", "lm"))  # MLM on BERT's head or XLM's pred_layer
+    assert either.problems(get_preset("xlm-tiny")) == either.problems(get_preset("bert-tiny")) == []
+    assert either.wanted() == "an encoder with an MLM or LM head"
