@@ -164,3 +164,21 @@ def test_causal_xlm_greedy_generation_matches_hf_forward(hf_dir):
         for _ in range(6):
             ids = torch.cat([ids, hf(ids).logits[:, -1:].argmax(-1)], dim=1)
     assert got.tolist() == ids[:, 4:].tolist()
+
+
+def test_bare_xlm_model_loads_without_head(hf_dir, tmp_path):
+    cfg = transformers.XLMConfig(**SMALL, n_langs=2)
+    hf = perturbed(transformers.XLMModel(cfg))
+    hf.save_pretrained(hf_dir)
+    ours = plmlab.load_pretrained(hf_dir)
+    assert ours.config.head == "none"
+    batch, langs = inputs(2)
+    with torch.no_grad():
+        want = hf(**batch, langs=langs).last_hidden_state
+        got = ours(**batch, language_ids=langs).last_hidden_state
+    compare(got, want, batch["attention_mask"])
+    plmlab.save_pretrained(ours, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["architectures"] == ["XLMModel"]
+    back = transformers.XLMModel.from_pretrained(tmp_path / "out").eval()
+    with torch.no_grad():
+        compare(back(**batch, langs=langs).last_hidden_state, want, batch["attention_mask"])
