@@ -13,7 +13,7 @@ both halves, so a masked English word can be predicted from the French context:
 Data: a pair file (data/pairs.py) read as the corpus, one document [src_lang, src, tgt_lang,
 tgt] per pair. Language ids are the positions of the names in `languages` (the model's
 lang2id; a name not in it is one line). Without `languages`, the ids are the sorted names
-found in the first split the objective reads (the trainer reads the validation split first),
+found in the first split the objective reads (pretraining counts the training split first),
 later splits' new names appended: pass `languages` to fix them.
 """
 
