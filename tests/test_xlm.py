@@ -182,3 +182,18 @@ def test_bare_xlm_model_loads_without_head(hf_dir, tmp_path):
     back = transformers.XLMModel.from_pretrained(tmp_path / "out").eval()
     with torch.no_grad():
         compare(back(**batch, langs=langs).last_hidden_state, want, batch["attention_mask"])
+
+
+def test_tlm_style_inputs_match_hf(hf_dir):
+    """A TLM batch (positions restarting for the second sentence, a language per half) gives HF's logits."""
+    cfg = transformers.XLMConfig(**SMALL, n_langs=2)
+    hf = perturbed(transformers.XLMWithLMHeadModel(cfg))
+    hf.save_pretrained(hf_dir)
+    ours = plmlab.load_pretrained(hf_dir)
+    ids = torch.randint(3, 99, (2, 10), generator=torch.Generator().manual_seed(2))
+    positions = torch.tensor([list(range(4)) + list(range(6))] * 2)
+    langs = torch.tensor([[0] * 4 + [1] * 6, [1] * 4 + [0] * 6])
+    with torch.no_grad():
+        want = hf(ids, langs=langs, position_ids=positions).logits
+        got = ours(ids, language_ids=langs, position_ids=positions).logits
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
