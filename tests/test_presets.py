@@ -35,7 +35,7 @@ def test_cpu_sizes(name):
 
 
 @pytest.mark.parametrize("name", ["gpt2", "gpt1", "llama2-70b", "llama3-8b", "gpt3-175b",
-                                  "mistral-7b", "qwen2-0.5b", "qwen2-7b", "glm4-9b-0414"])
+                                  "mistral-7b", "qwen2-0.5b", "qwen2-7b", "glm4-9b-0414", "xlm-mlm-en-2048"])
 def test_count_equals_transformers_for_the_same_config(name, tmp_path):
     """The HF config plmlab writes, instantiated by transformers on the meta device."""
     transformers = pytest.importorskip("transformers")

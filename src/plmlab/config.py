@@ -112,6 +112,13 @@ class Config:
     # None = `dropout` (BERT's hidden_dropout_prob).
     classifier_dropout: float | None = None
 
+    # --- language embeddings (XLM, Lample & Conneau 2019, section 3.1 / figure 1) -----------
+    # A learned vector per language added to every token's embedding, like the position's;
+    # the model takes `language_ids` (B, T). 0 = no language embeddings (every other family).
+    n_languages: int = 0
+    # The languages' names in id order (HF XLM's id2lang / lang2id); empty = unnamed ids.
+    languages: list[str] = field(default_factory=list)
+
     # --- regularisation and initialisation ------------------------------------------------
     dropout: float = 0.0  # residual, embedding and MLP dropout
     attn_dropout: float = 0.0
@@ -139,6 +146,7 @@ class Config:
         _check_heads(self)
         if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
             raise PlmlabError("invalid config: classifier_dropout must be in [0, 1)")  # DistilBERT
+        _check_languages(self)
         if self.norm == "rmsnorm":
             self.norm_bias = False
 
@@ -267,6 +275,14 @@ def _check_heads(c: Config) -> None:
             raise PlmlabError("invalid config: a classifier needs at least two label_names")
         if c.classifier == "sequence" and not c.pooler:
             raise PlmlabError("invalid config: a sequence classifier reads the pooled [CLS]: set pooler=true")
+
+
+def _check_languages(c: Config) -> None:
+    if c.n_languages < 0 or c.n_languages == 1:
+        raise PlmlabError(f"invalid config: n_languages must be 0 (none) or at least 2, got {c.n_languages}")
+    if c.languages and (len(c.languages) != c.n_languages or len(set(c.languages)) != len(c.languages)):
+        raise PlmlabError(f"invalid config: languages must name each of the n_languages={c.n_languages} "
+                          f"languages once, got {c.languages}")
 
 
 # what each annotation's base type asks of a value, for the error message

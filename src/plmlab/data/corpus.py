@@ -8,7 +8,9 @@ Inputs, per path (a folder is walked recursively, sorted, taking ``*.txt``, ``*.
 ``*.jsonl``, skipping hidden entries):
 
 * ``.jsonl``: one JSON object per line with a string field ``text``; each line is one document
-  (blank lines are skipped; objects whose text is empty are skipped).
+  (blank lines are skipped; objects whose text is empty are skipped). A line of translation
+  pair fields instead (``src``, ``tgt``, ``src_lang``, ``tgt_lang``: XLM's TLM) is the document
+  ``[src_lang, src, tgt_lang, tgt]``, unsplit (see ``data/pairs.py``).
 * any other file is plain text. How a text file becomes documents is ``doc_sep``:
 
   - ``"file"`` (default): the file is one document; blank lines separate paragraphs. A long file
@@ -42,6 +44,7 @@ import re
 from collections.abc import Iterator
 
 from plmlab.data.files import open_regular, path_kind
+from plmlab.data.pairs import is_pair_record, pair_from_record
 from plmlab.data.sentences import split_sentences
 from plmlab.errors import PlmlabError, warn
 
@@ -175,6 +178,9 @@ def _jsonl_documents(path: str, errors: str) -> list[list[str]]:
             raise PlmlabError(f"{path}: line {number}: invalid JSON ({e.msg})") from None
         except RecursionError:
             raise PlmlabError(f"{path}: line {number}: invalid JSON (nested too deeply)") from None
+        if isinstance(record, dict) and is_pair_record(record):  # TLM: a translation pair (data/pairs.py)
+            documents.append(pair_from_record(f"{path}:{number}", record).document())
+            continue
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise PlmlabError(f'{path}: line {number}: expected an object with a string "text" field')
         documents.append([s for piece in _bounded(record["text"], MAX_PARAGRAPH_CHARS)

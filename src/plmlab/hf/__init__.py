@@ -25,7 +25,7 @@ from .manifest import MANIFEST, CheckpointError, latest_complete, list_checkpoin
 # One module per family, each with `ADAPTERS: list[Adapter]`. Order matters when saving:
 # the first adapter that can represent a config is used.
 FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm", "glm4", "mistral",
-                  "distilbert")  # issue 15
+                  "distilbert", "xlm")  # issue 15
 
 
 ADAPTERS: dict[str, Adapter] = {
@@ -162,15 +162,23 @@ def _check_complete(path: Path, state: dict, expected: dict, model: PretrainedMo
 
 
 # --- saving ----------------------------------------------------------------------------------
-def choose_adapter(config: Config) -> Adapter | None:
-    """The layout a checkpoint was loaded from when it still fits, else the first that does."""
+def choose_adapter(config: Config, keys=None) -> Adapter | None:
+    """The layout a checkpoint was loaded from when it still fits, else the first that does.
+    With the model's state `keys`, a layout that has no place for one of them does not fit."""
+    def fits(adapter: Adapter | None) -> bool:
+        return adapter is not None and adapter.mismatch(config) is None and not unmapped(adapter, config, keys or ())
+
     source = ADAPTERS.get(config.notes.get(SOURCE_NOTE))
-    if source is not None and source.mismatch(config) is None:
+    if fits(source):
         return source
-    for adapter in ADAPTERS.values():
-        if adapter.mismatch(config) is None:
-            return adapter
-    return None
+    return next((adapter for adapter in ADAPTERS.values() if fits(adapter)), None)
+
+
+def unmapped(adapter: Adapter, config: Config, keys) -> list[str]:
+    """State keys the layout's table would silently drop (a module no family of it has, such as
+    XLM's language embeddings under BERT's names); the tied output is stored once, by design."""
+    ours = {rule.ours for rule in adapter.expanded_rules(config)}
+    return sorted(k for k in keys if k not in ours and not (k == "head.proj.weight" and config.tie_embeddings))
 
 
 def save_pretrained(model: PretrainedModel, path: str | Path, tokenizer=None, format: str = "auto") -> Path:
@@ -183,13 +191,15 @@ def save_pretrained(model: PretrainedModel, path: str | Path, tokenizer=None, fo
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = model.config
-    adapter = None if format == NATIVE else ADAPTERS.get(format) or choose_adapter(config)
+    state = model.state_dict()
+    adapter = None if format == NATIVE else ADAPTERS.get(format) or choose_adapter(config, state)
     if format in ADAPTERS and adapter.mismatch(config) is not None:
         raise PlmlabError(f"the {format} layout cannot represent this config: it needs {adapter.mismatch(config)}")
+    if format in ADAPTERS and unmapped(adapter, config, state):
+        raise PlmlabError(f"the {format} layout has no place for {', '.join(unmapped(adapter, config, state)[:3])}")
     if format == "hf" and adapter is None:
         reasons = "; ".join(f"{a.model_type}: needs {a.mismatch(config)}" for a in ADAPTERS.values())
         raise PlmlabError(f"no Hugging Face architecture represents this config ({reasons})")
-    state = model.state_dict()
     if adapter is None:
         tensors = dict(iter_unique(state))
         hf_config = {"model_type": NATIVE, "architectures": ["plmlab"]}

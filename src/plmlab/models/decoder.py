@@ -28,12 +28,13 @@ class DecoderModel(PretrainedModel):
         labels: torch.Tensor | None = None,  # (B, T), aligned with the logits (already shifted)
         cache: KVCache | None = None,
         token_type_ids: torch.Tensor | None = None,
+        language_ids: torch.Tensor | None = None,  # (B, T) XLM language of each token
     ) -> ModelOutput:
         B, T = input_ids.shape
         if position_ids is None:
             past = cache.length if cache is not None else 0
             position_ids = torch.arange(past, past + T, device=input_ids.device)[None].expand(B, T)
-        x = self.embed(input_ids, position_ids + self.config.position_offset, token_type_ids)
+        x = self.embed(input_ids, position_ids + self.config.position_offset, token_type_ids, language_ids)
         # 2-D (GLM) positions feed the embedding; a rotary stack uses the first row, a
         # rotary-2d stack (ChatGLM-6B) both.
         h = self.decoder(x, position_ids, attention_mask, cache)

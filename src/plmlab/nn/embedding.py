@@ -1,4 +1,5 @@
-"""Input embeddings: tokens (+ absolute positions) (+ token types) (-> norm) (-> E->H projection)."""
+"""Input embeddings: tokens (+ absolute positions) (+ token types) (+ languages) (-> norm)
+(-> E->H projection)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..errors import PlmlabError
 from .norm import make_norm
 from .position import ABSOLUTE_POSITIONS
 
@@ -25,6 +27,9 @@ class Embeddings(nn.Module):
             self.positions = ABSOLUTE_POSITIONS[config.position](config, dim)
         if config.type_vocab_size:
             self.token_types = nn.Embedding(config.type_vocab_size, dim)
+        # --- languages (XLM) ---
+        if config.n_languages:
+            self.languages = nn.Embedding(config.n_languages, dim)
         if config.embedding_norm:
             self.norm = make_norm(config, dim)
         if dim != config.d_model:
@@ -36,6 +41,7 @@ class Embeddings(nn.Module):
         input_ids: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        language_ids: torch.Tensor | None = None,  # (B, T) XLM; None = no language vector (as HF)
     ) -> torch.Tensor:
         x = self.tokens(input_ids)  # (B, T, E)
         if hasattr(self, "positions"):
@@ -44,9 +50,22 @@ class Embeddings(nn.Module):
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
             x = x + self.token_types(token_type_ids)
+        if language_ids is not None:
+            x = x + self.language_vectors(language_ids)  # (B, T, E)
         if hasattr(self, "norm"):
             x = self.norm(x)
         x = self.drop(x)
         if hasattr(self, "proj"):
             x = self.proj(x)  # (B, T, d_model)
         return x
+
+    def language_vectors(self, language_ids: torch.Tensor) -> torch.Tensor:
+        """XLM (Lample & Conneau 2019, figure 1): the language embedding of every token; ids the
+        model has no row for are one line, not an index error deep inside torch."""
+        if not hasattr(self, "languages"):
+            raise PlmlabError("language_ids given, but this model has no language embeddings (n_languages=0)")
+        n = self.languages.num_embeddings
+        if language_ids.numel() and (int(language_ids.min()) < 0 or int(language_ids.max()) >= n):
+            raise PlmlabError(f"language ids must be in [0, {n}) for this model's {n} languages, "
+                              f"got {int(language_ids.min())}..{int(language_ids.max())}")
+        return self.languages(language_ids)

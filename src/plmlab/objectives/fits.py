@@ -22,30 +22,41 @@ class Fits:
     """The Config facts an objective needs; None = any value."""
 
     arch: str  # encoder | decoder | encoder-decoder
-    head: str | None = None  # the output head it trains: lm | mlm
+    # the output head it trains: lm | mlm, or a tuple of either (MLM trains BERT's MLM head and
+    # XLM's plain tied pred_layer, an "lm" head on an encoder, alike)
+    head: str | tuple[str, ...] | None = None
     positions: tuple[str, ...] | None = None  # Config.position values (GLM: 2-D positions)
     pair_head: bool = False  # NSP / SOP: needs the pooled 2-logit head
+    languages: bool = False  # TLM (XLM): needs language embeddings (Config.n_languages > 0)
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return (self.head,) if isinstance(self.head, str) else tuple(self.head or ())
 
     def problems(self, config) -> list[str]:
         """What in `config` does not fit (empty when it fits)."""
         found = []
         if config.arch != self.arch:
             found.append(_ARTICLE.get(config.arch, config.arch))
-        if self.head is not None and config.head != self.head:
+        if self.head is not None and config.head not in self.heads:
             found.append(f"head {config.head}")
         if self.positions is not None and config.position not in self.positions:
             found.append(f"{config.position} positions")
         if self.pair_head and not config.pair_head:
             found.append("no pair head")
+        if self.languages and not getattr(config, "n_languages", 0):
+            found.append("no language embeddings")
         return found
 
     def wanted(self) -> str:
         """'a decoder with an LM head and learned-2d or rotary-2d positions'."""
-        extras = [f"an {self.head.upper()} head"] if self.head is not None else []
+        extras = [f"an {' or '.join(h.upper() for h in self.heads)} head"] if self.head is not None else []
         if self.positions is not None:
             extras.append(f"{' or '.join(self.positions)} positions")
         if self.pair_head:
             extras.append("a pair (NSP/SOP) head")
+        if self.languages:
+            extras.append("language embeddings")
         arch = _ARTICLE.get(self.arch, self.arch)
         return f"{arch} with {' and '.join(extras)}" if extras else arch
 
