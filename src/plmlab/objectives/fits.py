@@ -25,6 +25,9 @@ class Fits:
     head: str | None = None  # the output head it trains: lm | mlm
     positions: tuple[str, ...] | None = None  # Config.position values (GLM: 2-D positions)
     pair_head: bool = False  # NSP / SOP: needs the pooled 2-logit head
+    # Config.tokenizer styles whose special tokens it needs (BART's <mask>: roberta), since a
+    # run trains its tokenizer in the preset's style; None = any
+    tokenizers: tuple[str, ...] | None = None
 
     def problems(self, config) -> list[str]:
         """What in `config` does not fit (empty when it fits)."""
@@ -37,6 +40,8 @@ class Fits:
             found.append(f"{config.position} positions")
         if self.pair_head and not config.pair_head:
             found.append("no pair head")
+        if self.tokenizers is not None and config.tokenizer not in self.tokenizers:
+            found.append(f"tokenizer style {config.tokenizer}")
         return found
 
     def wanted(self) -> str:
@@ -46,6 +51,8 @@ class Fits:
             extras.append(f"{' or '.join(self.positions)} positions")
         if self.pair_head:
             extras.append("a pair (NSP/SOP) head")
+        if self.tokenizers is not None:
+            extras.append(f"a {' or '.join(self.tokenizers)} tokenizer")
         arch = _ARTICLE.get(self.arch, self.arch)
         return f"{arch} with {' and '.join(extras)}" if extras else arch
 
