@@ -124,6 +124,19 @@ def test_beam_search_equals_transformers(kw, pair):
     assert torch.equal(out, ref), (out, ref)
 
 
+def test_a_saved_model_generates_the_same_in_transformers_with_its_own_defaults(pair, tmp_path):
+    """plmlab writes forced_eos_token_id = null (BartConfig's default 2 would force </s> at the
+    length limit), so transformers' generate with no extra settings decodes as plmlab does."""
+    _, ours, _ = pair
+    plmlab.save_pretrained(ours, tmp_path / "saved")
+    hf = BartForConditionalGeneration.from_pretrained(tmp_path / "saved").eval()
+    assert hf.generation_config.forced_eos_token_id is None and hf.generation_config.decoder_start_token_id == EOS
+    ids, mask = _batch()
+    with torch.no_grad():
+        ref = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, num_beams=1)[:, 1:]
+    assert torch.equal(plmlab.generate(ours, ids, attention_mask=mask, max_new_tokens=8), ref)
+
+
 def test_bare_bart_model_hidden_states(tmp_path):
     torch.manual_seed(5)
     hf = _randomise(BartModel(_hf_config()).eval())
