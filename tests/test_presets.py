@@ -19,6 +19,7 @@ PAPER = {  # headline sizes from the papers (Table 2.1 of GPT-3; LLaMA Table 2; 
     "llama-7b": 6.7e9, "llama-13b": 13.0e9, "llama-33b": 32.5e9, "llama-65b": 65.2e9,
     "llama2-7b": 6.7e9, "llama2-13b": 13.0e9, "llama2-70b": 69e9, "llama3-8b": 8.0e9, "llama3-70b": 70.6e9,
     "distilbert-base": 66e6,  # Sanh et al. 2019, section 3
+    "bart-base": 140e6, "bart-large": 400e6,  # Lewis et al. 2019, section 3 / table 1 sizes
 }
 
 
@@ -46,6 +47,20 @@ def test_count_equals_transformers_for_the_same_config(name, tmp_path):
     with torch.device("meta"):
         hf = transformers.AutoModelForCausalLM.from_config(hf_config)
     assert count_parameters(config)["params"] == hf.num_parameters()
+
+
+@pytest.mark.parametrize("name", ["bart-base", "bart-large"])
+def test_bart_count_equals_transformers_plus_the_logits_bias(name):
+    """transformers keeps BART's final_logits_bias as a buffer, plmlab as the LM head's bias:
+    the counts differ by exactly the vocabulary size."""
+    transformers = pytest.importorskip("transformers")
+    from plmlab.hf import choose_adapter
+
+    config = get_preset(name)
+    hf_config = transformers.AutoConfig.for_model(**choose_adapter(config).config_to_hf(config))
+    with torch.device("meta"):
+        hf = transformers.AutoModelForSeq2SeqLM.from_config(hf_config)
+    assert count_parameters(config)["params"] == hf.num_parameters() + config.vocab_size
 
 
 def test_info_cli_json_and_human():

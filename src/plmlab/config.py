@@ -119,6 +119,15 @@ class Config:
     # The languages' names in id order (HF XLM's id2lang / lang2id); empty = unnamed ids.
     languages: list[str] = field(default_factory=list)
 
+    # --- BART (Lewis et al. 2019; transformers' modeling_bart) ----------------------------
+    # An encoder-decoder whose stacks share the token table but each have their own absolute
+    # position table and embedding norm (BART's per-stack embed_positions and
+    # layernorm_embedding); False = one Embeddings module feeds both stacks (T5).
+    per_stack_embeddings: bool = False
+    # Token embeddings times sqrt(d_model) before the positions are added (Vaswani et al. 2017,
+    # section 3.4; BART's scale_embedding, off in the released facebook/bart-* checkpoints).
+    scale_embedding: bool = False
+
     # --- regularisation and initialisation ------------------------------------------------
     dropout: float = 0.0  # residual, embedding and MLP dropout
     attn_dropout: float = 0.0
@@ -147,6 +156,8 @@ class Config:
         if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
             raise PlmlabError("invalid config: classifier_dropout must be in [0, 1)")  # DistilBERT
         _check_languages(self)
+        if self.per_stack_embeddings and self.arch != "encoder-decoder":
+            raise PlmlabError("invalid config: per_stack_embeddings needs arch=encoder-decoder")
         if self.norm == "rmsnorm":
             self.norm_bias = False
 

@@ -94,7 +94,7 @@ class PretrainedModel(nn.Module):
             if id(p) in seen:
                 continue
             seen.add(id(p))
-            if non_embedding and name.startswith("embed."):
+            if non_embedding and name.startswith(("embed.", "decoder_embed.")):
                 continue
             total += p.numel()
         return total

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -19,10 +21,13 @@ class Embeddings(nn.Module):
     lives at the small width E, and `proj` maps E -> d_model afterwards.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, own_tokens: bool = True) -> None:
         super().__init__()
         dim = config.embed_dim
-        self.tokens = nn.Embedding(config.vocab_size, dim)
+        if own_tokens:  # False: BART's decoder side, which looks tokens up in the encoder's table
+            self.tokens = nn.Embedding(config.vocab_size, dim)
+        # BART's scale_embedding (Vaswani et al. 2017, section 3.4): tokens times sqrt(d_model)
+        self.token_scale = math.sqrt(config.d_model) if config.scale_embedding else None
         if config.position in ABSOLUTE_POSITIONS:
             self.positions = ABSOLUTE_POSITIONS[config.position](config, dim)
         if config.type_vocab_size:
@@ -42,8 +47,11 @@ class Embeddings(nn.Module):
         position_ids: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         language_ids: torch.Tensor | None = None,  # (B, T) XLM; None = no language vector (as HF)
+        tokens: nn.Embedding | None = None,  # a shared table to look tokens up in (BART's decoder)
     ) -> torch.Tensor:
-        x = self.tokens(input_ids)  # (B, T, E)
+        x = (self.tokens if tokens is None else tokens)(input_ids)  # (B, T, E)
+        if self.token_scale is not None:
+            x = x * self.token_scale
         if hasattr(self, "positions"):
             x = x + self.positions(position_ids)
         if hasattr(self, "token_types"):

@@ -32,6 +32,9 @@ class Fits:
     @property
     def heads(self) -> tuple[str, ...]:
         return (self.head,) if isinstance(self.head, str) else tuple(self.head or ())
+    # Config.tokenizer styles whose special tokens it needs (BART's <mask>: roberta), since a
+    # run trains its tokenizer in the preset's style; None = any
+    tokenizers: tuple[str, ...] | None = None
 
     def problems(self, config) -> list[str]:
         """What in `config` does not fit (empty when it fits)."""
@@ -46,6 +49,8 @@ class Fits:
             found.append("no pair head")
         if self.languages and not getattr(config, "n_languages", 0):
             found.append("no language embeddings")
+        if self.tokenizers is not None and config.tokenizer not in self.tokenizers:
+            found.append(f"tokenizer style {config.tokenizer}")
         return found
 
     def wanted(self) -> str:
@@ -57,6 +62,8 @@ class Fits:
             extras.append("a pair (NSP/SOP) head")
         if self.languages:
             extras.append("language embeddings")
+        if self.tokenizers is not None:
+            extras.append(f"a {' or '.join(self.tokenizers)} tokenizer")
         arch = _ARTICLE.get(self.arch, self.arch)
         return f"{arch} with {' and '.join(extras)}" if extras else arch
 
