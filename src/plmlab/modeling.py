@@ -39,7 +39,7 @@ def count_parameters(config_or_name: Config | str, **overrides) -> dict[str, int
 
 
 def _kind(name: str) -> str:
-    if name.startswith(("embed.", "decoder_embed."))  # BART: each stack its own positions:
+    if name.startswith(("embed.", "decoder_embed.")):  # BART: each stack its own positions
         return "embeddings"
     if "norm" in name.split(".")[-2]:
         return "norms"
