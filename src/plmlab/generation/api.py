@@ -9,6 +9,7 @@ import torch
 
 from ..errors import PlmlabError
 from .filters import build_pipeline, check_options
+from .layout import decode_layout
 from .runners import DecoderRunner, EncoderDecoderRunner
 from .search import SearchOptions, beam_search, sample_search
 from .streaming import CallbackStreamer, StopStrings
@@ -137,7 +138,7 @@ def _decode(model, ids: torch.Tensor, mask: torch.Tensor, options: SearchOptions
     model.eval()  # dropout off: decoding is deterministic for a given seed
     try:
         # no_grad, not inference_mode: the returned ids may feed a training step later.
-        with torch.no_grad():
+        with torch.no_grad(), decode_layout(model):
             if config.arch == "encoder-decoder":
                 start = config.decoder_start()
                 runner = EncoderDecoderRunner(model, ids, mask, options.max_new_tokens + 1, use_cache, start)
