@@ -8,6 +8,7 @@ Modules: `api` (generate: inputs, context, dispatch), `filters` (logit filters a
 """
 
 from .api import FROM_CONFIG, context_limit, fit_context, generate, pad_batch
+from .compiled import prepare_for_decoding
 from .filters import (
     FILTERS, apply_pipeline, build_pipeline, min_p, no_repeat_ngram, repetition_penalty, temperature, top_k, top_p,
 )
@@ -15,7 +16,7 @@ from .runners import INPUT_PREPARERS
 from .streaming import CallbackStreamer, StopStrings, TextStreamer, find_stop
 
 __all__ = [
-    "generate", "FROM_CONFIG", "context_limit", "fit_context", "pad_batch",
+    "generate", "prepare_for_decoding", "FROM_CONFIG", "context_limit", "fit_context", "pad_batch",
     "FILTERS", "build_pipeline", "apply_pipeline",
     "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "no_repeat_ngram",
     "INPUT_PREPARERS",

@@ -55,10 +55,11 @@ def _eligible(model: nn.Module) -> list[nn.Linear]:
 
 
 @contextmanager
-def decode_layout(model: nn.Module):
+def decode_layout(model: nn.Module, enabled: bool = True):
     """Within the block, the model's linear layers compute `x @ W_t` (same result, up to float
     rounding order); on exit they are plain nn.Linear again."""
-    layers = [] if torch.is_grad_enabled() else _eligible(model)  # a graph through W_t would not reach W
+    # with grad on, a graph through W_t would not reach W: leave the layers as they are
+    layers = _eligible(model) if enabled and not torch.is_grad_enabled() else []
     for layer in layers:
         layer.forward = types.MethodType(_forward_t, layer)
     try:
