@@ -124,6 +124,33 @@ def run_preset(preset: str, args, bandwidth: float) -> dict:
             "same_tokens_as_transformers": same, "results": rows}
 
 
+def batched(preset: str, new: int = 32, repeats: int = 3, lengths=(3, 7, 12, 18, 25, 33, 42, 52)) -> dict:
+    """Greedy decoding of 8 prompts of different lengths as one left-padded batch."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    ours = plmlab.build_model(get_preset(preset)).eval()
+    with tempfile.TemporaryDirectory() as d:
+        plmlab.save_pretrained(ours, d)
+        hf = AutoModelForCausalLM.from_pretrained(d, attn_implementation="sdpa").eval()
+    g = torch.Generator().manual_seed(2)
+    rows = [torch.randint(1, ours.config.vocab_size, (n,), generator=g).tolist() for n in lengths]
+    ids, mask = plmlab.generation.pad_batch(rows, pad=0, left=True)
+
+    def hf_fn():
+        with torch.no_grad():
+            return hf.generate(ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                               pad_token_id=0, eos_token_id=None)[:, ids.shape[1]:]
+
+    fns = {"plmlab": lambda: plmlab.generate(ours, rows, max_new_tokens=new, eos_token_id=None),
+           "transformers": hf_fn}
+    same = bool(torch.equal(fns["plmlab"](), hf_fn()))
+    s = alternate(fns, repeats)
+    return {"preset": preset, "batch": len(rows), "prompt_lengths": list(lengths), "same_tokens": same,
+            "tokens_per_s": {k: len(rows) * new / v for k, v in s.items()},
+            "vs_transformers": s["transformers"] / s["plmlab"]}
+
+
 def print_row(r: dict) -> None:
     for k, v in r["results"].items():
         print(f"{r['preset']:<11}{k:<16}{v['tokens_per_s']:>9.1f}{v['vs_transformers']:>9.2f}"
