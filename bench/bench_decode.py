@@ -26,6 +26,7 @@ import time
 import torch
 
 import plmlab
+from bench_vs_transformers import compare  # warm-up, then A B A B ...: medians
 from plmlab.presets import get_preset
 
 
@@ -57,23 +58,6 @@ def weight_bytes_per_token(model) -> int:
         if callable(nbytes):
             total += nbytes()
     return total
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def alternate(fns: dict, repeats: int) -> dict[str, float]:
-    """One warm-up each, then A B C A B C ...; the median seconds of each."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            times[k].append(timed(fn))
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def contenders(preset: str, new: int, int8: bool, compile: bool):
@@ -111,7 +95,7 @@ def run_preset(preset: str, args, bandwidth: float) -> dict:
     models = {k: m for k, (m, _) in fns.items()}
     out = {k: fn() for k, (_, fn) in fns.items()}  # first call: warm-up and the token check
     same = {k: bool(torch.equal(out[k], out["transformers"])) for k in out if k not in ("transformers", "plmlab int8")}
-    seconds = alternate({k: fn for k, (_, fn) in fns.items()}, args.repeats)
+    seconds = compare({k: fn for k, (_, fn) in fns.items()}, args.repeats)
     rows = {}
     for k, s in seconds.items():
         tok_s = args.new_tokens / s
@@ -145,7 +129,7 @@ def batched(preset: str, new: int = 32, repeats: int = 3, lengths=(3, 7, 12, 18,
     fns = {"plmlab": lambda: plmlab.generate(ours, rows, max_new_tokens=new, eos_token_id=None),
            "transformers": hf_fn}
     same = bool(torch.equal(fns["plmlab"](), hf_fn()))
-    s = alternate(fns, repeats)
+    s = compare(fns, repeats)
     return {"preset": preset, "batch": len(rows), "prompt_lengths": list(lengths), "same_tokens": same,
             "tokens_per_s": {k: len(rows) * new / v for k, v in s.items()},
             "vs_transformers": s["transformers"] / s["plmlab"]}
