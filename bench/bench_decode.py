@@ -47,7 +47,7 @@ def weight_bytes_per_token(model) -> int:
     of which a step reads one row (a tied LM head is read in full, as the head)."""
     seen, total = set(), 0
     head = getattr(getattr(model, "head", None), "proj", None)
-    head_w = None if head is None else head.weight
+    head_w = getattr(head, "weight", None)  # an int8 head has none: it counts as a module below
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         if id(t) in seen or (name.startswith("embed.") and t is not head_w):
             continue
