@@ -107,3 +107,12 @@ def test_cli_refused_combination(monkeypatch):
     (code, out, err), _ = _cli(monkeypatch, ["--quantize", "int8", "--compile"])
     assert code == 2 and out == ""
     assert err.strip().startswith("plmlab: error:") and "cannot be combined" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("verb", ["generate", "chat"])
+def test_cli_unknown_scheme_is_one_line(verb):
+    from test_generation import run_cli
+
+    code, out, err = run_cli([verb, "--model", "M", "--quantize", "int4"])
+    assert code == 2 and out == ""
+    assert "invalid choice: 'int4'" in err and len(err.strip().splitlines()) == 1

@@ -4,7 +4,9 @@ encoder-decoder models, with pure logit filters, streaming and stop strings.
     ids = plmlab.generate(model, input_ids, max_new_tokens=50, do_sample=True, top_p=0.9, seed=0)
 
 Modules: `api` (generate: inputs, context, dispatch), `filters` (logit filters as a table),
-`runners` (how each skeleton is fed), `search` (the loops), `streaming` (text out, stop strings).
+`runners` (how each skeleton is fed), `search` (the loops), `streaming` (text out, stop strings),
+`layout` (the transposed weight copies decoding reads), `compiled` (compile=True: the static-cache
+step, and `prepare_for_decoding` for --quantize / --compile).
 """
 
 from .api import FROM_CONFIG, context_limit, fit_context, generate, pad_batch
