@@ -27,9 +27,10 @@ pretrain: $(STAMP)
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
+# The whole speed bench (training step, decode + int8, batched decode, tokenizer, speedrun):
+# a Markdown table and JSON in bench/results/ (latest.* and <commit>.*); about 10 minutes.
 bench: $(STAMP)
-	$(PY) bench/bench_train.py
-	$(PY) bench/bench_generate.py
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -55,6 +55,50 @@ class ShiftFree(torch.nn.Module):
         return self.model(input_ids=input_ids, labels=torch.cat([input_ids[:, :1], labels], dim=1)[:, :-1])
 
 
+def matmul_peak_flops(n: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of a large fp32 matmul measured now: the machine's practical peak (same run, same
+    threads, same load as the steps it is compared with)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times)
+
+
+def step_rows(presets, batch: int, seq: int, steps: int, hf: bool = True) -> list[dict]:
+    """Per preset and implementation: median ms/step, tokens/s and the fraction of the same-run
+    matmul peak the step's model FLOPs (6N + attention per token, PaLM appendix B) reach."""
+    from plmlab.train.flops import model_flops_per_token
+
+    rows = []
+    for name in presets:
+        config = get_preset(name)
+        torch.manual_seed(0)
+        model = plmlab.build_model(config)
+        impls = [("plmlab", model)]
+        if hf:
+            from transformers import AutoModelForCausalLM
+
+            with tempfile.TemporaryDirectory() as d:
+                plmlab.save_pretrained(model, d)
+                impls.append(("transformers", ShiftFree(AutoModelForCausalLM.from_pretrained(d, attn_implementation="sdpa"))))
+        fpt = model_flops_per_token(config, model.num_parameters(), seq)
+        times = {k: [] for k, _ in impls}
+        for _ in range(2):  # alternate the implementations: a load change hits both
+            for k, m in impls:
+                times[k] += step_times(m, config.vocab_size, batch, seq, max(1, steps // 2))
+        peak = matmul_peak_flops()
+        for k, _ in impls:
+            s = statistics.median(times[k])
+            rows.append({"preset": name, "impl": k, "params": model.num_parameters(), "ms_per_step": 1e3 * s,
+                         "tokens_per_s": batch * seq / s, "matmul_peak_gflops": peak / 1e9,
+                         "peak_fraction": fpt * batch * seq / s / peak})
+    return rows
+
+
 def bench_steps(args) -> None:
     print(f"threads {torch.get_num_threads()}, batch {args.batch_size} x seq {args.seq_len}, {args.steps} timed steps")
     print(f"{'preset':<10} {'params':>10} {'impl':<13} {'ms/step':>9} {'tokens/s':>10}")

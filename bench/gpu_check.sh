@@ -4,15 +4,25 @@
 #   2. a GPT-2-124M-shaped model (--preset gpt2) trains in bf16-mixed with --compile on the
 #      built-in corpus for a few hundred steps, printing tokens/s and MFU against the H200's
 #      dense bf16 peak (989 TFLOP/s; the trainer picks it from the device name);
-#   3. (2 GPUs or more only) the same run under torchrun DDP for a few steps.
-# Budget: under 8 minutes on one H200.   Usage: bash bench/gpu_check.sh [STEPS]
+#   3. (2 GPUs or more only) the same run under torchrun DDP for a few steps;
+#   4. batch-1 greedy decoding of the same GPT-2-124M shape in bf16: plmlab (eager and --compile)
+#      against transformers' generate on the same weights, tokens/s (issue 14 item 5).
+# Without a CUDA device it prints one "no GPU" line and exits 0 (nothing to check).
+# Budget: under 10 minutes on one H200.   Usage: bash bench/gpu_check.sh [STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
+[ -x "$PY" ] || PY=python3
 STEPS=${1:-300}
 OUT=${OUT:-/tmp/plmlab-gpu-check}
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 export PLMLAB_CACHE=${PLMLAB_CACHE:-$OUT/cache}
+
+"$PY" -c "import torch" 2>/dev/null || { echo "gpu_check: $PY cannot import torch (set PYTHON=...)"; exit 2; }
+if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "no GPU: torch.cuda.is_available() is False on this machine; bench/gpu_check.sh needs a CUDA device, nothing run"
+  exit 0
+fi
 
 echo "== 1. flash attention through SDPA"
 "$PY" - <<'PY'
@@ -57,3 +67,37 @@ if [ "$NGPU" -ge 2 ]; then
 else
   echo "== 3. skipped: DDP needs 2+ GPUs (the CPU test suite covers DDP/FSDP2 with gloo)"
 fi
+
+echo "== 4. decode, GPT-2-124M shape, bf16, batch 1 greedy: plmlab (eager, --compile) vs transformers"
+"$PY" - <<'PY'
+import statistics, tempfile, time
+import torch
+import plmlab
+from transformers import AutoModelForCausalLM
+
+torch.manual_seed(0)
+ours = plmlab.build_model("gpt2").eval()
+with tempfile.TemporaryDirectory() as d:
+    plmlab.save_pretrained(ours, d)
+    hf = AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.bfloat16, attn_implementation="sdpa").cuda().eval()
+ours = ours.to("cuda", torch.bfloat16)
+prompt = torch.randint(0, 50257, (1, 16), device="cuda")
+NEW = 128
+
+def timed(fn):
+    fn(); torch.cuda.synchronize()  # warm-up (and compilation)
+    ts = []
+    for _ in range(5):
+        start = time.perf_counter(); fn(); torch.cuda.synchronize(); ts.append(time.perf_counter() - start)
+    return NEW / statistics.median(ts)
+
+def hf_fn():
+    with torch.no_grad():
+        return hf.generate(prompt, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0)
+runs = {"transformers": hf_fn,
+        "plmlab": lambda: plmlab.generate(ours, prompt, max_new_tokens=NEW, eos_token_id=None),
+        "plmlab --compile": lambda: plmlab.generate(ours, prompt, max_new_tokens=NEW, eos_token_id=None, compile=True)}
+speed = {k: timed(fn) for k, fn in runs.items()}
+for k, v in speed.items():
+    print(f"{k:<18} {v:8.1f} tokens/s  (x{v / speed['transformers']:.2f} transformers)")
+PY

@@ -13,6 +13,7 @@ import sys
 
 from ..errors import PlmlabError
 from .args import device, non_negative_float, non_negative_int, positive_float, probability, seed
+from .generate import add_decode_speed_args
 
 HELP = "commands: /reset (forget the conversation), /system TEXT (set the system message), /exit"
 
@@ -36,6 +37,7 @@ def register(sub) -> None:
     p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop an answer at this string")
     p.add_argument("--seed", type=seed, help="random seed for sampling")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
+    add_decode_speed_args(p)
     p.set_defaults(func=run)
 
 
@@ -45,10 +47,11 @@ def _write(text: str) -> None:
 
 
 def run(args) -> int:
-    from ..pipelines import load_model_and_tokenizer
+    from ..pipelines import load_model_and_tokenizer, prepare_for_decoding
     from ..pipelines.chat import Chat
 
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.device)
+    model = prepare_for_decoding(model, args.quantize, args.compile)
     chat = Chat(model, tokenizer, max_new_tokens=args.max_new_tokens,
                 do_sample=False if args.greedy else (args.do_sample or None), temperature=args.temperature,
                 top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..pipelines import TextGeneration, load_model_and_tokenizer
+from ..pipelines import TextGeneration, load_model_and_tokenizer, prepare_for_decoding
 from .args import device, finite_float, non_negative_float, non_negative_int, positive_float, positive_int, \
     probability, read_lines, seed
 
@@ -48,7 +48,16 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of {prompt, text, ids} (+ fills, filled for T5 sentinels)")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
+    add_decode_speed_args(p)
     p.set_defaults(func=run)
+
+
+def add_decode_speed_args(p) -> None:
+    """--quantize / --compile, shared by generate, chat and serve."""
+    p.add_argument("--quantize", choices=["int8"],
+                   help="int8 weights for the linear layers (CPU, per-channel scales): fewer bytes per token")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the decode step over a static KV cache (decoder-only; compiles first)")
 
 
 def read_prompts(args) -> list[str]:
@@ -69,6 +78,7 @@ def _write(text: str) -> None:
 def run(args) -> int:
     prompts = read_prompts(args)
     model, tokenizer = load(args.model, args.tokenizer, args.device)
+    model = prepare_for_decoding(model, args.quantize, args.compile)
     do_sample = False if args.greedy else (args.do_sample or None)  # None: sample once a sampling option is given
     gen = TextGeneration(
         model, tokenizer, max_new_tokens=args.max_new_tokens, do_sample=do_sample,

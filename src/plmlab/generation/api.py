@@ -8,7 +8,9 @@ from typing import Iterable, Sequence
 import torch
 
 from ..errors import PlmlabError
+from .compiled import StaticDecoderRunner, check_compilable
 from .filters import build_pipeline, check_options
+from .layout import decode_layout
 from .runners import DecoderRunner, EncoderDecoderRunner
 from .search import SearchOptions, beam_search, sample_search
 from .streaming import CallbackStreamer, StopStrings
@@ -54,6 +56,7 @@ def generate(
     tokenizer=None,
     truncate: str | None = None,
     use_cache: bool = True,
+    compile: bool | None = None,
 ) -> torch.LongTensor:
     """Decode a continuation of `input_ids`; returns the generated ids (B, n), n <= max_new_tokens.
 
@@ -74,9 +77,16 @@ def generate(
     and `end()`, or a plain function. Prompt + max_new_tokens must fit the model's context
     (`max_positions`) unless `truncate="left"` drops the oldest prompt tokens (a leading BOS is
     kept). `use_cache=False` recomputes the whole sequence each step (slow; a reference).
+    `compile=True` runs each step through torch.compile over a static KV cache (decoder-only,
+    greedy or sampling; the first call compiles, for seconds to minutes; same tokens); None takes
+    the model's `decode_compile` attribute (set by `prepare_for_decoding`, `--compile`).
     """
     config = model.config
     _check(model, max_new_tokens, num_beams, truncate, early_stopping, streamer, stop, tokenizer)
+    if compile is None:
+        compile = bool(getattr(model, "decode_compile", False))
+    if compile:
+        check_compilable(config, num_beams, use_cache)
     if not isinstance(length_penalty, (int, float)) or not math.isfinite(length_penalty):
         raise PlmlabError(f"length_penalty must be a finite number, got {length_penalty!r}")
     check_options(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
@@ -106,7 +116,7 @@ def generate(
         stop=StopStrings(tokenizer, stop, [] if eos is None else eos.tolist()) if stop else None,
         num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping,
     )
-    return _decode(model, ids, mask, options, use_cache)
+    return _decode(model, ids, mask, options, use_cache, compile)
 
 
 def _check(model, max_new_tokens, num_beams, truncate, early_stopping, streamer, stop, tokenizer) -> None:
@@ -129,7 +139,8 @@ def _check(model, max_new_tokens, num_beams, truncate, early_stopping, streamer,
         raise PlmlabError("streaming works with greedy decoding and sampling, not with beam search")
 
 
-def _decode(model, ids: torch.Tensor, mask: torch.Tensor, options: SearchOptions, use_cache: bool) -> torch.Tensor:
+def _decode(model, ids: torch.Tensor, mask: torch.Tensor, options: SearchOptions, use_cache: bool,
+            compile: bool = False) -> torch.Tensor:
     """Run the search with the runner of the model's skeleton, in eval mode and without grad."""
     config = model.config
     search = beam_search if options.num_beams > 1 else sample_search
@@ -137,13 +148,16 @@ def _decode(model, ids: torch.Tensor, mask: torch.Tensor, options: SearchOptions
     model.eval()  # dropout off: decoding is deterministic for a given seed
     try:
         # no_grad, not inference_mode: the returned ids may feed a training step later.
-        with torch.no_grad():
+        # the compiled step picks its own kernels; the layout's cached copies would break its graph
+        with torch.no_grad(), decode_layout(model, enabled=not compile):
             if config.arch == "encoder-decoder":
                 start = config.decoder_start()
                 runner = EncoderDecoderRunner(model, ids, mask, options.max_new_tokens + 1, use_cache, start)
                 history = ids.new_full((ids.shape[0], 1), start)
                 return search(runner, history, torch.ones_like(history, dtype=torch.bool), options)
-            runner = DecoderRunner(model, ids, mask, ids.shape[1] + options.max_new_tokens, use_cache)
+            max_len = ids.shape[1] + options.max_new_tokens
+            runner = (StaticDecoderRunner(model, ids, mask, max_len) if compile
+                      else DecoderRunner(model, ids, mask, max_len, use_cache))
             return search(runner, ids, mask.bool(), options)
     finally:
         for m, training in modes:

@@ -99,16 +99,18 @@ class DecoderRunner:
         self.cache = model.new_cache(input_ids.shape[0], max_len) if use_cache else None
 
     def prefill(self) -> torch.Tensor:
-        out = self.model(self.ids, cache=self.cache, **self.inputs.prefill(self.ids, self.mask, self.padded))
+        out = self.model(self.ids, cache=self.cache, last_only=True,
+                         **self.inputs.prefill(self.ids, self.mask, self.padded))
         return out.logits[:, -1].float()  # (B, V)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:  # tokens (B,)
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
         if self.cache is not None:
-            out = self.model(tokens[:, None], cache=self.cache, **self.inputs.step(self.mask, self.padded, 1))
+            out = self.model(tokens[:, None], cache=self.cache, last_only=True,
+                             **self.inputs.step(self.mask, self.padded, 1))
         else:  # no cache: run the whole sequence again (the reference for the cached path)
             self.ids = torch.cat([self.ids, tokens[:, None]], dim=1)
-            out = self.model(self.ids, **self.inputs.prefill(self.ids, self.mask, self.padded))
+            out = self.model(self.ids, last_only=True, **self.inputs.prefill(self.ids, self.mask, self.padded))
         return out.logits[:, -1].float()
 
     def reorder(self, rows: torch.Tensor) -> None:

@@ -29,6 +29,7 @@ class DecoderModel(PretrainedModel):
         cache: KVCache | None = None,
         token_type_ids: torch.Tensor | None = None,
         language_ids: torch.Tensor | None = None,  # (B, T) XLM language of each token
+        last_only: bool = False,  # decoding: logits of the last position only, (B, 1, V)
     ) -> ModelOutput:
         B, T = input_ids.shape
         if position_ids is None:
@@ -40,7 +41,9 @@ class DecoderModel(PretrainedModel):
         h = self.decoder(x, position_ids, attention_mask, cache)
         out = ModelOutput(last_hidden_state=h, cache=cache)
         if self.head is not None:
-            out.logits = self.head(h)  # (B, T, V)
+            # Decoding needs the next token's scores only: the head (V x d, the largest matrix
+            # of a small model) then runs on one position instead of T.
+            out.logits = self.head(h[:, -1:] if last_only and labels is None else h)  # (B, T or 1, V)
             if labels is not None:
                 out.loss = self.lm_loss(out.logits, labels)
         return out

@@ -24,6 +24,13 @@ class KVCache:
     rolling buffer) keep only their last `window - 1` keys: (B, n_kv, <= window - 1, head_dim).
     A new query sees those plus the pass's own keys, all a window allows, so memory stays
     bounded however long the generation runs; `Stack` slices the mask to match (`kept`).
+
+    Static mode (`make_static`, for a compiled decode step): no shape ever changes. A pass
+    writes its keys at the slots of the (T,) tensor `slot` and attends over the whole buffer,
+    (B, KV, max_len, hd); the caller's explicit mask hides the slots not yet written. `length`
+    then stays max_len - 1, so a one-token pass sees max_len keys, and `advance` does nothing:
+    the caller keeps the count (in `slot`), and no Python integer changes from step to step
+    (each new integer would make torch.compile compile again).
     """
 
     def __init__(self, n_layers: int, batch: int, n_kv: int, max_len: int, head_dim: int,
@@ -36,6 +43,12 @@ class KVCache:
         self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layers
         self.length = 0
         self.max_len = max_len
+        self.slot: torch.Tensor | None = None  # static mode: (T,) slots the next pass writes
+
+    def make_static(self, slot: torch.Tensor) -> None:
+        if self.window is not None:
+            raise ValueError("a sliding-window cache cannot be static")
+        self.slot, self.length = slot, self.max_len - 1
 
     def windowed(self, layer: int) -> bool:
         return self.window is not None and layer >= self.window_from
@@ -50,6 +63,10 @@ class KVCache:
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.windowed(layer):
             return self._roll(layer, k, v)
+        if self.slot is not None:  # in place at fixed shapes: (B, KV, max_len, hd) out
+            self.k[layer].index_copy_(2, self.slot, k)
+            self.v[layer].index_copy_(2, self.slot, v)
+            return self.k[layer], self.v[layer]
         end = self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache overflow: {end} > {self.max_len} positions")
@@ -65,7 +82,8 @@ class KVCache:
         return k, v
 
     def advance(self, n: int) -> None:
-        self.length += n
+        if self.slot is None:
+            self.length += n
 
     def reorder(self, index: torch.Tensor) -> None:
         """Select batch rows (beam search keeps the beams it continues)."""

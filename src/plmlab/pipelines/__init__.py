@@ -12,6 +12,7 @@ verbs (generate, fill-mask, fill-blanks, classify, tag) are thin layers over the
 from __future__ import annotations
 
 from ..errors import PlmlabError
+from ..generation import prepare_for_decoding
 from .base import Pipeline
 from .chat import Chat
 from .classification import TextClassification, TokenClassification, group_entities
@@ -25,9 +26,12 @@ PIPELINES: dict[str, type[Pipeline]] = {cls.task: cls for cls in (
     TextGeneration, Text2Text, Chat, FillMask, FillBlanks, TextClassification, TokenClassification)}
 
 
-def pipeline(task: str, model, tokenizer=None, device="cpu", **options) -> Pipeline:
+def pipeline(task: str, model, tokenizer=None, device="cpu", quantize: str | None = None, compile: bool = False,
+             **options) -> Pipeline:
     """A callable for `task` (one of PIPELINES) over `model` (a directory, or a loaded model with
-    its `tokenizer`); `options` are the task's defaults for every call (see each class's `defaults`)."""
+    its `tokenizer`); `options` are the task's defaults for every call (see each class's `defaults`).
+    `quantize="int8"` turns the model's linear layers to int8 (in place, CPU, inference only);
+    `compile=True` compiles its decode step (see plmlab.generation.prepare_for_decoding)."""
     if task not in PIPELINES:
         raise PlmlabError(f"unknown pipeline task {task!r}; choose one of {', '.join(PIPELINES)}")
     if _is_path(model):
@@ -38,7 +42,7 @@ def pipeline(task: str, model, tokenizer=None, device="cpu", **options) -> Pipel
         from ..tokenizers import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer)
-    return PIPELINES[task](model, tokenizer, **options)
+    return PIPELINES[task](prepare_for_decoding(model, quantize, compile), tokenizer, **options)
 
 
 def _is_path(x) -> bool:
@@ -46,5 +50,5 @@ def _is_path(x) -> bool:
 
 
 __all__ = ["pipeline", "PIPELINES", "Pipeline", "TextGeneration", "Text2Text", "Chat", "FillMask", "FillBlanks",
-           "TextClassification", "TokenClassification", "load_model_and_tokenizer", "resolve_device",
+           "TextClassification", "TokenClassification", "load_model_and_tokenizer", "resolve_device", "prepare_for_decoding",
            "fill_mask", "encode", "encode_prompt", "check_text", "span_result", "group_entities"]

@@ -1,0 +1,171 @@
+"""Batch-1 greedy decoding: plmlab.generate versus transformers' generate, and the roofline.
+
+For each preset (random weights: plmlab builds the model, saves it, transformers loads that
+checkpoint, so both decode the very same network), times greedy decoding of `--new-tokens`
+tokens after a 16-token prompt, plmlab and transformers alternating (A B A B ...), and reports
+medians; the machines are shared and noisy. Variants: plmlab as is, `--quantize int8`,
+`--compile` (with --compile only: minutes of compilation on a CPU).
+
+The roofline: decoding one token reads every weight once, so tokens/s cannot beat
+  streaming-read bandwidth (measured in the same run: a sum over a 256 MB buffer) / weight bytes per token.
+The fraction reported is achieved tokens/s over that bound.
+
+    PYTHONPATH=src python bench/bench_decode.py [--presets gpt-mini llama-mini gpt2] [--threads 2]
+        [--new-tokens 64] [--repeats 5] [--int8] [--compile] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+
+import plmlab
+from bench_vs_transformers import compare  # warm-up, then A B A B ...: medians
+from plmlab.presets import get_preset
+
+
+def stream_bandwidth(mb: int = 256, repeats: int = 5) -> float:
+    """Bytes/s of a plain streaming read (torch.sum over a buffer far larger than the caches)."""
+    buf = torch.ones(mb * 2**20 // 4)
+    buf.sum()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        buf.sum()
+        times.append(time.perf_counter() - start)
+    return buf.numel() * 4 / statistics.median(times)
+
+
+def weight_bytes_per_token(model) -> int:
+    """Bytes of weights one decoding step reads: every unique tensor but the embedding tables,
+    of which a step reads one row (a tied LM head is read in full, as the head)."""
+    seen, total = set(), 0
+    head = getattr(getattr(model, "head", None), "proj", None)
+    head_w = getattr(head, "weight", None)  # an int8 head has none: it counts as a module below
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if id(t) in seen or (name.startswith("embed.") and t is not head_w):
+            continue
+        seen.add(id(t))
+        total += t.numel() * t.element_size()
+    for m in model.modules():  # int8 layers keep their weights in packed parameters
+        nbytes = getattr(m, "weight_bytes", None)
+        if callable(nbytes):
+            total += nbytes()
+    return total
+
+
+def contenders(preset: str, new: int, int8: bool, compile: bool):
+    """name -> (model, decode function); the transformers model loads plmlab's checkpoint."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    ours = plmlab.build_model(get_preset(preset)).eval()
+    with tempfile.TemporaryDirectory() as d:
+        plmlab.save_pretrained(ours, d)
+        hf = AutoModelForCausalLM.from_pretrained(d, attn_implementation="sdpa").eval()
+    prompt = torch.randint(0, ours.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1))
+
+    def ours_fn(model, **kw):
+        return lambda: plmlab.generate(model, prompt, max_new_tokens=new, eos_token_id=None, **kw)
+
+    def hf_fn():
+        with torch.no_grad():
+            return hf.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=0,
+                               eos_token_id=None)[:, prompt.shape[1]:]
+
+    fns = {"plmlab": (ours, ours_fn(ours)), "transformers": (hf, hf_fn)}
+    if compile:
+        fns["plmlab compile"] = (ours, ours_fn(ours, compile=True))
+    if int8:
+        from plmlab.nn.quantize import quantize
+
+        q = quantize(copy.deepcopy(ours), "int8")  # the same weights, int8
+        fns["plmlab int8"] = (q, ours_fn(q))
+    return fns
+
+
+def run_preset(preset: str, args, bandwidth: float) -> dict:
+    fns = contenders(preset, args.new_tokens, args.int8, args.compile)
+    models = {k: m for k, (m, _) in fns.items()}
+    out = {k: fn() for k, (_, fn) in fns.items()}  # first call: warm-up and the token check
+    same = {k: bool(torch.equal(out[k], out["transformers"])) for k in out if k not in ("transformers", "plmlab int8")}
+    seconds = compare({k: fn for k, (_, fn) in fns.items()}, args.repeats)
+    rows = {}
+    for k, s in seconds.items():
+        tok_s = args.new_tokens / s
+        roof = bandwidth / weight_bytes_per_token(models[k]) if k != "transformers" else \
+            bandwidth / weight_bytes_per_token(models["plmlab"])
+        rows[k] = {"tokens_per_s": tok_s, "vs_transformers": seconds["transformers"] / s,
+                   "roofline_tokens_per_s": roof, "roofline_fraction": tok_s / roof}
+    ours = models["plmlab"]
+    return {"preset": preset, "params": ours.num_parameters(), "weight_mb": weight_bytes_per_token(ours) / 2**20,
+            "same_tokens_as_transformers": same, "results": rows}
+
+
+def batched(preset: str, new: int = 32, repeats: int = 3, lengths=(3, 7, 12, 18, 25, 33, 42, 52)) -> dict:
+    """Greedy decoding of 8 prompts of different lengths as one left-padded batch."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    ours = plmlab.build_model(get_preset(preset)).eval()
+    with tempfile.TemporaryDirectory() as d:
+        plmlab.save_pretrained(ours, d)
+        hf = AutoModelForCausalLM.from_pretrained(d, attn_implementation="sdpa").eval()
+    g = torch.Generator().manual_seed(2)
+    rows = [torch.randint(1, ours.config.vocab_size, (n,), generator=g).tolist() for n in lengths]
+    ids, mask = plmlab.generation.pad_batch(rows, pad=0, left=True)
+
+    def hf_fn():
+        with torch.no_grad():
+            return hf.generate(ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                               pad_token_id=0, eos_token_id=None)[:, ids.shape[1]:]
+
+    fns = {"plmlab": lambda: plmlab.generate(ours, rows, max_new_tokens=new, eos_token_id=None),
+           "transformers": hf_fn}
+    same = bool(torch.equal(fns["plmlab"](), hf_fn()))
+    s = compare(fns, repeats)
+    return {"preset": preset, "batch": len(rows), "prompt_lengths": list(lengths), "same_tokens": same,
+            "tokens_per_s": {k: len(rows) * new / v for k, v in s.items()},
+            "vs_transformers": s["transformers"] / s["plmlab"]}
+
+
+def print_row(r: dict) -> None:
+    for k, v in r["results"].items():
+        print(f"{r['preset']:<11}{k:<16}{v['tokens_per_s']:>9.1f}{v['vs_transformers']:>9.2f}"
+              f"{v['roofline_tokens_per_s']:>10.1f}{v['roofline_fraction']:>8.0%}")
+
+
+def main(argv=None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["gpt-mini", "llama-mini", "gpt2"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--int8", action="store_true", help="also time --quantize int8")
+    ap.add_argument("--compile", action="store_true", help="also time --compile (slow to compile)")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    bw = stream_bandwidth()
+    print(f"threads {args.threads}, {args.new_tokens} new tokens, batch 1 greedy; streaming read {bw / 1e9:.1f} GB/s")
+    print(f"{'preset':<11}{'impl':<16}{'tok/s':>9}{'vs HF':>9}{'roof t/s':>10}{'roof %':>8}")
+    results = []
+    for preset in args.presets:
+        r = run_preset(preset, args, bw)
+        r["stream_gb_s"] = bw / 1e9
+        print_row(r)
+        results.append(r)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
