@@ -116,3 +116,24 @@ def test_cli_unknown_scheme_is_one_line(verb):
     code, out, err = run_cli([verb, "--model", "M", "--quantize", "int4"])
     assert code == 2 and out == ""
     assert "invalid choice: 'int4'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_quantized_model_is_never_saved(tmp_path):
+    q = quantize(_model("gpt-tiny"), "int8")
+    with pytest.raises(PlmlabError, match="int8-quantized model cannot be saved"):
+        plmlab.save_pretrained(q, tmp_path / "q")
+    assert not (tmp_path / "q").exists()  # refused before anything is written
+
+
+def test_served_model_loads_quantized(tmp_path):
+    from plmlab.serve.served import ServedModel
+    from plmlab.tokenizers import builtin_tokenizer
+
+    tok = builtin_tokenizer("gpt2", 300)
+    model = plmlab.build_model("gpt-tiny", vocab_size=tok.vocab_size, max_positions=32).eval()
+    plmlab.save_pretrained(model, tmp_path / "m", tokenizer=tok)
+    served = ServedModel.load(tmp_path / "m", quantize="int8")
+    assert served.model.quantized == "int8" and isinstance(served.model.head.proj, Int8Linear)
+    assert "completions" in served.tasks
+    with pytest.raises(PlmlabError):
+        ServedModel.load(tmp_path / "m", quantize="int4")

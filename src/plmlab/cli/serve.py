@@ -20,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=positive_float, default=60.0, help="per-request deadline in seconds: 504")
     p.add_argument("--max-body", type=positive_int, default=1 << 20, help="largest request body in bytes: 413")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
+    p.add_argument("--quantize", choices=["int8"], help="int8 linear layers (CPU): fewer bytes per token")
     p.set_defaults(func=run)
 
 
@@ -32,5 +33,5 @@ def run(args) -> int:
         raise PlmlabError(f"--port must be in 0..65535, got {args.port}")
     options = ServeOptions(max_queue=args.max_queue, max_batch=args.max_batch, batch_wait=args.batch_wait,
                            timeout=args.timeout, max_body=args.max_body)
-    serve(args.model, args.host, args.port, args.tokenizer, args.device, args.name, options)
+    serve(args.model, args.host, args.port, args.tokenizer, args.device, args.name, options, args.quantize)
     return 0

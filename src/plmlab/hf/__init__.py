@@ -188,6 +188,8 @@ def save_pretrained(model: PretrainedModel, path: str | Path, tokenizer=None, fo
     "hf" (error when none does), "plmlab", or a model_type naming one layout ("chatglm": the
     ChatGLM authors' keys rather than transformers' GlmForCausalLM).
     """
+    if getattr(model, "quantized", None):  # its linear layers hold int8 packs, not weights
+        raise PlmlabError("an int8-quantized model cannot be saved: save the fp32 model")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = model.config

@@ -57,11 +57,11 @@ def make_server(app, log_level: str = "warning"):
 
 
 def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, tokenizer=None, device: str = "cpu",
-          name: str | None = None, options: ServeOptions | None = None) -> None:
+          name: str | None = None, options: ServeOptions | None = None, quantize: str | None = None) -> None:
     """Load the model and serve it until SIGINT / SIGTERM (which stop accepting, let in-flight
     requests finish, then return)."""
     require_extra()
-    served = ServedModel.load(model_dir, tokenizer, device, name)
+    served = ServedModel.load(model_dir, tokenizer, device, name, quantize)
     sock = bind(host, port)
     server = make_server(create_app(served, options))
     where = sock.getsockname()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PlmlabError
-from ..generation import context_limit
+from ..generation import context_limit, prepare_for_decoding
 from ..pipelines import encode_prompt, load_model_and_tokenizer
 from .validation import ApiError
 
@@ -32,9 +32,10 @@ class ServedModel:
         self.tasks = self._tasks()
 
     @classmethod
-    def load(cls, model_dir, tokenizer_dir=None, device: str = "cpu", name: str | None = None) -> "ServedModel":
+    def load(cls, model_dir, tokenizer_dir=None, device: str = "cpu", name: str | None = None,
+             quantize: str | None = None) -> "ServedModel":
         model, tokenizer = load_model_and_tokenizer(model_dir, tokenizer_dir, device)
-        return cls(model, tokenizer, name or Path(model_dir).resolve().name)
+        return cls(prepare_for_decoding(model, quantize), tokenizer, name or Path(model_dir).resolve().name)
 
     def _tasks(self) -> list[str]:
         c, lm = self.config, getattr(self.model, "head", None) is not None and self.config.head != "mlm"
