@@ -116,7 +116,7 @@ class Lexicon:
         return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
     def spans(self, words: list[str]) -> list[tuple[int, int]]:
-        lowered, spans, i = [w.lower() for w in words], [], 0
+        lowered, spans, i = [core(w).lower() for w in words], [], 0  # "model." matches "model"
         while i < len(words):
             for n in range(min(self.longest, len(words) - i), 0, -1):
                 if tuple(lowered[i : i + n]) in self.entries:

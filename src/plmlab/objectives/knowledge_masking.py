@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.chunker import Lexicon, entity_spans, phrase_spans, sentence_starts
+from ..data.chunker import Lexicon, core, entity_spans, phrase_spans, sentence_starts
 from ..errors import PlmlabError
 from .mlm import UnitMasker
 
@@ -39,7 +39,7 @@ class KnowledgeMasker(UnitMasker):
         """The lower-cased words of a text as the tokenizer splits it (a lexicon entry)."""
         ids = np.asarray(self.tokenizer.encode(" " + text, add_special_tokens=False), dtype=np.int64)
         cand = np.flatnonzero(self.candidates(ids))
-        return tuple(w.lower() for w in self._texts(ids, *self.word_units(ids, cand)))
+        return tuple(core(w).lower() for w in self._texts(ids, *self.word_units(ids, cand)))
 
     def _texts(self, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[str]:
         return [self.tokenizer.decode(ids[s:e].tolist()).strip() for s, e in zip(starts, ends)]
