@@ -24,7 +24,7 @@ from .manifest import MANIFEST, CheckpointError, latest_complete, list_checkpoin
 
 # One module per family, each with `ADAPTERS: list[Adapter]`. Order matters when saving:
 # the first adapter that can represent a config is used.
-FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm", "glm4", "mistral")
+FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm", "glm4", "mistral", "ernie")
 
 
 ADAPTERS: dict[str, Adapter] = {

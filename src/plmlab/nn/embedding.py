@@ -1,4 +1,4 @@
-"""Input embeddings: tokens (+ absolute positions) (+ token types) (-> norm) (-> E->H projection)."""
+"""Input embeddings: tokens (+ absolute positions) (+ token types) (+ ERNIE task types) (-> norm) (-> E->H projection)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ class Embeddings(nn.Module):
             self.positions = ABSOLUTE_POSITIONS[config.position](config, dim)
         if config.type_vocab_size:
             self.token_types = nn.Embedding(config.type_vocab_size, dim)
+        if config.task_type_vocab_size:  # ERNIE's task-type embedding (use_task_id)
+            self.task_types = nn.Embedding(config.task_type_vocab_size, dim)
         if config.embedding_norm:
             self.norm = make_norm(config, dim)
         if dim != config.d_model:
@@ -36,6 +38,7 @@ class Embeddings(nn.Module):
         input_ids: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        task_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = self.tokens(input_ids)  # (B, T, E)
         if hasattr(self, "positions"):
@@ -44,6 +47,8 @@ class Embeddings(nn.Module):
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
             x = x + self.token_types(token_type_ids)
+        if hasattr(self, "task_types"):  # ERNIE: task id 0 when none is given, as transformers
+            x = x + self.task_types(torch.zeros_like(input_ids) if task_type_ids is None else task_type_ids)
         if hasattr(self, "norm"):
             x = self.norm(x)
         x = self.drop(x)

@@ -13,7 +13,7 @@ from ..config import Config
 from ..errors import PlmlabError
 from ..registry import import_present
 
-FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm", "mistral")
+FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm", "mistral", "ernie")
 
 
 PRESETS: dict[str, dict] = {
