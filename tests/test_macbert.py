@@ -20,6 +20,7 @@ from plmlab.errors import PlmlabError
 from plmlab.objectives import IGNORE_INDEX, get_objective
 from plmlab.objectives.macbert import MacbertMasker, nearest, read_vectors
 from plmlab.objectives.mlm import MlmOptions
+from plmlab.presets import get_preset
 from plmlab.tokenizers import train_tokenizer
 
 ANIMALS = ("cat", "dog", "bird", "fox")
@@ -219,3 +220,26 @@ def test_bad_similar_words_file_is_one_line(tok, tmp_path, capsys, content, mess
 def test_similar_words_need_macbert(tok):
     with pytest.raises(PlmlabError, match="similar_words is for masking=macbert"):
         get_objective("mlm")(tok, 64, similar_words="v.txt")
+
+
+def test_objective_attach_model_gives_similar_words(tok):
+    objective = get_objective("mlm")(tok, 64, masking="macbert", replace_probs=[1.0, 0.0, 0.0])
+    ids = tok.encode(TEXT, add_special_tokens=False)
+    before = objective.describe(objective.from_ids(ids, np.random.default_rng(7)))
+    assert set(before["replacement"]) == {"random"} and before["similar_source"].startswith("none")
+    objective.attach_model(build_model(get_preset("bert-tiny").replace(vocab_size=tok.vocab_size)))  # as the trainer
+    after = objective.describe(objective.from_ids(ids, np.random.default_rng(7)))
+    assert set(after["replacement"]) == {"similar"} and after["similar_source"] == "model embeddings"
+
+
+def test_pretrain_refuses_a_missing_similar_words_file_before_any_work(tmp_path, capsys, monkeypatch):
+    from plmlab.train import pretrain_setup
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a tokenizer was trained before the options were checked")
+
+    monkeypatch.setattr(pretrain_setup, "make_tokenizer", no_work)
+    code = main(["pretrain", "--preset", "bert-tiny", "--objective", "mlm", "--masking", "macbert",
+                 "--similar-words", str(tmp_path / "none.txt"), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot read the similar-words file" in err

@@ -24,6 +24,7 @@ id at selected positions and -100 elsewhere.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,6 +94,9 @@ class MlmOptions(Masking):
             raise PlmlabError(f"lexicon is for masking=phrase or entity, not {self.masking}")
         if self.similar_words is not None and self.masking != "macbert":
             raise PlmlabError(f"similar_words is for masking=macbert, not {self.masking}")
+        for what, path in (("similar-words file", self.similar_words), ("lexicon", self.lexicon)):
+            if path is not None and not os.path.isfile(path):  # before any tokenizer is trained
+                raise PlmlabError(f"cannot read the {what} {path}: no such file")
 
 
 class Masker:
