@@ -17,17 +17,10 @@ from plmlab.modeling import count_parameters
 from plmlab.presets import get_preset
 
 transformers = pytest.importorskip("transformers")
+from test_encoder_parity import perturbed  # noqa: E402  (every tensor moved: a missed one shows)
 
 SMALL = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
              max_position_embeddings=40, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, type_vocab_size=4)
-
-
-def perturbed(model: torch.nn.Module) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p + 0.1 * torch.randn(p.shape, generator=g))
-    return model.eval()
 
 
 def batch(task_types: bool) -> dict:
