@@ -166,9 +166,11 @@ def test_without_a_source_similar_falls_back_to_random(tok):
 
 def test_nearest_excludes_itself_and_disallowed_columns():
     unit = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.8, 0.2]]), dim=1)
-    allowed = torch.tensor([True, True, True, False])[None, :].expand(4, 4)
-    near = nearest(unit, 2, allowed, chunk=3)
+    ok = torch.tensor([True, True, True, False])
+    near = nearest(unit, 2, ok=ok, chunk=3)
     assert near[0].tolist() == [1, 2] and near[3].tolist() == [1, 0] and near[2].tolist() == [1, 0]
+    grouped = nearest(unit, 2, group=torch.tensor([0, 1, 0, 1]), chunk=3)  # only within a group
+    assert grouped[0].tolist() == [2, -1] and grouped[1].tolist() == [3, -1]
 
 
 def test_objective_cli_shows_similar_words_and_no_mask(tok, vectors, tmp_path, capsys):

@@ -61,9 +61,11 @@ def read_vectors(path: str) -> tuple[list[str], np.ndarray]:
     return [row[0] for row in rows], vectors / np.maximum(norms, 1e-12)
 
 
-def nearest(unit: torch.Tensor, k: int, allowed: torch.Tensor, chunk: int = 2048) -> np.ndarray:
-    """[N, k] indices of each row's k most cosine-similar rows (itself excluded) among the
-    `allowed` [N, N]-broadcastable columns; -1 where fewer exist. `unit` holds unit rows [N, D]."""
+def nearest(unit: torch.Tensor, k: int, group: torch.Tensor | None = None, ok: torch.Tensor | None = None,
+            chunk: int = 2048) -> np.ndarray:
+    """[N, k] indices of each row's k most cosine-similar rows (itself excluded), only among rows
+    of its own `group` [N] and rows that are `ok` [N]; -1 where fewer exist. `unit`: unit rows [N, D].
+    Chunked, so a 30k vocabulary never holds an N x N matrix."""
     N = unit.shape[0]
     out = np.full((N, k), -1, dtype=np.int64)
     k_eff = min(k, N - 1)
@@ -73,7 +75,10 @@ def nearest(unit: torch.Tensor, k: int, allowed: torch.Tensor, chunk: int = 2048
         sims = unit[s : s + chunk] @ unit.T  # (c, N)
         rows = torch.arange(s, min(s + chunk, N))
         sims[torch.arange(len(rows)), rows] = -torch.inf  # never the word itself
-        sims = sims.masked_fill(~allowed[s : s + chunk], -torch.inf)
+        if group is not None:
+            sims = sims.masked_fill(group[rows, None] != group[None, :], -torch.inf)  # (c, N)
+        if ok is not None:
+            sims = sims.masked_fill(~ok[None, :], -torch.inf)
         vals, idx = sims.topk(k_eff, dim=1)  # (c, k)
         idx[torch.isinf(vals)] = -1
         out[s : s + len(rows), :k_eff] = idx.numpy()
@@ -85,7 +90,7 @@ class FileNeighbours:
 
     def __init__(self, path: str, tokenizer, k: int) -> None:
         words, unit = read_vectors(path)
-        near = nearest(torch.from_numpy(unit), k, torch.ones(1, len(words), dtype=torch.bool))  # (N, k)
+        near = nearest(torch.from_numpy(unit), k)  # (N, k)
         # " " + word: the word-initial form in context (a byte-level BPE "Ġ" piece, a WordPiece head)
         pieces = [tuple(tokenizer.encode(" " + w, add_special_tokens=False)) for w in words]
         self.table: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
@@ -125,10 +130,9 @@ class EmbeddingNeighbours:
             w = self.weight.detach().float().cpu()  # (V, E)
             unit = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
         V = unit.shape[0]
-        start = torch.from_numpy(self.word_start[:V])
-        ok = ~torch.from_numpy(np.isin(np.arange(V), self.special))
-        allowed = (start[:, None] == start[None, :]) & ok[None, :]  # (V, V) same kind, never special
-        self.table, self.since = nearest(unit, self.k, allowed), 0
+        start = torch.from_numpy(self.word_start[:V])  # (V,) same kind: word-initial or continuation
+        ok = ~torch.from_numpy(np.isin(np.arange(V), self.special))  # (V,) never a special token
+        self.table, self.since = nearest(unit, self.k, start, ok), 0
 
     def replace(self, word: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
         if self.weight is None:

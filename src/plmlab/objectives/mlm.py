@@ -20,6 +20,10 @@ token, so a span never straddles [SEP].
 Replacement of each selected token (section 3.1): 80 % [MASK], 10 % a random token (uniform
 over the non-special vocabulary), 10 % unchanged (`replace_probs`). Labels hold the original
 id at selected positions and -100 elsewhere.
+
+Other maskings (`masking=`, `make_masker`) are `UnitMasker`s, one replacement draw per unit:
+`macbert` (objectives/macbert.py: whole-word n-grams, similar words, never [MASK]) and
+`phrase` / `entity` (objectives/knowledge_masking.py: ERNIE 1.0's phrases and entities as units).
 """
 
 from __future__ import annotations
@@ -247,12 +251,12 @@ class UnitMasker(Masker):
         how = np.where(u < p0, 0, np.where(u < p0 + p1, 1, 2))  # (U,)
         inputs, labels = ids.copy(), np.full_like(ids, IGNORE_INDEX)
         how = self.replace(inputs, list(zip(starts.tolist(), ends.tolist())), how, rng)
+        # units come in position order, so their tokens do too
         chosen = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(starts) else starts
         labels[chosen] = ids[chosen]
-        order = np.argsort(chosen, kind="stable")
-        per_token = np.repeat(how, ends - starts)  # (n_selected,) each unit's decision on its tokens
-        return {"input_ids": inputs, "labels": labels, "masked_positions": chosen[order],
-                "replacement": per_token[order], "spans": np.asarray(spans, dtype=np.int64),
+        return {"input_ids": inputs, "labels": labels, "masked_positions": chosen,
+                "replacement": np.repeat(how, ends - starts),  # (n_selected,) each unit's decision on its tokens
+                "spans": np.asarray(spans, dtype=np.int64),
                 "units": np.stack([starts, ends], axis=1) if len(starts) else np.zeros((0, 2), dtype=np.int64)}
 
     def replace(self, inputs: np.ndarray, units: list[tuple[int, int]], how: np.ndarray,
@@ -303,8 +307,9 @@ class MaskedLM(Objective):
 
     Options (`MlmOptions`): mask_prob, replace_probs, whole_word, ngram (above);
     masking="dynamic" | "static" and static_copies (a static example is a pure function of
-    (seed, index, epoch % copies), as BERT's data duplicated 10 times); input_format;
-    short_seq_prob (pair formats).
+    (seed, index, epoch % copies), as BERT's data duplicated 10 times), or "macbert" (with
+    similar_words, similar_top_k, similar_refresh) or "phrase" | "entity" (with lexicon), all
+    three dynamic; input_format; short_seq_prob (pair formats).
     """
 
     name = "mlm"
