@@ -245,3 +245,11 @@ def test_pretrain_refuses_a_missing_similar_words_file_before_any_work(tmp_path,
                  "--similar-words", str(tmp_path / "none.txt"), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "cannot read the similar-words file" in err
+
+
+def test_a_model_table_larger_than_the_vocabulary_gives_real_tokens(tok):
+    m, rng = masker(tok, replace_probs=(1.0, 0.0, 0.0), mask_prob=0.5), np.random.default_rng(8)
+    m.attach_model(build_model("bert-tiny"))  # 2048 rows for a 150-token vocabulary
+    for _ in range(20):
+        out = m.corrupt(sequence(tok, rng, 40), rng)
+        assert (unit_decisions(out) == 0).all() and out["input_ids"].max() < tok.vocab_size

@@ -129,9 +129,10 @@ class EmbeddingNeighbours:
         with torch.no_grad():
             w = self.weight.detach().float().cpu()  # (V, E)
             unit = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        V = unit.shape[0]
-        start = torch.from_numpy(self.word_start[:V])  # (V,) same kind: word-initial or continuation
-        ok = ~torch.from_numpy(np.isin(np.arange(V), self.special))  # (V,) never a special token
+        V, n = unit.shape[0], len(self.word_start)  # a model's table may have rows past the tokenizer's
+        start = torch.from_numpy(np.pad(self.word_start[:V], (0, max(0, V - n))))  # (V,) word-initial or not
+        ids = np.arange(V)
+        ok = torch.from_numpy((ids < n) & ~np.isin(ids, self.special))  # (V,) real, never special tokens
         self.table, self.since = nearest(unit, self.k, start, ok), 0
 
     def replace(self, word: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
