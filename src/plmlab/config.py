@@ -92,6 +92,9 @@ class Config:
     # --- embeddings and output ------------------------------------------------------------
     embedding_dim: int | None = None  # ALBERT factorisation E (vocab x E, then E -> d_model)
     type_vocab_size: int = 0  # BERT: 2 segment types; RoBERTa: 1; 0 = no token types
+    # ERNIE (transformers' `ernie` with use_task_id; ERNIE 2.0 section 4.2.1, 3.0): a task-type
+    # embedding added to the token, position and token-type embeddings; 0 = none (BERT, ERNIE 1.0)
+    task_type_vocab_size: int = 0
     shared_layers: bool = False  # ALBERT: one set of layer weights applied n_layers times
     head: str = "lm"  # lm: linear to vocab; mlm: BERT transform + decoder; none: hidden states
     tie_embeddings: bool = True
@@ -151,6 +154,7 @@ class Config:
             if value not in choices:
                 raise PlmlabError(f"invalid config: {name}={value!r}; choose one of {', '.join(choices)}")
         _check_shape(self)
+        _check_task_types(self)
         _check_positions(self)
         _check_heads(self)
         if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
@@ -221,6 +225,13 @@ def _check_types(c: Config) -> None:
             setattr(c, f.name, typed_value(getattr(c, f.name), str(f.type)))
         except ValueError as e:
             raise PlmlabError(f"invalid config: {f.name} {e}") from None
+
+
+def _check_task_types(c: Config) -> None:
+    if c.task_type_vocab_size < 0:
+        raise PlmlabError(f"invalid config: task_type_vocab_size must be >= 0, got {c.task_type_vocab_size}")
+    if c.task_type_vocab_size and c.arch != "encoder":
+        raise PlmlabError("invalid config: task_type_vocab_size (ERNIE's task-type embeddings) needs arch=encoder")
 
 
 def _check_shape(c: Config) -> None:

@@ -25,7 +25,7 @@ from .manifest import MANIFEST, CheckpointError, latest_complete, list_checkpoin
 # One module per family, each with `ADAPTERS: list[Adapter]`. Order matters when saving:
 # the first adapter that can represent a config is used.
 FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm", "glm4", "mistral",
-                  "distilbert", "xlm", "bart")  # issue 15
+                  "distilbert", "xlm", "bart", "ernie")  # issue 15
 
 
 ADAPTERS: dict[str, Adapter] = {

@@ -41,13 +41,15 @@ class EncoderModel(PretrainedModel):
         next_sentence_label: torch.Tensor | None = None,  # (B,) NSP / SOP labels
         sentence_order_label: torch.Tensor | None = None,
         language_ids: torch.Tensor | None = None,  # (B, T) XLM language of each token
+        task_type_ids: torch.Tensor | None = None,  # (B, T) ERNIE's task ids (task_type_vocab_size > 0)
     ) -> ModelOutput:
         if hasattr(self.embed, "positions") and input_ids.shape[1] > self.config.max_positions:
             raise PlmlabError(f"input of {input_ids.shape[1]} tokens is longer than the model's "
                               f"{self.config.max_positions} positions (truncate it)")
         if position_ids is None:
             position_ids = self.default_positions(input_ids)
-        x = self.embed(input_ids, position_ids + self.config.position_offset, token_type_ids, language_ids)
+        x = self.embed(input_ids, position_ids + self.config.position_offset, token_type_ids,
+                       language_ids=language_ids, task_type_ids=task_type_ids)
         h = self.encoder(x, position_ids, attention_mask)
         out = ModelOutput(last_hidden_state=h)
         losses = []

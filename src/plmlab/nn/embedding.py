@@ -1,5 +1,5 @@
-"""Input embeddings: tokens (+ absolute positions) (+ token types) (+ languages) (-> norm)
-(-> E->H projection)."""
+"""Input embeddings: tokens (+ absolute positions) (+ token types) (+ ERNIE task types)
+(+ XLM languages) (-> norm) (-> E->H projection)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ class Embeddings(nn.Module):
             self.positions = ABSOLUTE_POSITIONS[config.position](config, dim)
         if config.type_vocab_size:
             self.token_types = nn.Embedding(config.type_vocab_size, dim)
+        if config.task_type_vocab_size:  # ERNIE's task-type embedding (use_task_id)
+            self.task_types = nn.Embedding(config.task_type_vocab_size, dim)
         # --- languages (XLM) ---
         if config.n_languages:
             self.languages = nn.Embedding(config.n_languages, dim)
@@ -48,6 +50,7 @@ class Embeddings(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         language_ids: torch.Tensor | None = None,  # (B, T) XLM; None = no language vector (as HF)
         tokens: nn.Embedding | None = None,  # a shared table to look tokens up in (BART's decoder)
+        task_type_ids: torch.Tensor | None = None,  # (B, T) ERNIE
     ) -> torch.Tensor:
         x = (self.tokens if tokens is None else tokens)(input_ids)  # (B, T, E)
         if self.token_scale is not None:
@@ -58,6 +61,8 @@ class Embeddings(nn.Module):
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
             x = x + self.token_types(token_type_ids)
+        if hasattr(self, "task_types"):  # ERNIE: task id 0 when none is given, as transformers
+            x = x + self.task_types(torch.zeros_like(input_ids) if task_type_ids is None else task_type_ids)
         if language_ids is not None:
             x = x + self.language_vectors(language_ids)  # (B, T, E)
         if hasattr(self, "norm"):

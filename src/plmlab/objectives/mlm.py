@@ -20,10 +20,15 @@ token, so a span never straddles [SEP].
 Replacement of each selected token (section 3.1): 80 % [MASK], 10 % a random token (uniform
 over the non-special vocabulary), 10 % unchanged (`replace_probs`). Labels hold the original
 id at selected positions and -100 elsewhere.
+
+Other maskings (`masking=`, `make_masker`) are `UnitMasker`s, one replacement draw per unit:
+`macbert` (objectives/macbert.py: whole-word n-grams, similar words, never [MASK]) and
+`phrase` / `entity` (objectives/knowledge_masking.py: ERNIE 1.0's phrases and entities as units).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +41,10 @@ from .options import ObjectiveOptions, option
 
 # Lead characters of word-initial tokens per tokenizer model; WordPiece marks the opposite.
 _WORD_START_PREFIX = {"BPE": "Ġ", "Unigram": "▁"}
+
+
+# dynamic / static: basic masking (Masker); the others choose their own masker (make_masker)
+MASKINGS = ("static", "dynamic", "macbert", "phrase", "entity")
 
 
 @dataclass
@@ -64,14 +73,34 @@ class Masking(ObjectiveOptions):
 class MlmOptions(Masking):
     """Masking plus how examples are made: static or dynamic masks, RoBERTa's input formats."""
 
-    nullable = frozenset({"input_format"})
-    masking: str = option("dynamic", str, "MLM masking: dynamic (a new mask every epoch, RoBERTa) or static (BERT)",
-                          choices=("static", "dynamic"), flag="--masking")
+    nullable = frozenset({"input_format", "similar_words", "lexicon"})
+    masking: str = option("dynamic", str, "MLM masking: dynamic (a new mask every epoch, RoBERTa), static (BERT), "
+                          "macbert (similar words, no [MASK]), phrase or entity (ERNIE 1.0 knowledge masking)",
+                          choices=MASKINGS, flag="--masking")
     static_copies: int = option(10, int, "static masking: distinct masks per example", low=1,
                                 flag="--static-copies", metavar="N")
     input_format: str | None = option(None, str, "encoder input format: full-sentences | doc-sentences | "
                                       "segment-pair | sentence-pair", flag="--input-format", metavar="FORMAT")
     short_seq_prob: float = option(0.1, float, "pair formats: share of shorter target lengths", low=0, high=1)
+    # --- MacBERT (objectives/macbert.py) and ERNIE 1.0 (objectives/knowledge_masking.py) ---
+    similar_words: str | None = option(None, str, "macbert: a plain-text vectors file (WORD V1 ... VD per line) "
+                                       "whose cosine neighbours are the similar words (default: the model's "
+                                       "input embeddings)", flag="--similar-words", metavar="FILE")
+    similar_top_k: int = option(10, int, "macbert: similar words are among the K nearest", low=1, metavar="K")
+    similar_refresh: int = option(0, int, "macbert without --similar-words: recompute the neighbours of the "
+                                  "model's embeddings every N examples (0: once, at the first)", low=0, metavar="N")
+    lexicon: str | None = option(None, str, "phrase / entity masking: a text file of phrases or entities, one a line "
+                                 "(default: the built-in chunker)", flag="--lexicon", metavar="FILE")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lexicon is not None and self.masking not in ("phrase", "entity"):
+            raise PlmlabError(f"lexicon is for masking=phrase or entity, not {self.masking}")
+        if self.similar_words is not None and self.masking != "macbert":
+            raise PlmlabError(f"similar_words is for masking=macbert, not {self.masking}")
+        for what, path in (("similar-words file", self.similar_words), ("lexicon", self.lexicon)):
+            if path is not None and not os.path.isfile(path):  # before any tokenizer is trained
+                raise PlmlabError(f"cannot read the {what} {path}: no such file")
 
 
 class Masker:
@@ -107,8 +136,16 @@ class Masker:
         return self._select_spans(ids, cand, budget, rng)
 
     def _select_spans(self, ids, cand, budget, rng) -> tuple[np.ndarray, list[int]]:
+        starts, ends, spans = self.cover(ids, cand, budget, rng)
+        return np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]), spans
+
+    def cover(self, ids, cand, budget, rng, per_unit: bool = False):
+        """(starts, ends) of the selected units and the span lengths in units, in draw order.
+
+        A unit takes its tokens from the budget, or 1 with `per_unit` (a budget counted in
+        words, as MacBERT's "15 % of the words")."""
         starts, ends = self.units(ids, cand)  # unit u = positions [starts[u], ends[u])
-        lengths = ends - starts  # tokens per unit
+        lengths = np.ones_like(starts) if per_unit else ends - starts  # what each unit costs
         adjacent = np.append(starts[1:] == ends[:-1], False)  # unit u runs on into u + 1
         covered = np.zeros(len(starts), dtype=bool)
         remaining, spans = budget, []
@@ -121,8 +158,7 @@ class Masker:
             covered[u : u + m] = True
             remaining -= int(lengths[u : u + m].sum())
             spans.append(m)
-        chosen = [np.arange(s, e) for s, e in zip(starts[covered], ends[covered])]
-        return np.concatenate(chosen), spans
+        return starts[covered], ends[covered], spans
 
     @staticmethod
     def _place(n, lengths, adjacent, covered, remaining, rng) -> tuple[int, int] | None:
@@ -141,6 +177,10 @@ class Masker:
         """Start and end positions of the selection units among the candidate positions."""
         if not self.options.whole_word:
             return cand, cand + 1
+        return self.word_units(ids, cand)
+
+    def word_units(self, ids: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end positions of the whole words among the candidate positions."""
         prev_is_cand = np.isin(cand - 1, cand)  # a word never continues across a special token
         new_unit = self.word_start[ids[cand]] | ~prev_is_cand
         starts = cand[new_unit]
@@ -162,6 +202,85 @@ class Masker:
         inputs[chosen[how == 1]] = rng.choice(self.random_pool, size=int((how == 1).sum()))
         return {"input_ids": inputs, "labels": labels, "masked_positions": chosen, "replacement": how,
                 "spans": np.asarray(spans, dtype=np.int64)}
+
+    def kind(self, original: int, now: int) -> str:
+        """What happened to a selected token, as far as the input shows (`plmlab objective`)."""
+        return "mask" if now == self.mask_id else "unchanged" if now == original else "random"
+
+    def attach_model(self, model) -> None:
+        """Basic masking reads no model (MacBERT's similar words may)."""
+
+    def view(self, ids: np.ndarray) -> dict:
+        """Extra fields of the `plmlab objective` view (ERNIE: the phrases / entities found)."""
+        return {}
+
+
+class UnitMasker(Masker):
+    """Whole units (words, phrases, entities) with one replacement decision per unit.
+
+    ERNIE 1.0 (section 3.2) masks "all the basic units in the same phrase" together; MacBERT
+    (section 3.3) picks a similar word per word. `replace` applies the decisions: here
+    0 = [MASK] over the unit, 1 = random tokens, 2 = kept (ERNIE); MacBERT overrides it.
+    """
+
+    per_unit_budget = False  # the budget counts tokens (BERT's 15 %); True: units (MacBERT's words)
+
+    def units(self, ids: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.word_units(ids, cand)  # whole words at least, whatever whole_word says
+
+    def select(self, ids: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
+        starts, ends, spans = self.select_units(ids, rng)
+        chosen = [np.arange(s, e) for s, e in zip(starts, ends)]
+        return (np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)), spans
+
+    def select_units(self, ids: np.ndarray, rng: np.random.Generator):
+        cand = np.flatnonzero(self.candidates(ids))
+        total = len(self.units(ids, cand)[0]) if self.per_unit_budget else len(cand)
+        budget = int(round(total * self.options.mask_prob))
+        if total and self.options.mask_prob > 0:
+            budget = max(1, budget)
+        if budget == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
+        return self.cover(ids, cand, budget, rng, self.per_unit_budget)
+
+    def corrupt(self, ids, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        ids = np.asarray(ids, dtype=np.int64)
+        starts, ends, spans = self.select_units(ids, rng)
+        p0, p1, _ = self.options.replace_probs
+        u = rng.random(len(starts))  # one draw per unit
+        how = np.where(u < p0, 0, np.where(u < p0 + p1, 1, 2))  # (U,)
+        inputs, labels = ids.copy(), np.full_like(ids, IGNORE_INDEX)
+        how = self.replace(inputs, list(zip(starts.tolist(), ends.tolist())), how, rng)
+        # units come in position order, so their tokens do too
+        chosen = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(starts) else starts
+        labels[chosen] = ids[chosen]
+        return {"input_ids": inputs, "labels": labels, "masked_positions": chosen,
+                "replacement": np.repeat(how, ends - starts),  # (n_selected,) each unit's decision on its tokens
+                "spans": np.asarray(spans, dtype=np.int64),
+                "units": np.stack([starts, ends], axis=1) if len(starts) else np.zeros((0, 2), dtype=np.int64)}
+
+    def replace(self, inputs: np.ndarray, units: list[tuple[int, int]], how: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+        for (s, e), h in zip(units, how):
+            if h == 0:
+                inputs[s:e] = self.mask_id
+            elif h == 1:
+                inputs[s:e] = rng.choice(self.random_pool, size=e - s)
+        return how
+
+
+def make_masker(tokenizer, options: Masking) -> Masker:
+    """The masker of `options.masking` (MlmOptions; plain `Masking` options: basic masking)."""
+    method = getattr(options, "masking", "dynamic")
+    if method == "macbert":
+        from .macbert import MacbertMasker
+
+        return MacbertMasker(tokenizer, options)
+    if method in ("phrase", "entity"):
+        from .knowledge_masking import KnowledgeMasker
+
+        return KnowledgeMasker(tokenizer, options)
+    return Masker(tokenizer, options)
 
 
 def _window_sums(values: np.ndarray, m: int) -> np.ndarray:
@@ -188,8 +307,9 @@ class MaskedLM(Objective):
 
     Options (`MlmOptions`): mask_prob, replace_probs, whole_word, ngram (above);
     masking="dynamic" | "static" and static_copies (a static example is a pure function of
-    (seed, index, epoch % copies), as BERT's data duplicated 10 times); input_format;
-    short_seq_prob (pair formats).
+    (seed, index, epoch % copies), as BERT's data duplicated 10 times), or "macbert" (with
+    similar_words, similar_top_k, similar_refresh) or "phrase" | "entity" (with lexicon), all
+    three dynamic; input_format; short_seq_prob (pair formats).
     """
 
     name = "mlm"
@@ -206,7 +326,7 @@ class MaskedLM(Objective):
         from .pairs import make_layout  # the formats live in pairs.py
 
         self.masking = self.opts  # MlmOptions is a Masking: what the Masker reads
-        self.masker = Masker(tokenizer, self.masking)
+        self.masker = make_masker(tokenizer, self.masking)
         self.static_copies = self.opts.static_copies if self.opts.masking == "static" else None
         self.layout = make_layout(self.opts.input_format or self.default_format, self.formats, tokenizer, seq_len,
                                   self.relation, self.opts.short_seq_prob)
@@ -215,6 +335,10 @@ class MaskedLM(Objective):
 
     def rng_for(self, seed: int, epoch: int, index: int) -> np.random.Generator:
         return super().rng_for(seed, epoch % self.static_copies if self.static_copies else epoch, index)
+
+    def attach_model(self, model) -> None:
+        """Give the masker the model being trained (MacBERT's similar words from its embeddings)."""
+        self.masker.attach_model(model)
 
     def num_examples(self, data) -> int:
         return self.layout.num_examples(data)
@@ -241,13 +365,13 @@ class MaskedLM(Objective):
         labels = np.asarray(example.get("labels", []))
         masked = np.flatnonzero(labels != IGNORE_INDEX) if len(labels) else np.zeros(0, dtype=np.int64)
         ids = np.asarray(example["input_ids"])
-        kinds = ["mask" if ids[p] == self.masker.mask_id else "unchanged" if ids[p] == labels[p] else "random"
-                 for p in masked]
+        kinds = [self.masker.kind(int(labels[p]), int(ids[p])) for p in masked]
         # The share of the *original* candidates selected: a position now holding [MASK] was a
         # candidate before corruption, so count candidates on the text with its labels put back.
         original = np.where(labels != IGNORE_INDEX, labels, ids) if len(labels) == len(ids) else ids
         return {"masked_positions": masked.tolist(), "replacement": kinds,
-                "mask_rate": round(len(masked) / max(1, int(self.masker.candidates(original).sum())), 4)}
+                "mask_rate": round(len(masked) / max(1, int(self.masker.candidates(original).sum())), 4),
+                **self.masker.view(original)}
 
     def metrics(self, batch: dict, output) -> dict[str, float]:
         """Masked-token accuracy (and pair accuracy) of a batch, with the counts to weight them.

@@ -13,7 +13,7 @@ from ..config import Config
 from ..errors import PlmlabError
 from ..registry import import_present
 
-FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm", "mistral", "distilbert", "xlm", "bart")
+FAMILY_MODULES = ("gpt", "llama", "bert", "t5", "glm", "mistral", "distilbert", "xlm", "bart", "ernie")
 
 
 PRESETS: dict[str, dict] = {

@@ -1,0 +1,75 @@
+"""ERNIE 1.0's knowledge masking (Sun et al. 2019, section 3.2): phrases or entities as units.
+
+ERNIE trains in stages: basic-level masking (BERT's, on words), then phrase-level, then
+entity-level. At the phrase (entity) level, "all the basic units in the same phrase" are
+masked and predicted together. Here `--masking phrase|entity` makes every phrase (entity) of
+an example one selection unit and every other word a unit of its own (the basic level
+underneath), then selects units until 15 % of the tokens are chosen; one draw per unit decides
+80 % [MASK] over the whole unit, 10 % random tokens, 10 % kept (`UnitMasker`).
+
+Phrases and entities come from `--lexicon FILE` (one a line) or the built-in rules of
+`data/chunker.py`; either works on the words of the token ids (pieces joined as whole words,
+see `Masker.word_units`), so the same units are found in training and in `plmlab objective`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.chunker import Lexicon, core, entity_spans, phrase_spans, sentence_starts
+from ..errors import PlmlabError
+from .mlm import UnitMasker
+
+
+class KnowledgeMasker(UnitMasker):
+    """Word units merged into phrase / entity units (`options.masking` says which)."""
+
+    def __init__(self, tokenizer, options) -> None:
+        super().__init__(tokenizer, options)
+        self.tokenizer, self.level = tokenizer, options.masking
+        self.lexicon = None
+        if options.lexicon:
+            entries = [self._words_of(line) for line in Lexicon.read_lines(options.lexicon)]
+            self.lexicon = Lexicon(entries, options.lexicon)
+        elif self.level == "entity" and tokenizer.decode(tokenizer.encode("Zq Xv", add_special_tokens=False)) != "Zq Xv":
+            raise PlmlabError("entity masking's built-in chunker finds capitalised names, but this tokenizer "
+                              "lower-cases its input: give --lexicon FILE (one entity per line)")
+
+    def _words_of(self, text: str) -> tuple[str, ...]:
+        """The lower-cased words of a text as the tokenizer splits it (a lexicon entry)."""
+        ids = np.asarray(self.tokenizer.encode(" " + text, add_special_tokens=False), dtype=np.int64)
+        cand = np.flatnonzero(self.candidates(ids))
+        return tuple(core(w).lower() for w in self._texts(ids, *self.word_units(ids, cand)))
+
+    def _texts(self, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[str]:
+        return [self.tokenizer.decode(ids[s:e].tolist()).strip() for s, e in zip(starts, ends)]
+
+    def knowledge_spans(self, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, int]]:
+        """Phrase / entity spans over the word units [starts, ends), as word-index ranges."""
+        words = self._texts(ids, starts, ends)
+        if self.lexicon is not None:
+            return self.lexicon.spans(words)
+        if self.level == "phrase":
+            return phrase_spans(words)
+        special = ~self.candidates(ids)
+        after_special = [s == 0 or bool(special[s - 1]) for s in starts]
+        return entity_spans(words, sentence_starts(words, after_special))
+
+    def units(self, ids: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        starts, ends = self.word_units(ids, cand)  # the basic level: words
+        keep = np.ones(len(starts), dtype=bool)
+        merged_ends = ends.copy()
+        for i, j in self.knowledge_spans(ids, starts, ends):
+            if np.all(starts[i + 1 : j] == ends[i : j - 1]):  # adjacent words only (no special between)
+                merged_ends[i] = ends[j - 1]
+                keep[i + 1 : j] = False
+        return starts[keep], merged_ends[keep]
+
+    def view(self, ids: np.ndarray) -> dict:
+        """The phrases / entities found in the text: [start, end) token ranges and their text."""
+        ids = np.asarray(ids, dtype=np.int64)
+        cand = np.flatnonzero(self.candidates(ids))
+        starts, ends = self.word_units(ids, cand)
+        spans = [(int(starts[i]), int(ends[j - 1])) for i, j in self.knowledge_spans(ids, starts, ends)]
+        return {"masking": self.level, "knowledge_source": "lexicon" if self.lexicon else "built-in chunker",
+                "knowledge_units": [[s, e, self.tokenizer.decode(ids[s:e].tolist()).strip()] for s, e in spans]}
