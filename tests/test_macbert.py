@@ -253,3 +253,22 @@ def test_a_model_table_larger_than_the_vocabulary_gives_real_tokens(tok):
     for _ in range(20):
         out = m.corrupt(sequence(tok, rng, 40), rng)
         assert (unit_decisions(out) == 0).all() and out["input_ids"].max() < tok.vocab_size
+
+
+def test_pretraining_attaches_the_model_being_trained(tmp_path):
+    # without --similar-words, the similar words come from the embeddings of the very model the
+    # trainer updates (not a copy), attached before the fixed validation batches are drawn
+    from plmlab.train.options import PretrainOptions
+    from plmlab.train.parallel import Dist
+    from plmlab.train.pretrain_setup import prepare
+    from plmlab.train.rundir import RunDir
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(f'{{"text": "The quick brown fox {i} jumps over the lazy dog. It runs far away."}}\n'
+                              for i in range(40)))
+    options = PretrainOptions(out=str(tmp_path / "run"), preset="bert-tiny", objective="mlm", corpus=[str(corpus)],
+                              objective_options={"masking": "macbert"}, max_steps=2, batch_size=2, seq_len=32,
+                              vocab_size=300, device="cpu", progress="none")
+    setup = prepare(options, RunDir(tmp_path / "run"), Dist())
+    neighbours = setup.objective.masker.neighbours
+    assert neighbours.weight is setup.model.embed.tokens.weight

@@ -87,6 +87,10 @@ class Objective:
         """The checked options (one-line errors for unknown keys, wrong kinds, out of range)."""
         return cls.Options.parse(options, cls.name, cls.option_defaults)
 
+    def attach_model(self, model) -> None:
+        """Objectives that read the model being trained keep it here (MacBERT's similar words come
+        from its input embeddings); the default reads nothing."""
+
     @classmethod
     def check_fits(cls, config) -> None:
         """Refuse, in one line naming what fits, a model this objective cannot train."""

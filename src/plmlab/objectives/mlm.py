@@ -315,7 +315,7 @@ class MaskedLM(Objective):
     name = "mlm"
     tokenizer_style = "roberta"
     Options = MlmOptions
-    fits = Fits(arch="encoder", head="mlm")
+    fits = Fits(arch="encoder", head=("mlm", "lm"))  # "lm": XLM's tied pred_layer on an encoder
     demo = "fill-mask"
     relation = "nsp"  # what the pair formats predict: "nsp" or "sop"
     default_format = "full-sentences"

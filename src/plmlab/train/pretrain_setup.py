@@ -24,6 +24,7 @@ from ..config import Config
 from ..data import build_token_data, builtin_documents, corpus_fingerprint, read_corpus
 from ..errors import PlmlabError, warn
 from ..modeling import build_model
+from ..objectives import get_objective
 from .objective_setup import build_objective, check_objective_fits, check_objective_options
 from .options import DEFAULTS, MAX_DEFAULT_SEQ_LEN, PretrainOptions, check_option_types
 from .parallel import Dist, grad_accum_for, rescale_for_world
@@ -75,21 +76,32 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
                                 pad_token_id=tokenizer.pad_id)
         o = _with_geometry(o, options, config, device, dist.world)
     train_data, val_data = build_token_data(documents, tokenizer)
-    objective = build_objective(o.objective, tokenizer, o.seq_len, o.objective_options)
+    objective = build_objective(o.objective, tokenizer, o.seq_len, _with_model_languages(o, config))
     if objective.needs_eos and tokenizer.eos_id is None:
         raise PlmlabError(f"the tokenizer has no end-of-text token, which objective {o.objective} puts "
                           "between documents")
     if objective.num_examples(train_data) == 0:
         raise PlmlabError(f"the training split has {train_data.n_tokens} tokens: too few for one "
                           f"sequence of {o.seq_len} (add text or lower --seq-len)")
-    task = PretrainTask(objective, train_data, val_data, o, dist.world)
+    if config.n_languages and not config.languages and getattr(objective, "languages", None):
+        config = config.replace(languages=list(objective.languages))  # checkpoints carry XLM's lang2id
     model = build_model(config, device=device)
     if found:
         from .. import load_pretrained
 
         model.load_state_dict(load_pretrained(found[1]).state_dict())
+    objective.attach_model(model)  # before the task draws its fixed validation batches
+    task = PretrainTask(objective, train_data, val_data, o, dist.world)
     return PretrainSetup(o, device, tokenizer, config, fingerprint, train_data, val_data, objective, task, model,
                          found, info, old_entries)
+
+
+def _with_model_languages(o: PretrainOptions, config) -> dict:
+    """The objective's options, with a loaded XLM's language table (its lang2id) unless given."""
+    options = dict(o.objective_options)
+    if config.languages and "languages" in get_objective(o.objective).Options.names() and "languages" not in options:
+        options["languages"] = list(config.languages)
+    return options
 
 
 def _resolve(options: PretrainOptions, info: dict | None, found, dist: Dist) -> PretrainOptions:
