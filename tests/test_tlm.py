@@ -152,6 +152,12 @@ def test_objective_view_json(corpus, tmp_path, capsys):
                                                                                     add_special_tokens=False)
     assert main(["objective", "tlm", "--text", "the cat.", "--tokenizer", str(tmp_path), "--json"]) == 2
     assert "--text-b" in capsys.readouterr().err
+    # --pairs: the file's first pair, exactly the library's view of it
+    assert main(["objective", "tlm", "--pairs", str(path), "--tokenizer", str(tmp_path), "--seq-len", "64",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == pairs_view(str(path), tok, seed=0, seq_len=64)
+    assert main(["objective", "mlm", "--pairs", str(path), "--tokenizer", str(tmp_path)]) == 2
+    assert "--pairs is for the tlm objective" in capsys.readouterr().err
 
 
 def test_pretrain_xlm_tiny_tlm_and_bad_input(tmp_path, capsys):

@@ -26,6 +26,8 @@ def register(sub) -> None:
                                                        '{"messages": [...]} or {"prompt", "response"})')
     p.add_argument("--train-on-prompt", action="store_true", help="sft: the loss on every token")
     p.add_argument("--text-b", help="segment B, for pair objectives (NSP, SOP)")
+    p.add_argument("--pairs", metavar="FILE", help='tlm: show the first pair of a JSONL pair file '
+                   '({"src", "tgt", "src_lang", "tgt_lang"} per line)')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tokenizer", help="tokenizer directory (default: the family's, trained on the built-in corpus)")
     p.add_argument("--seq-len", type=int, default=512, help="maximum sequence length")
@@ -42,7 +44,7 @@ def parse_options(items: list[str]) -> dict:
 def run(args) -> int:
     if args.name == SFT:
         return _sft_view(args)
-    if args.text is None:
+    if args.text is None and not args.pairs:
         raise PlmlabError("the following argument is required: --text")
     cls = get_objective(args.name)
     from ..tokenizers import builtin_tokenizer, load_tokenizer
@@ -50,7 +52,14 @@ def run(args) -> int:
     options = parse_options(args.set)
     cls.parse_options(options)  # a bad option is refused before a tokenizer is loaded or trained
     tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else builtin_tokenizer(cls.tokenizer_style)
-    out = objective_view(args.name, args.text, args.text_b, tokenizer, args.seed, args.seq_len, **options)
+    if args.pairs:
+        if args.name != "tlm":
+            raise PlmlabError(f"--pairs is for the tlm objective, not {args.name}")
+        from ..objectives.tlm import pairs_view
+
+        out = pairs_view(args.pairs, tokenizer, args.seed, args.seq_len, **options)
+    else:
+        out = objective_view(args.name, args.text, args.text_b, tokenizer, args.seed, args.seq_len, **options)
     if args.json:
         print(json.dumps(out))
     else:
@@ -100,7 +109,7 @@ def render(out: dict, tokenizer) -> str:
     labels = out.get("labels")
     if labels is not None and len(labels) == n:
         cols["label"] = [("" if t == IGNORE else tokenizer.id_to_token(t)) for t in labels]
-    for key in ("token_type_ids", "attention_mask", "position_ids"):
+    for key in ("token_type_ids", "attention_mask", "position_ids", "language_ids"):
         value = out.get(key)
         if value is None:
             continue
