@@ -195,3 +195,28 @@ def test_cli_refuses_an_unknown_optimizer(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "plmlab: error: --optimizer muon needs whole weight matrices, which --strategy fsdp shards; "
         "use --strategy ddp or --optimizer adamw"]
+
+
+def test_ddp_two_ranks_with_muon_follow_one_process(tmp_path, monkeypatch):
+    """Muon under DDP: every rank orthogonalises the same all-reduced gradients. Its Newton-Schulz
+    runs in bf16 (torch.optim.Muon), which turns the all-reduce's summation-order differences
+    (~1e-7) into weight differences of ~1e-3 within a few steps, so the weights are compared
+    loosely; the losses still agree to 1e-5 relative."""
+    from test_train_scale import COMMON, torchrun
+
+    monkeypatch.setenv("PLMLAB_CACHE", str(tmp_path / "cache"))
+    corpus = write_corpus(tmp_path / "corpus.jsonl")
+    muon = {**COMMON, "optimizer": "muon"}
+    threads = torch.get_num_threads()
+    pretrain(PretrainOptions(out=str(tmp_path / "one"), corpus=[str(corpus)], batch_size=4, **muon))
+    torch.set_num_threads(threads)
+    done = torchrun(tmp_path / "two", corpus, 2, batch_size=2, optimizer="muon")
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = read_metrics(tmp_path / "one/metrics.jsonl"), read_metrics(tmp_path / "two/metrics.jsonl")
+    assert [r["step"] for r in one] == [r["step"] for r in two] == list(range(1, 7))
+    assert [r["loss"] for r in one] == pytest.approx([r["loss"] for r in two], rel=1e-5)
+    a, b = load_file(tmp_path / "one/final/model.safetensors"), load_file(tmp_path / "two/final/model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=2e-2, msg=k)
+    info = json.loads((tmp_path / "two/checkpoints/step-00000006/trainer/state.json").read_text())
+    assert info["options"]["optimizer"] == "muon" and set(info["optimizer"]) == {"muon", "adamw"}
