@@ -63,9 +63,9 @@ def register(sub) -> None:
         ("grad-accum", int, "micro-batches per step"),
         ("seq-len", int, "tokens per sequence (default: max_positions, at most "
                          f"{MAX_DEFAULT_SEQ_LEN['cpu']} on CPU, {MAX_DEFAULT_SEQ_LEN['cuda']} on GPU)"),
-        ("lr", float, "peak learning rate"), ("min-lr", float, "final learning rate (default: lr / 10)"),
+        ("lr", float, "peak learning rate (AdamW's; Muon's is --muon-lr)"), ("min-lr", float, "final learning rate (default: lr / 10)"),
         ("warmup", int, "warmup steps (default: max_steps / 10, at most 100)"),
-        ("weight-decay", float, "AdamW weight decay on matrices"), ("beta1", float, "AdamW beta1"),
+        ("weight-decay", float, "decoupled weight decay on matrices (AdamW and Muon)"), ("beta1", float, "AdamW beta1"),
         ("beta2", float, "AdamW beta2"), ("clip", float, "max gradient norm, 0 for none"), ("seed", int, "random seed"),
         ("save-every", int, "steps between checkpoints"), ("keep-last", int, "checkpoints kept, 0 for all"),
         ("eval-every", int, "steps between evaluations"), ("eval-batches", int, "validation batches"),
