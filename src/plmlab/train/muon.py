@@ -22,8 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import PlmlabError
 from ..nn.block import Block
-from .optim import decay_groups
+from .optim import adamw, decay_groups
 
 MUON_MOMENTUM = 0.95  # Keller Jordan's Muon and modded-nanogpt
 
@@ -55,13 +56,14 @@ class MuonAdamW:
                  betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8) -> None:
         muon, rest = split_params(model)
         if not muon:
-            raise ValueError("the model has no hidden matrices for Muon")
+            raise PlmlabError("--optimizer muon: the model has no weight matrices inside its blocks; "
+                              "use --optimizer adamw")
         # Decoupled weight decay on the matrices as AdamW has it (lr x wd per step).
         self.muon = torch.optim.Muon([{"params": muon, "lr_scale": muon_lr / lr}], lr=muon_lr,
                                      weight_decay=weight_decay, momentum=MUON_MOMENTUM, nesterov=True,
                                      adjust_lr_fn="original")
         groups = [g for g in decay_groups(rest, weight_decay) if g["params"]]
-        self.adamw = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=True)
+        self.adamw = adamw(groups, lr, betas, eps)
         self.optimizers = (self.muon, self.adamw)
 
     @property
@@ -69,11 +71,7 @@ class MuonAdamW:
         # The groups themselves (not copies): set_lr and GradScaler.unscale_ write to them.
         return [g for opt in self.optimizers for g in opt.param_groups]
 
-    @property
-    def state(self):
-        return {**self.muon.state, **self.adamw.state}
-
-    def step(self, closure=None):
+    def step(self) -> None:
         for opt in self.optimizers:
             opt.step()
 

@@ -26,7 +26,7 @@ import math
 import torch
 from torch import nn
 
-from .options import DECAY_SHAPES, SCHEDULES  # noqa: F401 (the names the schedules answer to)
+from .options import SCHEDULES  # the names schedule() answers to (options.py checks them without torch)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -46,10 +46,13 @@ def decay_groups(params, weight_decay: float) -> list[dict]:
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float,
                    betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8) -> torch.optim.AdamW:
     """AdamW over `param_groups`: fused on CUDA, foreach (multi-tensor) otherwise."""
-    device = next(model.parameters()).device.type
-    fused = device == "cuda" and _has_fused()
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps,
-                             fused=fused or None, foreach=None if fused else True)
+    return adamw(param_groups(model, weight_decay), lr, betas, eps)
+
+
+def adamw(groups: list[dict], lr: float, betas: tuple[float, float], eps: float) -> torch.optim.AdamW:
+    """AdamW over parameter groups: fused on CUDA, foreach (multi-tensor) otherwise."""
+    fused = groups[0]["params"][0].device.type == "cuda" and _has_fused()
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None, foreach=None if fused else True)
 
 
 def _has_fused() -> bool:
