@@ -2,6 +2,7 @@
 before the trainer was rebuilt (issue 9). Any change to the training path that alters the
 arithmetic of a step (batch order, masking draws, loss weighting, optimizer, schedule) shows
 here as a difference in the recorded floats; they must stay bit-identical on CPU fp32.
+The runs name the recipe they were recorded with (AdamW, cosine), which is no longer the default.
 
 Regenerate (only for a deliberate change of numerics, said in the commit):
     PLMLAB_WRITE_GOLDEN=1 python -m pytest tests/test_golden_losses.py
@@ -43,7 +44,7 @@ def test_first_20_losses_are_bit_identical(tmp_path, corpus, name):
     out = tmp_path / name
     pretrain(PretrainOptions(out=str(out), corpus=[str(corpus)], max_steps=20, batch_size=4, seq_len=32,
                              eval_every=0, save_every=0, sample_tokens=0, seed=3, threads=1, progress="none",
-                             vocab_size=512, **RUNS[name]))
+                             vocab_size=512, optimizer="adamw", schedule="cosine", **RUNS[name]))
     losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
     assert len(losses) == 20
     if os.environ.get("PLMLAB_WRITE_GOLDEN"):

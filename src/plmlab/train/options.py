@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     "lr": 2e-3, "min_lr": None,  # None: lr / 10
     "warmup": None,  # None: min(100, max_steps // 10)
     "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "clip": 1.0, "seed": 0,
+    # optimizer and schedule (train/optim.py, muon.py). Muon: measured on gpt-mini (bench/speedrun.py,
+    # README "Optimizers and schedules"), it reaches a given loss in far fewer steps than AdamW.
+    "optimizer": "muon", "muon_lr": 0.02, "schedule": "cosine", "decay_fraction": 0.2, "decay_shape": "linear",
     "save_every": 200, "eval_every": 100, "eval_batches": 20, "keep_last": 2,
     "max_bad_steps": 5, "precision": "auto", "device": "auto", "threads": None,
     "progress": "auto", "sample_tokens": 48, "prompt": "The function returns", "tensorboard": False,
@@ -39,6 +42,13 @@ DEFAULTS: dict[str, Any] = {
     "strategy": "ddp", "compile": False, "activation_checkpointing": False, "global_batch_tokens": None,
     "oom_backoff": False, "peak_flops": None,
 }
+# A run saved before an option existed ran with these values (not today's defaults) and
+# resumes with them.
+LEGACY: dict[str, Any] = {"optimizer": "adamw", "muon_lr": 0.02, "schedule": "cosine", "decay_fraction": 0.2,
+                          "decay_shape": "linear"}
+OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd", "linear", "constant")  # train/optim.py's schedule(); constant: after the warmup
+DECAY_SHAPES = ("linear", "1-sqrt")
 # A CPU spends its few FLOPs better on more, shorter sequences; a GPU takes the usual context.
 MAX_DEFAULT_SEQ_LEN = {"cpu": 128, "cuda": 1024}
 # May differ from the run's values on resume; everything else defines the run. (The corpus
@@ -72,6 +82,11 @@ class PretrainOptions:
     beta1: float | None = None
     beta2: float | None = None
     clip: float | None = None  # max gradient norm; 0: no clipping
+    optimizer: str | None = None  # adamw | muon (Muon for the blocks' matrices, AdamW at --lr for the rest)
+    muon_lr: float | None = None  # Muon's peak learning rate (the schedule scales it like --lr)
+    schedule: str | None = None  # cosine | wsd (warmup-stable-decay) | linear | constant (after the warmup)
+    decay_fraction: float | None = None  # wsd: the last fraction of the steps that decays to min_lr
+    decay_shape: str | None = None  # wsd: linear | 1-sqrt
     seed: int | None = None
     save_every: int | None = None  # steps between checkpoints (one is always written at the end)
     eval_every: int | None = None
@@ -101,7 +116,7 @@ class PretrainOptions:
 
     def resolved(self, stored: dict[str, Any] | None = None) -> "PretrainOptions":
         """Every field filled: from the stored run (resume) or DEFAULTS, then checked."""
-        base = dict(DEFAULTS if stored is None else {**DEFAULTS, **stored})
+        base = dict(DEFAULTS if stored is None else {**DEFAULTS, **LEGACY, **stored})
         given = self.given()
         if stored is not None:
             _check_resume_agrees(given, stored)
@@ -116,6 +131,7 @@ class PretrainOptions:
             values["warmup"] = min(100, values["max_steps"] // 10)
         options = PretrainOptions(**values)
         options.check()
+        _check_given_fits(given, options)
         return options
 
     def check(self) -> None:
@@ -127,7 +143,7 @@ class PretrainOptions:
         for name in ("save_every", "eval_every", "keep_last", "warmup", "sample_tokens"):
             if getattr(self, name) < 0:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
-        for name in ("lr", "min_lr", "weight_decay", "clip"):
+        for name in ("lr", "min_lr", "weight_decay", "clip", "muon_lr"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
@@ -135,10 +151,12 @@ class PretrainOptions:
             raise PlmlabError(f"--lr must be positive, got {self.lr}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise PlmlabError("AdamW betas must be in [0, 1)")
+        self._check_optimizer()
         if self.seq_len is not None and self.seq_len < 2:
             raise PlmlabError(f"--seq-len must be at least 2, got {self.seq_len}")
         for name, choices in (("encoding_errors", ("strict", "replace")), ("precision", ("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed")),
-                              ("strategy", ("ddp", "fsdp")),
+                              ("strategy", ("ddp", "fsdp")), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("decay_shape", DECAY_SHAPES),
                               ("progress", ("auto", "bar", "plain", "none"))):
             if getattr(self, name) not in choices:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, "
@@ -151,6 +169,16 @@ class PretrainOptions:
             raise PlmlabError(f"--threads must be positive, got {self.threads}")
         check_seed(self.seed)
         check_device(self.device)
+
+    def _check_optimizer(self) -> None:
+        if self.muon_lr <= 0:
+            raise PlmlabError(f"--muon-lr must be positive, got {self.muon_lr}")
+        if not 0 < self.decay_fraction <= 1:
+            raise PlmlabError(f"--decay-fraction must be in (0, 1], got {self.decay_fraction}")
+        if self.optimizer == "muon" and self.strategy == "fsdp":
+            # Newton-Schulz orthogonalises a whole matrix; FSDP2 leaves each rank a shard of it.
+            raise PlmlabError("--optimizer muon needs whole weight matrices, which --strategy fsdp shards; "
+                              "use --strategy ddp or --optimizer adamw")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k in DEFAULTS}
@@ -188,3 +216,12 @@ def _check_resume_agrees(given: dict[str, Any], stored: dict[str, Any]) -> None:
         shown = ", ".join(f"--{k.replace('_', '-')} {given[k]} (the run has {stored.get(k)})" for k in differ)
         raise PlmlabError(f"a resumed run keeps its settings, but {shown}; "
                           "start a new run (another --out) to change them")
+
+
+def _check_given_fits(given: dict[str, Any], o: PretrainOptions) -> None:
+    """An option that the run's optimizer or schedule would ignore is a mistake: say so."""
+    if "muon_lr" in given and o.optimizer != "muon":
+        raise PlmlabError(f"--muon-lr is for --optimizer muon, and this run uses {o.optimizer}")
+    for name in ("decay_fraction", "decay_shape"):
+        if name in given and o.schedule != "wsd":
+            raise PlmlabError(f"--{name.replace('_', '-')} is for --schedule wsd, and this run uses {o.schedule}")

@@ -28,7 +28,7 @@ from .finish import ensure_final_eval, finish
 from .flops import MFU, default_peak_flops, model_flops_per_token
 from .loop import LoopOptions, Trainer, TrainState
 from .metrics import METRICS, MetricsLog, NoLog, Progress
-from .optim import make_optimizer, schedule
+from .optim import pretrain_optimizer, pretrain_schedule
 from .options import PretrainOptions
 from .parallel import Dist, parallelize
 from .precision import Precision
@@ -87,7 +87,7 @@ def _train(setup: PretrainSetup, rundir: RunDir, dist: Dist) -> PretrainResult:
     precision = Precision(o.precision, device, warn=warn if dist.is_main else None)
     mp_dtype = precision.dtype if o.strategy == "fsdp" else None
     parallel = parallelize(setup.model, o, dist, device, mp_dtype)  # collectives: every rank, after set-up
-    optimizer = make_optimizer(setup.model, o.lr, o.weight_decay, (o.beta1, o.beta2))  # after sharding
+    optimizer = pretrain_optimizer(setup.model, o)  # after sharding
     state = TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum)
     if setup.found:
         state = _restore_training(setup, parallel, optimizer, precision)
@@ -107,7 +107,7 @@ def _train(setup: PretrainSetup, rundir: RunDir, dist: Dist) -> PretrainResult:
               o.peak_flops or default_peak_flops(device, precision.dtype is not None), dist.world)
     loop = LoopOptions(o.max_steps, o.clip, o.eval_every, o.save_every, o.max_bad_steps, bool(o.oom_backoff))
     trainer = Trainer(setup.task, parallel, optimizer, precision,
-                      schedule("cosine", o.lr, o.warmup, o.max_steps, o.min_lr), loop, state,
+                      pretrain_schedule(o), loop, state,
                       save=save, log=log, progress=progress, device=device, dist=dist, mfu=mfu)
     faults.install(trainer, save)  # tests only: PLMLAB_TEST_FAULT
     signum = trainer.fit()
