@@ -24,7 +24,7 @@ from plmlab.train.flops import flops_per_token
 from plmlab.train.parallel import grad_accum_for, rescale_for_world
 from plmlab.train.precision import Precision
 
-COMMON = dict(preset="gpt-tiny", seq_len=32, grad_accum=2, max_steps=6, lr=3e-3, warmup=2, seed=3,
+COMMON = dict(preset="gpt-tiny", optimizer="adamw", seq_len=32, grad_accum=2, max_steps=6, lr=3e-3, warmup=2, seed=3,
               eval_every=3, save_every=3, eval_batches=2, progress="none", sample_tokens=0, threads=1)
 
 
