@@ -249,4 +249,4 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
     prefs = Preferences(o.extra["beta"], pad_id)
     eval_batches = collate_all(prefs, evaluation, tokenizer, o.batch_size) if evaluation else []
     task = DpoTask(prefs, train, eval_batches, tokenizer, o.batch_size, o.seed)
-    return run._Setup(prefs, task, model, tokenizer, device, steps_per_epoch(len(train), o.batch_size, dist.world))
+    return run._Setup(prefs, task, model, tokenizer, device, steps_per_epoch(len(train), o.batch_size, dist.world, o.grad_accum))

@@ -1,6 +1,7 @@
 """What a fine-tuning run is: `FinetuneOptions`, mirroring `plmlab finetune`'s flags.
 
-Epoch-based options map to the Trainer's steps: `epochs` x ceil(examples / batch_size) steps,
+Epoch-based options map to the Trainer's steps: `epochs` x ceil(examples / batch_size) / (grad_accum
+x world) steps (a step is `grad_accum` micro-batches of `batch_size` examples on each rank),
 `warmup` is a fraction of them, the learning rate decays linearly to 0 (BERT, appendix A.3),
 the evaluation set is scored at the end of every epoch, and a checkpoint is written every
 `save_every` steps (default: every epoch). The record is frozen and checked on creation, so
@@ -31,7 +32,8 @@ class FinetuneOptions:
     eval: str | None = None  # evaluation data, scored after every epoch
     tokenizer: str | None = None  # default: the model directory's
     epochs: int = 3
-    batch_size: int = 16
+    batch_size: int = 16  # examples per micro-batch per rank
+    grad_accum: int = 1  # micro-batches per optimizer step: a step sees batch_size x grad_accum x world examples
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup: float = 0.1  # fraction of the steps
@@ -52,7 +54,7 @@ class FinetuneOptions:
     extra: dict = field(default_factory=dict)  # task-specific options
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "grad_accum"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")

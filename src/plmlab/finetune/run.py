@@ -112,7 +112,7 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     eval_batches = collate_all(task, [task.encode(r, tokenizer, config) for r in evaluation], tokenizer,
                                o.batch_size) if evaluation else []
     trainer_task = FinetuneTask(task, examples, eval_batches, tokenizer, o.batch_size, o.seed)
-    return _Setup(task, trainer_task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world),
+    return _Setup(task, trainer_task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world, o.grad_accum),
                   train_also)
 
 
@@ -141,7 +141,7 @@ def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found,
     precision = Precision(o.precision, setup.device, warn=warn if dist.is_main else None)
     parallel = parallelize(setup.model, o, dist, setup.device)
     optimizer = make_optimizer(setup.model, o.lr, o.weight_decay, (0.9, 0.999))  # BERT's betas (A.2)
-    state = TrainState(batch_size=o.batch_size, grad_accum=1)
+    state = TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum)
     if found:
         state = _restore(o, found, setup.model, parallel, optimizer, precision)
     steps = o.epochs * setup.steps_per_epoch

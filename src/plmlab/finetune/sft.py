@@ -40,6 +40,8 @@ from .trainer_task import FinetuneTask, steps_per_epoch
 BUILTIN = "builtin"  # --data default: the built-in instruction set
 MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "labels")
 TWO_D = ("learned-2d", "rotary-2d")
+# SFT's defaults where they differ from classification fine-tuning's (`plmlab sft`'s flags use them too)
+DEFAULTS = dict(lr=1e-4, weight_decay=0.0, warmup=0.05)
 
 
 class SftTask(FinetuneTask):
@@ -118,7 +120,8 @@ def sft_options(model: str, out: str, data: str | None = None, eval: str | None 
                 seq_len: int | None = None, train_on_prompt: bool = False, chat_template: str | None = None,
                 **fields) -> FinetuneOptions:
     """FinetuneOptions of an SFT run (the Python API of `plmlab sft`)."""
-    fields.setdefault("lr", 1e-4)
+    for name, value in DEFAULTS.items():
+        fields.setdefault(name, value)
     extra = {"train_on_prompt": bool(train_on_prompt), "chat_template": chat_template}
     return FinetuneOptions(model=model, task="sft", train=data or BUILTIN, out=out, eval=eval,
                            max_length=seq_len, extra=extra, **fields)
@@ -146,7 +149,7 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     encode = _encoder(tokenizer, seq_len, seq2seq, o)
     examples, eval_examples = encode(train), encode(evaluation)
     task = SftTask(examples, eval_examples, tokenizer, o.batch_size, o.seed, seq_len, seq2seq)
-    return _Setup(task, task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world),
+    return _Setup(task, task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world, o.grad_accum),
                   train_also)
 
 
