@@ -139,6 +139,7 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     tokenizer = chat_tokenizer(tokenizer, o.extra.get("chat_template"))
     model = grown_model(base, tokenizer.vocab_size, o.seed)
     model.config = stop_at_end_of_turn(model.config, tokenizer)
+    torch.manual_seed(o.seed)  # the adapters' initialisation and dropout's stream: the same in every process
     train_also = new_parameters(model, base) if o.lora is not None else ()
     if o.lora is not None:  # the adapters (and embedding rows of new template tokens) train; the rest is frozen
         apply_lora(model, o.lora, train_also=train_also)
