@@ -29,6 +29,7 @@ from plmlab.train.loop import LoopOptions, Trainer, TrainState
 from plmlab.train.metrics import Progress
 from plmlab.train.parallel import Parallelized
 from plmlab.train.precision import Precision
+from test_sft import _InOrder  # examples in file order: every split sees the same eight
 
 TEXTS = ["what does split do? it splits a string on a separator.", "which module has dumps? json.",
          "the model learns from text and answers questions about it."] * 30
@@ -101,18 +102,6 @@ def assert_same_run(ours: Path, theirs: Path, rel: float = 1e-5, atol: float = 5
 
 
 # ---------------------------------------------------------------------------- one step, exactly
-class _InOrder:
-    """Examples 0, 1, 2 ... in file order (every split sees the same eight)."""
-
-    def __init__(self, n):
-        self.n, self.epoch, self.position = n, 0, 0
-
-    def take(self, count):
-        picks = [(0, (self.position + i) % self.n) for i in range(count)]
-        self.position += count
-        return picks
-
-
 def one_step(root: Path, batch_size: int, grad_accum: int) -> tuple[float, torch.Tensor]:
     """(the step's loss, its gradient: the SGD lr-1 update) of one step over 8 conversations."""
     tok = chat_tokenizer(load_tokenizer(root / "model"))

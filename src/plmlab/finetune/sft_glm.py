@@ -26,7 +26,7 @@ from ..errors import PlmlabError
 from ..infill import blank_inputs
 from ..masks import IGNORE_INDEX
 from ..objectives.glm_layout import GlmTokens
-from ..tokenizers.chat import encode_chat, render_chat
+from ..tokenizers.chat import encode_chat
 
 
 def glm_prompt(tokenizer, messages: list[dict]) -> tuple[list[int], int]:
