@@ -20,7 +20,8 @@ from ..train.lora import LoraOptions
 from ..train.options import check_device, check_seed
 
 # May differ from the run's values on --resume; everything else defines the run.
-CHANGEABLE = frozenset({"out", "device", "progress", "save_every", "keep_last", "threads"})
+# (checkpoints hold the full state, so a run resumes under either strategy)
+CHANGEABLE = frozenset({"out", "device", "progress", "save_every", "keep_last", "threads", "strategy"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class FinetuneOptions:
     seed: int = 0
     device: str | None = None  # auto | cpu | cuda | cuda:N (None: auto)
     precision: str = "auto"  # auto | fp32 | bf16-mixed | fp16-mixed (train/precision.py)
+    strategy: str = "ddp"  # under torchrun: ddp | fsdp (FSDP2 fully_shard; train/parallel.py)
     progress: str = "auto"  # auto | bar | plain | none
     save_every: int | None = None  # steps between checkpoints (None: every epoch; 0: only at the end)
     keep_last: int = 1  # checkpoints kept; 0: all
@@ -73,7 +75,7 @@ class FinetuneOptions:
         if self.keep_last < 0:
             raise PlmlabError(f"--keep-last must be 0 or more, got {self.keep_last}")
         for name, choices in (("precision", ("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed")),
-                              ("progress", ("auto", "bar", "plain", "none"))):
+                              ("progress", ("auto", "bar", "plain", "none")), ("strategy", ("ddp", "fsdp"))):
             if getattr(self, name) not in choices:
                 raise PlmlabError(f"--{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         if self.lora is not None and not isinstance(self.lora, LoraOptions):
