@@ -48,6 +48,10 @@ def add_run_arguments(p) -> None:
     p.add_argument("--device", type=device, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed"),
                    help="default auto: bf16-mixed on CUDA, fp32 on CPU")
+    p.add_argument("--grad-accum", type=positive_int, default=1,
+                   help="micro-batches per optimizer step (a step: batch-size x grad-accum x ranks examples)")
+    p.add_argument("--strategy", default="ddp", choices=("ddp", "fsdp"),
+                   help="under torchrun: ddp (default) or fsdp (FSDP2 fully_shard)")
     p.add_argument("--clip", type=non_negative_float, default=1.0, help="max gradient norm, 0 for none")
     p.add_argument("--save-every", type=non_negative_int, help="steps between checkpoints (default: every epoch)")
     p.add_argument("--keep-last", type=non_negative_int, default=1, help="checkpoints kept, 0 for all")

@@ -8,6 +8,8 @@ from .finetune import add_run_arguments, run_training
 
 
 def register(sub) -> None:
+    from ..finetune.sft import DEFAULTS
+
     p = sub.add_parser("sft", help="instruction-tune a decoder or T5 on conversations (chat template, prompt-masked)")
     p.add_argument("--model", required=True, help="pretrained checkpoint or run directory (GPT, LLaMA, GLM-4, T5)")
     p.add_argument("--data", help='JSONL: {"messages": [{"role", "content"}, ...]} or {"prompt", "response"} '
@@ -23,9 +25,9 @@ def register(sub) -> None:
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
     p.add_argument("--epochs", type=positive_int, default=3)
     p.add_argument("--batch-size", type=positive_int, default=16, help="conversations per step (packed into rows)")
-    p.add_argument("--lr", type=positive_float, default=1e-4)
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
-    p.add_argument("--warmup", type=probability, default=0.05, help="warm-up fraction of the steps")
+    p.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"])
+    p.add_argument("--weight-decay", type=non_negative_float, default=DEFAULTS["weight_decay"])
+    p.add_argument("--warmup", type=probability, default=DEFAULTS["warmup"], help="warm-up fraction of the steps")
     add_run_arguments(p)
     p.set_defaults(func=run)
 

@@ -18,6 +18,9 @@ One batch of B pairs is one forward over a concatenated, right-padded batch of 2
     row B .. 2B-1    prompt_i + rejected_i + eos  pad ...
     labels           -100 ... -100 | response ids  | -100 (prompt and padding carry no loss)
 
+GLM's 2-D-position models (GLM, ChatGLM-6B) score a response as the blank after the prompt,
+`prompt [gMASK] | <sop> response <eop>`, SFT's layout (finetune/sft_glm.py), one row each.
+
 The reference log-probs are computed once, up front, under no_grad in eval mode, with the
 starting weights (before a resumed run loads its checkpoint), and cached with every example:
 no second copy of the model is held during training, and a resumed run gets the same values.
@@ -45,6 +48,8 @@ from ..train.precision import Precision
 from ..train.setup import choose_device
 from . import run
 from .options import FinetuneOptions
+from .sft_data import pack
+from .sft_glm import glm_preference
 from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
 
 # DPO's defaults where they differ from classification fine-tuning's: one epoch, a small
@@ -123,15 +128,27 @@ def encode_preference(record: dict, tokenizer, limit: int, truncate: bool) -> di
 
 def collate_pairs(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     """B pairs -> one right-padded batch of 2B rows, the chosen ones first (see the module doc);
-    `ref_logps` (2B,) in the same order when the examples carry the reference's values."""
-    rows = [{"input_ids": e[f"{key}_ids"], "labels": e[f"{key}_labels"],
-             "attention_mask": np.ones(len(e[f"{key}_ids"]), dtype=np.int64)}
-            for key in ("chosen", "rejected") for e in examples]
-    batch = pad_and_stack(rows, {"input_ids": pad_id, "labels": IGNORE_INDEX})  # (2B, T) each
+    `ref_logps` (2B,) in the same order when the examples carry the reference's values. A 2-D
+    GLM's rows carry their layout (finetune/sft_glm.py): one row each, padding seeing itself only."""
+    if "chosen_position_ids" in examples[0]:
+        rows = [{name: e[f"{key}_{name}"] for name in ("input_ids", "labels", "position_ids", "attention_mask")}
+                for key in ("chosen", "rejected") for e in examples]
+        batch = pack(rows, 0, pad_id)  # a row per response: (2B, T), (2B, 2, T), (2B, T, T)
+        del batch["token_mask"]
+    else:
+        rows = [{"input_ids": e[f"{key}_ids"], "labels": e[f"{key}_labels"],
+                 "attention_mask": np.ones(len(e[f"{key}_ids"]), dtype=np.int64)}
+                for key in ("chosen", "rejected") for e in examples]
+        batch = pad_and_stack(rows, {"input_ids": pad_id, "labels": IGNORE_INDEX})  # (2B, T) each
     if "ref_logps" in examples[0]:
         ref = np.stack([e["ref_logps"] for e in examples])  # (B, 2): chosen, rejected
         batch["ref_logps"] = torch.from_numpy(np.concatenate([ref[:, 0], ref[:, 1]]))  # (2B,)
     return batch
+
+
+def model_inputs(batch: dict) -> dict[str, torch.Tensor]:
+    """What the model reads of a batch (a 2-D GLM's rows add their position ids)."""
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
 
 
 # ---------------------------------------------------------------------------- the task
@@ -158,7 +175,7 @@ class Preferences:
         return batch["input_ids"].shape[0] // 2
 
     def forward(self, model, batch: dict):
-        output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        output = model(**model_inputs(batch))
         logps = sequence_logps(output.logits, batch["labels"])  # (2B,)
         B = logps.shape[0] // 2
         ref = batch["ref_logps"].to(logps.dtype)  # (2B,)
@@ -205,7 +222,7 @@ def reference_logps(model, examples: list[dict], pad_id: int, batch_size: int, a
         chunk = examples[start:start + batch_size]
         batch = {k: v.to(device) for k, v in collate_pairs(chunk, pad_id).items()}
         with autocast():
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(**model_inputs(batch)).logits
         logps = sequence_logps(logits, batch["labels"]).cpu().numpy()  # (2B,)
         for i, e in enumerate(chunk):
             e["ref_logps"] = np.array([logps[i], logps[len(chunk) + i]], dtype=np.float32)
@@ -214,10 +231,10 @@ def reference_logps(model, examples: list[dict], pad_id: int, batch_size: int, a
 
 # ---------------------------------------------------------------------------- the run
 def check_model(config) -> None:
-    if config.arch != "decoder" or config.head != "lm" or config.position in TWO_D_POSITIONS:
-        what = f"{config.arch} with {config.position} positions and head {config.head!r}"
-        raise PlmlabError(f"dpo needs a decoder-only model with an LM head and 1-D positions (GPT, LLaMA, "
-                          f"ChatGLM2/3, GLM-4), not a {what}")
+    if config.arch != "decoder" or config.head != "lm":
+        what = f"{config.arch} with head {config.head!r}"
+        raise PlmlabError(f"dpo needs a decoder-only model with an LM head (GPT, LLaMA, GLM, ChatGLM, GLM-4), "
+                          f"not a {what}")
 
 
 def dpo(options: FinetuneOptions, log=print) -> list[dict]:
@@ -238,8 +255,9 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
     model, tokenizer = load_model_and_tokenizer(o.model, o.tokenizer)
     check_model(model.config)
     limit = min(model.config.max_positions, o.max_length or model.config.max_positions)
-    train = [encode_preference(r, tokenizer, limit, o.truncate) for r in read_preferences(o.train)]
-    evaluation = [encode_preference(r, tokenizer, limit, o.truncate) for r in read_preferences(o.eval)] if o.eval else []
+    encode = glm_preference if model.config.position in TWO_D_POSITIONS else encode_preference
+    train = [encode(r, tokenizer, limit, o.truncate) for r in read_preferences(o.train)]
+    evaluation = [encode(r, tokenizer, limit, o.truncate) for r in read_preferences(o.eval)] if o.eval else []
     torch.manual_seed(o.seed)  # dropout's stream
     model.to(device)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
@@ -249,4 +267,4 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
     prefs = Preferences(o.extra["beta"], pad_id)
     eval_batches = collate_all(prefs, evaluation, tokenizer, o.batch_size) if evaluation else []
     task = DpoTask(prefs, train, eval_batches, tokenizer, o.batch_size, o.seed)
-    return run._Setup(prefs, task, model, tokenizer, device, steps_per_epoch(len(train), o.batch_size, dist.world))
+    return run._Setup(prefs, task, model, tokenizer, device, steps_per_epoch(len(train), o.batch_size, dist.world, o.grad_accum))

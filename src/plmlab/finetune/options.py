@@ -1,6 +1,7 @@
 """What a fine-tuning run is: `FinetuneOptions`, mirroring `plmlab finetune`'s flags.
 
-Epoch-based options map to the Trainer's steps: `epochs` x ceil(examples / batch_size) steps,
+Epoch-based options map to the Trainer's steps: `epochs` x ceil(examples / batch_size) / (grad_accum
+x world) steps (a step is `grad_accum` micro-batches of `batch_size` examples on each rank),
 `warmup` is a fraction of them, the learning rate decays linearly to 0 (BERT, appendix A.3),
 the evaluation set is scored at the end of every epoch, and a checkpoint is written every
 `save_every` steps (default: every epoch). The record is frozen and checked on creation, so
@@ -19,7 +20,8 @@ from ..train.lora import LoraOptions
 from ..train.options import check_device, check_seed
 
 # May differ from the run's values on --resume; everything else defines the run.
-CHANGEABLE = frozenset({"out", "device", "progress", "save_every", "keep_last", "threads"})
+# (checkpoints hold the full state, so a run resumes under either strategy)
+CHANGEABLE = frozenset({"out", "device", "progress", "save_every", "keep_last", "threads", "strategy"})
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ class FinetuneOptions:
     eval: str | None = None  # evaluation data, scored after every epoch
     tokenizer: str | None = None  # default: the model directory's
     epochs: int = 3
-    batch_size: int = 16
+    batch_size: int = 16  # examples per micro-batch per rank
+    grad_accum: int = 1  # micro-batches per optimizer step: a step sees batch_size x grad_accum x world examples
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup: float = 0.1  # fraction of the steps
@@ -42,6 +45,7 @@ class FinetuneOptions:
     seed: int = 0
     device: str | None = None  # auto | cpu | cuda | cuda:N (None: auto)
     precision: str = "auto"  # auto | fp32 | bf16-mixed | fp16-mixed (train/precision.py)
+    strategy: str = "ddp"  # under torchrun: ddp | fsdp (FSDP2 fully_shard; train/parallel.py)
     progress: str = "auto"  # auto | bar | plain | none
     save_every: int | None = None  # steps between checkpoints (None: every epoch; 0: only at the end)
     keep_last: int = 1  # checkpoints kept; 0: all
@@ -52,7 +56,7 @@ class FinetuneOptions:
     extra: dict = field(default_factory=dict)  # task-specific options
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "grad_accum"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -71,7 +75,7 @@ class FinetuneOptions:
         if self.keep_last < 0:
             raise PlmlabError(f"--keep-last must be 0 or more, got {self.keep_last}")
         for name, choices in (("precision", ("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed")),
-                              ("progress", ("auto", "bar", "plain", "none"))):
+                              ("progress", ("auto", "bar", "plain", "none")), ("strategy", ("ddp", "fsdp"))):
             if getattr(self, name) not in choices:
                 raise PlmlabError(f"--{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         if self.lora is not None and not isinstance(self.lora, LoraOptions):

@@ -112,7 +112,7 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     eval_batches = collate_all(task, [task.encode(r, tokenizer, config) for r in evaluation], tokenizer,
                                o.batch_size) if evaluation else []
     trainer_task = FinetuneTask(task, examples, eval_batches, tokenizer, o.batch_size, o.seed)
-    return _Setup(task, trainer_task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world),
+    return _Setup(task, trainer_task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world, o.grad_accum),
                   train_also)
 
 
@@ -139,11 +139,14 @@ def _copy_matching(source: torch.nn.Module, target: torch.nn.Module) -> None:
 
 def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found, old) -> None:
     precision = Precision(o.precision, setup.device, warn=warn if dist.is_main else None)
-    parallel = parallelize(setup.model, o, dist, setup.device)
+    if found:  # the checkpoint's weights go in before FSDP2 shards them
+        _load_weights(o, found[0][1], setup.model)
+    mp_dtype = precision.dtype if o.strategy == "fsdp" else None  # FSDP2 gathers parameters in it
+    parallel = parallelize(setup.model, o, dist, setup.device, mp_dtype)
     optimizer = make_optimizer(setup.model, o.lr, o.weight_decay, (0.9, 0.999))  # BERT's betas (A.2)
-    state = TrainState(batch_size=o.batch_size, grad_accum=1)
-    if found:
-        state = _restore(o, found, setup.model, parallel, optimizer, precision)
+    state = TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum)
+    if found:  # the optimizer (re-sharded under FSDP2), the loop's state, the RNGs
+        state = restore_training(found[0][1], found[1], parallel, optimizer, precision)
     steps = o.epochs * setup.steps_per_epoch
     warmup = max(1, int(o.warmup * steps)) if o.warmup > 0 else 0
     save = Checkpointer(rundir.checkpoints, parallel, optimizer, precision, state, setup.tokenizer,
@@ -184,15 +187,13 @@ def _rebuild(o: FinetuneOptions, setup: _Setup) -> torch.nn.Module:
     return model
 
 
-def _restore(o, found, model, parallel, optimizer, precision) -> TrainState:
+def _load_weights(o, folder, model) -> None:
     from .. import load_pretrained
 
-    (step, folder), info = found
     if o.lora is not None:
         load_lora_checkpoint(model, folder)
     else:
         model.load_state_dict(load_pretrained(folder).state_dict())
-    return restore_training(folder, info, parallel, optimizer, precision)
 
 
 def epoch_history(records: list[dict]) -> list[dict]:

@@ -8,7 +8,9 @@
       and its chat template saved with the model)
 
 Decoders (GPT, LLaMA, GLM-4-style 1-D positions) learn the assistant tokens of packed rows;
-T5 learns each assistant turn as the target of its rendered history. The loss is the mean over
+T5 learns each assistant turn as the target of its rendered history; GLM's 2-D-position models
+(GLM, ChatGLM-6B) learn each assistant turn as the blank after its history, Part A + Part B
+(finetune/sft_glm.py), packed with one block per example. The loss is the mean over
 every target token of the global batch: the task's loss is a per-token mean of its micro-batch
 and ``count_targets`` counts those tokens, which the Trainer uses to weigh micro-batches and sum
 them over DDP ranks -- so 1 x 8 and 4 x 2 micro-batch splits give the same step.
@@ -27,6 +29,7 @@ import torch
 from ..errors import PlmlabError, warn
 from ..masks import IGNORE_INDEX
 from ..modeling import build_model
+from ..objectives.glm_layout import TWO_D_POSITIONS as TWO_D, GlmTokens
 from ..train.lora import apply_lora, new_parameters
 from ..train.parallel import Dist
 from ..train.precision import Precision
@@ -34,12 +37,14 @@ from ..train.setup import choose_device
 from .options import FinetuneOptions
 from . import run
 from .run import _Setup
+from .sft_glm import glm_sft_examples
 from .sft_data import encode_causal, encode_seq2seq, pack, pad_seq2seq, read_conversations
 from .trainer_task import FinetuneTask, steps_per_epoch
 
 BUILTIN = "builtin"  # --data default: the built-in instruction set
 MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "labels")
-TWO_D = ("learned-2d", "rotary-2d")
+# SFT's defaults where they differ from classification fine-tuning's (`plmlab sft`'s flags use them too)
+DEFAULTS = dict(lr=1e-4, weight_decay=0.0, warmup=0.05)
 
 
 class SftTask(FinetuneTask):
@@ -118,7 +123,8 @@ def sft_options(model: str, out: str, data: str | None = None, eval: str | None 
                 seq_len: int | None = None, train_on_prompt: bool = False, chat_template: str | None = None,
                 **fields) -> FinetuneOptions:
     """FinetuneOptions of an SFT run (the Python API of `plmlab sft`)."""
-    fields.setdefault("lr", 1e-4)
+    for name, value in DEFAULTS.items():
+        fields.setdefault(name, value)
     extra = {"train_on_prompt": bool(train_on_prompt), "chat_template": chat_template}
     return FinetuneOptions(model=model, task="sft", train=data or BUILTIN, out=out, eval=eval,
                            max_length=seq_len, extra=extra, **fields)
@@ -136,6 +142,9 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     tokenizer = chat_tokenizer(tokenizer, o.extra.get("chat_template"))
     model = grown_model(base, tokenizer.vocab_size, o.seed)
     model.config = stop_at_end_of_turn(model.config, tokenizer)
+    if model.config.position in TWO_D:  # a GLM blank ends with <eop> (ChatGLM-6B's eos token)
+        model.config = model.config.replace(eos_token_id=GlmTokens.from_tokenizer(tokenizer).eop)
+    torch.manual_seed(o.seed)  # the adapters' initialisation and dropout's stream: the same in every process
     train_also = new_parameters(model, base) if o.lora is not None else ()
     if o.lora is not None:  # the adapters (and embedding rows of new template tokens) train; the rest is frozen
         apply_lora(model, o.lora, train_also=train_also)
@@ -143,10 +152,10 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     del base
     seq_len = min(o.max_length or model.config.max_positions, model.config.max_positions)
     train, evaluation = _records(o)
-    encode = _encoder(tokenizer, seq_len, seq2seq, o)
+    encode = _encoder(tokenizer, seq_len, seq2seq, o, model.config.position in TWO_D)
     examples, eval_examples = encode(train), encode(evaluation)
     task = SftTask(examples, eval_examples, tokenizer, o.batch_size, o.seed, seq_len, seq2seq)
-    return _Setup(task, task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world),
+    return _Setup(task, task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world, o.grad_accum),
                   train_also)
 
 
@@ -155,9 +164,6 @@ def _check_arch(config) -> bool:
     if config.head != "lm" or config.arch == "encoder":
         raise PlmlabError(f"SFT needs a decoder or an encoder-decoder with an LM head, not {config.arch} "
                           f"with a {config.head} head")
-    if config.position in TWO_D:
-        raise PlmlabError("SFT of GLM's 2-D-position models (GLM, ChatGLM-6B) is not supported: their generation "
-                          "reads the prompt as a bidirectional Part A; use a 1-D-position model (GLM-4, ChatGLM2/3)")
     return config.arch == "encoder-decoder"
 
 
@@ -211,10 +217,12 @@ def _records(o: FinetuneOptions) -> tuple[list[dict], list[dict]]:
     return read_conversations(o.train), read_conversations(o.eval) if o.eval else []
 
 
-def _encoder(tokenizer, seq_len: int, seq2seq: bool, o: FinetuneOptions):
+def _encoder(tokenizer, seq_len: int, seq2seq: bool, o: FinetuneOptions, two_d: bool = False):
     truncate, on_prompt = o.truncate, bool(o.extra.get("train_on_prompt"))
-    if seq2seq:
+    if seq2seq or two_d:
         if on_prompt:
-            warn("--train-on-prompt has no effect on an encoder-decoder: the prompt is the encoder's input")
-        return lambda records: [e for r in records for e in encode_seq2seq(tokenizer, r, seq_len, truncate)]
+            warn(f"--train-on-prompt has no effect on {'an encoder-decoder' if seq2seq else 'a 2-D-position GLM'}: "
+                 f"the prompt is {'the encoder' if seq2seq else 'Part A'}'s input, read bidirectionally")
+        split = encode_seq2seq if seq2seq else glm_sft_examples
+        return lambda records: [e for r in records for e in split(tokenizer, r, seq_len, truncate)]
     return lambda records: [encode_causal(tokenizer, r, seq_len, on_prompt, truncate) for r in records]

@@ -21,6 +21,9 @@ the loss it has alone::
           c            1 1
           c            1 1 1
           .                  1  (padding sees only itself: no NaN, and no loss)
+
+GLM's 2-D-position models pack the same way, each example its own Part A + Part B layout
+(finetune/sft_glm.py) as one block of the row's mask, its two position rows restarting at 0.
 """
 
 from __future__ import annotations
@@ -124,8 +127,9 @@ def _fit(ids: list[int], limit: int, truncate: bool, record: dict) -> list[int]:
 
 
 def pack(examples: list[dict[str, np.ndarray]], seq_len: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """Rows of at most ``seq_len`` tokens, examples in order, with block-diagonal causal masks
-    and per-example positions."""
+    """Rows of at most ``seq_len`` tokens, examples in order, with block-diagonal masks and
+    per-example positions: causal and 0..n-1, or the example's own layout where it carries one
+    (GLM's 2-D models: ``position_ids`` (2, n) and ``attention_mask`` (n, n), finetune/sft_glm.py)."""
     rows: list[list[dict]] = [[]]
     for e in examples:
         if rows[-1] and _row_len(rows[-1]) + len(e["input_ids"]) > seq_len:
@@ -133,9 +137,10 @@ def pack(examples: list[dict[str, np.ndarray]], seq_len: int, pad_id: int) -> di
         rows[-1].append(e)
     T = max(_row_len(row) for row in rows)
     B = len(rows)
+    two_d = "position_ids" in examples[0]
     ids = np.full((B, T), pad_id, dtype=np.int64)  # (B, T)
     labels = np.full((B, T), IGNORE_INDEX, dtype=np.int64)  # (B, T)
-    positions = np.zeros((B, T), dtype=np.int64)  # (B, T)
+    positions = np.zeros((B, 2, T) if two_d else (B, T), dtype=np.int64)  # (B, [2,] T); padding at 0
     mask = np.zeros((B, T, T), dtype=bool)  # (B, Tq, Tk)
     causal = np.tril(np.ones((T, T), dtype=bool))  # (T, T)
     for b, row in enumerate(rows):
@@ -143,8 +148,8 @@ def pack(examples: list[dict[str, np.ndarray]], seq_len: int, pad_id: int) -> di
         for e in row:
             n = len(e["input_ids"])
             ids[b, start:start + n], labels[b, start:start + n] = e["input_ids"], e["labels"]
-            positions[b, start:start + n] = np.arange(n)
-            mask[b, start:start + n, start:start + n] = causal[:n, :n]
+            positions[b, ..., start:start + n] = e["position_ids"] if two_d else np.arange(n)
+            mask[b, start:start + n, start:start + n] = e["attention_mask"] if two_d else causal[:n, :n]
             start += n
         mask[b, np.arange(start, T), np.arange(start, T)] = True  # padding: itself only
     real = np.arange(T)[None] < np.asarray([_row_len(r) for r in rows])[:, None]  # (B, T)

@@ -66,8 +66,8 @@ def collate_all(task, examples: list[dict], tokenizer, size: int) -> list[dict]:
     return [task.collate(examples[s:s + size], tokenizer) for s in range(0, len(examples), size)]
 
 
-def steps_per_epoch(n_examples: int, batch_size: int, world: int = 1) -> int:
-    """Steps of one epoch: its batches, `world` of them per step under DDP (where they do not
+def steps_per_epoch(n_examples: int, batch_size: int, world: int = 1, grad_accum: int = 1) -> int:
+    """Steps of one epoch: its batches, `world x grad_accum` of them per step (where they do not
     divide evenly, an "epoch" of steps ends a batch or so off the data's epoch boundary)."""
     batches = -(-n_examples // batch_size)
-    return max(1, batches // world)
+    return max(1, batches // (world * grad_accum))

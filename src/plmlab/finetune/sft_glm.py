@@ -1,0 +1,95 @@
+"""SFT and DPO examples for GLM's 2-D-position models (the original GLM, ChatGLM-6B): the prompt
+is Part A, the answer one blank of Part B -- the layout ChatGLM-6B fine-tunes with (THUDM
+ChatGLM-6B ptuning/main.py: ``prompt [gMASK] <sop> answer <eop>``; modeling_chatglm.py
+get_position_ids / get_masks) and the one plmlab's GLM decoding reads (infill.decode_span):
+
+    input     p1 p2 ... pk [gMASK] | <sop> a1  a2  ... an
+    target     -  -      -    -    |  a1   a2  a3  ... <eop>
+    pos 1      0  1     k-1   k    |  k    k   k   ...  k      (every block token at the mask)
+    pos 2      0  0      0    0    |  1    2   3   ... n+1
+               `--- Part A: bidirectional --'  `-- Part B: causal, sees all of Part A --'
+
+Part A is the conversation so far as the chat template renders it with the generation prompt.
+GLM's layout tokens are the layout's own: where the template writes them at its start (the GLM
+family default is GLM-4's ``[gMASK]<sop>`` prefix, a 1-D model's convention), they are left
+out of Part A, and the blank's [gMASK] ends Part A, its <sop> starts Part B. The loss is on the
+answer and its closing <eop> only (ChatGLM-6B's eos token is <eop>, and GLM's blanks end with it).
+Positions and masks come from `infill.blank_inputs` (objectives/glm_layout.py), so a training
+example is exactly what generation builds for the prompt and the answer so far.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import PlmlabError
+from ..infill import blank_inputs
+from ..masks import IGNORE_INDEX
+from ..objectives.glm_layout import GlmTokens
+from ..tokenizers.chat import encode_chat
+
+
+def glm_prompt(tokenizer, messages: list[dict]) -> tuple[list[int], int]:
+    """(Part A, the index of its [gMASK]) for the assistant turn that follows ``messages``: the
+    template's rendering with the generation prompt, its leading layout tokens left out, then [gMASK]."""
+    tok = GlmTokens.from_tokenizer(tokenizer)
+    ids = encode_chat(tokenizer, messages, add_generation_prompt=True) if messages else []
+    start = 0
+    while start < len(ids) and ids[start] in (tok.gmask, tok.sop):
+        start += 1
+    part_a = ids[start:] + [tok.gmask]
+    return part_a, len(part_a) - 1
+
+
+def glm_sft_examples(tokenizer, record: dict, seq_len: int, truncate: bool = False) -> list[dict[str, np.ndarray]]:
+    """One example per assistant turn: {"input_ids", "labels" (the next token, -100 on Part A),
+    "position_ids" (2, T), "attention_mask" (T, T)}."""
+    tok = GlmTokens.from_tokenizer(tokenizer)
+    messages, out = record["messages"], []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        part_a, mask_at = glm_prompt(tokenizer, messages[:i])
+        answer = tokenizer.encode(m["content"], add_special_tokens=False)
+        answer = _fit(len(part_a), answer, seq_len, truncate, record["_where"])
+        example = blank_inputs(part_a, mask_at, [tok.sop] + answer)
+        example["labels"] = np.asarray([IGNORE_INDEX] * len(part_a) + answer + [tok.eop], dtype=np.int64)
+        out.append(example)
+    return out
+
+
+def glm_response_row(part_a: list[int], mask_at: int, response: list[int], tok: GlmTokens) -> dict[str, np.ndarray]:
+    """DPO's row of one response: Part A + ``<sop> response <eop>``, labels the input ids of the
+    response and its <eop> (DPO's convention: label t is predicted by the logits at t - 1)."""
+    row = blank_inputs(part_a, mask_at, [tok.sop] + response + [tok.eop])
+    row["labels"] = np.asarray([IGNORE_INDEX] * (len(part_a) + 1) + response + [tok.eop], dtype=np.int64)
+    return row
+
+
+def glm_preference(record: dict, tokenizer, limit: int, truncate: bool) -> dict[str, np.ndarray]:
+    """DPO's example of a 2-D model: each response as `glm_response_row` of the prompt's Part A
+    (the prompt as it is, then [gMASK]; DPO reads no chat template)."""
+    tok = GlmTokens.from_tokenizer(tokenizer)
+    where = record["_where"]
+    prompt = tokenizer.encode(record["prompt"], add_special_tokens=False)
+    if not prompt:
+        raise PlmlabError(f"{where}: the prompt encodes to no tokens")
+    part_a = prompt + [tok.gmask]
+    example = {}
+    for key in ("chosen", "rejected"):
+        response = _fit(len(part_a) + 1, tokenizer.encode(record[key], add_special_tokens=False), limit, truncate, where)
+        for name, value in glm_response_row(part_a, len(part_a) - 1, response, tok).items():
+            example[f"{key}_{name}"] = value
+    return example
+
+
+def _fit(n_a: int, answer: list[int], limit: int, truncate: bool, where: str) -> list[int]:
+    """The answer, cut (with ``truncate``) so that Part A + <sop> + answer fit in ``limit`` tokens."""
+    room = limit - n_a - 1
+    if room < 1:
+        raise PlmlabError(f"{where}: the prompt has {n_a} tokens with GLM's [gMASK] and leaves no room for an "
+                          f"answer in {limit} tokens")
+    if len(answer) > room and not truncate:
+        raise PlmlabError(f"{where}: {n_a + 1 + len(answer)} tokens, more than the limit of {limit} "
+                          "(raise it, or --truncate)")
+    return answer[:room]
