@@ -17,7 +17,8 @@ import plmlab
 from plmlab.finetune.dpo import collate_pairs, dpo, dpo_options, read_preferences, sequence_logps
 from plmlab.finetune.sft import chat_tokenizer, sft, sft_options
 from plmlab.finetune.sft_data import conversation, pack
-from plmlab.finetune.sft_glm import glm_preference, glm_prompt, glm_sft_examples
+from plmlab.finetune.sft_glm import glm_preference, glm_sft_examples
+from plmlab.objectives.glm_layout import glm_prompt
 from plmlab.generation.filters import build_pipeline
 from plmlab.infill import blank_inputs, decode_span
 from plmlab.masks import IGNORE_INDEX
@@ -118,6 +119,10 @@ def test_sft_steps_on_one_conversation_make_greedy_decoding_reproduce_it(root, t
     for cache in (True, False):
         span = decode_span(model, part_a, m, g, 24, cache, build_pipeline(do_sample=False), False, None)
         assert tok.decode(span) == "it splits a string."
+    # `plmlab chat` answers in the same layout: the blank after the conversation
+    from plmlab.pipelines.chat import Chat
+
+    assert Chat(model, tok)("what does split do?", max_new_tokens=24, do_sample=False)["text"] == "it splits a string."
 
 
 def test_train_on_prompt_is_a_warning_for_2d_models(root, tmp_path, capsys):

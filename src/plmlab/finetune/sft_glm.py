@@ -25,20 +25,7 @@ import numpy as np
 from ..errors import PlmlabError
 from ..infill import blank_inputs
 from ..masks import IGNORE_INDEX
-from ..objectives.glm_layout import GlmTokens
-from ..tokenizers.chat import encode_chat
-
-
-def glm_prompt(tokenizer, messages: list[dict]) -> tuple[list[int], int]:
-    """(Part A, the index of its [gMASK]) for the assistant turn that follows ``messages``: the
-    template's rendering with the generation prompt, its leading layout tokens left out, then [gMASK]."""
-    tok = GlmTokens.from_tokenizer(tokenizer)
-    ids = encode_chat(tokenizer, messages, add_generation_prompt=True) if messages else []
-    start = 0
-    while start < len(ids) and ids[start] in (tok.gmask, tok.sop):
-        start += 1
-    part_a = ids[start:] + [tok.gmask]
-    return part_a, len(part_a) - 1
+from ..objectives.glm_layout import GlmTokens, glm_prompt
 
 
 def glm_sft_examples(tokenizer, record: dict, seq_len: int, truncate: bool = False) -> list[dict[str, np.ndarray]]:

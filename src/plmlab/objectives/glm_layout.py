@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
+from ..tokenizers.chat import encode_chat
 
 GLM_ROLES = ("mask", "smask", "gmask", "sop", "eop", "cls", "eos")
 TWO_D_POSITIONS = ("learned-2d", "rotary-2d")  # the Config.position values that read GLM's two rows
@@ -151,3 +152,16 @@ def rebuild_text(example: dict[str, np.ndarray], tok: GlmTokens) -> list[int]:
     for p in range(1, n_a - 1):  # Part A without its [CLS] and <eos>
         out += fill[p] if p in fill else [int(ids[p])]
     return out
+
+
+def glm_prompt(tokenizer, messages: list[dict]) -> tuple[list[int], int]:
+    """(Part A, the index of its [gMASK]) for the assistant turn that follows ``messages``: the
+    template's rendering with the generation prompt, its leading layout tokens left out, then
+    [gMASK]. SFT trains this layout (finetune/sft_glm.py) and `plmlab chat` decodes it."""
+    tok = GlmTokens.from_tokenizer(tokenizer)
+    ids = encode_chat(tokenizer, messages, add_generation_prompt=True) if messages else []
+    start = 0
+    while start < len(ids) and ids[start] in (tok.gmask, tok.sop):
+        start += 1
+    part_a = ids[start:] + [tok.gmask]
+    return part_a, len(part_a) - 1
