@@ -98,8 +98,13 @@ class _CurveLog:
 
 
 def study_cache(workdir: Path) -> Path:
-    """The study's shared cache in the runner's layout (OUT/NAME/work/RUN -> OUT/NAME/cache)."""
-    return Path(workdir).parent.parent / "cache"
+    """The study's shared cache in the runner's layout: OUT/NAME/cache for any folder under
+    OUT/NAME/work/ (a run's scratch and its sub-folders); WORKDIR/cache outside that layout."""
+    workdir = Path(workdir)
+    for folder in workdir.parents:
+        if folder.name == "work":
+            return folder.parent / "cache"
+    return workdir / "cache"
 
 
 def train(spec: TrainSpec, workdir: Path, cache: Path | None = None) -> Trained:
