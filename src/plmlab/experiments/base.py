@@ -59,4 +59,8 @@ class Experiment:
     run: Callable[[Arm, int, str, Any], dict]  # (arm, seed, scale, workdir: Path) -> run record
     summarize: Callable[[dict[str, list[dict]]], Summary]  # arm -> records by seed
     seeds: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SEEDS))  # default seeds per scale
-    corpus: str = "builtin"  # what it trains on (reports name it): builtin | builtin:docs
+    corpus: str | dict[str, str] = "builtin"  # what it trains on: builtin | builtin:docs, or one per scale
+
+    def corpus_for(self, scale: str) -> str:
+        """The corpus of the runs at `scale` (meta.json and the report name it)."""
+        return self.corpus if isinstance(self.corpus, str) else self.corpus.get(scale, "builtin")

@@ -14,6 +14,7 @@ task that needs word order, balanced, 50 % by chance.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -77,3 +78,32 @@ def finetune_swapped(trained: Trained, workdir: Path, n_items: int = 200, epochs
                               max_length=min(trained.config.max_positions, trained.setup.options.seq_len))
     history = finetune(options, log=lambda *_: None)
     return float(history[-1]["eval_accuracy"])
+
+
+def objective_eval(trained: Trained, objective: str, options: dict | None = None, batches: int | None = None) -> dict:
+    """The trained model on the validation split as another objective makes it (val_loss and
+    that objective's val_* accuracies): e.g. a model pretrained with SOP scored on NSP pairs."""
+    import contextlib
+
+    import torch
+
+    from ..train.objective_setup import build_objective
+    from ..train.task import PretrainTask
+
+    o = trained.setup.options
+    if batches is not None:
+        o = dataclasses.replace(o, eval_batches=batches)
+    made = build_objective(objective, trained.tokenizer, o.seq_len, dict(options or {}))
+    task = PretrainTask(made, trained.setup.train_data, trained.setup.val_data, o)
+    with torch.no_grad():
+        return task.evaluate(trained.model, contextlib.nullcontext, torch.device("cpu"))
+
+
+def pair_batches(trained: Trained, objective: str, batches: int) -> list[dict]:
+    """The validation batches of a pair objective (nsp / sop) for this model's tokenizer."""
+    from ..train.data import fixed_batches
+    from ..train.objective_setup import build_objective
+
+    o = trained.setup.options
+    made = build_objective(objective, trained.tokenizer, o.seq_len, {})
+    return fixed_batches(made, trained.setup.val_data, o.seed, o.batch_size, batches)

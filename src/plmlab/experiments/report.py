@@ -75,7 +75,7 @@ def render_markdown(experiment: Experiment, meta: dict, summary: Summary, runs: 
     compute = sum(r.get("seconds", 0.0) for found in runs.values() for r in found)
     corpus = meta.get("corpus", {})
     manifest = corpus.get("manifest")
-    trained_on = corpus.get("id", experiment.corpus)
+    trained_on = corpus.get("id", experiment.corpus_for(meta["scale"]))
     if manifest:
         trained_on += f" ({manifest['documents']} documents, {manifest['chars']:,} characters from " \
                       f"{len(manifest['packages'])} packages; manifest in results.json)"

@@ -102,7 +102,7 @@ def _start_meta(experiment: Experiment, folder: Path, scale: str, n_seeds: int, 
         raise PlmlabError(f"{folder} exists but holds no {META}: not an experiment folder; use another --out")
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"experiment": experiment.name, "scale": scale, "seeds": n_seeds, "out": str(out),
-            "corpus": corpus_info(experiment.corpus), **versions(), "wall_s": 0.0}
+            "corpus": corpus_info(experiment.corpus_for(scale)), **versions(), "wall_s": 0.0}
     write_text_atomic(path, json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return meta
 
