@@ -107,11 +107,10 @@ def study_cache(workdir: Path) -> Path:
     return workdir / "cache"
 
 
-def train(spec: TrainSpec, workdir: Path, cache: Path | None = None) -> Trained:
-    """Train `spec` through the real Trainer; nothing is written under `workdir`. `cache`
-    (default: study_cache(workdir)) holds the tokenizer every arm shares."""
+def pretrain_options(spec: TrainSpec, workdir: Path, cache: Path | None = None) -> PretrainOptions:
+    """The `plmlab pretrain` options of `spec`: quiet, CPU, no checkpoints, the study's tokenizer."""
     cache = study_cache(workdir) if cache is None else cache
-    options = PretrainOptions(
+    return PretrainOptions(
         out=str(workdir), preset=spec.preset, objective=spec.objective,
         objective_options=dict(spec.objective_options), overrides=dict(spec.overrides),
         corpus=[] if spec.corpus == "builtin" else [spec.corpus],
@@ -120,6 +119,22 @@ def train(spec: TrainSpec, workdir: Path, cache: Path | None = None) -> Trained:
         warmup=spec.warmup, seed=spec.seed, eval_every=spec.eval_every, eval_batches=spec.eval_batches,
         save_every=0, max_bad_steps=spec.max_bad_steps, clip=spec.clip, device="cpu", progress="none",
         sample_tokens=0, overwrite=True)
+
+
+def tokens_per_example(spec: TrainSpec, workdir: Path, cache: Path | None = None, batches: int = 4) -> float:
+    """Mean real (unpadded) input tokens per training example of `spec`'s objective: what a
+    study needs to give arms with shorter inputs (RoBERTa's sentence pairs) equal tokens."""
+    from ..train.data import count_tokens, fixed_batches
+
+    setup = prepare(pretrain_options(spec, workdir, cache), RunDir(workdir), Dist())
+    made = fixed_batches(setup.objective, setup.train_data, spec.seed, spec.batch_size, batches)
+    return sum(count_tokens(b) for b in made) / max(1, sum(len(b["input_ids"]) for b in made))
+
+
+def train(spec: TrainSpec, workdir: Path, cache: Path | None = None) -> Trained:
+    """Train `spec` through the real Trainer; nothing is written under `workdir`. `cache`
+    (default: study_cache(workdir)) holds the tokenizer every arm shares."""
+    options = pretrain_options(spec, workdir, cache)
     dist = Dist()
     setup = prepare(options, RunDir(workdir), dist)
     o, device = setup.options, setup.device
