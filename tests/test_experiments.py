@@ -189,3 +189,15 @@ def test_cli_bad_input_is_one_line_exit_2(fake, tmp_path, capsys, argv, message)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("plmlab: error: ") and message in err[0]
+
+
+def test_an_interrupted_training_run_is_not_recorded(tmp_path, monkeypatch):
+    import signal
+
+    from plmlab.experiments import harness
+    from plmlab.train.loop import Trainer
+
+    monkeypatch.setattr(Trainer, "fit", lambda self: signal.SIGTERM)
+    spec = harness.TrainSpec(preset="gpt-tiny", steps=2, batch_size=2, seq_len=16)
+    with pytest.raises(PlmlabError, match="interrupted by SIGTERM at step 0; this run is not saved"):
+        harness.train(spec, tmp_path / "work" / "run")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import statistics
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import torch
 
 from ..data.corpus import corpus_documents
 from ..data.files import remove_entry
+from ..errors import PlmlabError
 from ..train.loop import LoopOptions, Trainer, TrainState
 from ..train.metrics import Progress
 from ..train.optim import make_optimizer, schedule
@@ -147,7 +149,10 @@ def train(spec: TrainSpec, workdir: Path, cache: Path | None = None) -> Trained:
                       TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum),
                       save=lambda: None, log=log, progress=Progress("none", 0, o.max_steps), device=device,
                       dist=dist)
-    trainer.fit()
+    signum = trainer.fit()
+    if signum is not None:  # a half-trained arm must not be recorded as a finished run
+        raise PlmlabError(f"interrupted by {signal.Signals(signum).name} at step {trainer.state.step}; this run is "
+                          "not saved (plmlab experiment run again to redo it; finished runs are kept)")
     setup.model.eval()
     curve = [{"step": r["step"], "tokens": r["tokens"], "seconds": r["elapsed_s"], "loss": r["loss"]}
              for r in log.records]
