@@ -2,7 +2,7 @@
 
     plmlab experiment list
     plmlab experiment run NAME|all [--scale smoke|default|large] [--seeds N] --out DIR
-    plmlab experiment report DIR [--index FILE]
+    plmlab experiment report DIR [--index FILE [--note TEXT]]
 
 A thin layer over plmlab.experiments (run_experiment, write_report, write_index).
 """
@@ -33,6 +33,8 @@ def register(sub) -> None:
     report = verbs.add_parser("report", help="rebuild report.md, results.json and plots from saved runs")
     report.add_argument("dir", metavar="DIR", help="an experiment folder, or a folder of them")
     report.add_argument("--index", metavar="FILE", help="also assemble every report into one Markdown page")
+    report.add_argument("--note", default="", metavar="TEXT", help="a paragraph for the page, after its introduction "
+                        "(where and how the runs were made)")
     report.set_defaults(func=report_command)
 
 
@@ -63,5 +65,5 @@ def report_command(args) -> int:
     for folder in folders:
         print(f"wrote {write_report(folder)}")
     if args.index:
-        print(f"wrote {write_index(folders, args.index)}")
+        print(f"wrote {write_index(folders, args.index, note=args.note)}")
     return 0
