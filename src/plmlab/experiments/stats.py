@@ -137,9 +137,9 @@ def compare(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], wh
     if p is None:
         noise = "one seed per arm, so noise is not measured"
     elif p >= ALPHA:
-        noise = f"within noise (Welch p = {p:.2f})"
+        noise = f"within noise, Welch p = {p:.2f}"
     else:
-        noise = f"beyond noise (Welch p = {p:.3f})"
+        noise = f"beyond noise, Welch p = {p:.3f}"
     if gap == 0.0:
         return f"{name_a} and {name_b} tie on {what} ({ma:.{digits}f}; {noise})."
     return f"{winner} beats {loser} on {what} by {gap:.{digits}f} ({noise})."
