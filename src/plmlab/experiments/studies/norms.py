@@ -38,11 +38,16 @@ def summarize(runs: dict[str, list[dict]]) -> Summary:
                                  ("step_seconds", "s / step", 4), ("params", "params", 0)])
     ln_t, rms_t = values(runs, "layernorm", "step_seconds"), values(runs, "rmsnorm", "step_seconds")
     saving = 100 * (1 - stats.mean(rms_t) / stats.mean(ln_t))
+    spread = max((stats.mean_ci(t)[1] or 0.0) / stats.mean(t) for t in (ln_t, rms_t))
+    noisy = (f"The step times vary by up to ±{100 * spread:.0f} % across seeds, so the machine's load changed "
+             "during the run (the arms ran one after another): here they measure the load more than the norms. "
+             if spread > 0.2 else "")
     verdict = (
         f"The paper reports RMSNorm matching LayerNorm's quality while cutting 7-64 % of the running time. "
         f"Loss: {stats.compare('rmsnorm', values(runs, 'rmsnorm', 'val_loss'), 'layernorm', values(runs, 'layernorm', 'val_loss'), 'validation loss')} "
         f"Speed: RMSNorm's steps take {abs(saving):.1f} % {'less' if saving >= 0 else 'more'} time than "
         f"LayerNorm's: {stats.compare('rmsnorm', rms_t, 'layernorm', ln_t, 'seconds per step', digits=4)} "
+        + noisy +
         "The quality half of the claim is what to expect here; the speed half mostly is not: in a small model "
         "on a CPU the norms are a sliver of a step's time (attention and the MLP matmuls dominate) and PyTorch "
         "fuses LayerNorm into one kernel while RMSNorm runs as a few elementwise ops, so a saving of the "
