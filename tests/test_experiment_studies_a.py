@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from plmlab.experiments import get_experiment, run_experiment
+from plmlab.experiments import run_experiment
 
 
 def _check(folder, name):
