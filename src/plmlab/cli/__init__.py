@@ -15,7 +15,7 @@ from ..registry import import_present
 from .args import Parser
 
 VERBS = ("info", "pretrain", "generate", "tokenizer", "objective", "fill-mask", "fill-blanks", "classify", "tag",
-         "finetune", "sft", "dpo", "distill", "merge-lora", "chat", "plot", "evaluate", "serve")
+         "finetune", "sft", "dpo", "distill", "merge-lora", "chat", "plot", "evaluate", "serve", "experiment")
 
 OS_HINTS = {errno.EFBIG: "a file size limit was reached (see `ulimit -f`)", errno.ENOSPC: "the disk is full",
             errno.EDQUOT: "the disk quota is exhausted"}

@@ -53,6 +53,10 @@ MAX_DOC_CHARS = 20_000
 MAX_PARAGRAPH_CHARS = 50_000  # longer runs without a blank line are cut (bounds sentence size)
 CHUNK_BYTES = 1 << 20  # read this much at a time
 _BOM = b"\xef\xbb\xbf"
+# Built-in corpora a `--corpus` value may name instead of a path: the larger one built from the
+# documentation of the installed packages (data/docs_corpus.py). (No --corpus at all is the
+# default built-in corpus, data/builtin.py; studies call it "builtin".)
+NAMED_CORPORA = ("builtin:docs",)
 _BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
 
 
@@ -70,7 +74,10 @@ def read_corpus(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     documents: list[list[str]] = []
-    for path in corpus_files(paths):
+    named = [str(p) for p in paths if str(p) in NAMED_CORPORA]
+    for name in named:  # `--corpus builtin:docs`: a built-in corpus by name, first, in the order given
+        documents += corpus_documents(name)
+    for path in corpus_files([p for p in paths if str(p) not in NAMED_CORPORA]):
         if path.endswith(".jsonl"):
             documents += _jsonl_documents(path, errors)
         else:
@@ -80,6 +87,19 @@ def read_corpus(
         shown = ", ".join(str(p) for p in paths)
         raise PlmlabError(f"the corpus is empty: no text found in {shown}")
     return documents
+
+
+def corpus_documents(name: str) -> list[list[str]]:
+    """A corpus by name: one of NAMED_CORPORA (the built-in ones), else a file or folder path."""
+    if name == "builtin":
+        from plmlab.data.builtin import builtin_documents
+
+        return builtin_documents()
+    if name == "builtin:docs":
+        from plmlab.data.docs_corpus import docs_documents
+
+        return docs_documents()
+    return read_corpus([name])
 
 
 def corpus_files(paths: list[str]) -> list[str]:

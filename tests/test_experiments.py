@@ -1,0 +1,203 @@
+"""The experiment framework: statistics, the resumable runner, reports rebuilt from saved runs,
+the registry and the CLI's bad input. A fake study (arithmetic, no training) keeps these fast;
+tests/test_experiment_studies_a.py runs the real studies at smoke scale."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from plmlab.cli import main
+from plmlab.errors import PlmlabError
+from plmlab.experiments import EXPERIMENTS, Arm, Experiment, PlotSpec, Summary, get_experiment, run_experiment, stats, write_report
+from plmlab.experiments.tables import table, values
+
+
+# ---------------------------------------------------------------- statistics
+@pytest.mark.parametrize("t", [-30.0, -2.5, -0.3, 0.0, 0.7, 4.0, 100.0])
+def test_t_cdf_matches_closed_forms(t):
+    # df = 1 is the Cauchy distribution; df = 2 has a closed form too.
+    assert stats.t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-10)
+    assert stats.t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-10)
+
+
+@pytest.mark.parametrize("df, q", [(1, 12.706204736), (2, 4.302652730), (4, 2.776445105), (10, 2.228138852),
+                                   (30, 2.042272456), (1000, 1.962339081)])
+def test_t_quantile_matches_the_table(df, q):
+    assert stats.t_quantile(0.975, df) == pytest.approx(q, abs=1e-7)
+    assert stats.t_quantile(0.025, df) == pytest.approx(-q, abs=1e-7)
+
+
+def test_mean_ci():
+    m, h = stats.mean_ci([1.0, 2.0, 3.0])
+    assert m == 2.0 and h == pytest.approx(4.302652730 / math.sqrt(3), abs=1e-7)
+    assert stats.mean_ci([5.0]) == (5.0, None)
+    assert stats.fmt_ci([1.0, 2.0, 3.0], 2) == "2.00 ± 2.48" and stats.fmt_ci([5.0], 1) == "5.0"
+    with pytest.raises(ValueError):
+        stats.mean_ci([])
+
+
+def test_welch_p_matches_a_closed_form():
+    # variances 2 and 2, n = 2 each: t = -10 / sqrt(2), Welch's df = 2 exactly
+    t = 10 / math.sqrt(2)
+    expected = 2 * (1 - (0.5 + t / (2 * math.sqrt(2 + t * t))))
+    assert stats.welch_p([0.0, 2.0], [10.0, 12.0]) == pytest.approx(expected, abs=1e-10)
+    assert stats.welch_p([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)
+    assert stats.welch_p([1.0], [2.0, 3.0]) is None
+    assert stats.welch_p([1.0, 1.0], [2.0, 2.0]) == 0.0
+
+
+def test_within_noise_and_compare():
+    assert stats.within_noise([1.0, 1.2, 0.9], [1.1, 0.95, 1.05]) is True
+    assert stats.within_noise([1.0, 1.01, 0.99], [5.0, 5.01, 4.99]) is False
+    assert stats.within_noise([1.0], [2.0]) is None
+    assert stats.intervals_overlap([1.0, 1.01, 0.99], [5.0, 5.01, 4.99]) is False
+    text = stats.compare("a", [1.0, 1.01, 0.99], "b", [5.0, 5.01, 4.99], "loss")
+    assert text.startswith("a beats b on loss by 4.000") and "beyond noise" in text
+    assert "within noise" in stats.compare("a", [1.0, 1.2, 0.9], "b", [1.1, 0.95, 1.05], "loss")
+    assert "not measured" in stats.compare("a", [1.0], "b", [2.0], "loss", lower_is_better=False)
+
+
+# ---------------------------------------------------------------- a fake study
+CALLS: list[tuple[str, int]] = []
+
+
+def _run(arm, seed, scale, workdir):
+    CALLS.append((arm.name, seed))
+    base = arm.params["base"]
+    return {"metrics": {"score": base + 0.1 * seed},
+            "curves": {"loss": [[step, base + 1.0 / (step + 1) + 0.01 * seed] for step in range(5)]}}
+
+
+def _summarize(runs):
+    columns, rows = table(runs, [("score", "score", 2)])
+    verdict = stats.compare("a", values(runs, "a", "score"), "b", values(runs, "b", "score"), "score")
+    return Summary(columns, rows, verdict, [PlotSpec("loss.png", "loss", "curve", "loss"),
+                                            PlotSpec("score.png", "score", "bar", "score")], {"n": len(runs)})
+
+
+FAKE = Experiment(name="fake", claim="a beats b", paper="Nobody 2024: a beats b by 1", runtime="instant",
+                  arms=lambda scale: [Arm("a", {"base": 1.0}), Arm("b", {"base": 2.0})], run=_run,
+                  summarize=_summarize)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setitem(EXPERIMENTS, "fake", FAKE)
+    CALLS.clear()
+    return FAKE
+
+
+def test_run_writes_runs_meta_report_and_plots(fake, tmp_path):
+    folder = run_experiment("fake", scale="smoke", seeds=2, out=tmp_path, log=lambda *_: None)
+    assert folder == tmp_path / "fake"
+    assert sorted(p.name for p in (folder / "runs").iterdir()) == ["a-s0.json", "a-s1.json", "b-s0.json", "b-s1.json"]
+    run = json.loads((folder / "runs" / "a-s1.json").read_text())
+    assert run["arm"] == "a" and run["seed"] == 1 and run["scale"] == "smoke" and run["params"] == {"base": 1.0}
+    meta = json.loads((folder / "meta.json").read_text())
+    assert {"plmlab", "torch", "python", "git_commit", "corpus", "wall_s"} <= set(meta)
+    assert meta["seeds"] == 2 and meta["corpus"] == {"id": "builtin"}
+    report = (folder / "report.md").read_text()
+    assert "a beats b" in report and "| a | 1.05 ± 0.64 |" in report and "![loss](loss.png)" in report
+    assert "plmlab experiment run fake --scale smoke --seeds 2" in report
+    assert (folder / "loss.png").stat().st_size > 1000 and (folder / "score.png").stat().st_size > 1000
+    assert not (folder / "work").exists()
+
+
+def test_a_finished_run_is_not_redone_and_more_seeds_add_runs(fake, tmp_path):
+    run_experiment("fake", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
+    assert CALLS == [("a", 0), ("b", 0)]
+    run_experiment("fake", scale="smoke", seeds=2, out=tmp_path, log=lambda *_: None)
+    assert CALLS == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+    run_experiment("fake", scale="smoke", seeds=2, out=tmp_path, log=lambda *_: None)
+    assert len(CALLS) == 4
+
+
+def test_report_rebuilt_from_saved_runs_is_byte_equal(fake, tmp_path):
+    folder = run_experiment("fake", scale="smoke", seeds=3, out=tmp_path, log=lambda *_: None)
+    written = {name: (folder / name).read_bytes() for name in ("report.md", "results.json")}
+    (folder / "report.md").unlink()
+    (folder / "results.json").write_text("stale")
+    write_report(folder)
+    assert {name: (folder / name).read_bytes() for name in written} == written
+    assert json.loads(written["results.json"])["results"] == {"n": 2}
+
+
+def test_refusals(fake, tmp_path):
+    run_experiment("fake", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
+    with pytest.raises(PlmlabError, match="--scale smoke, not fake at default"):
+        run_experiment("fake", scale="default", out=tmp_path)
+    with pytest.raises(PlmlabError, match="unknown experiment 'fak'; did you mean fake"):
+        get_experiment("fak")
+    with pytest.raises(PlmlabError, match="--seeds must be a positive integer"):
+        run_experiment("fake", scale="smoke", seeds=0, out=tmp_path)
+    with pytest.raises(PlmlabError, match="unknown scale"):
+        run_experiment("fake", scale="huge", out=tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PlmlabError, match="is a file"):
+        run_experiment("fake", scale="smoke", out=tmp_path / "file")
+    (tmp_path / "other" / "fake").mkdir(parents=True)
+    (tmp_path / "other" / "fake" / "x.txt").write_text("mine")
+    with pytest.raises(PlmlabError, match="not an experiment folder"):
+        run_experiment("fake", scale="smoke", out=tmp_path / "other")
+    with pytest.raises(PlmlabError, match="no meta.json"):
+        write_report(tmp_path / "other")
+
+
+def test_every_registered_study_is_complete():
+    assert "norms" in EXPERIMENTS
+    for name, e in EXPERIMENTS.items():
+        assert e.name == name and e.claim and e.paper and e.runtime
+        for scale in ("smoke", "default", "large"):
+            arms = e.arms(scale)
+            assert arms and len({a.name for a in arms}) == len(arms)
+            json.dumps([a.params for a in arms])  # JSON-able
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_list(capsys):
+    assert main(["experiment", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(EXPERIMENTS) and any(line.startswith("norms ") for line in lines)
+
+
+def test_cli_run_report_and_index(fake, tmp_path, capsys):
+    assert main(["experiment", "run", "fake", "--scale", "smoke", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    index = tmp_path / "page" / "experiments.md"
+    assert main(["experiment", "report", str(tmp_path), "--index", str(index)]) == 0
+    page = index.read_text()
+    assert page.startswith("# Experiments") and "## fake" in page and "![loss](../fake/loss.png)" in page
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["experiment", "run", "nosuch", "--out", "OUT"], "unknown experiment 'nosuch'"),
+    (["experiment", "run", "fake", "--seeds", "0", "--out", "OUT"], "--seeds: must be a positive integer"),
+    (["experiment", "run", "fake", "--scale", "smoke", "--out", "FILE"], "is a file, not a folder"),
+    (["experiment", "run", "fake", "--scale", "default", "--out", "SMOKE"], "holds a fake run at --scale smoke"),
+    (["experiment", "report", "OUT"], "holds no experiment folder"),
+])
+def test_cli_bad_input_is_one_line_exit_2(fake, tmp_path, capsys, argv, message):
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "OUT").mkdir()
+    run_experiment("fake", scale="smoke", seeds=1, out=tmp_path / "SMOKE", log=lambda *_: None)
+    capsys.readouterr()
+    argv = [str(tmp_path / a) if a in ("OUT", "FILE", "SMOKE") else a for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("plmlab: error: ") and message in err[0]
+
+
+def test_an_interrupted_training_run_is_not_recorded(tmp_path, monkeypatch):
+    import signal
+
+    from plmlab.experiments import harness
+    from plmlab.train.loop import Trainer
+
+    monkeypatch.setattr(Trainer, "fit", lambda self: signal.SIGTERM)
+    spec = harness.TrainSpec(preset="gpt-tiny", steps=2, batch_size=2, seq_len=16)
+    with pytest.raises(PlmlabError, match="interrupted by SIGTERM at step 0; this run is not saved"):
+        harness.train(spec, tmp_path / "work" / "run")
