@@ -1,0 +1,40 @@
+"""The architecture and decoding studies (vocab, norm-placement, activations, positions,
+attention-sharing, decoding) end to end at --scale smoke: runs, the table, the verdict, plots."""
+
+from __future__ import annotations
+
+import json
+
+from plmlab.experiments import run_experiment
+
+
+def _check(folder, name):
+    report = (folder / "report.md").read_text()
+    results = json.loads((folder / "results.json").read_text())
+    assert report.startswith(f"## {name}\n") and "**Verdict.**" in report
+    assert results["rows"] and all(len(row) == len(results["columns"]) for row in results["rows"])
+    for line in report.splitlines():
+        if line.startswith("!["):
+            png = folder / line[line.index("](") + 2:-1]
+            assert png.stat().st_size > 1000
+    return report, results
+
+
+def _runs(folder):
+    return {p.stem: json.loads(p.read_text())["metrics"] for p in (folder / "runs").iterdir()}
+
+
+def test_vocab_smoke(tmp_path):
+    folder = run_experiment("vocab", scale="smoke", seeds=2, out=tmp_path, log=lambda *_: None)
+    report, results = _check(folder, "vocab")
+    assert [row[0] for row in results["rows"]] == ["v300", "v600"]
+    runs = _runs(folder)
+    small, large = runs["v300-s0"], runs["v600-s0"]
+    # BPE with more merges never needs more tokens for the same text; the tokenizer is shared by seeds
+    assert large["tokens_per_byte"] < small["tokens_per_byte"]
+    assert small["tokens_per_byte"] == runs["v300-s1"]["tokens_per_byte"]
+    # bits per byte is NLL over bytes: with a bigger vocabulary the same nats/token is fewer bits/byte
+    for m in runs.values():
+        assert 0 < m["bits_per_byte"] < 16 and m["params"] > 0
+    assert large["params"] > small["params"]  # the embedding (and tied head) table grows
+    assert "Tao et al. 2024" in report and "bits per byte" in report
