@@ -38,3 +38,30 @@ def test_vocab_smoke(tmp_path):
         assert 0 < m["bits_per_byte"] < 16 and m["params"] > 0
     assert large["params"] > small["params"]  # the embedding (and tied head) table grows
     assert "Tao et al. 2024" in report and "bits per byte" in report
+
+
+def test_decoding_smoke(tmp_path):
+    folder = run_experiment("decoding", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
+    report, results = _check(folder, "decoding")
+    assert [row[0] for row in results["rows"]] == ["greedy", "temperature-1.0", "temperature-0.7", "top-k-40",
+                                                   "top-p-0.9"]
+    runs = _runs(folder)
+    # one model per seed, trained once and shared by every arm
+    assert [p.name for p in (folder / "cache" / "models").iterdir()] == ["smoke-s0"]
+    greedy, hot = runs["greedy-s0"], runs["temperature-1.0-s0"]
+    for m in runs.values():
+        assert 0 < m["distinct_1"] <= 1 and 0 <= m["repetition_4"] < 1 and m["sample_ppl"] > 1
+    # greedy picks each step's most likely token: its samples are likelier under the model than full sampling's
+    assert greedy["sample_ppl"] < hot["sample_ppl"]
+    assert greedy["human_ppl"] == hot["human_ppl"] > 1  # the same held-out continuations for every arm
+    assert "Holtzman" in report and "closest" in report
+
+
+def test_decoding_metrics_by_hand():
+    from plmlab.experiments.studies.decoding import distinct_n, repetition_rate
+
+    samples = [[1, 2, 1, 2, 1, 2], [3, 4, 5, 6]]
+    assert distinct_n(samples, 1) == 6 / 10
+    assert distinct_n(samples, 2) == 5 / 8  # (1,2) x3, (2,1) x2, (3,4), (4,5), (5,6)
+    # sample 1: 4-grams (1,2,1,2) (2,1,2,1) (1,2,1,2): 2 distinct of 3; sample 2: one 4-gram
+    assert repetition_rate(samples) == ((1 - 2 / 3) + 0.0) / 2
