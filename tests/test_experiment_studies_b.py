@@ -65,3 +65,16 @@ def test_decoding_metrics_by_hand():
     assert distinct_n(samples, 2) == 5 / 8  # (1,2) x3, (2,1) x2, (3,4), (4,5), (5,6)
     # sample 1: 4-grams (1,2,1,2) (2,1,2,1) (1,2,1,2): 2 distinct of 3; sample 2: one 4-gram
     assert repetition_rate(samples) == ((1 - 2 / 3) + 0.0) / 2
+
+
+def test_attention_sharing_smoke(tmp_path):
+    folder = run_experiment("attention-sharing", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
+    report, results = _check(folder, "attention-sharing")
+    assert [row[0] for row in results["rows"]] == ["mha", "gqa-2", "mqa"]
+    runs = _runs(folder)
+    mha, gqa, mqa = runs["mha-s0"], runs["gqa-2-s0"], runs["mqa-s0"]
+    # llama-tiny: 2 layers, head_dim 16, fp32 -> 2 * 2 * kv_heads * 16 * 4 bytes per token
+    assert (mha["kv_bytes_per_token"], gqa["kv_bytes_per_token"], mqa["kv_bytes_per_token"]) == (1024, 512, 256)
+    assert mha["params"] > gqa["params"] > mqa["params"]  # smaller K and V projections
+    assert all(m["decode_tokens_per_s"] > 0 for m in runs.values())
+    assert "Ainslie" in report and "4x smaller" in report
