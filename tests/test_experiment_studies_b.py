@@ -78,3 +78,15 @@ def test_attention_sharing_smoke(tmp_path):
     assert mha["params"] > gqa["params"] > mqa["params"]  # smaller K and V projections
     assert all(m["decode_tokens_per_s"] > 0 for m in runs.values())
     assert "Ainslie" in report and "4x smaller" in report
+
+
+def test_activations_smoke(tmp_path):
+    folder = run_experiment("activations", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
+    report, results = _check(folder, "activations")
+    assert [row[0] for row in results["rows"]] == ["relu", "gelu", "swiglu"]
+    runs = _runs(folder)
+    relu, gelu, swiglu = (runs[f"{a}-s0"]["params"] for a in ("relu", "gelu", "swiglu"))
+    assert relu == gelu
+    assert abs(swiglu - gelu) / gelu < 0.01  # 2/3 of d_ff with three matrices: equal parameters
+    assert runs["relu-s0"]["val_loss"] != runs["gelu-s0"]["val_loss"]
+    assert "Shazeer" in report
