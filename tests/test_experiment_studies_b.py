@@ -90,3 +90,20 @@ def test_activations_smoke(tmp_path):
     assert abs(swiglu - gelu) / gelu < 0.01  # 2/3 of d_ff with three matrices: equal parameters
     assert runs["relu-s0"]["val_loss"] != runs["gelu-s0"]["val_loss"]
     assert "Shazeer" in report
+
+
+def test_norm_placement_smoke(tmp_path):
+    folder = run_experiment("norm-placement", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
+    report, results = _check(folder, "norm-placement")
+    assert [row[0] for row in results["rows"]] == [
+        "post-L2-warmup", "pre-L2-warmup", "deepnorm-L2-warmup",
+        "post-L2-nowarmup", "pre-L2-nowarmup", "deepnorm-L2-nowarmup"]
+    runs = _runs(folder)
+    # the placements really differ: only Pre-LN ends in a final norm; DeepNorm differs from Post-LN in alpha/beta
+    assert runs["pre-L2-warmup-s0"]["params"] != runs["post-L2-warmup-s0"]["params"]
+    assert runs["post-L2-warmup-s0"]["params"] == runs["deepnorm-L2-warmup-s0"]["params"]
+    assert runs["post-L2-warmup-s0"]["val_loss"] != runs["deepnorm-L2-warmup-s0"]["val_loss"]
+    for m in runs.values():
+        assert m["failed"] in (0.0, 1.0) and m["skipped_steps"] >= 0
+    assert "Xiong" in report and "Failed runs: post" in report
+
