@@ -107,3 +107,15 @@ def test_norm_placement_smoke(tmp_path):
         assert m["failed"] in (0.0, 1.0) and m["skipped_steps"] >= 0
     assert "Xiong" in report and "Failed runs: post" in report
 
+
+
+def test_positions_smoke(tmp_path):
+    folder = run_experiment("positions", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
+    report, results = _check(folder, "positions")
+    assert [row[0] for row in results["rows"]] == ["learned", "sinusoidal", "rotary", "relative"]
+    runs = _runs(folder)
+    for m in runs.values():
+        assert m["ppl_1x"] > 1 and m["ppl_2x"] > 1 and abs(m["ratio_2x"] - m["ppl_2x"] / m["ppl_1x"]) < 1e-9
+    # only the learned table adds parameters (2L rows); the others differ in how they encode position
+    assert runs["learned-s0"]["params"] > runs["sinusoidal-s0"]["params"] == runs["rotary-s0"]["params"]
+    assert "Press et al." in report

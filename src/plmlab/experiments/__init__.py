@@ -18,7 +18,7 @@ from ..errors import PlmlabError
 from ..registry import import_present
 from .base import SCALES, Arm, Experiment, PlotSpec, Summary
 
-MODULES = ("norms", "vocab", "decoding", "attention_sharing", "activations", "norm_placement")
+MODULES = ("norms", "vocab", "decoding", "attention_sharing", "activations", "norm_placement", "positions")
 
 EXPERIMENTS: dict[str, Experiment] = {
     m.EXPERIMENT.name: m.EXPERIMENT for m in import_present(f"{__name__}.studies", MODULES)}
