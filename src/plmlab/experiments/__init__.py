@@ -18,7 +18,8 @@ from ..errors import PlmlabError
 from ..registry import import_present
 from .base import SCALES, Arm, Experiment, PlotSpec, Summary
 
-MODULES = ("masking", "roberta-formats", "nsp-vs-sop", "albert", "objectives", "icl", "batch-size", "norms")
+MODULES = ("masking", "roberta-formats", "nsp-vs-sop", "albert", "objectives", "icl", "batch-size", "norms",
+           "norm-placement", "activations", "positions", "attention-sharing", "decoding", "vocab")
 
 EXPERIMENTS: dict[str, Experiment] = {
     m.EXPERIMENT.name: m.EXPERIMENT for m in import_present(f"{__name__}.studies", MODULES)}
