@@ -194,6 +194,8 @@ def save_pretrained(model: PretrainedModel, path: str | Path, tokenizer=None, fo
     path.mkdir(parents=True, exist_ok=True)
     config = model.config
     state = model.state_dict()
+    if format != NATIVE:
+        _refuse_adapters(state)  # before a layout is chosen: none has a place for them
     adapter = None if format == NATIVE else ADAPTERS.get(format) or choose_adapter(config, state)
     if format in ADAPTERS and adapter.mismatch(config) is not None:
         raise PlmlabError(f"the {format} layout cannot represent this config: it needs {adapter.mismatch(config)}")
@@ -220,11 +222,14 @@ def save_pretrained(model: PretrainedModel, path: str | Path, tokenizer=None, fo
     return path
 
 
-def _to_hf(state: dict[str, torch.Tensor], adapter: Adapter, config: Config) -> dict[str, torch.Tensor]:
+def _refuse_adapters(state: dict[str, torch.Tensor]) -> None:
     if any(k.endswith((".lora_A", ".lora_B")) or ".lora_A." in k or ".lora_B." in k for k in state):
         # the rule tables know the base weights only: saving would silently drop the adapters
         raise PlmlabError("the model carries LoRA adapters: merge them first (plmlab.nn.lora.merge_into_base) "
                           "or save them with plmlab.hf.peft.save_adapter")
+
+
+def _to_hf(state: dict[str, torch.Tensor], adapter: Adapter, config: Config) -> dict[str, torch.Tensor]:
     out = {}
     for rule in adapter.expanded_rules(config):
         if rule.ours not in state:
