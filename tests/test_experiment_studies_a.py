@@ -3,30 +3,17 @@ batch-size, norms) end to end at --scale smoke: runs, the table, the verdict, th
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from plmlab.experiments import run_experiment
-
-
-def _check(folder, name):
-    report = (folder / "report.md").read_text()
-    results = json.loads((folder / "results.json").read_text())
-    assert report.startswith(f"## {name}\n") and "**Verdict.**" in report
-    assert results["rows"] and all(len(row) == len(results["columns"]) for row in results["rows"])
-    for line in report.splitlines():
-        if line.startswith("!["):
-            png = folder / line[line.index("](") + 2:-1]
-            assert png.stat().st_size > 1000
-    return report, results
+from study_helpers import check_report, run_records
 
 
 def test_norms_smoke(tmp_path):
     folder = run_experiment("norms", scale="smoke", seeds=2, out=tmp_path, log=lambda *_: None)
-    report, results = _check(folder, "norms")
+    report, results = check_report(folder, "norms")
     assert [row[0] for row in results["rows"]] == ["layernorm", "rmsnorm"]
-    runs = {p.stem: json.loads(p.read_text()) for p in (folder / "runs").iterdir()}
+    runs = run_records(folder)
     assert set(runs) == {"layernorm-s0", "layernorm-s1", "rmsnorm-s0", "rmsnorm-s1"}
     # the arms differ by the norm only: RMSNorm has no bias, so fewer parameters; seeds differ
     ln, rms = runs["layernorm-s0"]["metrics"], runs["rmsnorm-s0"]["metrics"]
@@ -35,26 +22,22 @@ def test_norms_smoke(tmp_path):
     assert "Zhang & Sennrich" in report and ("within noise" in report or "beyond noise" in report)
 
 
-def _runs(folder):
-    return {p.stem: json.loads(p.read_text()) for p in sorted((folder / "runs").iterdir())}
-
-
 def test_masking_smoke(tmp_path):
     folder = run_experiment("masking", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    report, results = _check(folder, "masking")
+    report, results = check_report(folder, "masking")
     assert [row[0] for row in results["rows"]] == ["80-10-10", "100-mask", "80-0-20", "static-10"]
-    for run in _runs(folder).values():
+    for run in run_records(folder).values():
         m = run["metrics"]
         assert 0 <= m["mlm_accuracy"] <= 1 and 0 <= m["finetune_accuracy"] <= 1 and m["epochs_seen"] > 0
-    assert _runs(folder)["100-mask-s0"]["params"] == {"replace_probs": [1.0, 0.0, 0.0], "masking": "dynamic"}
+    assert run_records(folder)["100-mask-s0"]["params"] == {"replace_probs": [1.0, 0.0, 0.0], "masking": "dynamic"}
     assert "Devlin et al. 2019" in report
 
 
 def test_nsp_vs_sop_smoke(tmp_path):
     folder = run_experiment("nsp-vs-sop", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    report, results = _check(folder, "nsp-vs-sop")
+    report, results = check_report(folder, "nsp-vs-sop")
     assert [row[0] for row in results["rows"]] == ["nsp", "sop"]
-    for run in _runs(folder).values():
+    for run in run_records(folder).values():
         assert {"on_nsp", "on_sop", "topic_nsp", "topic_sop"} <= set(run["metrics"])
     assert "52.0 %" in report
 
@@ -78,8 +61,8 @@ def test_topic_baseline_reads_the_overlap():
 
 def test_albert_smoke(tmp_path):
     folder = run_experiment("albert", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    _check(folder, "albert")
-    params = {name.removesuffix("-s0"): run["metrics"]["params"] for name, run in _runs(folder).items()}
+    check_report(folder, "albert")
+    params = {name.removesuffix("-s0"): run["metrics"]["params"] for name, run in run_records(folder).items()}
     assert params["albert"] < params["factorised"] < params["bert"] and params["shared"] < params["bert"]
     assert params["albert"] < params["shared"]
 
@@ -87,26 +70,26 @@ def test_albert_smoke(tmp_path):
 @pytest.mark.slow
 def test_objectives_smoke(tmp_path):
     folder = run_experiment("objectives", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    report, results = _check(folder, "objectives")
+    report, results = check_report(folder, "objectives")
     assert [row[0] for row in results["rows"]] == ["clm", "mlm", "span-corruption", "glm"]
-    for run in _runs(folder).values():
+    for run in run_records(folder).values():
         assert -1 <= run["metrics"]["core"] <= 1 and {"cloze@0", "next_sentence@0", "swapped_words@0"} <= set(run["metrics"])
 
 
 @pytest.mark.slow
 def test_icl_smoke(tmp_path):
     folder = run_experiment("icl", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    report, results = _check(folder, "icl")
+    report, results = check_report(folder, "icl")
     assert results["columns"][2:6] == ["CORE 0-shot", "CORE 1-shot", "CORE 4-shot", "CORE 8-shot"]
-    for run in _runs(folder).values():
+    for run in run_records(folder).values():
         assert {"core@0", "core@1", "core@4", "core@8"} <= set(run["metrics"])
 
 
 @pytest.mark.slow
 def test_roberta_formats_smoke(tmp_path):
     folder = run_experiment("roberta-formats", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    _check(folder, "roberta-formats")
-    runs = {name.removesuffix("-s0"): run["metrics"] for name, run in _runs(folder).items()}
+    check_report(folder, "roberta-formats")
+    runs = {name.removesuffix("-s0"): run["metrics"] for name, run in run_records(folder).items()}
     assert len(runs) == 5
     # each arm's batch is scaled to the same real tokens per step (4 windows of 64 at smoke scale)
     for m in runs.values():
@@ -116,7 +99,7 @@ def test_roberta_formats_smoke(tmp_path):
 
 def test_batch_size_smoke(tmp_path):
     folder = run_experiment("batch-size", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    _check(folder, "batch-size")
-    runs = _runs(folder)
+    check_report(folder, "batch-size")
+    runs = run_records(folder)
     assert len({run["metrics"]["tokens"] for run in runs.values()}) == 1  # equal tokens in every arm
     assert runs["batch-8-s0"]["params"]["lr"] == pytest.approx(2 * runs["batch-2-s0"]["params"]["lr"])

@@ -3,32 +3,15 @@ attention-sharing, decoding) end to end at --scale smoke: runs, the table, the v
 
 from __future__ import annotations
 
-import json
-
 from plmlab.experiments import run_experiment
-
-
-def _check(folder, name):
-    report = (folder / "report.md").read_text()
-    results = json.loads((folder / "results.json").read_text())
-    assert report.startswith(f"## {name}\n") and "**Verdict.**" in report
-    assert results["rows"] and all(len(row) == len(results["columns"]) for row in results["rows"])
-    for line in report.splitlines():
-        if line.startswith("!["):
-            png = folder / line[line.index("](") + 2:-1]
-            assert png.stat().st_size > 1000
-    return report, results
-
-
-def _runs(folder):
-    return {p.stem: json.loads(p.read_text())["metrics"] for p in (folder / "runs").iterdir()}
+from study_helpers import check_report, run_metrics
 
 
 def test_vocab_smoke(tmp_path):
     folder = run_experiment("vocab", scale="smoke", seeds=2, out=tmp_path, log=lambda *_: None)
-    report, results = _check(folder, "vocab")
+    report, results = check_report(folder, "vocab")
     assert [row[0] for row in results["rows"]] == ["v300", "v600"]
-    runs = _runs(folder)
+    runs = run_metrics(folder)
     small, large = runs["v300-s0"], runs["v600-s0"]
     # BPE with more merges never needs more tokens for the same text; the tokenizer is shared by seeds
     assert large["tokens_per_byte"] < small["tokens_per_byte"]
@@ -42,10 +25,10 @@ def test_vocab_smoke(tmp_path):
 
 def test_decoding_smoke(tmp_path):
     folder = run_experiment("decoding", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    report, results = _check(folder, "decoding")
+    report, results = check_report(folder, "decoding")
     assert [row[0] for row in results["rows"]] == ["greedy", "temperature-1.0", "temperature-0.7", "top-k-40",
                                                    "top-p-0.9"]
-    runs = _runs(folder)
+    runs = run_metrics(folder)
     # one model per seed, trained once and shared by every arm
     assert [p.name for p in (folder / "cache" / "models").iterdir()] == ["smoke-s0"]
     greedy, hot = runs["greedy-s0"], runs["temperature-1.0-s0"]
@@ -69,9 +52,9 @@ def test_decoding_metrics_by_hand():
 
 def test_attention_sharing_smoke(tmp_path):
     folder = run_experiment("attention-sharing", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    report, results = _check(folder, "attention-sharing")
+    report, results = check_report(folder, "attention-sharing")
     assert [row[0] for row in results["rows"]] == ["mha", "gqa-2", "mqa"]
-    runs = _runs(folder)
+    runs = run_metrics(folder)
     mha, gqa, mqa = runs["mha-s0"], runs["gqa-2-s0"], runs["mqa-s0"]
     # llama-tiny: 2 layers, head_dim 16, fp32 -> 2 * 2 * kv_heads * 16 * 4 bytes per token
     assert (mha["kv_bytes_per_token"], gqa["kv_bytes_per_token"], mqa["kv_bytes_per_token"]) == (1024, 512, 256)
@@ -82,9 +65,9 @@ def test_attention_sharing_smoke(tmp_path):
 
 def test_activations_smoke(tmp_path):
     folder = run_experiment("activations", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    report, results = _check(folder, "activations")
+    report, results = check_report(folder, "activations")
     assert [row[0] for row in results["rows"]] == ["relu", "gelu", "swiglu"]
-    runs = _runs(folder)
+    runs = run_metrics(folder)
     relu, gelu, swiglu = (runs[f"{a}-s0"]["params"] for a in ("relu", "gelu", "swiglu"))
     assert relu == gelu
     assert abs(swiglu - gelu) / gelu < 0.01  # 2/3 of d_ff with three matrices: equal parameters
@@ -94,11 +77,11 @@ def test_activations_smoke(tmp_path):
 
 def test_norm_placement_smoke(tmp_path):
     folder = run_experiment("norm-placement", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    report, results = _check(folder, "norm-placement")
+    report, results = check_report(folder, "norm-placement")
     assert [row[0] for row in results["rows"]] == [
         "post-L2-warmup", "pre-L2-warmup", "deepnorm-L2-warmup",
         "post-L2-nowarmup", "pre-L2-nowarmup", "deepnorm-L2-nowarmup"]
-    runs = _runs(folder)
+    runs = run_metrics(folder)
     # the placements really differ: only Pre-LN ends in a final norm; DeepNorm differs from Post-LN in alpha/beta
     assert runs["pre-L2-warmup-s0"]["params"] != runs["post-L2-warmup-s0"]["params"]
     assert runs["post-L2-warmup-s0"]["params"] == runs["deepnorm-L2-warmup-s0"]["params"]
@@ -111,9 +94,9 @@ def test_norm_placement_smoke(tmp_path):
 
 def test_positions_smoke(tmp_path):
     folder = run_experiment("positions", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
-    report, results = _check(folder, "positions")
+    report, results = check_report(folder, "positions")
     assert [row[0] for row in results["rows"]] == ["learned", "sinusoidal", "rotary", "relative"]
-    runs = _runs(folder)
+    runs = run_metrics(folder)
     for m in runs.values():
         assert m["ppl_1x"] > 1 and m["ppl_2x"] > 1 and abs(m["ratio_2x"] - m["ppl_2x"] / m["ppl_1x"]) < 1e-9
     # only the learned table adds parameters (2L rows); the others differ in how they encode position
