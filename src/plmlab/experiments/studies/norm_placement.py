@@ -81,7 +81,7 @@ def summarize(runs: dict[str, list[dict]]) -> Summary:
         "warm-up, and Wang et al. that DeepNorm makes Post-LN stable at any depth. Failed runs: "
         + ", ".join(f"{p} {int(failures[p])} of {total[p]}" for p in PLACEMENTS) + ". "
         + " ".join(sentences)
-        + " With gradient clipping (on here, as in every plmlab run) and a few hundred steps, outright "
+        + " With gradient clipping (on here, as in every plmlab run) and runs this short, outright "
         "divergence is rare at these depths; the gap in final loss between placements, and whether it grows "
         "from the shallow to the deep arms, is the measurable part of the claim at this scale."
     )
