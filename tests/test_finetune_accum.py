@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from run_helpers import kill_after_records
 import torch
 from safetensors.torch import load_file
 
@@ -150,17 +149,7 @@ def test_ddp_two_ranks_with_accumulation_match_one_process(root, reference, tmp_
 
 def test_sigkill_then_resume_with_accumulation_is_bit_identical(root, reference, tmp_path, capsys):
     out = tmp_path / "run"
-    src = str(Path(plmlab.__file__).resolve().parents[1])
-    env = {**os.environ, "PLMLAB_TEST_FAULT": "slow@0.3", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "plmlab", *cli_args(root, out, batch_size=2, grad_accum=4)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not (out / "metrics.jsonl").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < 4:
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "the run did not make progress"
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_records(cli_args(root, out, batch_size=2, grad_accum=4), out, 4, "slow@0.3", 120)
     saved = list_checkpoints(out / "checkpoints")[-1][0]
     assert 3 <= saved < 8 and not (out / "final").exists()
     run(root, out, batch_size=2, grad_accum=4, resume=True)

@@ -9,11 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from run_helpers import kill_after_records
 import torch
 from safetensors.torch import load_file
 
@@ -77,17 +77,7 @@ def test_metrics_are_per_step_and_plottable(data, tmp_path):
 
 def test_sigkill_mid_run_then_resume_is_bit_identical(data, tmp_path, capsys):
     out = tmp_path / "run"
-    src = str(Path(plmlab.__file__).resolve().parents[1])
-    env = {**os.environ, "PLMLAB_TEST_FAULT": "slow@0.25", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "plmlab", *cli_args(data, out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while not (out / "metrics.jsonl").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < 9:
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "the run did not make progress"
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_records(cli_args(data, out), out, 9, "slow@0.25", 90)
     saved = list_checkpoints(out / "checkpoints")[-1][0]
     assert saved in (8, 12) and not (out / "final").exists()
     threads = torch.get_num_threads()
