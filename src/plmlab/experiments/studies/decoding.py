@@ -27,9 +27,9 @@ import torch
 
 from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
+from ..evals import held_out_texts
 from ..harness import TrainSpec, study_cache, train
 from ..tables import means, table, values
-from .vocab import validation_texts
 
 SCALE = {  # preset, steps, batch, seq_len, prompts, prompt tokens, new tokens
     "smoke": ("gpt-tiny", 6, 4, 32, 3, 8, 12),
@@ -87,7 +87,7 @@ def run(arm: Arm, seed: int, scale: str, workdir: Path) -> dict:
 
     _, _, _, _, n_prompts, prompt_tokens, new_tokens = SCALE[scale]
     model, tokenizer = shared_model(seed, scale, workdir)
-    documents = [tokenizer.encode(t, add_special_tokens=False) for t in validation_texts("builtin", n_prompts)]
+    documents = [tokenizer.encode(t, add_special_tokens=False) for t in held_out_texts("builtin", n_prompts)]
     prompts = [ids[:prompt_tokens] for ids in documents]
     human = [sample_nll(model, ids[:prompt_tokens], ids[prompt_tokens:prompt_tokens + new_tokens])
              for ids in documents if len(ids) > prompt_tokens]

@@ -24,7 +24,7 @@ from pathlib import Path
 from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
 from ..harness import TrainSpec, train
-from ..tables import lm_record, means, table, values
+from ..tables import lm_record, means, values
 
 SCALE = {  # preset, depths, steps, batch, seq_len, lr
     "smoke": ("gpt-tiny", (2,), 6, 4, 32, 3e-3),

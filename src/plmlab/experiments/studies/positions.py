@@ -22,9 +22,9 @@ from pathlib import Path
 
 from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
+from ..evals import held_out_texts
 from ..harness import TrainSpec, train
 from ..tables import lm_record, means, table, values
-from .vocab import validation_texts
 
 SCALE = {  # preset, steps, batch, training length L, validation documents
     "smoke": ("gpt-tiny", 6, 4, 16, 4),
@@ -45,7 +45,7 @@ def run(arm: Arm, seed: int, scale: str, workdir: Path) -> dict:
     spec = TrainSpec(preset=preset, overrides={"position": arm.params["position"], "max_positions": 2 * length},
                      steps=steps, batch_size=batch, seq_len=length, seed=seed)
     trained = train(spec, workdir)
-    texts = validation_texts(spec.corpus, n_val)
+    texts = held_out_texts(spec.corpus, n_val)
     ppl = {k: evaluate_perplexity(trained.model, trained.tokenizer, texts, max_length=k * length,
                                   stride=k * length).metrics["perplexity"] for k in (1, 2)}
     return lm_record(trained, every=max(1, steps // 50), ppl_1x=ppl[1], ppl_2x=ppl[2], ratio_2x=ppl[2] / ppl[1])
@@ -58,7 +58,7 @@ def summarize(runs: dict[str, list[dict]]) -> Summary:
     worst = max(runs, key=lambda a: stats.mean(ratio[a]))
     extrapolate = [a for a in runs if stats.mean(ratio[a]) <= 1.0]
     verdict = (
-        f"Going from windows of L to 2L tokens, perplexity changes by a factor of "
+        "Going from windows of L to 2L tokens, perplexity changes by a factor of "
         + ", ".join(f"{stats.mean(ratio[a]):.3f} ({a})" for a in runs)
         + f". The worst at 2L is {worst}"
         + (" -- as expected: half of its position table was never trained. " if worst == "learned" else ". ")

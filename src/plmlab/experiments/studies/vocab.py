@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
+from ..evals import held_out_texts
 from ..harness import TrainSpec, train
 from ..tables import lm_record, means, table, values
 
@@ -28,22 +29,10 @@ SCALE = {  # preset, vocabulary sizes, steps, batch, seq_len, validation documen
     "default": ("gpt-mini", (512, 2048, 8192), 150, 16, 64, 40),
     "large": ("gpt-mini", (1024, 4096, 16384, 32768), 3000, 64, 256, 400),
 }
-VAL_FRACTION = 0.05  # as plmlab pretrain splits the corpus (data/shards.build_token_data)
 
 
 def arms(scale: str) -> list[Arm]:
     return [Arm(f"v{size}", {"vocab_size": size}) for size in SCALE[scale][1]]
-
-
-def validation_texts(corpus: str, limit: int) -> list[str]:
-    """The first `limit` validation documents, chosen exactly as pretraining chose them."""
-    from ...data.corpus import corpus_documents
-    from ...data.shards import split_documents
-
-    documents = [[s for s in doc if s.strip()] for doc in corpus_documents(corpus)]
-    kept = [doc for doc in documents if doc]
-    is_val = split_documents(len(kept), VAL_FRACTION, 0)
-    return [" ".join(doc) for doc, val in zip(kept, is_val) if val][:limit]
 
 
 def run(arm: Arm, seed: int, scale: str, workdir: Path) -> dict:
@@ -53,7 +42,7 @@ def run(arm: Arm, seed: int, scale: str, workdir: Path) -> dict:
     spec = TrainSpec(preset=preset, vocab_size=arm.params["vocab_size"], steps=steps, batch_size=batch,
                      seq_len=seq_len, seed=seed)
     trained = train(spec, workdir)
-    texts = validation_texts(spec.corpus, n_val)
+    texts = held_out_texts(spec.corpus, n_val)
     n_tokens = sum(len(trained.tokenizer.encode(t, add_special_tokens=False)) for t in texts)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     scored = evaluate_perplexity(trained.model, trained.tokenizer, texts, max_length=seq_len).metrics
