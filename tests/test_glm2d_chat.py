@@ -6,6 +6,7 @@ SFT-trained on one conversation answers it in that layout, and not in the 1-D pr
 
 from __future__ import annotations
 
+import io
 import json
 
 import httpx
@@ -109,6 +110,16 @@ def test_chat_streams_the_blank_token_by_token_and_honours_stop(loaded):
     assert short.finish_reason == "length" and len(short.ids) == 2 and ANSWER.startswith(short.text)
     with pytest.raises(plmlab.PlmlabError, match="beam search is not supported"):
         Chat(model, tok)(USER, num_beams=2)
+
+
+def test_plmlab_chat_answers_from_a_pipe_as_the_blank(trained, loaded, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO(QUESTION + "\n"))
+    assert main(["chat", "--model", str(trained), "--greedy", "--max-new-tokens", "24"]) == 0
+    assert capsys.readouterr().out.strip() == ANSWER
+    monkeypatch.setattr("sys.stdin", io.StringIO(QUESTION + "\n"))
+    assert main(["chat", "--model", str(trained), "--max-new-tokens", "128"]) == 2  # Part A + <sop> + 128 > 128
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "plmlab: error: " in err and "more than the model's context of 128" in err
 
 
 def test_serve_chat_completions_answer_as_chat_does(trained, loaded):

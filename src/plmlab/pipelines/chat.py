@@ -11,6 +11,8 @@ rendering; an encoder-decoder (T5) reads it as its input (with </s>) and answers
 When the history outgrows the context (prompt + ``max_new_tokens`` over the model's positions),
 the oldest user/assistant turns are dropped -- the system message stays -- and the result says how
 many (``dropped``); a latest user turn that alone does not fit is refused (one line).
+A GLM with 2-D positions (GLM, ChatGLM-6B) answers as the blank after the conversation, the layout
+SFT trains it in (pipelines/glm_chat.py, which serve and evaluate call too).
 """
 
 from __future__ import annotations
