@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -164,6 +165,17 @@ def test_serve_chat_of_a_random_2d_glm_is_chats_reply_not_the_prefix_layouts(ran
         assert httpx.post(url + "/v1/chat/completions", json=body, timeout=60).json()["choices"][0]["message"][
             "content"] == reply
         assert "".join(streamed(url, body)) == reply
+        # concurrent requests, chat and completions: a blank never joins a 1-D batch
+        completion = {"prompt": "what does", "max_tokens": 4, "temperature": 0}
+
+        def ask(i):
+            path, json_ = ("/v1/chat/completions", body) if i % 2 == 0 else ("/v1/completions", completion)
+            return httpx.post(url + path, json=json_, timeout=60).json()["choices"][0]
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(ask, range(6)))
+        assert [a["message"]["content"] for a in answers[::2]] == [reply] * 3
+        assert len({a["text"] for a in answers[1::2]}) == 1
 
 
 def test_evaluate_generate_predictions_are_chats_greedy_replies(loaded, random_2d):
