@@ -71,7 +71,7 @@ SFT = "sft"  # not a pretraining objective: a view of the SFT task's encoding (f
 
 
 def _sft_view(args) -> int:
-    from ..finetune.sft_data import conversation, sft_view
+    from ..finetune.sft_data import conversation, sft_view, two_d_model
     from ..tokenizers import builtin_tokenizer, load_tokenizer
     from ..tokenizers.chat import with_chat_template
 
@@ -79,8 +79,14 @@ def _sft_view(args) -> int:
         raise PlmlabError("plmlab objective sft needs --messages FILE (a JSON conversation)")
     record = conversation(_read_conversation(args.messages), args.messages)
     tokenizer = with_chat_template(load_tokenizer(args.tokenizer) if args.tokenizer else builtin_tokenizer("gpt2"))
-    out = sft_view(tokenizer, record, args.seq_len, args.train_on_prompt)
+    two_d = two_d_model(args.tokenizer)  # --tokenizer a 2-D GLM's checkpoint: its Part A + Part B layout
+    out = sft_view(tokenizer, record, args.seq_len, args.train_on_prompt, two_d=two_d)
     print(json.dumps(out) if args.json else render(out, tokenizer))
+    if two_d and not args.json:
+        n_a = out["part_a_length"]
+        print(f"Part A: positions 0-{n_a - 1} (the conversation and [gMASK], bidirectional); Part B: "
+              f"{n_a}-{len(out['input_ids']) - 1} (<sop> and the last answer, causal); one example per "
+              f"assistant turn, {out['examples']} here, the last shown")
     return 0
 
 

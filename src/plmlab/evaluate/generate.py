@@ -2,7 +2,11 @@
 its answer by exact match and token F1 as SQuAD v1.1's official script defines them
 (`normalize_answer`: lowercase, drop punctuation, drop the articles a / an / the, collapse
 whitespace; F1 over the multiset of normalised words). Items: {"context": str, "answer": str}
-(or a list of acceptable answers: the best one counts, as SQuAD takes the max over golds)."""
+(or a list of acceptable answers: the best one counts, as SQuAD takes the max over golds).
+
+A 2-D-position GLM (the original GLM, ChatGLM-6B) answers as the blank after the context
+(``context [gMASK] | <sop> answer``, pipelines/glm_chat.py): the layout SFT trains, so on the
+chat-rendered items `plmlab sft` writes its predictions are `plmlab chat`'s greedy replies."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from collections import Counter
 
 from ..errors import PlmlabError
 from ..pipelines import TextGeneration
+from ..pipelines.glm_chat import answer_blank, answers_as_blank, text_prompt
 from .choice_items import read_jsonl, text_field
 from .result import EvalResult
 
@@ -61,16 +66,20 @@ def evaluate_generate(model, tokenizer, items: list[dict], max_new_tokens: int =
         raise PlmlabError("no generation items to evaluate")
     if batch_size < 1:
         raise PlmlabError(f"batch_size must be >= 1, got {batch_size}")
-    generator = TextGeneration(model, tokenizer, max_new_tokens=max_new_tokens, do_sample=False, stop=("\n",))
     start = time.perf_counter()
-    outputs = []
-    for at in range(0, len(items), batch_size):
-        outputs += generator([item["context"] for item in items[at:at + batch_size]])
+    if answers_as_blank(model):  # a 2-D GLM answers as the blank after the context, as SFT trains and chat decodes
+        texts = [answer_blank(model, tokenizer, *text_prompt(tokenizer, item["context"]),
+                              max_new_tokens=max_new_tokens, stop=("\n",)).text for item in items]
+    else:
+        generator = TextGeneration(model, tokenizer, max_new_tokens=max_new_tokens, do_sample=False, stop=("\n",))
+        texts = []
+        for at in range(0, len(items), batch_size):
+            texts += [out["text"] for out in generator([item["context"] for item in items[at:at + batch_size]])]
     seconds = time.perf_counter() - start
     records = []
-    for i, (item, out) in enumerate(zip(items, outputs)):
+    for i, (item, text) in enumerate(zip(items, texts)):
         golds = [item["answer"]] if isinstance(item["answer"], str) else item["answer"]
-        prediction = out["text"].strip()
+        prediction = text.strip()
         records.append({"index": i, "prediction": prediction, "answer": item["answer"],
                         "exact_match": max(exact_match(prediction, g) for g in golds),
                         "f1": max(token_f1(prediction, g) for g in golds)})

@@ -85,12 +85,16 @@ def encode_causal(tokenizer, record: dict, seq_len: int, train_on_prompt: bool =
     return {"input_ids": ids_, "labels": labels}
 
 
-def sft_view(tokenizer, record: dict, seq_len: int = 512, train_on_prompt: bool = False) -> dict:
+def sft_view(tokenizer, record: dict, seq_len: int = 512, train_on_prompt: bool = False,
+             two_d: bool = False) -> dict:
     """What SFT makes of one conversation (`plmlab objective sft --messages FILE --json`), through
     the same encoding the training uses: the rendered text, ids, labels (-100 where no loss; the
-    next token elsewhere), the 1-D mask and positions of the example alone, readable tokens."""
-    from ..tokenizers.chat import render_chat
+    next token elsewhere), the 1-D mask and positions of the example alone, readable tokens.
+    ``two_d`` (a 2-D-position GLM): GLM's Part A + Part B layout instead (sft_glm.glm_sft_view)."""
+    if two_d:
+        from .sft_glm import glm_sft_view
 
+        return glm_sft_view(tokenizer, record, seq_len)
     example = encode_causal(tokenizer, record, seq_len, train_on_prompt)
     ids = example["input_ids"].tolist()
     return {"objective": "sft", "text": render_chat(tokenizer, record["messages"], add_generation_prompt=False),
@@ -98,6 +102,19 @@ def sft_view(tokenizer, record: dict, seq_len: int = 512, train_on_prompt: bool 
             "attention_mask": [1] * len(ids), "position_ids": list(range(len(ids))),
             "tokens": tokenizer.convert_ids_to_tokens(ids), "special_ids": tokenizer.special_ids,
             "eos_token_id": tokenizer.eos_id, "n_targets": int((example["labels"] != IGNORE_INDEX).sum())}
+
+
+def two_d_model(directory) -> bool:
+    """Is ``directory`` a checkpoint of a 2-D-position GLM (its config.json says so)? A tokenizer
+    directory without a model config is not: SFT's layout is the model's, not the tokenizer's."""
+    from pathlib import Path
+
+    from ..hf import load_config
+    from ..objectives.glm_layout import TWO_D_POSITIONS
+
+    if directory is None or not (Path(directory) / "config.json").is_file():
+        return False
+    return load_config(directory).position in TWO_D_POSITIONS
 
 
 def encode_seq2seq(tokenizer, record: dict, seq_len: int, truncate: bool = False) -> list[dict[str, np.ndarray]]:

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import PlmlabError
 from ..infill import blank_inputs
 from ..masks import IGNORE_INDEX
-from ..objectives.glm_layout import GlmTokens, glm_prompt
+from ..objectives.glm_layout import GlmTokens, glm_prompt, part_a_length
 
 
 def glm_sft_examples(tokenizer, record: dict, seq_len: int, truncate: bool = False) -> list[dict[str, np.ndarray]]:
@@ -43,6 +43,27 @@ def glm_sft_examples(tokenizer, record: dict, seq_len: int, truncate: bool = Fal
         example["labels"] = np.asarray([IGNORE_INDEX] * len(part_a) + answer + [tok.eop], dtype=np.int64)
         out.append(example)
     return out
+
+
+def glm_sft_view(tokenizer, record: dict, seq_len: int) -> dict:
+    """`plmlab objective sft` on a 2-D model: the example of the conversation's last assistant turn
+    (its Part A is the whole history before it) exactly as `glm_sft_examples` makes it -- both
+    position rows, the (T, T) mask, Part A and Part B -- and how many examples the record gives."""
+    from ..tokenizers.chat import render_chat
+
+    tok = GlmTokens.from_tokenizer(tokenizer)
+    examples = glm_sft_examples(tokenizer, record, seq_len)
+    example = examples[-1]
+    ids, labels = example["input_ids"].tolist(), example["labels"]
+    n_a = part_a_length(example["position_ids"])
+    return {"objective": "sft", "layout": "glm-2d",
+            "text": render_chat(tokenizer, record["messages"], add_generation_prompt=False),
+            "original_ids": ids, "input_ids": ids, "labels": labels.tolist(),
+            "attention_mask": example["attention_mask"].tolist(), "position_ids": example["position_ids"].tolist(),
+            "tokens": tokenizer.convert_ids_to_tokens(ids), "special_ids": tokenizer.special_ids,
+            "mask_token_id": tok.gmask, "sop_token_id": tok.sop, "eop_token_id": tok.eop, "eos_token_id": tok.eop,
+            "part_a": ids[:n_a], "part_b": ids[n_a:], "part_a_length": n_a,
+            "n_targets": int((labels != IGNORE_INDEX).sum()), "examples": len(examples)}
 
 
 def glm_response_row(part_a: list[int], mask_at: int, response: list[int], tok: GlmTokens) -> dict[str, np.ndarray]:

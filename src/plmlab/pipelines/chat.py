@@ -11,6 +11,8 @@ rendering; an encoder-decoder (T5) reads it as its input (with </s>) and answers
 When the history outgrows the context (prompt + ``max_new_tokens`` over the model's positions),
 the oldest user/assistant turns are dropped -- the system message stays -- and the result says how
 many (``dropped``); a latest user turn that alone does not fit is refused (one line).
+A GLM with 2-D positions (GLM, ChatGLM-6B) answers as the blank after the conversation, the layout
+SFT trains it in (pipelines/glm_chat.py, which serve and evaluate call too).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Callable
 
 from ..errors import PlmlabError
 from ..generation import TextStreamer, find_stop, generate
-from ..objectives.glm_layout import TWO_D_POSITIONS
+from ..objectives.glm_layout import glm_prompt
 from ..tokenizers.chat import chat_template, check_messages, encode_chat, end_of_turn_id
 from .base import Pipeline
+from .glm_chat import BLANK_OPTIONS, answer_blank, answers_as_blank
 from .text_generation import TextGeneration, decode_options
 
 
@@ -57,7 +60,7 @@ class Chat(Pipeline):
         kw = decode_options(self.model, self.tokenizer, opts)
         ends = self._end_ids(kw["eos_token_id"])
         kw["eos_token_id"] = ends or None
-        if self.model.config.position in TWO_D_POSITIONS:  # GLM, ChatGLM-6B: the answer is a blank
+        if answers_as_blank(self.model):  # GLM, ChatGLM-6B: the answer is a blank
             return self._glm_reply(messages, kw, write)
         row, dropped = self._fit(messages, kw["max_new_tokens"])
         streamer = None
@@ -72,30 +75,17 @@ class Chat(Pipeline):
 
     def _glm_reply(self, messages: list[dict], kw: dict, write) -> dict:
         """A 2-D-position GLM answers as the blank after the conversation, in the layout SFT trains
-        (finetune/sft_glm.py: `prompt [gMASK] | <sop> answer <eop>`), decoded by infill.decode_span."""
+        (finetune/sft_glm.py: `prompt [gMASK] | <sop> answer <eop>`): pipelines/glm_chat.py, the one
+        home of that answer (serve and evaluate call it too)."""
         import torch
-
-        from ..generation.filters import build_pipeline
-        from ..infill import decode_span
-        from ..objectives.glm_layout import GlmTokens, glm_prompt
 
         if kw["num_beams"] > 1:
             raise PlmlabError("a 2-D-position GLM answers by blank filling: beam search is not supported; drop --num-beams")
         part_a, mask_at = glm_prompt(self.tokenizer, messages)
-        limit = self.model.config.max_positions
-        if len(part_a) + 1 + kw["max_new_tokens"] > limit:
-            raise PlmlabError(f"the conversation needs {len(part_a) + 1 + kw['max_new_tokens']} positions with "
-                              f"max_new_tokens={kw['max_new_tokens']}, more than the model's context of {limit}")
-        filters = build_pipeline(do_sample=kw["do_sample"], temperature=kw["temperature"], top_k=kw["top_k"],
-                                 top_p=kw["top_p"], min_p=kw["min_p"], repetition_penalty=kw["repetition_penalty"],
-                                 no_repeat_ngram_size=kw["no_repeat_ngram_size"])
         generator = torch.Generator().manual_seed(kw["seed"]) if kw["seed"] is not None else None
-        ids = decode_span(self.model, part_a, mask_at, GlmTokens.from_tokenizer(self.tokenizer),
-                          kw["max_new_tokens"], True, filters, kw["do_sample"], generator)
-        text = _cut(self.tokenizer.decode(ids), kw["stop"] or [])
-        if write is not None:
-            write(text)
-        return {"text": text, "ids": ids, "dropped": 0}
+        answer = answer_blank(self.model, self.tokenizer, part_a, mask_at, write=write, generator=generator,
+                              **{k: kw[k] for k in BLANK_OPTIONS}, stop=kw["stop"] or [])
+        return {"text": answer.text, "ids": answer.ids, "dropped": 0}
 
     def session(self, system: str | None = None) -> "ChatSession":
         return ChatSession(self, system)

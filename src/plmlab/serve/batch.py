@@ -144,6 +144,11 @@ def token_logprobs(model, tokenizer, prompt: list[int], generated: list[int], to
     ids = torch.tensor([prompt + generated], device=device)  # (1, P + G)
     logits = model(ids, **inputs.prefill(ids, torch.ones_like(ids), False)).logits[0]  # (P + G, V)
     logp = logits[len(prompt) - 1:-1].float().log_softmax(-1)  # (G, V): the row predicting each token
+    return logprob_entries(tokenizer, logp, generated, top)
+
+
+def logprob_entries(tokenizer, logp: torch.Tensor, generated: list[int], top: int) -> list[dict]:
+    """Per generated token g: its log-probability under logp[g] (G, V) and the `top` best there."""
     values, alts = logp.topk(min(top, logp.shape[-1]), dim=-1) if top else (None, None)  # (G, top)
     out = []
     for g, token in enumerate(generated):

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Str
 
 from .app import STATIC, checked, generation_job, sampling
 from .flow import result, stream, submit
+from .glm_chat import glm_chat_job
 from .responses import Formatter
 from .validation import CHAT, CLASSIFY, COMPLETIONS, FILL_BLANKS, FILL_MASK, TEXT2TEXT, ApiError
 
@@ -66,13 +67,17 @@ def register(app, state) -> None:
         served.require("chat")
         if params["top_logprobs"] is not None and not params["logprobs"]:
             raise ApiError("'top_logprobs' needs 'logprobs': true", param="top_logprobs", code="invalid_value")
-        ids = served.chat_ids(params["messages"])
+        ids = served.chat_ids(params["messages"])  # a 2-D GLM: Part A, its blank's <sop> takes one more position
+        taken = len(ids) + served.blank_chat
         max_tokens = params["max_completion_tokens"] or params["max_tokens"]
         if max_tokens is None:  # as much as the context leaves, up to the server's default
-            max_tokens = max(1, min(state.options.max_tokens, served.context - len(ids)))
-        served.check_context([ids], max_tokens, param="messages")
+            max_tokens = max(1, min(state.options.max_tokens, served.context - taken))
+        served.check_context([ids + [0] * served.blank_chat], max_tokens, param="messages")
         logprobs = (params["top_logprobs"] or 0) if params["logprobs"] else None
-        req, job, events = generation_job(state, [ids], max_tokens, params, logprobs)
+        if served.blank_chat:  # the answer is the blank after the conversation (serve/glm_chat.py)
+            req, job, events = glm_chat_job(state, ids, max_tokens, params, logprobs)
+        else:
+            req, job, events = generation_job(state, [ids], max_tokens, params, logprobs)
         return await answer(request, Formatter("chat", served.name), req, job, events, params, len(ids))
 
     @app.post("/v1/text2text")

@@ -102,11 +102,21 @@ class ServedModel:
                            "/v1/completions continues a text", param="input", code="no_blank")
         return prepare(self.tokenizer, text)
 
+    @property
+    def blank_chat(self) -> bool:
+        """Does chat answer as GLM's blank (a 2-D-position GLM: serve/glm_chat.py)?"""
+        return "chat" in self.tasks and self.glm_tokens() is not None
+
     def chat_ids(self, messages: list[dict]) -> list[int]:
+        """The prompt of a chat request: the rendered conversation; for a 2-D GLM its Part A,
+        ending in the blank's [gMASK] (objectives/glm_layout.py glm_prompt, as SFT trains)."""
         self.require("chat")
+        from ..objectives.glm_layout import glm_prompt
         from ..tokenizers.chat import encode_chat
 
         try:
+            if self.blank_chat:
+                return glm_prompt(self.tokenizer, messages)[0]
             return encode_chat(self.tokenizer, messages, add_generation_prompt=True)
         except PlmlabError as e:
             raise ApiError(str(e), param="messages") from None
