@@ -26,7 +26,8 @@ from plmlab.infill import decode_span
 from plmlab.masks import IGNORE_INDEX
 from plmlab.objectives.glm_layout import GlmTokens, glm_prompt
 from plmlab.pipelines.chat import Chat
-from plmlab.pipelines.glm_chat import answer_blank, blank_tokens, text_prompt
+from plmlab.infill import blank_tokens
+from plmlab.pipelines.glm_chat import answer_blank, text_prompt
 from plmlab.tokenizers import load_tokenizer, train_tokenizer
 from plmlab.tokenizers.chat import encode_chat, render_chat
 

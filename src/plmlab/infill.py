@@ -14,6 +14,7 @@ that the cached path must reproduce token for token.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from .errors import PlmlabError
 from .generation.filters import apply_pipeline, build_pipeline
 from .objectives.glm_layout import TWO_D_POSITIONS, GlmTokens, glm_layout, glm_positions
 
-__all__ = ["TWO_D_POSITIONS", "Filled", "blank_inputs", "decode_span", "fill_blanks", "prepare"]
+__all__ = ["TWO_D_POSITIONS", "Filled", "blank_inputs", "blank_tokens", "decode_span", "fill_blanks", "prepare"]
 
 
 @dataclass
@@ -80,10 +81,19 @@ def fill_blanks(model, tokenizer, text: str, max_new_tokens: int = 32, use_cache
     return result
 
 
-@torch.no_grad()
 def decode_span(model, part_a: list[int], m: int, tok: GlmTokens, max_new: int, use_cache: bool,
                 pipeline, do_sample: bool, generator) -> list[int]:
     """Generate the span of the mask at Part A index m (without its [sop] / [eop])."""
+    return [t for t in blank_tokens(model, part_a, m, tok, max_new, use_cache, pipeline, do_sample, generator)
+            if t not in (tok.eop, tok.eos)]
+
+
+@torch.no_grad()
+def blank_tokens(model, part_a: list[int], m: int, tok: GlmTokens, max_new: int, use_cache: bool,
+                 pipeline, do_sample: bool, generator) -> Iterator[int]:
+    """Each chosen token of the blank at Part A index m, the closing [eop] / <eos> last (when it
+    comes within ``max_new``). A generator, so that a chat answer streams token by token and a
+    caller can stop early (a stop string, a server's client gone away)."""
     device = next(model.parameters()).device
     n_a = len(part_a)
     cache = model.new_cache(1, n_a + max_new) if use_cache else None
@@ -91,23 +101,23 @@ def decode_span(model, part_a: list[int], m: int, tok: GlmTokens, max_new: int, 
         model(**_on(blank_inputs(part_a, m, []), device), cache=cache)
     span: list[int] = []
     token = tok.sop
-    banned = {*tok.masks, tok.sop, tok.cls}
+    banned = [*tok.masks, tok.sop, tok.cls]  # a span never holds a mask, [sop] or [CLS]
     for step in range(max_new):
         if cache is not None:  # one token at (m, step + 1): the block's last column; it sees every cached key
             pos = torch.from_numpy(glm_positions(n_a, [(m, step + 1)])[:, -1:])[None].to(device)  # (1, 2, 1)
-            logits = model(torch.tensor([[token]], device=device), position_ids=pos, cache=cache).logits[0, -1]
+            logits = model(torch.tensor([[token]], device=device), position_ids=pos, cache=cache).logits[0, -1]  # (V,)
         else:  # the whole sequence again under the full GLM mask: the reference path
-            logits = model(**_on(blank_inputs(part_a, m, [tok.sop] + span), device)).logits[0, -1]
-        history = torch.tensor([part_a + [tok.sop] + span], device=device)
+            logits = model(**_on(blank_inputs(part_a, m, [tok.sop] + span), device)).logits[0, -1]  # (V,)
+        history = torch.tensor([part_a + [tok.sop] + span], device=device)  # (1, L)
         logits = logits.float().clone()
-        logits[list(banned)] = float("-inf")  # a span never holds a mask, [sop] or [CLS]
+        logits[banned] = float("-inf")
         scores = apply_pipeline(pipeline, logits[None], history)  # (1, V)
         token = int(torch.multinomial(scores.softmax(-1), 1, generator=generator)) if do_sample \
             else int(scores.argmax(-1))
+        yield token
         if token in (tok.eop, tok.eos):
-            break
+            return
         span.append(token)
-    return span
 
 
 def blank_inputs(part_a: list[int], m: int, part_b: list[int]) -> dict[str, np.ndarray]:

@@ -7,24 +7,23 @@ SFT trains these models in ChatGLM-6B's layout ``prompt [gMASK] | <sop> answer <
 layout `plmlab.generate` feeds a GLM (the prompt as Part A with no [gMASK] / <sop>): a model
 trained on blanks answers something else there.
 
-`blank_tokens` is infill.decode_span's loop (Part A once into the KV cache, then one token at
-2-D position (m, step + 1); or the whole layout again each step, the reference path) written as
-a generator, so that an answer streams token by token and stops early -- at a stop string, or
-when a server's client has gone away.
+The tokens come from infill.blank_tokens, the loop GLM blank filling decodes with (Part A once
+into the KV cache, then one token at 2-D position (m, step + 1)), a generator, so that an answer
+streams token by token and stops early -- at a stop string, or when a server's client has gone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import torch
 
 from ..errors import PlmlabError
 from ..generation import TextStreamer, find_stop
 from ..generation.filters import apply_pipeline, build_pipeline
-from ..infill import blank_inputs
-from ..objectives.glm_layout import TWO_D_POSITIONS, GlmTokens, glm_positions
+from ..infill import blank_tokens
+from ..objectives.glm_layout import TWO_D_POSITIONS, GlmTokens
 
 
 # generate's options that `answer_blank` takes as they are (pipelines' decode_options names them so)
@@ -60,41 +59,6 @@ def blank_prompt(tokenizer, ids: list[int]) -> tuple[list[int], int]:
 def text_prompt(tokenizer, text: str) -> tuple[list[int], int]:
     """Part A of a text (a chat rendering or a plain context): its ids, then the blank."""
     return blank_prompt(tokenizer, tokenizer.encode(text, add_special_tokens=False))
-
-
-@torch.no_grad()
-def blank_tokens(model, part_a: list[int], m: int, tok: GlmTokens, max_new: int, use_cache: bool,
-                 filters, do_sample: bool, generator) -> Iterator[int]:
-    """Each chosen token of the blank at Part A index m, the closing <eop> / <eos> last (when it
-    comes within ``max_new``); the same tokens as infill.decode_span."""
-    device = next(model.parameters()).device
-    n_a = len(part_a)
-
-    def batch(part_b: list[int]) -> dict[str, torch.Tensor]:  # one row of GLM's layout on the device
-        return {k: torch.from_numpy(v)[None].to(device) for k, v in blank_inputs(part_a, m, part_b).items()}
-
-    cache = model.new_cache(1, n_a + max_new) if use_cache else None
-    if cache is not None:  # Part A once, bidirectional (the layout with no Part B yet)
-        model(**batch([]), cache=cache)
-    span: list[int] = []
-    token = tok.sop
-    banned = [*tok.masks, tok.sop, tok.cls]  # a span never holds a mask, [sop] or [CLS]
-    for step in range(max_new):
-        if cache is not None:  # one token at (m, step + 1); it sees every cached key
-            pos = torch.from_numpy(glm_positions(n_a, [(m, step + 1)])[:, -1:])[None].to(device)  # (1, 2, 1)
-            logits = model(torch.tensor([[token]], device=device), position_ids=pos, cache=cache).logits[0, -1]  # (V,)
-        else:  # the whole sequence again under the full GLM mask: the reference path
-            logits = model(**batch([tok.sop] + span)).logits[0, -1]  # (V,)
-        history = torch.tensor([part_a + [tok.sop] + span], device=device)  # (1, L)
-        logits = logits.float().clone()
-        logits[banned] = float("-inf")
-        scores = apply_pipeline(filters, logits[None], history)  # (1, V)
-        token = int(torch.multinomial(scores.softmax(-1), 1, generator=generator)) if do_sample \
-            else int(scores.argmax(-1))
-        yield token
-        if token in (tok.eop, tok.eos):
-            return
-        span.append(token)
 
 
 def answer_blank(model, tokenizer, part_a: list[int], mask_at: int, *, max_new_tokens: int,
