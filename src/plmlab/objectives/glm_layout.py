@@ -156,12 +156,17 @@ def rebuild_text(example: dict[str, np.ndarray], tok: GlmTokens) -> list[int]:
 
 def glm_prompt(tokenizer, messages: list[dict]) -> tuple[list[int], int]:
     """(Part A, the index of its [gMASK]) for the assistant turn that follows ``messages``: the
-    template's rendering with the generation prompt, its leading layout tokens left out, then
-    [gMASK]. SFT trains this layout (finetune/sft_glm.py) and `plmlab chat` decodes it."""
+    template's rendering with the generation prompt as `blank_prompt` lays it out. SFT trains this
+    layout (finetune/sft_glm.py) and `plmlab chat` decodes it."""
+    return blank_prompt(tokenizer, encode_chat(tokenizer, messages, add_generation_prompt=True) if messages else [])
+
+
+def blank_prompt(tokenizer, ids: list[int]) -> tuple[list[int], int]:
+    """(Part A, the index of its [gMASK]) for the answer after ``ids``: the leading layout tokens
+    (a template's ``[gMASK]<sop>`` prefix, GLM-4's 1-D convention) left out, then [gMASK]."""
     tok = GlmTokens.from_tokenizer(tokenizer)
-    ids = encode_chat(tokenizer, messages, add_generation_prompt=True) if messages else []
     start = 0
     while start < len(ids) and ids[start] in (tok.gmask, tok.sop):
         start += 1
-    part_a = ids[start:] + [tok.gmask]
+    part_a = list(ids[start:]) + [tok.gmask]
     return part_a, len(part_a) - 1

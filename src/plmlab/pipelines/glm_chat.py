@@ -23,7 +23,7 @@ from ..errors import PlmlabError
 from ..generation import TextStreamer, find_stop
 from ..generation.filters import apply_pipeline, build_pipeline
 from ..infill import blank_tokens
-from ..objectives.glm_layout import TWO_D_POSITIONS, GlmTokens
+from ..objectives.glm_layout import TWO_D_POSITIONS, GlmTokens, blank_prompt
 
 
 # generate's options that `answer_blank` takes as they are (pipelines' decode_options names them so)
@@ -42,18 +42,6 @@ class BlankAnswer:
 def answers_as_blank(model) -> bool:
     """Does this model answer as a GLM blank (2-D positions) rather than by continuing the prompt?"""
     return model.config.position in TWO_D_POSITIONS
-
-
-def blank_prompt(tokenizer, ids: list[int]) -> tuple[list[int], int]:
-    """(Part A, the index of its [gMASK]) for the answer after ``ids``: the leading layout tokens
-    (a template's ``[gMASK]<sop>`` prefix, GLM-4's 1-D convention) left out, then [gMASK] -- as
-    objectives/glm_layout.py's `glm_prompt` builds a conversation's Part A."""
-    tok = GlmTokens.from_tokenizer(tokenizer)
-    start = 0
-    while start < len(ids) and ids[start] in (tok.gmask, tok.sop):
-        start += 1
-    part_a = list(ids[start:]) + [tok.gmask]
-    return part_a, len(part_a) - 1
 
 
 def text_prompt(tokenizer, text: str) -> tuple[list[int], int]:
