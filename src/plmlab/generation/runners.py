@@ -93,7 +93,11 @@ class DecoderRunner:
     without a cache (it is re-run each step); `mask` always covers past + new tokens."""
 
     def __init__(self, model, input_ids: torch.Tensor, mask: torch.Tensor, max_len: int, use_cache: bool) -> None:
-        self.model, self.ids, self.mask = model, input_ids, mask
+        self.model, self.ids = model, input_ids
+        # every step's mask is a view of one buffer, (B, max_len): no cat and new tensor per token
+        self.mask_buf = mask.new_ones(mask.shape[0], max(max_len, mask.shape[1]))
+        self.mask_buf[:, :mask.shape[1]] = mask
+        self.mask = self.mask_buf[:, :mask.shape[1]]  # (B, past + new)
         self.padded = not bool(mask.all())
         self.inputs = make_inputs(model.config)
         self.cache = model.new_cache(input_ids.shape[0], max_len) if use_cache else None
@@ -104,7 +108,7 @@ class DecoderRunner:
         return out.logits[:, -1].float()  # (B, V)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:  # tokens (B,)
-        self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
+        self.mask = self.mask_buf[:, :self.mask.shape[1] + 1]
         if self.cache is not None:
             out = self.model(tokens[:, None], cache=self.cache, last_only=True,
                              **self.inputs.step(self.mask, self.padded, 1))
@@ -114,7 +118,8 @@ class DecoderRunner:
         return out.logits[:, -1].float()
 
     def reorder(self, rows: torch.Tensor) -> None:
-        self.ids, self.mask = self.ids.index_select(0, rows), self.mask.index_select(0, rows)
+        self.ids, self.mask_buf = self.ids.index_select(0, rows), self.mask_buf.index_select(0, rows)
+        self.mask = self.mask_buf[:, :self.mask.shape[1]]
         if self.cache is not None:
             self.cache.reorder(rows)
 
