@@ -154,3 +154,12 @@ def test_fp32_decode_step_has_no_dropout_or_casts():
     with_dropout = _model("gpt-tiny", dropout=0.1)
     assert any(isinstance(m, torch.nn.Dropout) for m in with_dropout.modules())  # p > 0 keeps its module
     assert not any(isinstance(m, torch.nn.Dropout) for m in _model("gpt-tiny", dropout=0.0).modules())
+
+
+def test_model_made_in_inference_mode_decodes():
+    """Inference tensors keep no version counter: the transposed copies key on address and shape."""
+    with torch.inference_mode():
+        model = _model("gpt-tiny")
+    rows = _prompts(model.config.vocab_size)
+    assert torch.equal(plmlab.generate(model, rows, max_new_tokens=5, eos_token_id=None),
+                       plmlab.generate(model, rows, max_new_tokens=5, eos_token_id=None, use_cache=False))
