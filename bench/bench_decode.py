@@ -11,12 +11,16 @@ The roofline: decoding one token reads every weight once, so tokens/s cannot bea
 The fraction reported is achieved tokens/s over that bound.
 
     PYTHONPATH=src python bench/bench_decode.py [--presets gpt-mini llama-mini gpt2] [--threads 2]
-        [--new-tokens 64] [--repeats 5] [--int8] [--compile] [--json out.json]
+        [--new-tokens 64] [--repeats 5] [--int8] [--compile] [--cpu-time] [--shapes] [--json out.json]
+
+--cpu-time times in process CPU seconds (a machine shared with other jobs); --shapes adds the
+matrix-vector GB/s of each weight shape in both layouts and the kernel ceiling they imply.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
 import json
 import statistics
@@ -30,16 +34,53 @@ from bench_vs_transformers import compare  # warm-up, then A B A B ...: medians
 from plmlab.presets import get_preset
 
 
-def stream_bandwidth(mb: int = 256, repeats: int = 5) -> float:
+def stream_bandwidth(mb: int = 256, repeats: int = 5, clock=time.perf_counter) -> float:
     """Bytes/s of a plain streaming read (torch.sum over a buffer far larger than the caches)."""
     buf = torch.ones(mb * 2**20 // 4)
     buf.sum()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         buf.sum()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return buf.numel() * 4 / statistics.median(times)
+
+
+def cpu_compare(fns: dict, repeats: int) -> dict[str, float]:
+    """As `compare` (warm-up, then A B A B ...: medians), timed in this process's CPU seconds: on
+    a machine shared with other jobs, wall time also counts the time the scheduler gave them
+    (memory-bandwidth and cache contention still count: the figures stay noisier than quiet ones)."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.process_time()
+            fn()
+            times[k].append(time.process_time() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def matvec_ceilings(model, repeats: int = 7) -> dict:
+    """GB/s of one-token products per distinct linear weight shape, in both layouts: `F.linear`
+    on nn.Linear's (out, in) weight and `torch.mm` on the (in, out) copy that `generate` uses.
+    Random weights of each shape, enough copies (>= 64 MB) that the caches do not hold them.
+    The sum over the model's layers of the faster layout's time is the kernel ceiling: what
+    decoding would reach with no other work than the matrix products."""
+    shapes = collections.Counter(tuple(m.weight.shape) for m in model.modules()
+                                 if isinstance(m, torch.nn.Linear) and m.weight.dtype == torch.float32)
+    rows, per_token = {}, 0.0
+    for (out_f, in_f), count in shapes.items():
+        nbytes = out_f * in_f * 4
+        w = [torch.randn(out_f, in_f) for _ in range(max(1, 64 * 2**20 // nbytes))]
+        wt = [m.t().contiguous() for m in w]  # (in, out)
+        x = torch.randn(1, in_f)
+        fns = {"linear": lambda: [torch.nn.functional.linear(x, m) for m in w],
+               "mm_t": lambda: [torch.mm(x, m) for m in wt]}
+        s = {k: v / len(w) for k, v in cpu_compare(fns, repeats).items()}  # seconds per product
+        rows[f"{in_f}x{out_f}"] = {k: nbytes / v / 1e9 for k, v in s.items()} | {"count": count}
+        per_token += count * min(s.values())
+    return {"gb_s": rows, "kernel_ceiling_tokens_per_s": 1 / per_token}
 
 
 def weight_bytes_per_token(model) -> int:
@@ -95,7 +136,7 @@ def run_preset(preset: str, args, bandwidth: float) -> dict:
     models = {k: m for k, (m, _) in fns.items()}
     out = {k: fn() for k, (_, fn) in fns.items()}  # first call: warm-up and the token check
     same = {k: bool(torch.equal(out[k], out["transformers"])) for k in out if k not in ("transformers", "plmlab int8")}
-    seconds = compare({k: fn for k, (_, fn) in fns.items()}, args.repeats)
+    seconds = (cpu_compare if args.cpu_time else compare)({k: fn for k, (_, fn) in fns.items()}, args.repeats)
     rows = {}
     for k, s in seconds.items():
         tok_s = args.new_tokens / s
@@ -104,8 +145,11 @@ def run_preset(preset: str, args, bandwidth: float) -> dict:
         rows[k] = {"tokens_per_s": tok_s, "vs_transformers": seconds["transformers"] / s,
                    "roofline_tokens_per_s": roof, "roofline_fraction": tok_s / roof}
     ours = models["plmlab"]
-    return {"preset": preset, "params": ours.num_parameters(), "weight_mb": weight_bytes_per_token(ours) / 2**20,
-            "same_tokens_as_transformers": same, "results": rows}
+    out = {"preset": preset, "params": ours.num_parameters(), "weight_mb": weight_bytes_per_token(ours) / 2**20,
+           "same_tokens_as_transformers": same, "results": rows}
+    if args.shapes:
+        out["matvec"] = matvec_ceilings(ours)
+    return out
 
 
 def batched(preset: str, new: int = 32, repeats: int = 3, lengths=(3, 7, 12, 18, 25, 33, 42, 52)) -> dict:
@@ -139,6 +183,11 @@ def print_row(r: dict) -> None:
     for k, v in r["results"].items():
         print(f"{r['preset']:<11}{k:<16}{v['tokens_per_s']:>9.1f}{v['vs_transformers']:>9.2f}"
               f"{v['roofline_tokens_per_s']:>10.1f}{v['roofline_fraction']:>8.0%}")
+    if "matvec" in r:
+        shapes = "  ".join(f"{k} x{v['count']}: linear {v['linear']:.1f} mm_t {v['mm_t']:.1f}"
+                           for k, v in r["matvec"]["gb_s"].items())
+        print(f"{'':<11}matvec GB/s (in x out): {shapes}; "
+              f"kernel ceiling {r['matvec']['kernel_ceiling_tokens_per_s']:.1f} tok/s")
 
 
 def main(argv=None) -> list[dict]:
@@ -149,11 +198,17 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--int8", action="store_true", help="also time --quantize int8")
     ap.add_argument("--compile", action="store_true", help="also time --compile (slow to compile)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time in process CPU seconds, not wall seconds (for a machine shared with other jobs)")
+    ap.add_argument("--shapes", action="store_true",
+                    help="also measure the matrix-vector GB/s of each weight shape in both layouts")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    bw = stream_bandwidth()
-    print(f"threads {args.threads}, {args.new_tokens} new tokens, batch 1 greedy; streaming read {bw / 1e9:.1f} GB/s")
+    bw = stream_bandwidth(clock=time.process_time if args.cpu_time else time.perf_counter)
+    clock = "process CPU time" if args.cpu_time else "wall time"
+    print(f"threads {args.threads}, {args.new_tokens} new tokens, batch 1 greedy, {clock}; "
+          f"streaming read {bw / 1e9:.1f} GB/s")
     print(f"{'preset':<11}{'impl':<16}{'tok/s':>9}{'vs HF':>9}{'roof t/s':>10}{'roof %':>8}")
     results = []
     for preset in args.presets:

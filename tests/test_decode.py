@@ -108,3 +108,58 @@ def test_compiled_same_tokens_and_no_recompiles():
     assert torch.equal(plmlab.generate(model, rows, compile=True, **sampled), plmlab.generate(model, rows, **sampled))
     assert counters["stats"]["unique_graphs"] == 1  # same shapes: no recompilation
     assert not counters["graph_break"]
+
+
+@pytest.mark.parametrize("preset", ["gpt-tiny", "t5-tiny"])
+def test_generated_ids_feed_a_training_step(preset):
+    """The decode steps run in inference mode; what generate returns is an ordinary tensor, and a
+    training step between two generate calls is seen by the second (cached copies rebuilt)."""
+    model = _model(preset)
+    rows = _prompts(model.config.vocab_size)
+    ids = plmlab.generate(model, rows, max_new_tokens=6, eos_token_id=None)
+    assert not ids.is_inference()
+    model.train()
+    kw = {"decoder_input_ids": ids} if preset == "t5-tiny" else {}
+    src = torch.tensor([rows[0][:2]] * ids.shape[0]) if preset == "t5-tiny" else ids
+    loss = model(src, labels=ids, **kw).loss
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=5.0).step()
+    model.eval()
+    assert torch.equal(plmlab.generate(model, rows, max_new_tokens=6, eos_token_id=None),
+                       plmlab.generate(model, rows, max_new_tokens=6, eos_token_id=None, use_cache=False))
+
+
+def _step_ops(model) -> dict[str, int]:
+    from torch.profiler import ProfilerActivity, profile
+
+    cache, token = model.new_cache(1, 8), torch.tensor([[4]])
+    with torch.no_grad():
+        model(torch.tensor([[1, 2, 3]]), cache=cache, last_only=True)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model(token, cache=cache, last_only=True)
+    counts: dict[str, int] = {}
+    for e in prof.events():
+        if e.cpu_parent is None:
+            counts[e.name] = counts.get(e.name, 0) + 1
+    return counts
+
+
+def test_fp32_decode_step_has_no_dropout_or_casts():
+    """Per token: no eval-mode dropout calls, and an fp32 LLaMA's RMSNorm and rotary make no
+    dtype casts (the one left turns the integer positions into angles)."""
+    ops = _step_ops(_model("llama-tiny"))
+    assert "aten::dropout" not in ops
+    assert ops.get("aten::to", 0) == 1
+    assert ops["aten::rms_norm"] == 2 * _model("llama-tiny").config.n_layers + 1
+    with_dropout = _model("gpt-tiny", dropout=0.1)
+    assert any(isinstance(m, torch.nn.Dropout) for m in with_dropout.modules())  # p > 0 keeps its module
+    assert not any(isinstance(m, torch.nn.Dropout) for m in _model("gpt-tiny", dropout=0.0).modules())
+
+
+def test_model_made_in_inference_mode_decodes():
+    """Inference tensors keep no version counter: the transposed copies key on address and shape."""
+    with torch.inference_mode():
+        model = _model("gpt-tiny")
+    rows = _prompts(model.config.vocab_size)
+    assert torch.equal(plmlab.generate(model, rows, max_new_tokens=5, eos_token_id=None),
+                       plmlab.generate(model, rows, max_new_tokens=5, eos_token_id=None, use_cache=False))

@@ -29,7 +29,9 @@ TRANSPOSE_BUDGET_BYTES = 2**30
 def transposed_weight(layer: nn.Linear) -> torch.Tensor:
     """The layer's weight as a contiguous (in, out) tensor, cached until the weight changes."""
     w = layer.weight
-    key = (w.data_ptr(), w._version, tuple(w.shape))
+    # a model made under torch.inference_mode has inference tensors, which keep no version counter
+    # (and cannot be changed outside inference mode): their address and shape are the key
+    key = (w.data_ptr(), 0 if w.is_inference() else w._version, tuple(w.shape))
     cached = layer.__dict__.get("_decode_wt")
     if cached is None or cached[0] != key:
         cached = (key, w.detach().t().contiguous())  # (in, out)

@@ -64,10 +64,11 @@ def sample_search(runner, history: torch.Tensor, valid: torch.Tensor, o: SearchO
         valid = torch.cat([valid, valid.new_ones(B, 1)], dim=1)
         if o.streamer is not None:
             o.streamer.put(tokens)
-        finished |= _is_eos(tokens, o.eos)
+        if o.eos is not None:
+            finished |= _is_eos(tokens, o.eos)
         if o.stop is not None:
             finished |= o.stop(history[:, start:], ~finished)
-        if bool(finished.all()) or step == o.max_new_tokens - 1:
+        if step == o.max_new_tokens - 1 or can_finish and bool(finished.all()):
             break
         # A finished row's next logits are never used: feed it a valid id, whatever `pad` is.
         logits = runner.step(tokens.masked_fill(finished, 0) if can_finish else tokens)

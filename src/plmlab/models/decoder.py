@@ -35,7 +35,8 @@ class DecoderModel(PretrainedModel):
         if position_ids is None:
             past = cache.length if cache is not None else 0
             position_ids = torch.arange(past, past + T, device=input_ids.device)[None].expand(B, T)
-        x = self.embed(input_ids, position_ids + self.config.position_offset, token_type_ids, language_ids)
+        offset = self.config.position_offset  # RoBERTa-style tables start at an offset; most at 0
+        x = self.embed(input_ids, position_ids + offset if offset else position_ids, token_type_ids, language_ids)
         # 2-D (GLM) positions feed the embedding; a rotary stack uses the first row, a
         # rotary-2d stack (ChatGLM-6B) both.
         h = self.decoder(x, position_ids, attention_mask, cache)

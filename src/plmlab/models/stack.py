@@ -10,6 +10,7 @@ from ..config import Config
 from ..masks import additive, build_mask, causal_mask
 from ..nn.attention import AttentionContext, KVCache, window_mask
 from ..nn.block import Block
+from ..nn.mlp import make_dropout
 from ..nn.norm import make_norm
 from ..nn.position import ROTARY, RelativePositionBias
 
@@ -29,7 +30,7 @@ class Stack(nn.Module):
             self.relative = RelativePositionBias(config, bidirectional=not causal)
         if config.final_norm:
             self.norm = make_norm(config)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = make_dropout(config.dropout)
         self.gradient_checkpointing = False
 
     def forward(

@@ -106,15 +106,13 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: "AttentionContext", layer: int) -> torch.Tensor:
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).split(
-            [self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim], dim=-1
-        )
-        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
-        k = k.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, KV, T, hd)
-        v = v.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
-        if ctx.rotary is not None:
-            cos, sin = ctx.rope
-            q, k = ctx.rotary.rotate(q, cos, sin), ctx.rotary.rotate(k, cos, sin)
+        H, KV = self.n_heads, self.n_kv
+        # the fused output is [q heads | k heads | v heads]: one view splits all three
+        qkv = self.qkv(x).view(B, T, H + 2 * KV, self.head_dim).transpose(1, 2)  # (B, H + 2KV, T, hd)
+        qk, v = qkv[:, :H + KV], qkv[:, H + KV:]  # (B, H + KV, T, hd), (B, KV, T, hd)
+        if ctx.rotary is not None:  # queries and keys rotate by the same angles: one pass for both
+            qk = ctx.rotary.rotate(qk, *ctx.rope)
+        q, k = qk[:, :H], qk[:, H:]  # (B, H, T, hd), (B, KV, T, hd)
         if ctx.cache is not None:
             k, v = ctx.cache.update(layer, k, v)  # (B, KV, past + T, hd); a window: (B, KV, kept + T, hd)
         mask, is_causal = ctx.mask_for(layer)

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import Config
 from .attention import AttentionContext, CrossAttention, SelfAttention
-from .mlp import make_mlp
+from .mlp import make_dropout, make_mlp
 from .norm import make_norm
 
 
@@ -71,7 +71,7 @@ class Block(nn.Module):
         self.mlp = make_mlp(config)
         # Sandwich-LN's second norms; an Identity (no parameters) for every other placement
         self.attn_post_norm, self.mlp_post_norm = _post_norm(config), _post_norm(config)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = make_dropout(config.dropout)
         self.residual = RESIDUALS[config.norm_placement]
         self.alpha = deepnorm_alpha(config.n_layers)
 

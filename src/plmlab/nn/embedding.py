@@ -10,6 +10,7 @@ from torch import nn
 
 from ..config import Config
 from ..errors import PlmlabError
+from .mlp import make_dropout
 from .norm import make_norm
 from .position import ABSOLUTE_POSITIONS
 
@@ -41,7 +42,7 @@ class Embeddings(nn.Module):
             self.norm = make_norm(config, dim)
         if dim != config.d_model:
             self.proj = nn.Linear(dim, config.d_model)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = make_dropout(config.dropout)
 
     def forward(
         self,
