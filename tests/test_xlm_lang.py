@@ -187,6 +187,12 @@ def test_pretrain_round_trips_as_xlm(tmp_path, lang_corpus, objective, extra):
     hf_parity(out / "final", causal=objective == "clm")
 
 
+def test_clm_on_the_xlm_encoder_names_the_decoder(tmp_path, lang_corpus, capsys):
+    assert main(["pretrain", *RUN, "--objective", "clm", "--corpus", str(lang_corpus), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "does not fit this model (an encoder)" in err and err.endswith("with --arch decoder")
+
+
 def test_corpus_lang_text_files(tmp_path, capsys):
     (tmp_path / "en.txt").write_text("\n\n".join(" ".join(EN[(i + k) % 4] for k in range(3)) for i in range(12)))
     (tmp_path / "fr.txt").write_text("\n\n".join(" ".join(FR[(i + k) % 4] for k in range(3)) for i in range(12)))

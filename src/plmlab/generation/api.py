@@ -306,7 +306,9 @@ class WithLanguage:
     def __call__(self, input_ids: torch.Tensor, **kwargs):
         return self.model(input_ids, language_ids=torch.full_like(input_ids, self.language_id), **kwargs)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str):  # only for what the instance lacks: the model's attributes
+        if name == "model":
+            raise AttributeError(name)
         return getattr(self.model, name)
 
 
