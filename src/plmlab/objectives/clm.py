@@ -19,9 +19,9 @@ An XLM encoder trains this way as a decoder of the same layers (`--arch decoder`
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..data.shards import TokenData
 from ..errors import PlmlabError

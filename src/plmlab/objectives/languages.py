@@ -69,7 +69,8 @@ class LanguageTable:
 class LanguageIds:
     """What CLM and MLM add for XLM (sections 3.1-3.2): with a corpus that names languages, every
     token's `language_ids` is its document's language; in the `plmlab objective` view, `lang`'s.
-    Needs options with `languages` and `lang`; call `init_languages` in `__init__`."""
+    Needs options with `languages` (and `lang` for the view); call `init_languages` in `__init__`.
+    TLM uses the table alone: its pairs name their own languages."""
 
     pad_language = {"language_ids": 0}  # padding's language id, as TLM's
 

@@ -29,7 +29,7 @@ from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from .base import Objective
 from .fits import Fits
-from .languages import LanguageTable, check_languages, languages_option
+from .languages import LanguageIds, check_languages, languages_option
 from .mlm import Masker, Masking
 from .options import option
 
@@ -51,12 +51,12 @@ class TlmOptions(Masking):
         check_languages("tlm", self.languages)
 
 
-class TranslationLM(Objective):
+class TranslationLM(LanguageIds, Objective):
     name = "tlm"
     tokenizer_style = "roberta"
     Options = TlmOptions
     fits = Fits(arch="encoder", head="lm", languages=True)  # XLM: the tied pred_layer on an encoder
-    pad_values = {**Objective.pad_values, "language_ids": 0}
+    pad_values = {**Objective.pad_values, **LanguageIds.pad_language}
 
     def __init__(self, tokenizer, seq_len: int, **options) -> None:
         super().__init__(tokenizer, seq_len, **options)
@@ -66,15 +66,10 @@ class TranslationLM(Objective):
             raise PlmlabError(f"objective tlm needs --seq-len of at least 6 (two sentences and four </s>), got {seq_len}")
         self.masker = Masker(tokenizer, self.opts)
         self.pad_values = {**self.pad_values, "input_ids": tokenizer.pad_id if tokenizer.pad_id is not None else 0}
-        self.table = LanguageTable(self.opts.languages)
+        self.init_languages()
         self._names: dict[int, list[str]] = {}  # id(data) -> each pair's (src, tgt) language names
 
     # --- languages -------------------------------------------------------------------------------
-    @property
-    def languages(self) -> list[str]:
-        """The language names in id order (what a trained model's lang2id becomes)."""
-        return self.table.names
-
     def language_id(self, name: str, where: str = "") -> int:
         return self.table.id(name, where)
 
