@@ -205,7 +205,8 @@ def test_corpus_lang_text_files(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, records, message", [
-    (["--objective-set", 'languages=["en","de"]'], None, r"unknown language 'fr': not one of the model's languages \(en, de\)"),
+    (["--objective-set", 'languages=["en","de"]'], None,
+     r"unknown language 'fr': not one of the model's languages \(en, de\)"),
     (["--config", "{model}"], None, r"unknown language 'fr': not one of the model's languages \(de, en\)"),
     ([], [{"text": f"{EN[i % 4]} {EN[(i + 1) % 4]}", "lang": ["en", "fr", "de"][i % 3]} for i in range(30)],
      r"the corpus has 3 languages \(de, en, fr\), more than the model's n_languages=2"),
@@ -257,6 +258,9 @@ def causal_xlm(tmp_path_factory):
 
 
 def hf_greedy(hf, prompt: list[int], n: int, lang: int) -> list[int]:
+    """Greedy tokens of HF XLM given `langs`, one full forward per step. (HF's own `generate` is not
+    the reference: XLMWithLMHeadModel.prepare_inputs_for_generation appends a mask token and reads
+    its logits, MLM-style, rather than the last token's.)"""
     ids = torch.tensor([prompt])
     for _ in range(n):
         with torch.no_grad():

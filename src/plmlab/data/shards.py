@@ -338,7 +338,8 @@ def _load_split(folder: Path, dtype: np.dtype, counts, vocab_size: int, n_docume
 def _load_languages(folder: Path, n_docs: int, n_languages: int) -> np.ndarray:
     with open_regular(folder / f"{_LANGS}.npy", follow_symlinks=False) as f:
         langs = np.load(f, allow_pickle=False)
-    if langs.dtype != np.int64 or langs.shape != (n_docs,) or (n_docs and not 0 <= langs.min() <= langs.max() < n_languages):
+    if (langs.dtype != np.int64 or langs.shape != (n_docs,)
+            or (n_docs and not 0 <= langs.min() <= langs.max() < n_languages)):
         raise CorruptCache(f"{folder.name}/{_LANGS}.npy does not give each document a language")
     return langs
 
