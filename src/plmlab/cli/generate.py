@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..generation.api import set_decode_language
 from ..pipelines import TextGeneration, load_model_and_tokenizer, prepare_for_decoding
 from .args import device, finite_float, non_negative_float, non_negative_int, positive_float, positive_int, \
     probability, read_lines, seed
@@ -48,6 +49,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of {prompt, text, ids} (+ fills, filled for T5 sentinels)")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
+    p.add_argument("--lang", metavar="NAME", help="XLM: the language (a name of the model's lang2id, or an id) "
+                                                  "of the prompt and of every generated token")
     add_decode_speed_args(p)
     p.set_defaults(func=run)
 
@@ -79,6 +82,8 @@ def run(args) -> int:
     prompts = read_prompts(args)
     model, tokenizer = load(args.model, args.tokenizer, args.device)
     model = prepare_for_decoding(model, args.quantize, args.compile)
+    if args.lang is not None:
+        set_decode_language(model, args.lang)
     do_sample = False if args.greedy else (args.do_sample or None)  # None: sample once a sampling option is given
     gen = TextGeneration(
         model, tokenizer, max_new_tokens=args.max_new_tokens, do_sample=do_sample,

@@ -28,6 +28,8 @@ def register(sub) -> None:
     p.add_argument("--text-b", help="segment B, for pair objectives (NSP, SOP)")
     p.add_argument("--pairs", metavar="FILE", help='tlm: show the first pair of a JSONL pair file '
                    '({"src", "tgt", "src_lang", "tgt_lang"} per line)')
+    p.add_argument("--lang", metavar="NAME", help="clm / mlm: the language of --text (XLM's language ids; "
+                                                   "ids from --set languages=[...], else this one alone)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tokenizer", help="tokenizer directory (default: the family's, trained on the built-in corpus)")
     p.add_argument("--seq-len", type=int, default=512, help="maximum sequence length")
@@ -50,6 +52,11 @@ def run(args) -> int:
     from ..tokenizers import builtin_tokenizer, load_tokenizer
 
     options = parse_options(args.set)
+    if args.lang is not None:
+        if "lang" not in cls.Options.names():
+            raise PlmlabError(f"--lang is for objectives that show one text's language (clm, mlm), not {args.name}"
+                              + ("; tlm takes --set src_lang=... --set tgt_lang=..." if args.name == "tlm" else ""))
+        options["lang"] = args.lang
     cls.parse_options(options)  # a bad option is refused before a tokenizer is loaded or trained
     tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else builtin_tokenizer(cls.tokenizer_style)
     if args.pairs:

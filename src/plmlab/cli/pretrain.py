@@ -14,6 +14,7 @@ import sys
 from dataclasses import fields
 
 from ..config import Config, parse_overrides
+from ..data.languages import language_entry
 from ..train.options import DECAY_SHAPES, DEFAULTS, MAX_DEFAULT_SEQ_LEN, OPTIMIZERS, SCHEDULES
 from .pretrain_objective import add_objective_arguments, objective_options_from_args
 
@@ -32,7 +33,11 @@ def register(sub) -> None:
     run.add_argument("--overwrite", action="store_true", help="start over in a DIR that holds a run")
     run.add_argument("--objective", metavar="NAME", help="pretraining objective (default clm)")
     run.add_argument("--corpus", nargs="+", action="extend", metavar="PATH",
-                     help="text / markdown / jsonl files or folders (default: the built-in corpus)")
+                     help="text / markdown / jsonl files or folders (default: the built-in corpus); "
+                          'a jsonl record may name its language: {"text": ..., "lang": "en"} (XLM)')
+    run.add_argument("--corpus-lang", action="append", default=[], metavar="NAME=PATH",
+                     help="a text file or folder in language NAME (XLM's CLM / MLM; repeatable, with or "
+                          "without --corpus)")
     run.add_argument("--encoding-errors", choices=("strict", "replace"), help="on invalid UTF-8 (default strict)")
     run.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: train one on the corpus)")
     run.add_argument("--vocab-size", type=int, metavar="N", help="model (and trained tokenizer) vocabulary size")
@@ -109,6 +114,8 @@ def options_from_args(args):
     parsed = parse_overrides(args.set + overrides) or None
     values = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
     values["objective_options"] = objective_options_from_args(args)
+    if args.corpus_lang:  # stored as corpus entries lang:NAME=PATH (data/languages.py): a resume reads them
+        values["corpus"] = [*(args.corpus or []), *map(language_entry, args.corpus_lang)]
     return PretrainOptions(out=args.out, resume=args.resume, overwrite=args.overwrite, overrides=parsed,
                            **{k: v for k, v in values.items() if k != "overrides"})
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from plmlab.data.builtin import builtin_documents
-from plmlab.data.corpus import read_corpus
+from plmlab.data.corpus import read_corpus, read_corpus_with_languages
 from plmlab.data.sentences import split_sentences
 from plmlab.data.shards import TokenData, build_token_data, corpus_fingerprint
 
@@ -34,5 +34,6 @@ __all__ = [
     "cache_dir",
     "corpus_fingerprint",
     "read_corpus",
+    "read_corpus_with_languages",
     "split_sentences",
 ]

@@ -8,7 +8,9 @@ Inputs, per path (a folder is walked recursively, sorted, taking ``*.txt``, ``*.
 ``*.jsonl``, skipping hidden entries):
 
 * ``.jsonl``: one JSON object per line with a string field ``text``; each line is one document
-  (blank lines are skipped; objects whose text is empty are skipped). A line of translation
+  (blank lines are skipped; objects whose text is empty are skipped). An optional ``lang`` field
+  names the document's language (XLM; ``data/languages.py``, with the ``lang:NAME=PATH`` entries
+  that give a whole text file one: ``read_corpus_with_languages`` returns them). A line of translation
   pair fields instead (``src``, ``tgt``, ``src_lang``, ``tgt_lang``: XLM's TLM) is the document
   ``[src_lang, src, tgt_lang, tgt]``, unsplit (see ``data/pairs.py``).
 * any other file is plain text. How a text file becomes documents is ``doc_sep``:
@@ -44,6 +46,7 @@ import re
 from collections.abc import Iterator
 
 from plmlab.data.files import open_regular, path_kind
+from plmlab.data.languages import complete_languages, language_path, record_language
 from plmlab.data.pairs import is_pair_record, pair_from_record
 from plmlab.data.sentences import split_sentences
 from plmlab.errors import PlmlabError, warn
@@ -67,26 +70,40 @@ def read_corpus(
     max_doc_chars: int = MAX_DOC_CHARS,
 ) -> list[list[str]]:
     """Read files and folders into documents of sentences (see the module docstring)."""
+    return read_corpus_with_languages(paths, errors, doc_sep, max_doc_chars)[0]
+
+
+def read_corpus_with_languages(
+    paths: list[str] | str,
+    errors: str = "strict",
+    doc_sep: str = "file",
+    max_doc_chars: int = MAX_DOC_CHARS,
+) -> tuple[list[list[str]], list[str] | None]:
+    """(documents, the language of each document or None when the corpus names none); a path
+    may be given as ``lang:NAME=PATH`` (data/languages.py)."""
     if errors not in ("strict", "replace"):
         raise PlmlabError(f"encoding errors must be 'strict' or 'replace', not {errors!r}")
     if doc_sep not in ("file", "blank"):
         raise PlmlabError(f"doc_sep must be 'file' or 'blank', not {doc_sep!r}")
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    documents: list[list[str]] = []
+    found: list[tuple[list[str], str | None, str]] = []  # (document, language, where it came from)
     named = [str(p) for p in paths if str(p) in NAMED_CORPORA]
     for name in named:  # `--corpus builtin:docs`: a built-in corpus by name, first, in the order given
-        documents += corpus_documents(name)
-    for path in corpus_files([p for p in paths if str(p) not in NAMED_CORPORA]):
-        if path.endswith(".jsonl"):
-            documents += _jsonl_documents(path, errors)
-        else:
-            documents += _text_documents(path, errors, doc_sep, max_doc_chars)
-    documents = [doc for doc in documents if doc]
-    if not documents:
+        found += [(doc, None, name) for doc in corpus_documents(name)]
+    for entry in [str(p) for p in paths if str(p) not in NAMED_CORPORA]:
+        lang, entry_path = language_path(entry)
+        for path in corpus_files([entry_path]):
+            if path.endswith(".jsonl"):
+                found += _jsonl_documents(path, errors, lang)
+            else:
+                found += [(doc, lang, path) for doc in _text_documents(path, errors, doc_sep, max_doc_chars)]
+    found = [item for item in found if item[0]]
+    if not found:
         shown = ", ".join(str(p) for p in paths)
         raise PlmlabError(f"the corpus is empty: no text found in {shown}")
-    return documents
+    languages = complete_languages([lang for _, lang, _ in found], [where for _, _, where in found])
+    return [doc for doc, _, _ in found], languages
 
 
 def corpus_documents(name: str) -> list[list[str]]:
@@ -187,7 +204,8 @@ def _lines(chunks: Iterator[str]) -> Iterator[str]:
     yield "".join(pending)
 
 
-def _jsonl_documents(path: str, errors: str) -> list[list[str]]:
+def _jsonl_documents(path: str, errors: str, lang: str | None = None) -> list[tuple[list[str], str | None, str]]:
+    """(document, language, "path:line") of every record; `lang`: the file's given language."""
     documents = []
     for number, line in enumerate(_lines(text_chunks(path, errors)), start=1):
         if not line.strip():
@@ -198,13 +216,14 @@ def _jsonl_documents(path: str, errors: str) -> list[list[str]]:
             raise PlmlabError(f"{path}: line {number}: invalid JSON ({e.msg})") from None
         except RecursionError:
             raise PlmlabError(f"{path}: line {number}: invalid JSON (nested too deeply)") from None
+        where = f"{path}:{number}"
         if isinstance(record, dict) and is_pair_record(record):  # TLM: a translation pair (data/pairs.py)
-            documents.append(pair_from_record(f"{path}:{number}", record).document())
+            documents.append((pair_from_record(where, record).document(), lang, where))
             continue
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise PlmlabError(f'{path}: line {number}: expected an object with a string "text" field')
-        documents.append([s for piece in _bounded(record["text"], MAX_PARAGRAPH_CHARS)
-                          for s in split_sentences(piece)])
+        document = [s for piece in _bounded(record["text"], MAX_PARAGRAPH_CHARS) for s in split_sentences(piece)]
+        documents.append((document, record_language(where, record, lang), where))
     return documents
 
 

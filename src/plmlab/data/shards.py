@@ -7,6 +7,8 @@ One split on disk (a folder ``train/`` or ``val/``)::
     sent_offsets.npy  int64 [n_sents + 1]  sent i = tokens[sent_offsets[i] : sent_offsets[i + 1]]
     doc_sents.npy     int64 [n_docs + 1]   doc d holds sentences doc_sents[d] .. doc_sents[d + 1] - 1
     doc_index.npy     int64 [n_docs]       doc d is documents[doc_index[d]] of the input corpus
+    doc_langs.npy     int64 [n_docs]       doc d is in language meta["languages"][doc_langs[d]]
+                                           (only for a corpus that names languages, data/languages.py)
 
 Every document boundary is also a sentence boundary. Sentences are tokenized *without* special
 tokens (objectives add them), and every sentence after the first of its document is encoded
@@ -16,7 +18,8 @@ sentences joined by spaces, which is what byte-level BPE needs to keep word boun
 
 The split into train and validation is by *document* (a seeded permutation picks the validation
 documents), so no document leaks across. The cache key hashes the corpus content, the
-tokenizer's JSON, ``val_fraction``, ``seed`` and ``FORMAT_VERSION``; a build writes into a
+tokenizer's JSON, ``val_fraction``, ``seed``, ``FORMAT_VERSION`` and the documents' languages
+(where the corpus names any: a relabelled corpus is another entry); a build writes into a
 temporary folder, ``fsync``s every file and renames the folder into place at the end, so a killed
 run or a full disk never leaves a half cache entry (a full disk is one ``PlmlabError`` line).
 
@@ -48,6 +51,7 @@ CHUNK_SENTENCES = 20_000  # sentences per encode_batch call: bounds memory on bi
 CHUNK_CHARS = 1_000_000  # ... and characters: bounds it whatever the sentences' lengths
 SPLITS = ("train", "val")
 _INDEX_ARRAYS = ("doc_offsets", "sent_offsets", "doc_sents", "doc_index")
+_LANGS = "doc_langs"
 
 
 class _Encoder(Protocol):  # what build_token_data needs from plmlab.tokenizers.Tokenizer
@@ -67,6 +71,10 @@ class TokenData:
     sent_offsets: np.ndarray  # int64 [n_sents + 1]
     doc_sents: np.ndarray  # int64 [n_docs + 1]
     doc_index: np.ndarray  # int64 [n_docs]: position of each document in the input corpus
+    # XLM: the corpus's language names (sorted) and each document's index into them; () / None
+    # for a corpus that names no languages
+    languages: tuple[str, ...] = ()
+    doc_languages: np.ndarray | None = None  # int64 [n_docs]
 
     @property
     def n_docs(self) -> int:
@@ -84,19 +92,28 @@ class TokenData:
         """Token ids of document ``d`` (a view, no copy)."""
         return self.tokens[self.doc_offsets[d] : self.doc_offsets[d + 1]]
 
+    def document_of(self, positions: np.ndarray) -> np.ndarray:
+        """The document holding each token position (int64, the shape of `positions`)."""
+        return np.searchsorted(self.doc_offsets, positions, side="right") - 1
+
     def sentences(self, d: int) -> list[np.ndarray]:
         """Token ids of each sentence of document ``d`` (views)."""
         bounds = self.sent_offsets[self.doc_sents[d] : self.doc_sents[d + 1] + 1]
         return [self.tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def corpus_fingerprint(documents: list[list[str]]) -> str:
-    """sha256 of the corpus content and its document/sentence structure."""
+def corpus_fingerprint(documents: list[list[str]], languages: list[str] | None = None) -> str:
+    """sha256 of the corpus content and its document/sentence structure (and of each document's
+    language, where the corpus names them: the same text relabelled is another corpus)."""
     h = hashlib.sha256()
     for doc in documents:
         for sentence in doc:
             h.update(sentence.encode("utf-8", "surrogatepass") + b"\x1f")
         h.update(b"\x1e")
+    if languages is not None:
+        if len(languages) != len(documents):
+            raise ValueError(f"{len(languages)} languages for {len(documents)} documents")
+        h.update(b"\x1d" + "\x1f".join(languages).encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 
 
@@ -106,19 +123,24 @@ def build_token_data(
     cache_dir: str | os.PathLike | None = None,
     val_fraction: float = 0.05,
     seed: int = 0,
+    languages: list[str] | None = None,
 ) -> tuple[TokenData, TokenData]:
     """Tokenize ``documents`` into (train, val) :class:`TokenData`, or load them from the cache.
 
     ``cache_dir`` defaults to ``plmlab.data.cache_dir() / "shards"``. ``val_fraction`` of the
     documents (at least one when it is > 0) go to validation; 0 gives an empty validation split.
+    ``languages``: each document's language (``read_corpus_with_languages``), kept per document.
     """
     if not 0 <= val_fraction < 1:
         raise PlmlabError(f"val_fraction must be in [0, 1), not {val_fraction}")
+    if languages is not None and len(languages) != len(documents):
+        raise ValueError(f"{len(languages)} languages for {len(documents)} documents")
     documents = [[s for s in doc if s.strip()] for doc in documents]
-    key = _cache_key(documents, tokenizer, val_fraction, seed)
+    key = _cache_key(documents, tokenizer, val_fraction, seed, languages)
     root = Path(cache_dir) if cache_dir is not None else _default_root()
     final = root / key
-    checks = (tokenizer.vocab_size, len(documents))
+    names = tuple(sorted(set(languages))) if languages is not None else ()
+    checks = (tokenizer.vocab_size, len(documents), names)
     if os.path.lexists(final):
         try:
             return _load(final, *checks)
@@ -127,16 +149,18 @@ def build_token_data(
             remove_entry(final)
     kept = [i for i, doc in enumerate(documents) if doc]  # blank documents are skipped
     is_val = dict(zip(kept, split_documents(len(kept), val_fraction, seed)))
-    _build(root, final, documents, is_val, tokenizer)
+    doc_langs = np.array([names.index(x) for x in languages], dtype=np.int64) if languages is not None else None
+    _build(root, final, documents, is_val, tokenizer, (names, doc_langs))
     return _load(final, *checks)
 
 
-def _build(root: Path, final: Path, documents, is_val: dict[int, bool], tokenizer: _Encoder) -> None:
+def _build(root: Path, final: Path, documents, is_val: dict[int, bool], tokenizer: _Encoder,
+           languages: tuple[tuple[str, ...], np.ndarray | None]) -> None:
     """Write the entry under a temporary name, then rename it to ``final`` (see the module docstring)."""
     tmp = root / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir(parents=True)
-        _write(tmp, documents, is_val, tokenizer)
+        _write(tmp, documents, is_val, tokenizer, languages)
         try:
             os.rename(tmp, final)
         except OSError:  # another process finished the same build first: use theirs
@@ -175,7 +199,7 @@ def _default_root() -> Path:
     return cache_dir() / "shards"
 
 
-def _cache_key(documents, tokenizer, val_fraction: float, seed: int) -> str:
+def _cache_key(documents, tokenizer, val_fraction: float, seed: int, languages: list[str] | None = None) -> str:
     parts = {
         "format": FORMAT_VERSION,
         "corpus": corpus_fingerprint(documents),
@@ -183,6 +207,8 @@ def _cache_key(documents, tokenizer, val_fraction: float, seed: int) -> str:
         "val_fraction": val_fraction,
         "seed": seed,
     }
+    if languages is not None:  # absent for a corpus without: the keys of earlier entries stay valid
+        parts["languages"] = hashlib.sha256("\x1f".join(languages).encode("utf-8", "surrogatepass")).hexdigest()
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -207,18 +233,22 @@ class _SplitWriter:
             self.doc_sents.append(len(self.sent_offsets) - 1)
             self.doc_index.append(index)
 
-    def close(self) -> dict:
+    def close(self, doc_langs: np.ndarray | None = None) -> dict:
+        """Write the index arrays (and, given each corpus document's language id, doc_langs.npy)."""
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
-        for name in _INDEX_ARRAYS:
-            array = np.asarray(getattr(self, name), dtype=np.int64)
-            write_synced(self.folder / f"{name}.npy", lambda f: np.save(f, array))
+        arrays = {name: np.asarray(getattr(self, name), dtype=np.int64) for name in _INDEX_ARRAYS}
+        if doc_langs is not None:
+            arrays[_LANGS] = doc_langs[arrays["doc_index"]]  # (n_docs,) each kept document's language
+        for name, array in arrays.items():
+            write_synced(self.folder / f"{name}.npy", lambda f, a=array: np.save(f, a))
         return {"n_docs": len(self.doc_offsets) - 1, "n_sents": len(self.sent_offsets) - 1,
                 "n_tokens": self.doc_offsets[-1]}
 
 
-def _write(folder: Path, documents, is_val: dict[int, bool], tokenizer: _Encoder) -> None:
+def _write(folder: Path, documents, is_val: dict[int, bool], tokenizer: _Encoder,
+           languages: tuple[tuple[str, ...], np.ndarray | None]) -> None:
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32)
     writers = {name: _SplitWriter(folder / name, dtype) for name in SPLITS}
     try:
@@ -229,8 +259,11 @@ def _write(folder: Path, documents, is_val: dict[int, bool], tokenizer: _Encoder
             for d, a, b in batch:
                 writers["val" if is_val[d] else "train"].add(d, encoded[pos : pos + b - a], last=b == len(documents[d]))
                 pos += b - a
+        names, doc_langs = languages
         meta = {"format": FORMAT_VERSION, "dtype": dtype.name,
-                "splits": {name: w.close() for name, w in writers.items()}}
+                "splits": {name: w.close(doc_langs) for name, w in writers.items()}}
+        if doc_langs is not None:
+            meta["languages"] = list(names)
     finally:
         for w in writers.values():
             w.file.close()  # a no-op after close(); frees the descriptor when a write failed
@@ -258,7 +291,7 @@ def _batches(documents) -> Iterator[list[tuple[int, int, int]]]:
         yield batch
 
 
-def _load(folder: Path, vocab_size: int, n_documents: int) -> tuple[TokenData, TokenData]:
+def _load(folder: Path, vocab_size: int, n_documents: int, languages: tuple[str, ...]) -> tuple[TokenData, TokenData]:
     """Both splits of a cache entry, checked (see the module docstring): `CorruptCache` if not."""
     if not is_plain_folder(folder):
         raise CorruptCache("not a folder")
@@ -268,8 +301,10 @@ def _load(folder: Path, vocab_size: int, n_documents: int) -> tuple[TokenData, T
         raise CorruptCache("cache format changed")
     if meta.get("dtype") not in ("uint16", "uint32") or not isinstance(meta.get("splits"), dict):
         raise CorruptCache("meta.json is malformed")
+    if tuple(meta.get("languages", ())) != languages:
+        raise CorruptCache("its languages are not the corpus's")
     dtype = np.dtype(meta["dtype"])
-    splits = tuple(_load_split(folder / name, dtype, meta["splits"][name], vocab_size, n_documents)
+    splits = tuple(_load_split(folder / name, dtype, meta["splits"][name], vocab_size, n_documents, languages)
                    for name in SPLITS)
     indices = np.concatenate([data.doc_index for data in splits])
     if len(np.unique(indices)) != len(indices):
@@ -277,7 +312,8 @@ def _load(folder: Path, vocab_size: int, n_documents: int) -> tuple[TokenData, T
     return splits
 
 
-def _load_split(folder: Path, dtype: np.dtype, counts, vocab_size: int, n_documents: int) -> TokenData:
+def _load_split(folder: Path, dtype: np.dtype, counts, vocab_size: int, n_documents: int,
+                languages: tuple[str, ...]) -> TokenData:
     if not is_plain_folder(folder):
         raise CorruptCache(f"{folder.name}/ is not a folder")
     n = _count(counts, "n_tokens")
@@ -292,9 +328,20 @@ def _load_split(folder: Path, dtype: np.dtype, counts, vocab_size: int, n_docume
             arrays[name] = np.load(f, allow_pickle=False)
     data = TokenData(tokens=tokens, **arrays)
     _check_split(data, _count(counts, "n_docs"), _count(counts, "n_sents"), n_documents)
+    if languages:
+        data.languages, data.doc_languages = languages, _load_languages(folder, data.n_docs, len(languages))
     if n and int(tokens.max()) >= vocab_size:  # never train on ids the embedding table lacks
         raise CorruptCache(f"{folder.name}/tokens.bin holds id {int(tokens.max())} >= the vocabulary size {vocab_size}")
     return data
+
+
+def _load_languages(folder: Path, n_docs: int, n_languages: int) -> np.ndarray:
+    with open_regular(folder / f"{_LANGS}.npy", follow_symlinks=False) as f:
+        langs = np.load(f, allow_pickle=False)
+    if (langs.dtype != np.int64 or langs.shape != (n_docs,)
+            or (n_docs and not 0 <= langs.min() <= langs.max() < n_languages)):
+        raise CorruptCache(f"{folder.name}/{_LANGS}.npy does not give each document a language")
+    return langs
 
 
 def _count(counts, name: str) -> int:

@@ -57,6 +57,7 @@ def generate(
     truncate: str | None = None,
     use_cache: bool = True,
     compile: bool | None = None,
+    language: int | str | None = None,
 ) -> torch.LongTensor:
     """Decode a continuation of `input_ids`; returns the generated ids (B, n), n <= max_new_tokens.
 
@@ -80,6 +81,9 @@ def generate(
     `compile=True` runs each step through torch.compile over a static KV cache (decoder-only,
     greedy or sampling; the first call compiles, for seconds to minutes; same tokens); None takes
     the model's `decode_compile` attribute (set by `prepare_for_decoding`, `--compile`).
+    `language` (XLM): a name of the model's `languages` or an id, the language embedding of the
+    prompt and of every generated token (transformers' `langs` / `lang_id`); None takes the model's
+    `decode_language` attribute (`set_decode_language`, `plmlab generate --lang`), else none.
     """
     config = model.config
     _check(model, max_new_tokens, num_beams, truncate, early_stopping, streamer, stop, tokenizer)
@@ -116,6 +120,11 @@ def generate(
         stop=StopStrings(tokenizer, stop, [] if eos is None else eos.tolist()) if stop else None,
         num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping,
     )
+    language_id = resolve_language(config, getattr(model, "decode_language", None) if language is None else language)
+    if language_id is not None:
+        if compile:
+            raise PlmlabError("compile=True (--compile) does not cover language ids (XLM); decode without it")
+        model = WithLanguage(model, language_id)
     return _decode(model, ids, mask, options, use_cache, compile)
 
 
@@ -284,3 +293,42 @@ def _resolve_pad(pad_token_id, config, eos: torch.Tensor | None) -> int:
     if pad is None and eos is not None:
         pad = int(eos[0])
     return int(pad) if pad is not None else 0
+
+
+# --- XLM's language embedding while decoding ------------------------------------------------------
+class WithLanguage:
+    """The model, every call given `language_ids` (B, T) of one language: the prompt's and each
+    new token's, as transformers' XLM `langs` (its config's `lang_id`). All else is the model's."""
+
+    def __init__(self, model, language_id: int) -> None:
+        self.model, self.language_id = model, language_id
+
+    def __call__(self, input_ids: torch.Tensor, **kwargs):
+        return self.model(input_ids, language_ids=torch.full_like(input_ids, self.language_id), **kwargs)
+
+    def __getattr__(self, name: str):  # only for what the instance lacks: the model's attributes
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+
+def resolve_language(config, language: int | str | None) -> int | None:
+    """The language id of a name in `config.languages`, of an id (or its digits), or None."""
+    if language is None:
+        return None
+    if not config.n_languages:
+        raise PlmlabError("this model has no language embeddings (n_languages=0): a language is for XLM models")
+    if isinstance(language, str) and language in config.languages:
+        return config.languages.index(language)
+    if isinstance(language, str) and language.isdigit():
+        language = int(language)
+    if isinstance(language, int) and not isinstance(language, bool) and 0 <= language < config.n_languages:
+        return language
+    names = f"its languages are {', '.join(config.languages)}" if config.languages else "it names none"
+    raise PlmlabError(f"unknown language {language!r} for this model ({names}; ids 0..{config.n_languages - 1})")
+
+
+def set_decode_language(model, language: int | str | None):
+    """Make `language` (checked) the default of every later `generate` call on `model`."""
+    model.decode_language = resolve_language(model.config, language)
+    return model

@@ -24,6 +24,11 @@ id at selected positions and -100 elsewhere.
 Other maskings (`masking=`, `make_masker`) are `UnitMasker`s, one replacement draw per unit:
 `macbert` (objectives/macbert.py: whole-word n-grams, similar words, never [MASK]) and
 `phrase` / `entity` (objectives/knowledge_masking.py: ERNIE 1.0's phrases and entities as units).
+
+XLM's MLM (Lample & Conneau 2019, section 3.2) is the packed formats (full-sentences,
+doc-sentences) with language embeddings: on a corpus that names each document's language
+(data/languages.py) every token gets its document's `language_ids`; [CLS] / <s> takes the first
+piece's language, a separator and the closing token the language of the piece they close.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from .base import Objective
 from .fits import Fits
+from .languages import LanguageIds, check_languages, lang_option, languages_option
 from .options import ObjectiveOptions, option
 
 # Lead characters of word-initial tokens per tokenizer model; WordPiece marks the opposite.
@@ -73,7 +79,7 @@ class Masking(ObjectiveOptions):
 class MlmOptions(Masking):
     """Masking plus how examples are made: static or dynamic masks, RoBERTa's input formats."""
 
-    nullable = frozenset({"input_format", "similar_words", "lexicon"})
+    nullable = frozenset({"input_format", "similar_words", "lexicon", "languages", "lang"})
     masking: str = option("dynamic", str, "MLM masking: dynamic (a new mask every epoch, RoBERTa), static (BERT), "
                           "macbert (similar words, no [MASK]), phrase or entity (ERNIE 1.0 knowledge masking)",
                           choices=MASKINGS, flag="--masking")
@@ -91,9 +97,13 @@ class MlmOptions(Masking):
                                   "model's embeddings every N examples (0: once, at the first)", low=0, metavar="N")
     lexicon: str | None = option(None, str, "phrase / entity masking: a text file of phrases or entities, one a line "
                                  "(default: the built-in chunker)", flag="--lexicon", metavar="FILE")
+    # --- XLM (objectives/languages.py) ---
+    languages: list | None = languages_option()
+    lang: str | None = lang_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_languages("mlm", self.languages)
         if self.lexicon is not None and self.masking not in ("phrase", "entity"):
             raise PlmlabError(f"lexicon is for masking=phrase or entity, not {self.masking}")
         if self.similar_words is not None and self.masking != "macbert":
@@ -302,7 +312,23 @@ def word_start_table(tokenizer) -> np.ndarray:
 
 
 # --- the objective -----------------------------------------------------------------------------
-class MaskedLM(Objective):
+# the input formats whose examples are pieces of documents in order: where each token's language is known
+PACKED_FORMATS = ("full-sentences", "doc-sentences")
+
+
+def packed_languages(template, lengths: list[int], languages: np.ndarray) -> np.ndarray:
+    """Language id of every token of `template.wrap(pieces)` (pairs.py), given each piece's length
+    and language: prefix, piece 1, [separator, piece 2, ...], suffix (see the module docstring)."""
+    parts = [np.full(len(template.prefix), languages[0])]
+    for k, (n, lang) in enumerate(zip(lengths, languages)):
+        if k and template.separator is not None:
+            parts.append(languages[k - 1 : k])  # the separator closes the piece before it
+        parts.append(np.full(n, lang))
+    parts.append(np.full(len(template.suffix), languages[-1]))
+    return np.concatenate(parts).astype(np.int64)  # (T,)
+
+
+class MaskedLM(LanguageIds, Objective):
     """MLM on RoBERTa's input formats (see `pairs.py`); `mlm+nsp` / `mlm+sop` subclass it.
 
     Options (`MlmOptions`): mask_prob, replace_probs, whole_word, ngram (above);
@@ -320,9 +346,11 @@ class MaskedLM(Objective):
     relation = "nsp"  # what the pair formats predict: "nsp" or "sop"
     default_format = "full-sentences"
     formats = ("full-sentences", "doc-sentences", "segment-pair", "sentence-pair")
+    pad_values = {**Objective.pad_values, **LanguageIds.pad_language}
 
     def __init__(self, tokenizer, seq_len: int, **options) -> None:
         super().__init__(tokenizer, seq_len, **options)
+        self.init_languages()
         from .pairs import make_layout  # the formats live in pairs.py
 
         self.masking = self.opts  # MlmOptions is a Masking: what the Masker reads
@@ -341,6 +369,10 @@ class MaskedLM(Objective):
         self.masker.attach_model(model)
 
     def num_examples(self, data) -> int:
+        fmt = self.opts.input_format or self.default_format
+        if self.document_languages(data) is not None and fmt not in PACKED_FORMATS:
+            raise PlmlabError(f"objective {self.name} with languages (XLM) needs a packed input format "
+                              f"({' or '.join(PACKED_FORMATS)}), not {fmt}")
         return self.layout.num_examples(data)
 
     def example_lengths(self, data) -> np.ndarray:
@@ -349,10 +381,20 @@ class MaskedLM(Objective):
         return self.layout.lengths(data)
 
     def example(self, data, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        return self._finish(self.layout.example(data, index, rng), rng)
+        out = self._finish(self.layout.example(data, index, rng), rng)
+        languages = self.document_languages(data)
+        if languages is not None:
+            pieces = self.layout.plan(data)[index]  # [(start, end)] token ranges, one per document piece
+            docs = data.document_of(np.array([start for start, _ in pieces]))
+            out["language_ids"] = packed_languages(self.layout.template, [e - s for s, e in pieces], languages[docs])
+        return out
 
     def from_ids(self, ids, rng, ids_b=None) -> dict[str, np.ndarray]:
-        return self._finish(self.layout.from_ids(np.asarray(ids, dtype=np.int64), rng, ids_b), rng)
+        out = self._finish(self.layout.from_ids(np.asarray(ids, dtype=np.int64), rng, ids_b), rng)
+        languages = self.view_languages(len(out["input_ids"]))  # one text: one language
+        if languages is not None:
+            out["language_ids"] = languages
+        return out
 
     def _finish(self, wrapped: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
         out = dict(wrapped)
@@ -371,7 +413,7 @@ class MaskedLM(Objective):
         original = np.where(labels != IGNORE_INDEX, labels, ids) if len(labels) == len(ids) else ids
         return {"masked_positions": masked.tolist(), "replacement": kinds,
                 "mask_rate": round(len(masked) / max(1, int(self.masker.candidates(original).sum())), 4),
-                **self.masker.view(original)}
+                **self.masker.view(original), **self.describe_languages(example)}
 
     def metrics(self, batch: dict, output) -> dict[str, float]:
         """Masked-token accuracy (and pair accuracy) of a batch, with the counts to weight them.

@@ -11,10 +11,10 @@ both halves, so a masked English word can be predicted from the French context:
     input      </s> the  [M]  </s>  </s> le   chat </s>     labels: cat at position 2
 
 Data: a pair file (data/pairs.py) read as the corpus, one document [src_lang, src, tgt_lang,
-tgt] per pair. Language ids are the positions of the names in `languages` (the model's
-lang2id; a name not in it is one line). Without `languages`, the ids are the sorted names
-found in the first split the objective reads (pretraining counts the training split first),
-later splits' new names appended: pass `languages` to fix them.
+tgt] per pair. Language ids come from objectives/languages.py's table (shared with CLM and
+MLM): the positions of the names in `languages` (the model's lang2id; a name not in it is one
+line), else the sorted names found in the first split the objective reads (pretraining counts
+the training split first), later splits' new names appended: pass `languages` to fix them.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from .base import Objective
 from .fits import Fits
+from .languages import LanguageIds, check_languages, languages_option
 from .mlm import Masker, Masking
 from .options import option
 
@@ -41,24 +42,21 @@ class TlmOptions(Masking):
     """MLM's masking options, the language table, and the languages of a single shown pair."""
 
     nullable = frozenset({"languages", "src_lang", "tgt_lang"})
-    languages: list | None = option(None, list, "language names in id order (the model's lang2id); "
-                                                "default: the sorted names in the data")
+    languages: list | None = languages_option()
     src_lang: str | None = option(None, str, "language of --text (the `plmlab objective` view)")
     tgt_lang: str | None = option(None, str, "language of --text-b (the `plmlab objective` view)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.languages is not None and (not all(isinstance(x, str) for x in self.languages)
-                                           or len(set(self.languages)) != len(self.languages) or not self.languages):
-            raise PlmlabError(f"objective tlm: languages must be distinct names, got {self.languages!r}")
+        check_languages("tlm", self.languages)
 
 
-class TranslationLM(Objective):
+class TranslationLM(LanguageIds, Objective):
     name = "tlm"
     tokenizer_style = "roberta"
     Options = TlmOptions
     fits = Fits(arch="encoder", head="lm", languages=True)  # XLM: the tied pred_layer on an encoder
-    pad_values = {**Objective.pad_values, "language_ids": 0}
+    pad_values = {**Objective.pad_values, **LanguageIds.pad_language}
 
     def __init__(self, tokenizer, seq_len: int, **options) -> None:
         super().__init__(tokenizer, seq_len, **options)
@@ -68,18 +66,12 @@ class TranslationLM(Objective):
             raise PlmlabError(f"objective tlm needs --seq-len of at least 6 (two sentences and four </s>), got {seq_len}")
         self.masker = Masker(tokenizer, self.opts)
         self.pad_values = {**self.pad_values, "input_ids": tokenizer.pad_id if tokenizer.pad_id is not None else 0}
-        self.fixed = self.opts.languages is not None
-        self.languages: list[str] = list(self.opts.languages or [])
+        self.init_languages()
         self._names: dict[int, list[str]] = {}  # id(data) -> each pair's (src, tgt) language names
 
     # --- languages -------------------------------------------------------------------------------
     def language_id(self, name: str, where: str = "") -> int:
-        if name not in self.languages:
-            if self.fixed:
-                raise PlmlabError(f"{where}unknown language {name!r}: not one of the model's languages "
-                                  f"({', '.join(self.languages)})")
-            self.languages.append(name)
-        return self.languages.index(name)
+        return self.table.id(name, where)
 
     def _pair_languages(self, data: TokenData) -> list[str]:
         """Both language names of every pair of `data`, decoded once per split."""
@@ -89,8 +81,7 @@ class TranslationLM(Objective):
                                   "PAIRS.jsonl: no parallel text is built in)")
             names = [self.tokenizer.decode(s).strip() for d in range(data.n_docs)
                      for s in data.sentences(d)[0::2]]  # sentences 0 and 2: the language codes
-            for name in sorted(set(names) - set(self.languages)):
-                self.language_id(name, "the corpus: ")
+            self.table.add(names, "the corpus: ")
             self._names[id(data)] = names
         return self._names[id(data)]
 

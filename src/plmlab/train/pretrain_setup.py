@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..data import build_token_data, builtin_documents, corpus_fingerprint, read_corpus
+from ..data import build_token_data, builtin_documents, corpus_fingerprint, read_corpus_with_languages
 from ..errors import PlmlabError, warn
 from ..modeling import build_model
 from ..objectives import get_objective
@@ -63,8 +63,9 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
         torch.set_num_threads(o.threads)
     device = dist.device(choose_device(o.device))
     Precision(o.precision, device)  # fp16-mixed on CPU: refused before any work
-    documents = read_corpus(o.corpus, errors=o.encoding_errors) if o.corpus else builtin_documents()
-    fingerprint = corpus_fingerprint(documents)
+    documents, languages = (read_corpus_with_languages(o.corpus, errors=o.encoding_errors) if o.corpus
+                            else (builtin_documents(), None))
+    fingerprint = corpus_fingerprint(documents, languages)
     if found:
         tokenizer, config = _restored(found[1], info, fingerprint, o)
     else:
@@ -75,7 +76,7 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
         config = config.replace(bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id,
                                 pad_token_id=tokenizer.pad_id)
         o = _with_geometry(o, options, config, device, dist.world)
-    train_data, val_data = build_token_data(documents, tokenizer)
+    train_data, val_data = build_token_data(documents, tokenizer, languages=_used_languages(languages, config))
     objective = build_objective(o.objective, tokenizer, o.seq_len, _with_model_languages(o, config))
     if objective.needs_eos and tokenizer.eos_id is None:
         raise PlmlabError(f"the tokenizer has no end-of-text token, which objective {o.objective} puts "
@@ -83,8 +84,7 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
     if objective.num_examples(train_data) == 0:
         raise PlmlabError(f"the training split has {train_data.n_tokens} tokens: too few for one "
                           f"sequence of {o.seq_len} (add text or lower --seq-len)")
-    if config.n_languages and not config.languages and getattr(objective, "languages", None):
-        config = config.replace(languages=list(objective.languages))  # checkpoints carry XLM's lang2id
+    config = _with_language_names(config, list(getattr(objective, "languages", None) or []))
     model = build_model(config, device=device)
     if found:
         from .. import load_pretrained
@@ -94,6 +94,36 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
     task = PretrainTask(objective, train_data, val_data, o, dist.world)
     return PretrainSetup(o, device, tokenizer, config, fingerprint, train_data, val_data, objective, task, model,
                          found, info, old_entries)
+
+
+def _used_languages(languages: list[str] | None, config: Config) -> list[str] | None:
+    """The documents' languages, kept with their tokens for a model with language embeddings."""
+    if languages is not None and not config.n_languages:
+        warn("warning: the corpus names languages, but the model has no language embeddings "
+             "(n_languages=0): they are not used")
+        return None
+    return languages
+
+
+def _with_language_names(config: Config, names: list[str]) -> Config:
+    """The objective's language table checked against the model's embeddings and saved in its
+    config (XLM's lang2id / id2lang, so `final/` round-trips with the names)."""
+    if not config.n_languages:
+        return config
+    if not names:
+        warn(f"warning: the model has {config.n_languages} language embeddings, but the corpus names no "
+             'languages: none is used (give JSONL "lang" fields or --corpus-lang NAME=PATH)')
+        return config
+    if len(names) > config.n_languages:
+        raise PlmlabError(f"the corpus has {len(names)} languages ({', '.join(names)}), more than the model's "
+                          f"n_languages={config.n_languages} language embeddings; set --n-languages {len(names)}")
+    if config.languages:
+        return config  # the objective's table is the model's (`_with_model_languages`)
+    if len(names) < config.n_languages:
+        warn(f"warning: the corpus has {len(names)} of the model's {config.n_languages} languages "
+             f"({', '.join(names)}): the saved config names none of them")
+        return config
+    return config.replace(languages=names)  # checkpoints carry XLM's lang2id
 
 
 def _with_model_languages(o: PretrainOptions, config) -> dict:
