@@ -100,7 +100,7 @@ def test_accepted_options_come_from_the_declared_options():
     assert mlm_options <= accepted_options(OBJECTIVES["mlm+nsp"])
     assert {"noise_density", "mean_noise_span_length", "tasks", "span_rate"} <= accepted_options(OBJECTIVES["mixture"])
     assert {"mask_rate", "smask_rate", "gmask_rate"} <= accepted_options(OBJECTIVES["glm-mix"])
-    assert accepted_options(OBJECTIVES["clm"]) == set()
+    assert accepted_options(OBJECTIVES["clm"]) == {"languages", "lang"}  # XLM's language table (issue 15)
 
 
 def test_unknown_option_is_a_one_line_error(tmp_path, capsys, corpus):
@@ -111,7 +111,7 @@ def test_unknown_option_is_a_one_line_error(tmp_path, capsys, corpus):
     assert err.startswith("plmlab: error: objective mlm has no option noise_density (its options: input_format,")
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
     code = main(["pretrain", "--preset", "gpt-tiny", "--out", str(tmp_path / "r"), "--objective-set", "foo=1"])
-    assert code == 2 and "objective clm has no option foo (its options: none)" in capsys.readouterr().err
+    assert code == 2 and "objective clm has no option foo (its options: lang, languages)" in capsys.readouterr().err
 
 
 def test_objective_options_are_stored_and_checked_on_resume(tmp_path, corpus):

@@ -61,6 +61,7 @@ def sample(model, setup, device: torch.device) -> str:
     if room <= 0:
         return ""
     model.eval()
+    names = model.config.languages if model.config.n_languages else []  # an XLM decoder: its first language
     ids = generate(model, torch.tensor([prompt], device=device), max_new_tokens=min(o.sample_tokens, room),
-                   do_sample=True, temperature=0.8, top_k=40, seed=o.seed)
+                   do_sample=True, temperature=0.8, top_k=40, seed=o.seed, language=names[0] if names else None)
     return o.prompt + tokenizer.decode(ids[0].tolist())
