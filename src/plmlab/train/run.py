@@ -92,6 +92,10 @@ def _train(setup: PretrainSetup, rundir: RunDir, dist: Dist) -> PretrainResult:
     state = TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum)
     if setup.found:
         state = _restore_training(setup, parallel, optimizer, precision)
+    # The step hook (staged masking): the loop makes step k's batches while state.step is k - 1.
+    follow_steps = getattr(setup.objective, "follow_steps", None)
+    if follow_steps is not None:
+        follow_steps(lambda: state.step + 1, o.max_steps)
     save = Checkpointer(rundir.checkpoints, parallel, optimizer, precision, state, setup.tokenizer,
                         lambda: _run_info(setup, state), o.keep_last, dist,
                         rebuild=lambda: build_model(setup.config, device=torch.device("cpu")))
