@@ -122,3 +122,14 @@ def test_a_source_without_weights_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PlmlabError, match="no config.json"):
         pretrain(PretrainOptions(out=str(tmp_path / "b"), init_from=str(tmp_path / "empty"), **TINY))
+
+
+def test_cli_init_from_with_another_architecture_is_one_line(source, tmp_path, capsys):
+    from plmlab.cli import main
+
+    code = main(["pretrain", "--init-from", str(source), "--objective", "mlm", "--preset", "bert-tiny",
+                 "--d-model", "48", "--out", str(tmp_path / "b"), "--max-steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"plmlab: error: --init-from {source}: the model there has d_model=")
+    assert not (tmp_path / "b" / "metrics.jsonl").exists()

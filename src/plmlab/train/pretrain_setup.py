@@ -136,7 +136,9 @@ def _resolve(options: PretrainOptions, info: dict | None, found, dist: Dist) -> 
     resolved = options.resolved(stored)
     if options.max_steps is not None and options.max_steps != stored.get("max_steps"):
         warn(f"warning: --max-steps {options.max_steps} (the run had {stored.get('max_steps')}) moves the "
-             "learning-rate schedule's horizon: the decay from here on follows the new length")
+             "learning-rate schedule's horizon: the decay from here on follows the new length"
+             + (", and so do the stage boundaries of --masking staged"
+                if resolved.objective_options.get("masking") == "staged" else ""))
     return resolved
 
 
