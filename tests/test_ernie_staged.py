@@ -121,7 +121,8 @@ def test_interrupted_before_a_boundary_resumes_bit_identically(reference, tmp_pa
         if key != "overrides":
             args += [f"--{key.replace('_', '-')}", str(value)]
     src = str(Path(plmlab.__file__).resolve().parents[1])
-    env = {**os.environ, "PLMLAB_TEST_FAULT": "sigint@2", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PLMLAB_TEST_FAULT": "sigint@2",
+           "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(args, env=env, capture_output=True, text=True)
     assert proc.returncode == 130, proc.stderr  # SIGINT: the step finished, a checkpoint saved, stopped
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
@@ -130,5 +131,6 @@ def test_interrupted_before_a_boundary_resumes_bit_identically(reference, tmp_pa
     torch.set_num_threads(threads)
     assert result.resumed_from == 2
     assert _losses(out) == _losses(reference / "staged")
-    got, want = load_file(out / "final" / "model.safetensors"), load_file(reference / "staged" / "final" / "model.safetensors")
+    got = load_file(out / "final" / "model.safetensors")
+    want = load_file(reference / "staged" / "final" / "model.safetensors")
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)

@@ -9,7 +9,8 @@ model). What it takes from DIR:
     weights    DIR's model (a run dir -> its final/, else its newest complete checkpoint;
                a checkpoint dir; any Hugging Face dir plmlab loads; safetensors only)
     config     DIR's; a --preset / --config / Config override given too must agree on every
-               architecture field (`NOT_ARCHITECTURE` may differ: dropout, token ids, ...)
+               architecture field; an explicit override of another field (`NOT_ARCHITECTURE`:
+               dropout, ...) applies
     tokenizer  DIR's; a --tokenizer given too must have the same vocabulary
 
 With `--resume` as well, resume wins when `out` holds a run (it continues; the run keeps the
@@ -25,13 +26,14 @@ from ..config import Config
 from ..errors import PlmlabError
 from ..hf.manifest import MANIFEST, sha256_file
 from .options import PretrainOptions
-from .setup import build_config
+from .setup import build_config, read_config_file
 
 # Config fields that do not change the network's weights or what it computes at evaluation:
-# a later stage may set them anew (dropout for the new objective; ids come from the tokenizer).
+# a later stage may set them anew (dropout for the new objective; ids come from the tokenizer;
+# XLM's language names label rows the source already has).
 NOT_ARCHITECTURE = frozenset({"dropout", "attn_dropout", "classifier_dropout", "init_std", "scaled_residual_init",
                               "notes", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
-                              "tokenizer"})
+                              "tokenizer", "languages"})
 
 
 @dataclass(frozen=True)
@@ -57,19 +59,21 @@ def find_source(path: str) -> InitSource:
 
 
 def init_config(o: PretrainOptions, source: InitSource) -> Config:
-    """The source's config, with the non-architecture fields a given preset / config / override sets."""
+    """The source's config. A given preset / config file / override is checked against it on every
+    architecture field; of what the config file and overrides set explicitly, the fields outside
+    the architecture (dropout, ...) apply."""
     fields = source.config.to_dict()
+    explicit = {**(read_config_file(o.config_file) if o.config_file else {}), **o.overrides}
     if o.preset is not None or o.config_file is not None:
         given = build_config(o).to_dict()
     else:
-        given = {**fields, **o.overrides}
-        if o.vocab_size is not None:
-            given["vocab_size"] = o.vocab_size
+        given = {**fields, **explicit, **({"vocab_size": o.vocab_size} if o.vocab_size is not None else {})}
     for name, value in given.items():
         if name not in NOT_ARCHITECTURE and fields.get(name) != value:
             raise PlmlabError(f"--init-from {o.init_from}: the model there has {name}={fields.get(name)!r}, but the "
-                              f"given config has {name}={value!r}; drop --preset / --config or make them agree")
-    return Config.from_dict({**fields, **{k: v for k, v in given.items() if k in NOT_ARCHITECTURE and k != "notes"}})
+                              f"given config has {name}={value!r}; drop --preset / --config / the override "
+                              "or make them agree")
+    return Config.from_dict({**fields, **{k: v for k, v in explicit.items() if k in NOT_ARCHITECTURE}})
 
 
 def init_tokenizer(o: PretrainOptions, source: InitSource, config: Config):
