@@ -24,7 +24,7 @@ BAD_SETS = [
     ("mask_prob=2", "objective mlm: mask_prob must be in [0, 1), got 2.0"),
     ("mask_probability=0.2", "objective mlm has no option mask_probability (its options: input_format,"),
     ("whole_word=3", "objective mlm: whole_word must be true or false, got 3"),
-    ("masking=sometimes", "objective mlm: masking must be one of static, dynamic, macbert, phrase, entity, "
+    ("masking=sometimes", "objective mlm: masking must be one of static, dynamic, macbert, phrase, entity, staged, "
                          "got 'sometimes'"),
     ("static_copies=0", "objective mlm: static_copies must be >= 1, got 0"),
     ("replace_probs=[0.8,0.1]", "replace_probs must be three probabilities summing to 1"),

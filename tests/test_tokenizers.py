@@ -51,6 +51,7 @@ EXPECTED_SPECIALS = {
     "llama": {"unk": 0, "bos": 1, "eos": 2},
     "bert": {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4},
     "roberta": {"bos": 0, "cls": 0, "pad": 1, "eos": 2, "sep": 2, "unk": 3, "mask": 4},
+    "bart": {"bos": 0, "cls": 0, "pad": 1, "eos": 2, "sep": 2, "unk": 3, "mask": 399},  # <mask> last (400 ids)
     "albert": {"pad": 0, "unk": 1, "cls": 2, "bos": 2, "sep": 3, "eos": 3, "mask": 4},
     "t5": {"pad": 0, "eos": 1, "unk": 2},
     "glm": {"eos": 0, "pad": 0, "mask": 1, "smask": 2, "gmask": 3, "sop": 4, "eop": 5, "cls": 6, "unk": 7},

@@ -30,6 +30,10 @@ def register(sub) -> None:
     run.add_argument("--preset", metavar="NAME", help="preset name (plmlab info --list)")
     run.add_argument("--out", required=True, metavar="DIR", help="run directory")
     run.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in DIR")
+    run.add_argument("--init-from", metavar="DIR",
+                     help="a new run from another run's weights, config and tokenizer (its final/ or newest "
+                          "checkpoint, a checkpoint or a Hugging Face dir) with a fresh optimizer, schedule and "
+                          "step count; with --resume, resume wins when DIR holds a run")
     run.add_argument("--overwrite", action="store_true", help="start over in a DIR that holds a run")
     run.add_argument("--objective", metavar="NAME", help="pretraining objective (default clm)")
     run.add_argument("--corpus", nargs="+", action="extend", metavar="PATH",

@@ -19,7 +19,7 @@ def register(sub) -> None:
     t.add_argument("--corpus", nargs="*", default=[], help="text files, folders or .jsonl (default: built-in)")
     t.add_argument("--kind", choices=sorted(KIND_STYLE), help="algorithm (picks the family style: "
                    + ", ".join(f"{k} -> {v}" for k, v in KIND_STYLE.items()) + ")")
-    t.add_argument("--style", help="family style: gpt2, llama, bert, roberta, albert, t5, glm (special tokens, "
+    t.add_argument("--style", help="family style: gpt2, llama, bert, roberta, bart, albert, t5, glm (special tokens, "
                    "normalisation and what encode adds)")
     t.add_argument("--vocab-size", type=positive_int, default=8192, help="every id included (specials, T5 sentinels)")
     t.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",

@@ -59,7 +59,7 @@ class Bart(Adapter):
             init_std=hf.number("init_std", 0.02), scaled_residual_init=False,
             pad_token_id=hf.token_id("pad_token_id", 1), bos_token_id=hf.token_id("bos_token_id", 0),
             eos_token_id=hf.token_id("eos_token_id", 2),
-            decoder_start_token_id=hf.token_id("decoder_start_token_id", 2), tokenizer="roberta",
+            decoder_start_token_id=hf.token_id("decoder_start_token_id", 2), tokenizer="bart",
         )
 
     def config_to_hf(self, c: Config) -> dict:

@@ -138,10 +138,11 @@ class BartDenoising(Objective):
     from the decoder start token, </s>); `seq_len` bounds the original's length."""
 
     name = "bart"
-    tokenizer_style = "roberta"
+    tokenizer_style = "bart"
     Options = BartOptions
-    # the <mask> of infilling and masking: the roberta style has it, T5's SentencePiece has not
-    fits = Fits(arch="encoder-decoder", head="lm", tokenizers=("roberta",))
+    # the <mask> of infilling and masking: the bart (mask last, as fairseq) and roberta styles have it,
+    # T5's SentencePiece has not
+    fits = Fits(arch="encoder-decoder", head="lm", tokenizers=("bart", "roberta"))
 
     def __init__(self, tokenizer, seq_len: int, **options) -> None:
         super().__init__(tokenizer, seq_len, **options)
@@ -149,7 +150,7 @@ class BartDenoising(Objective):
         self.kinds = set(self.opts.kinds)
         if self.kinds & {"masking", "infilling"} and self.mask_id is None:
             raise PlmlabError("BART masking and text infilling need a tokenizer with a mask token (<mask>); "
-                              "train one with style roberta")
+                              "train one with style bart")
         self.template = Template.from_tokenizer(tokenizer)
         self.max_tokens = seq_len - self.template.single_overhead
         if self.max_tokens < 2:

@@ -91,6 +91,11 @@ class Objective:
         """Objectives that read the model being trained keep it here (MacBERT's similar words come
         from its input embeddings); the default reads nothing."""
 
+    def follow_steps(self, step_of, max_steps: int) -> None:
+        """The Trainer's step hook: `step_of()` is the (1-based) step of `max_steps` the next batch
+        is for. Objectives whose examples change over a run (ERNIE's staged masking) keep it; the
+        default ignores it."""
+
     @classmethod
     def check_fits(cls, config) -> None:
         """Refuse, in one line naming what fits, a model this objective cannot train."""

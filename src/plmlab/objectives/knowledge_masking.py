@@ -7,6 +7,13 @@ an example one selection unit and every other word a unit of its own (the basic 
 underneath), then selects units until 15 % of the tokens are chosen; one draw per unit decides
 80 % [MASK] over the whole unit, 10 % random tokens, 10 % kept (`UnitMasker`).
 
+`--masking staged` runs the three stages in one run (`StagedMasker`): basic masking (plmlab's
+dynamic masking, with --whole-word for the paper's English word units), then phrase, then
+entity masking, switching at fractions `stages` of the run's steps. The paper (section 3.2)
+gives the order, each stage starting from the previous stage's model, but not the split, and
+the ERNIE repository ships no stage schedule; the default is thirds. The same stages as three
+runs: `--masking dynamic`, then `--init-from` that run with `--masking phrase`, then `entity`.
+
 Phrases and entities come from `--lexicon FILE` (one a line) or the built-in rules of
 `data/chunker.py`; either works on the words of the token ids (pieces joined as whole words,
 see `Masker.word_units`), so the same units are found in training and in `plmlab objective`.
@@ -14,11 +21,16 @@ see `Masker.word_units`), so the same units are found in training and in `plmlab
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 
 from ..data.chunker import Lexicon, core, entity_spans, phrase_spans, sentence_starts
 from ..errors import PlmlabError
-from .mlm import UnitMasker
+from .mlm import DEFAULT_STAGES, Masker, UnitMasker
+
+LEVELS = ("basic", "phrase", "entity")  # ERNIE 1.0's stages, in training order
 
 
 class KnowledgeMasker(UnitMasker):
@@ -73,3 +85,41 @@ class KnowledgeMasker(UnitMasker):
         spans = [(int(starts[i]), int(ends[j - 1])) for i, j in self.knowledge_spans(ids, starts, ends)]
         return {"masking": self.level, "knowledge_source": "lexicon" if self.lexicon else "built-in chunker",
                 "knowledge_units": [[s, e, self.tokenizer.decode(ids[s:e].tolist()).strip()] for s, e in spans]}
+
+
+class StagedMasker(Masker):
+    """ERNIE 1.0's three levels over one run: the level of an example is that of the step its
+    batch is for, so the run stays a pure function of (seed, step, epoch, index) and resumes
+    bit-identically across a stage boundary. Before the Trainer attaches (validation batches,
+    `plmlab objective`) the level is that of fraction `stage_at` (default 0: basic), so the
+    validation loss is measured under basic masking throughout, as in a basic-masking run.
+
+        step:   1 ............ a*M | a*M+1 ........ b*M | b*M+1 ........ M
+        level:  basic              | phrase             | entity             (stages = (a, b))
+    """
+
+    def __init__(self, tokenizer, options) -> None:
+        super().__init__(tokenizer, options)
+        self.stages = options.stages
+        plain = {"stages": DEFAULT_STAGES, "stage_at": None}  # each level's own options are not staged
+        self.levels = [Masker(tokenizer, options)] + [
+            KnowledgeMasker(tokenizer, dataclasses.replace(options, masking=level, **plain)) for level in LEVELS[1:]]
+        self.step_of, self.max_steps = None, None
+
+    def follow_steps(self, step_of, max_steps: int) -> None:
+        self.step_of, self.max_steps = step_of, max_steps
+
+    def level(self) -> int:
+        """0 basic, 1 phrase, 2 entity: how many stage boundaries lie before this step."""
+        if self.step_of is None:
+            return sum((self.options.stage_at or 0.0) >= b for b in self.stages)
+        # stage k begins after ceil(b_k * M) steps (the epsilon keeps 1/3 * 6 from rounding up to 3)
+        return sum(self.step_of() > math.ceil(b * self.max_steps - 1e-9) for b in self.stages)
+
+    def corrupt(self, ids, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return self.levels[self.level()].corrupt(ids, rng)
+
+    def view(self, ids: np.ndarray) -> dict:
+        level = self.level()
+        shown = self.levels[level].view(ids) if level else {}
+        return {**shown, "masking": "staged", "stage": LEVELS[level], "stages": list(self.stages)}

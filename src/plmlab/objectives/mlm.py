@@ -23,7 +23,8 @@ id at selected positions and -100 elsewhere.
 
 Other maskings (`masking=`, `make_masker`) are `UnitMasker`s, one replacement draw per unit:
 `macbert` (objectives/macbert.py: whole-word n-grams, similar words, never [MASK]) and
-`phrase` / `entity` (objectives/knowledge_masking.py: ERNIE 1.0's phrases and entities as units).
+`phrase` / `entity` (objectives/knowledge_masking.py: ERNIE 1.0's phrases and entities as units)
+and `staged` (the same file: basic, then phrase, then entity masking as a run goes on).
 
 XLM's MLM (Lample & Conneau 2019, section 3.2) is the packed formats (full-sentences,
 doc-sentences) with language embeddings: on a corpus that names each document's language
@@ -50,7 +51,8 @@ _WORD_START_PREFIX = {"BPE": "Ġ", "Unigram": "▁"}
 
 
 # dynamic / static: basic masking (Masker); the others choose their own masker (make_masker)
-MASKINGS = ("static", "dynamic", "macbert", "phrase", "entity")
+MASKINGS = ("static", "dynamic", "macbert", "phrase", "entity", "staged")
+DEFAULT_STAGES = (1 / 3, 2 / 3)  # staged: phrase-level from a third of the run, entity-level from two thirds
 
 
 @dataclass
@@ -79,9 +81,10 @@ class Masking(ObjectiveOptions):
 class MlmOptions(Masking):
     """Masking plus how examples are made: static or dynamic masks, RoBERTa's input formats."""
 
-    nullable = frozenset({"input_format", "similar_words", "lexicon", "languages", "lang"})
+    nullable = frozenset({"input_format", "similar_words", "lexicon", "stage_at", "languages", "lang"})
     masking: str = option("dynamic", str, "MLM masking: dynamic (a new mask every epoch, RoBERTa), static (BERT), "
-                          "macbert (similar words, no [MASK]), phrase or entity (ERNIE 1.0 knowledge masking)",
+                          "macbert (similar words, no [MASK]), phrase or entity (ERNIE 1.0 knowledge masking), "
+                          "staged (ERNIE 1.0's basic, then phrase, then entity masking over one run)",
                           choices=MASKINGS, flag="--masking")
     static_copies: int = option(10, int, "static masking: distinct masks per example", low=1,
                                 flag="--static-copies", metavar="N")
@@ -95,8 +98,13 @@ class MlmOptions(Masking):
     similar_top_k: int = option(10, int, "macbert: similar words are among the K nearest", low=1, metavar="K")
     similar_refresh: int = option(0, int, "macbert without --similar-words: recompute the neighbours of the "
                                   "model's embeddings every N examples (0: once, at the first)", low=0, metavar="N")
-    lexicon: str | None = option(None, str, "phrase / entity masking: a text file of phrases or entities, one a line "
-                                 "(default: the built-in chunker)", flag="--lexicon", metavar="FILE")
+    lexicon: str | None = option(None, str, "phrase / entity / staged masking: a text file of phrases or entities, "
+                                 "one a line (default: the built-in chunker)", flag="--lexicon", metavar="FILE")
+    # --- ERNIE 1.0's stages in one run (objectives/knowledge_masking.py StagedMasker) ---
+    stages: tuple[float, float] = option(DEFAULT_STAGES, tuple, "staged masking: the fractions of the run's steps "
+                                         "where phrase-level, then entity-level masking begin (default thirds)")
+    stage_at: float | None = option(None, float, "staged masking, plmlab objective's view only: show the masking "
+                                    "of this fraction of the run (default 0: basic)", low=0, high=1)
     # --- XLM (objectives/languages.py) ---
     languages: list | None = languages_option()
     lang: str | None = lang_option()
@@ -104,8 +112,14 @@ class MlmOptions(Masking):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_languages("mlm", self.languages)
-        if self.lexicon is not None and self.masking not in ("phrase", "entity"):
-            raise PlmlabError(f"lexicon is for masking=phrase or entity, not {self.masking}")
+        if self.lexicon is not None and self.masking not in ("phrase", "entity", "staged"):
+            raise PlmlabError(f"lexicon is for masking=phrase or entity (or staged), not {self.masking}")
+        self.stages = tuple(float(b) for b in self.stages)
+        if len(self.stages) != 2 or not 0 <= self.stages[0] <= self.stages[1] <= 1:
+            raise PlmlabError(f"stages must be two fractions 0 <= a <= b <= 1 (phrase from a, entity from b), "
+                              f"got {list(self.stages)}")
+        if self.masking != "staged" and (self.stage_at is not None or self.stages != DEFAULT_STAGES):
+            raise PlmlabError(f"stages and stage_at are for masking=staged, not {self.masking}")
         if self.similar_words is not None and self.masking != "macbert":
             raise PlmlabError(f"similar_words is for masking=macbert, not {self.masking}")
         for what, path in (("similar-words file", self.similar_words), ("lexicon", self.lexicon)):
@@ -220,6 +234,9 @@ class Masker:
     def attach_model(self, model) -> None:
         """Basic masking reads no model (MacBERT's similar words may)."""
 
+    def follow_steps(self, step_of, max_steps: int) -> None:
+        """Only staged masking depends on the step (knowledge_masking.StagedMasker)."""
+
     def view(self, ids: np.ndarray) -> dict:
         """Extra fields of the `plmlab objective` view (ERNIE: the phrases / entities found)."""
         return {}
@@ -290,6 +307,10 @@ def make_masker(tokenizer, options: Masking) -> Masker:
         from .knowledge_masking import KnowledgeMasker
 
         return KnowledgeMasker(tokenizer, options)
+    if method == "staged":
+        from .knowledge_masking import StagedMasker
+
+        return StagedMasker(tokenizer, options)
     return Masker(tokenizer, options)
 
 
@@ -334,8 +355,8 @@ class MaskedLM(LanguageIds, Objective):
     Options (`MlmOptions`): mask_prob, replace_probs, whole_word, ngram (above);
     masking="dynamic" | "static" and static_copies (a static example is a pure function of
     (seed, index, epoch % copies), as BERT's data duplicated 10 times), or "macbert" (with
-    similar_words, similar_top_k, similar_refresh) or "phrase" | "entity" (with lexicon), all
-    three dynamic; input_format; short_seq_prob (pair formats).
+    similar_words, similar_top_k, similar_refresh) or "phrase" | "entity" (with lexicon), or
+    "staged" (with lexicon, stages, stage_at), all dynamic; input_format; short_seq_prob (pair formats).
     """
 
     name = "mlm"
@@ -367,6 +388,13 @@ class MaskedLM(LanguageIds, Objective):
     def attach_model(self, model) -> None:
         """Give the masker the model being trained (MacBERT's similar words from its embeddings)."""
         self.masker.attach_model(model)
+
+    def follow_steps(self, step_of, max_steps: int) -> None:
+        """The Trainer's hook: `step_of()` is the step the next batch is for (1-based) of
+        `max_steps`; staged masking picks its level from it (every other masking ignores it)."""
+        if self.opts.stage_at is not None:
+            raise PlmlabError("stage_at is for plmlab objective's view; in a run the stage follows the step")
+        self.masker.follow_steps(step_of, max_steps)
 
     def num_examples(self, data) -> int:
         fmt = self.opts.input_format or self.default_format

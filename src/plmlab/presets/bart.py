@@ -17,7 +17,7 @@ BART = dict(
     scale_embedding=False, position="learned", position_offset=2, activation="gelu",
     qkv_bias=True, out_bias=True, mlp_bias=True, head="lm", tie_embeddings=True, lm_head_bias=True,
     dropout=0.1, attn_dropout=0.1, init_std=0.02, scaled_residual_init=False,
-    pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, tokenizer="roberta",
+    pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, tokenizer="bart",
 )
 
 

@@ -107,6 +107,6 @@ def _style_and_roles(config: dict, special_map: dict, backend: hf.Tokenizer) -> 
     style = ours.get("style")
     if not isinstance(style, str):
         cls = str(config.get("tokenizer_class", "")).lower()
-        known = ("roberta", "albert", "bert", "gpt2", "llama", "t5")  # "roberta" before "bert"
+        known = ("roberta", "albert", "bart", "bert", "gpt2", "llama", "t5")  # "roberta" before "bert"
         style = next((s for s in known if cls.startswith(s)), "custom")
     return style, {r: t for r, t in roles.items() if isinstance(t, str)}

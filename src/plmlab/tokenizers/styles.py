@@ -28,6 +28,9 @@ class Style:
     lstrip: tuple[str, ...] = ()  # specials that swallow the space before them ("a <mask>")
     options: dict = field(default_factory=dict)  # default options for train_tokenizer
     hf_options: dict = field(default_factory=dict)  # tokenizer_config key -> our option name
+    # specials added after training, so they take the last ids (BART's <mask>). Out of the repr:
+    # the built-in tokenizer cache keys on it, and the styles without one keep their cached entries.
+    last: tuple[str, ...] = field(default=(), repr=False)
 
 
 _CLS_SEP = ("[CLS] $A [SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1")
@@ -45,6 +48,12 @@ STYLES: dict[str, Style] = {
                              "sep": "</s>", "unk": "<unk>", "mask": "<mask>"}, ("roberta", ""),
                      "RobertaTokenizerFast", lstrip=("<mask>",), options={"add_prefix_space": False},
                      hf_options={"add_prefix_space": "add_prefix_space"}),
+    # fairseq / transformers BART: RoBERTa's specials, but <mask> is the vocabulary's last id
+    # (bart-base: 50265 ids, <s>=0 <pad>=1 </s>=2 <unk>=3, <mask>=50264), appended after the BPE.
+    "bart": Style("bpe", {"bos": "<s>", "cls": "<s>", "pad": "<pad>", "eos": "</s>", "sep": "</s>",
+                          "unk": "<unk>", "mask": "<mask>"}, ("roberta", ""), "BartTokenizerFast", 1024,
+                  lstrip=("<mask>",), options={"add_prefix_space": False},
+                  hf_options={"add_prefix_space": "add_prefix_space"}, last=("<mask>",)),
     "albert": Style("unigram", {"pad": "<pad>", "unk": "<unk>", "cls": "[CLS]", "bos": "[CLS]",
                                 "sep": "[SEP]", "eos": "[SEP]", "mask": "[MASK]"}, _CLS_SEP,
                     "AlbertTokenizerFast", lstrip=("[MASK]",),
@@ -71,9 +80,10 @@ def special_token(token: str, lstrip: bool = False) -> AddedToken:
     return AddedToken(token, special=True, normalized=False, lstrip=lstrip)
 
 
-def special_tokens_of(spec: Style) -> list[AddedToken]:
+def special_tokens_of(spec: Style, last: bool = False) -> list[AddedToken]:
+    """The specials that come before the learned pieces (`last`: those added after them)."""
     unique = dict.fromkeys(spec.specials.values())  # roles may share a token; keep first-use order
-    return [special_token(t, lstrip=t in spec.lstrip) for t in unique]
+    return [special_token(t, lstrip=t in spec.lstrip) for t in unique if (t in spec.last) == last]
 
 
 def post_processor(spec: Style, backend: hf.Tokenizer, opts: dict):

@@ -29,7 +29,8 @@ def train_tokenizer(texts: Iterable[str], style: str, vocab_size: int = DEFAULT_
     if unknown:
         raise PlmlabError(f"unknown option(s) for style {style!r}: {', '.join(sorted(unknown))}")
     opts = {**spec.options, **options}
-    n_model = vocab_size - opts.get("extra_ids", 0)  # T5 sentinels are added after training
+    # T5 sentinels and the style's `last` specials (BART's <mask>) are added after training
+    n_model = vocab_size - opts.get("extra_ids", 0) - len(spec.last)
     if n_model < len(set(spec.specials.values())) + 2:
         raise PlmlabError(f"vocab_size {vocab_size} is too small for style {style!r}")
     backend = _BUILDERS[spec.algorithm](spec, n_model, opts, texts)
@@ -37,6 +38,8 @@ def train_tokenizer(texts: Iterable[str], style: str, vocab_size: int = DEFAULT_
         # Added after the learned pieces, <extra_id_99> first: <extra_id_0> gets the last id.
         sentinels = [special_token(f"<extra_id_{i}>") for i in reversed(range(opts["extra_ids"]))]
         backend.add_special_tokens(sentinels)
+    if spec.last:
+        backend.add_special_tokens(special_tokens_of(spec, last=True))  # the vocabulary's last ids
     backend.post_processor = post_processor(spec, backend, opts)
     return Tokenizer(backend, style, dict(spec.specials), spec.model_max_length, opts)
 

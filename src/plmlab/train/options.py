@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     # scale and precision (train/parallel.py, precision.py)
     "strategy": "ddp", "compile": False, "activation_checkpointing": False, "global_batch_tokens": None,
     "oom_backoff": False, "peak_flops": None,
+    "init_from": None,  # a new run from another run's weights (train/init_from.py); stored as an absolute path
 }
 # A run saved before an option existed ran with these values (not today's defaults) and
 # resumes with them.
@@ -106,7 +108,8 @@ class PretrainOptions:
     global_batch_tokens: int | None = None  # tokens per optimizer step over all ranks: sets grad_accum
     oom_backoff: bool | None = None  # on CUDA OOM: halve the micro-batch, double grad_accum, retry
     peak_flops: float | None = None  # peak FLOP/s per device for the MFU estimate (default: known GPUs)
-    resume: bool = False  # continue from the newest complete checkpoint in `out`
+    init_from: str | None = None  # start from this run's / checkpoint's weights, config and tokenizer (fresh optimizer)
+    resume: bool = False  # continue from the newest complete checkpoint in `out` (wins when `out` holds a run)
     overwrite: bool = False  # start over in an `out` that already holds a run
 
     def given(self) -> dict[str, Any]:
@@ -118,6 +121,9 @@ class PretrainOptions:
         """Every field filled: from the stored run (resume) or DEFAULTS, then checked."""
         base = dict(DEFAULTS if stored is None else {**DEFAULTS, **LEGACY, **stored})
         given = self.given()
+        if given.get("init_from") is not None:
+            # an absolute path: the run records where it started, and a resume compares it by place
+            given["init_from"] = os.path.abspath(_checked_path(given["init_from"]))
         if stored is not None:
             _check_resume_agrees(given, stored)
         values = {**base, **given, "out": self.out, "resume": self.resume, "overwrite": self.overwrite}
@@ -198,6 +204,12 @@ def check_option_types(values: dict[str, Any]) -> None:
         kind = (int, float) if isinstance(default, float) else type(default)
         if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kind):
             raise PlmlabError(f"--{name.replace('_', '-')} must be a {type(default).__name__}, got {value!r}")
+
+
+def _checked_path(value) -> str:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise PlmlabError(f"--init-from must be a directory, got {value!r}")
+    return str(value)
 
 
 def check_seed(seed) -> None:

@@ -1,7 +1,8 @@
 """Set-up of a pretraining run, fresh or from a checkpoint: the frozen options, corpus,
 tokenizer, config, token shards, objective and model.
 
-    fresh:   options.resolved() -> seed -> config -> tokenizer (given / trained / cached)
+    fresh:   options.resolved() -> seed -> config -> tokenizer (given / trained / cached;
+             --init-from: the source's config and tokenizer, and its weights after the model is built)
              -> seq_len and grad_accum resolved -> token shards -> objective -> model
     resume:  the checkpoint's options, config and tokenizer (the corpus must be the same text)
              -> token shards -> objective -> model <- the checkpoint's weights
@@ -25,6 +26,7 @@ from ..data import build_token_data, builtin_documents, corpus_fingerprint, read
 from ..errors import PlmlabError, warn
 from ..modeling import build_model
 from ..objectives import get_objective
+from .init_from import InitSource, find_source, init_config, init_tokenizer, load_source_weights
 from .objective_setup import build_objective, check_objective_fits, check_objective_options
 from .options import DEFAULTS, MAX_DEFAULT_SEQ_LEN, PretrainOptions, check_option_types
 from .parallel import Dist, grad_accum_for, rescale_for_world
@@ -51,11 +53,13 @@ class PretrainSetup:
     found: tuple[int, Path] | None  # the checkpoint resumed from
     info: dict | None  # its trainer/state.json
     old_entries: list[Path]  # an earlier run's files, cleared once training starts
+    init_from: dict | None = None  # --init-from's source (InitSource.record), kept by every checkpoint
 
 
 def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSetup:
     found = rundir.find_checkpoint() if options.resume else None
     info = read_trainer_info(found[1]) if found else None
+    source = None
     o = _resolve(options, info, found, dist)
     check_objective_options(o.objective, o.objective_options)  # before any tokenizer training
     old_entries = [] if found else rundir.refuse_existing(o.overwrite or o.resume)
@@ -70,9 +74,7 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
         tokenizer, config = _restored(found[1], info, fingerprint, o)
     else:
         _seed_everything(o.seed)
-        config = build_config(o)
-        check_objective_fits(o.objective, config)  # clm on T5, GLM on BERT, ...: before any tokenizer training
-        tokenizer = make_tokenizer(o, config, documents)
+        config, tokenizer, source = _fresh_config_and_tokenizer(o, documents)
         config = config.replace(bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id,
                                 pad_token_id=tokenizer.pad_id)
         o = _with_geometry(o, options, config, device, dist.world)
@@ -90,10 +92,23 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
         from .. import load_pretrained
 
         model.load_state_dict(load_pretrained(found[1]).state_dict())
+    elif source is not None:
+        load_source_weights(model, source)  # a new run from another's weights: step 0 = its weights
     objective.attach_model(model)  # before the task draws its fixed validation batches
     task = PretrainTask(objective, train_data, val_data, o, dist.world)
+    started_from = source.record(o.init_from) if source else (info or {}).get("init_from")
     return PretrainSetup(o, device, tokenizer, config, fingerprint, train_data, val_data, objective, task, model,
-                         found, info, old_entries)
+                         found, info, old_entries, started_from)
+
+
+def _fresh_config_and_tokenizer(o: PretrainOptions, documents) -> tuple[Config, object, InitSource | None]:
+    """A new run's config and tokenizer: from --init-from's model, else the preset / config and a
+    given or trained tokenizer. Objective fit is checked before any tokenizer training."""
+    source = find_source(o.init_from) if o.init_from else None
+    config = init_config(o, source) if source else build_config(o)
+    check_objective_fits(o.objective, config)  # clm on T5, GLM on BERT, ...
+    tokenizer = init_tokenizer(o, source, config) if source else make_tokenizer(o, config, documents)
+    return config, tokenizer, source
 
 
 def _used_languages(languages: list[str] | None, config: Config) -> list[str] | None:
@@ -151,7 +166,9 @@ def _resolve(options: PretrainOptions, info: dict | None, found, dist: Dist) -> 
     resolved = options.resolved(stored)
     if options.max_steps is not None and options.max_steps != stored.get("max_steps"):
         warn(f"warning: --max-steps {options.max_steps} (the run had {stored.get('max_steps')}) moves the "
-             "learning-rate schedule's horizon: the decay from here on follows the new length")
+             "learning-rate schedule's horizon: the decay from here on follows the new length"
+             + (", and so do the stage boundaries of --masking staged"
+                if resolved.objective_options.get("masking") == "staged" else ""))
     return resolved
 
 

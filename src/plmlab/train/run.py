@@ -55,6 +55,7 @@ class PretrainResult:
     params: int = 0
     sample: str | None = None
     resumed_from: int | None = None
+    init_from: dict | None = None  # --init-from's source: path, folder, manifest_sha256
     accuracies: dict = field(default_factory=dict)  # val_mlm_accuracy, val_token_accuracy, ... at the end
     demo: dict | None = None  # fill-mask / span filling / fill-blanks on a validation sentence (train/demo.py)
 
@@ -91,6 +92,8 @@ def _train(setup: PretrainSetup, rundir: RunDir, dist: Dist) -> PretrainResult:
     state = TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum)
     if setup.found:
         state = _restore_training(setup, parallel, optimizer, precision)
+    # The step hook (staged masking): the loop makes step k's batches while state.step is k - 1.
+    setup.objective.follow_steps(lambda: state.step + 1, o.max_steps)
     save = Checkpointer(rundir.checkpoints, parallel, optimizer, precision, state, setup.tokenizer,
                         lambda: _run_info(setup, state), o.keep_last, dist,
                         rebuild=lambda: build_model(setup.config, device=torch.device("cpu")))
@@ -118,6 +121,7 @@ def _result(setup, trainer, parallel, rundir, dist, signum, save) -> PretrainRes
     state = trainer.state
     result = PretrainResult(out=str(rundir.out), step=state.step, interrupted=signum, tokens=state.tokens,
                             params=setup.model.num_parameters(), resumed_from=setup.found[0] if setup.found else None,
+                            init_from=setup.init_from,
                             tokens_per_s=round(state.tokens / max(state.elapsed_s, 1e-9), 1))
     result.checkpoint = str(rundir.checkpoints / f"step-{trainer.saved_step:08d}")
     if signum is not None:
@@ -138,7 +142,10 @@ def _run_info(setup: PretrainSetup, state: TrainState) -> dict:
     """What a pretraining checkpoint records beyond the loop's state: the run's options (with the
     micro-batch geometry it has now), the model config and the corpus fingerprint."""
     options = {**setup.options.to_dict(), "batch_size": state.batch_size, "grad_accum": state.grad_accum}
-    return {"options": options, "config": setup.config.to_dict(), "corpus_fingerprint": setup.fingerprint}
+    info = {"options": options, "config": setup.config.to_dict(), "corpus_fingerprint": setup.fingerprint}
+    if setup.init_from is not None:
+        info["init_from"] = setup.init_from  # where the run started: path, folder, manifest hash
+    return info
 
 
 def _restore_training(setup: PretrainSetup, parallel, optimizer, precision) -> TrainState:
