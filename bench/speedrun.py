@@ -1,7 +1,8 @@
 """Time to a target loss: nanoGPT's AdamW recipe versus plmlab's default, same wall-clock budget.
 
     PYTHONPATH=src python bench/speedrun.py [--budget-s 300] [--presets gpt-mini llama-mini]
-                                            [--threads 2] [--evals 20] [--out bench/results/speedrun]
+                                            [--threads 2] [--evals 20] [--eval-batches 20]
+                                            [--out bench/results/speedrun]
 
 For each preset both recipes train the same model (same seed: same initial weights, the same
 tokenizer and the same data order) on the built-in corpus through `plmlab.train.pretrain`:
@@ -45,8 +46,8 @@ REFERENCE = {"optimizer": "adamw", "lr": 6e-4, "beta1": 0.9, "beta2": 0.95, "wei
 RECIPES = {"reference": REFERENCE, "default": {}}
 
 
-def common(preset: str, threads: int, seed: int) -> dict:
-    return {"preset": preset, "threads": threads, "seed": seed, "progress": "none", "sample_tokens": 0,
+def common(preset: str, threads: int, seed: int, eval_batches: int) -> dict:
+    return {"preset": preset, "threads": threads, "seed": seed, "eval_batches": eval_batches, "progress": "none", "sample_tokens": 0,
             "save_every": 0, "keep_last": 1, "overwrite": True}
 
 
@@ -102,7 +103,7 @@ def time_to(evals: list[dict], target: float, x: str) -> float | None:
 
 def compare(preset: str, args, out: Path, order: list[str]) -> dict:
     """Both recipes on one preset: steps from the budget (or --steps), the runs, times to target."""
-    base = common(preset, args.threads, args.seed)
+    base = common(preset, args.threads, args.seed, args.eval_batches)
     per_step = seconds_per_step(preset, args.threads)
     runs = {}
     for name in order:
@@ -161,6 +162,9 @@ def main() -> None:
                                                    "tokens and calibrated seconds)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--evals", type=int, default=20, help="validation evaluations per run")
+    # Fewer batches per evaluation: less wall time beside training on a loaded machine (the
+    # validation batches stay the same for both recipes, so the target is still comparable).
+    parser.add_argument("--eval-batches", type=int, default=DEFAULTS["eval_batches"])
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     parser.add_argument("--out", default="bench/results/speedrun")
     args = parser.parse_args()
@@ -171,7 +175,8 @@ def main() -> None:
         order = ["reference", "default"] if i % 2 == 0 else ["default", "reference"]
         results[preset] = compare(preset, args, out / "runs", order)
         print(summary_line(preset, results[preset]), flush=True)
-    record = {"budget_s": args.budget_s, "steps": args.steps, "threads": args.threads, "default_recipe": {
+    record = {"budget_s": args.budget_s, "steps": args.steps, "threads": args.threads, "evals": args.evals,
+              "eval_batches": args.eval_batches, "default_recipe": {
         k: DEFAULTS[k] for k in ("optimizer", "lr", "muon_lr", "schedule", "decay_fraction", "decay_shape",
                                  "weight_decay", "beta1", "beta2", "warmup", "min_lr", "batch_size")},
         "reference_recipe": REFERENCE, "results": results}
