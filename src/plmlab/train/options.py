@@ -35,7 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "clip": 1.0, "seed": 0,
     # optimizer and schedule (train/optim.py, muon.py). Muon: measured on gpt-mini (bench/speedrun.py,
     # README "Optimizers and schedules"), it reaches a given loss in far fewer steps than AdamW.
-    "optimizer": "muon", "muon_lr": 0.02, "schedule": "cosine", "decay_fraction": 0.2, "decay_shape": "linear",
+    # Warmup-stable-decay with a 1-sqrt decay over the last 20 %: on equal tokens it beat cosine on
+    # gpt-mini and llama-mini at 150 and 600 steps (bench/results/tune_recipe.md).
+    "optimizer": "muon", "muon_lr": 0.02, "schedule": "wsd", "decay_fraction": 0.2, "decay_shape": "1-sqrt",
     "save_every": 200, "eval_every": 100, "eval_batches": 20, "keep_last": 2,
     "max_bad_steps": 5, "precision": "auto", "device": "auto", "threads": None,
     "progress": "auto", "sample_tokens": 48, "prompt": "The function returns", "tensorboard": False,
