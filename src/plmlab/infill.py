@@ -23,7 +23,8 @@ from .errors import PlmlabError
 from .generation.filters import apply_pipeline, build_pipeline
 from .objectives.glm_layout import TWO_D_POSITIONS, GlmTokens, glm_layout, glm_positions
 
-__all__ = ["TWO_D_POSITIONS", "Filled", "blank_inputs", "blank_tokens", "decode_span", "fill_blanks", "prepare"]
+__all__ = ["TWO_D_POSITIONS", "Filled", "batch_of_one", "blank_inputs", "blank_tokens", "decode_span", "fill_blanks",
+           "prepare"]
 
 
 @dataclass
@@ -98,7 +99,7 @@ def blank_tokens(model, part_a: list[int], m: int, tok: GlmTokens, max_new: int,
     n_a = len(part_a)
     cache = model.new_cache(1, n_a + max_new) if use_cache else None
     if cache is not None:  # Part A once, bidirectional (the layout with no Part B yet)
-        model(**_on(blank_inputs(part_a, m, []), device), cache=cache)
+        model(**batch_of_one(blank_inputs(part_a, m, []), device), cache=cache)
     span: list[int] = []
     token = tok.sop
     banned = [*tok.masks, tok.sop, tok.cls]  # a span never holds a mask, [sop] or [CLS]
@@ -107,7 +108,7 @@ def blank_tokens(model, part_a: list[int], m: int, tok: GlmTokens, max_new: int,
             pos = torch.from_numpy(glm_positions(n_a, [(m, step + 1)])[:, -1:])[None].to(device)  # (1, 2, 1)
             logits = model(torch.tensor([[token]], device=device), position_ids=pos, cache=cache).logits[0, -1]  # (V,)
         else:  # the whole sequence again under the full GLM mask: the reference path
-            logits = model(**_on(blank_inputs(part_a, m, [tok.sop] + span), device)).logits[0, -1]  # (V,)
+            logits = model(**batch_of_one(blank_inputs(part_a, m, [tok.sop] + span), device)).logits[0, -1]  # (V,)
         history = torch.tensor([part_a + [tok.sop] + span], device=device)  # (1, L)
         logits = logits.float().clone()
         logits[banned] = float("-inf")
@@ -129,6 +130,6 @@ def blank_inputs(part_a: list[int], m: int, part_b: list[int]) -> dict[str, np.n
             "attention_mask": mask.astype(np.int64)}
 
 
-def _on(inputs: dict[str, np.ndarray], device) -> dict[str, torch.Tensor]:
+def batch_of_one(inputs: dict[str, np.ndarray], device) -> dict[str, torch.Tensor]:
     """A batch of one on `device`."""
     return {k: torch.from_numpy(v)[None].to(device) for k, v in inputs.items()}

@@ -202,13 +202,11 @@ def _default_root() -> Path:
 def _cache_key(documents, tokenizer, val_fraction: float, seed: int, languages: list[str] | None = None) -> str:
     parts = {
         "format": FORMAT_VERSION,
-        "corpus": corpus_fingerprint(documents),
+        "corpus": corpus_fingerprint(documents, languages),  # without languages: the key of earlier entries
         "tokenizer": tokenizer.fingerprint(),
         "val_fraction": val_fraction,
         "seed": seed,
     }
-    if languages is not None:  # absent for a corpus without: the keys of earlier entries stay valid
-        parts["languages"] = hashlib.sha256("\x1f".join(languages).encode("utf-8", "surrogatepass")).hexdigest()
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 

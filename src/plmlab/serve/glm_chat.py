@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..infill import blank_inputs
+from ..infill import batch_of_one, blank_inputs
 from ..pipelines.glm_chat import answer_blank
 from .app import sampling
 from .batch import GenerationRequest, RowResult, logprob_entries
@@ -58,6 +58,6 @@ def blank_logprobs(model, tokenizer, part_a: list[int], tokens: list[int], top: 
 
     device = next(model.parameters()).device
     row = blank_inputs(part_a, len(part_a) - 1, [GlmTokens.from_tokenizer(tokenizer).sop] + tokens[:-1])
-    logits = model(**{k: torch.from_numpy(v)[None].to(device) for k, v in row.items()}).logits[0]  # (A + G, V)
+    logits = model(**batch_of_one(row, device)).logits[0]  # (A + G, V)
     logp = logits[len(part_a):].float().log_softmax(-1)  # (G, V): <sop> predicts tokens[0], and so on
     return logprob_entries(tokenizer, logp, tokens, top)
