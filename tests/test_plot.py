@@ -92,6 +92,34 @@ def test_panels_and_out(tmp_path):
         resolve_out(tmp_path / "x.jpeg", [run])
 
 
+def test_a_muon_runs_two_learning_rates_share_a_log_panel(tmp_path):
+    """A Muon run records AdamW's `lr` and Muon's `muon_lr` (train/optim.py recorded_lrs): both
+    are drawn, in one panel, AdamW solid and Muon dotted, on a log axis."""
+    from plmlab.plotting import _draw_panel, panel_grid
+
+    assert panels_for(["loss", "lr", "muon_lr"]) == [["loss"], ["lr", "muon_lr"]]
+    assert panels_for(["loss", "muon_lr"]) == [["loss"], ["muon_lr"]]  # alone: its own panel
+    records = [{"step": s, "lr": 2e-3 * min(1, s / 5), "muon_lr": 2e-2 * min(1, s / 5)} for s in range(1, 21)]
+    fig, axes, colors = panel_grid(1, 1, 4, 3, 1)
+    _draw_panel(axes[0], ["lr", "muon_lr"], [records], colors, "step", None, False)
+    lines = {line.get_label(): line for line in axes[0].get_lines()}
+    assert set(lines) == {"AdamW", "Muon"}
+    assert lines["Muon"].get_linestyle() == ":" and lines["AdamW"].get_linestyle() == "-"
+    assert lines["Muon"].get_ydata().tolist() == [r["muon_lr"] for r in records]
+    assert axes[0].get_yscale() == "log"
+
+
+def test_the_metrics_record_holds_muons_learning_rate():
+    import plmlab
+    from plmlab.train.muon import MuonAdamW
+    from plmlab.train.optim import make_optimizer, recorded_lrs, set_lr
+
+    muon = MuonAdamW(plmlab.build_model("gpt-tiny"), 2e-3, 0.02, 0.1)
+    set_lr(muon, 1e-3)  # the schedule at half its peak
+    assert recorded_lrs(muon, 1e-3) == pytest.approx({"lr": 1e-3, "muon_lr": 1e-2})
+    assert recorded_lrs(make_optimizer(plmlab.build_model("gpt-tiny"), 2e-3, 0.1), 1e-3) == {"lr": 1e-3}
+
+
 def test_plot_one_run_default_out(runs, capsys):
     assert main(["plot", str(runs[0])]) == 0
     out = runs[0] / "plots.png"

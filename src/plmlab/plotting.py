@@ -28,11 +28,14 @@ import numpy as np
 from .errors import PlmlabError
 
 METRICS_FILE = "metrics.jsonl"  # as written by plmlab.train.metrics
-DEFAULT_METRICS = ("loss", "val_loss", "lr", "tokens_per_s")
+DEFAULT_METRICS = ("loss", "val_loss", "lr", "muon_lr", "tokens_per_s")
+# A metric drawn in another's panel when both are plotted (besides val_X in X's): a Muon run's
+# two learning rates, AdamW's `lr` and Muon's `muon_lr`, on one log axis (one curve, two scales).
+COMPANIONS = {"muon_lr": "lr"}
 X_AXES = ("step", "tokens")
 FORMATS = (".png", ".svg", ".pdf")
 # Deterministic or cumulative fields: smoothing them would only blur them.
-UNSMOOTHED = frozenset({"lr", "tokens", "epoch", "skipped", "elapsed_s"})
+UNSMOOTHED = frozenset({"lr", "muon_lr", "tokens", "epoch", "skipped", "elapsed_s"})
 
 
 # ---------------------------------------------------------------------- reading
@@ -166,10 +169,12 @@ def resolve_out(out: str | Path | None, dirs: list[Path]) -> Path:
 
 
 def panels_for(metrics: list[str]) -> list[list[str]]:
-    """Group metrics into panels: `val_X` joins X's panel when X is plotted too."""
+    """Group metrics into panels: `val_X` joins X's panel when X is plotted too, and so does a
+    companion (COMPANIONS: `muon_lr` joins `lr`)."""
     panels: dict[str, list[str]] = {}
     for m in metrics:
         base = m[4:] if m.startswith("val_") and m[4:] in metrics else m
+        base = COMPANIONS.get(base, base) if COMPANIONS.get(base) in metrics else base
         panels.setdefault(base, []).append(m)
     return list(panels.values())
 
@@ -272,10 +277,14 @@ def _draw_panel(ax, panel: list[str], runs: list[list[dict]], colors: list[str],
     series = {(m, i): metric_series(r, m, x) for m in panel for i, r in enumerate(runs)}
     longest = max(len(ys) for _, ys in series.values())
     span = auto_span(longest) if smooth is None else smooth
+    companions = {COMPANIONS[m] for m in panel if m in COMPANIONS}
     for (m, i), (xs, ys) in series.items():
         if not len(ys):
             continue
-        if m.startswith("val_"):
+        if m in COMPANIONS or m in companions:  # a Muon run's lr panel: AdamW solid, Muon dotted
+            ax.plot(xs, ys, color=colors[i], lw=1.3, ls=":" if m in COMPANIONS else "-",
+                    label="Muon" if m in COMPANIONS else "AdamW")
+        elif m.startswith("val_"):
             ax.plot(xs, ys, color=colors[i], marker="o", ms=4, lw=0.8, ls="--", label="validation")
         elif span > 1 and m not in UNSMOOTHED and len(ys) > 2:
             ax.plot(xs, ys, color=colors[i], lw=0.8, alpha=0.25, label="_raw")
@@ -285,7 +294,7 @@ def _draw_panel(ax, panel: list[str], runs: list[list[dict]], colors: list[str],
     ax.set_title(" / ".join(panel), fontsize=10)
     ax.set_xlabel(x)
     ax.grid(True, alpha=0.3)
-    if log_y and any((ys > 0).any() for _, ys in series.values()):
+    if (log_y or companions) and any((ys > 0).any() for _, ys in series.values()):
         ax.set_yscale("log")
 
 

@@ -15,7 +15,7 @@ from dataclasses import fields
 
 from ..config import Config, parse_overrides
 from ..data.languages import language_entry
-from ..train.options import DECAY_SHAPES, DEFAULTS, MAX_DEFAULT_SEQ_LEN, OPTIMIZERS, SCHEDULES
+from ..train.options import DECAY_SHAPES, DEFAULTS, MAX_DEFAULT_SEQ_LEN, MUON_DTYPES, OPTIMIZERS, SCHEDULES
 from .pretrain_objective import add_objective_arguments, objective_options_from_args
 
 # Config fields that are not offered as --FIELD: their names mean something else here
@@ -90,6 +90,9 @@ def register(sub) -> None:
                      help=f"adamw, or muon: Muon for the blocks' weight matrices and AdamW (--lr) for the "
                           f"embeddings, head, norms and biases (default {DEFAULTS['optimizer']})")
     opt.add_argument("--muon-lr", type=float, metavar="X", help=f"Muon's peak learning rate (default {DEFAULTS['muon_lr']})")
+    opt.add_argument("--muon-dtype", choices=MUON_DTYPES,
+                     help="dtype of Muon's Newton-Schulz iteration (default auto: bf16 on CUDA and on CPUs with "
+                          "native bf16 matmul (AVX512-BF16, AMX), fp32 elsewhere, where bf16 is many times slower)")
     opt.add_argument("--schedule", choices=SCHEDULES,
                      help=f"learning-rate curve after the warmup (default {DEFAULTS['schedule']}); "
                           "wsd: constant, then a decay to --min-lr over the last --decay-fraction")

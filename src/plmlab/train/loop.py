@@ -42,7 +42,7 @@ import torch
 from ..errors import PlmlabError
 from .metrics import Progress
 from .objective_metrics import Averager
-from .optim import set_lr
+from .optim import recorded_lrs, set_lr
 from .parallel import Dist, Parallelized
 from .precision import Precision
 from .signals import StopOnSignal
@@ -195,7 +195,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         s.step, s.tokens, s.elapsed_s = step, s.tokens + all_tokens, s.elapsed_s + seconds
         s.epoch, s.position = self.order.epoch, self.order.position
-        record = {"step": step, "loss": loss_value, "lr": lr, "tokens": s.tokens,
+        record = {"step": step, "loss": loss_value, **recorded_lrs(self.optimizer, lr), "tokens": s.tokens,
                   "tokens_per_s": all_tokens / seconds, "grad_norm": norm_value,
                   "epoch": round(s.epoch + s.position / self.order.n, 4), "skipped": s.skipped,
                   "elapsed_s": round(s.elapsed_s, 3), **metrics.result()}

@@ -15,9 +15,20 @@ rule (`optim.param_groups`).
 steps, zeroes, lists its `param_groups` (clipping and `set_lr` walk them) and has a nested
 `state_dict` ({"muon": ..., "adamw": ...}). The schedule gives one number per step; each group
 scales it by its `lr_scale` (Muon's groups carry muon_lr / lr), so both follow one curve.
+
+Precision of Newton-Schulz. `torch.optim.Muon` always iterates in bf16 (`grad.bfloat16()` in
+`torch/optim/_muon.py`), which is fast on GPUs and on CPUs with native bf16 matmul (AVX512-BF16,
+AMX) and ruinous elsewhere: on an AVX2 CPU a bf16 512x512 matmul ran 65x slower than fp32 (1.3
+against 85 GFLOP/s, one thread), which made the default optimizer's step ~6x an AdamW step.
+`Muon` here is the same update with the iteration's dtype as a choice: `ns_dtype="auto"` takes
+bf16 on CUDA and on CPUs with native bf16, fp32 everywhere else (`newton_schulz_dtype`). fp32 is
+the more accurate of the two (the bf16 iteration is an approximation the Muon write-up accepts
+for speed), and in bf16 the update equals torch.optim.Muon's bit for bit (tests/test_optim_muon.py).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -27,6 +38,76 @@ from ..nn.block import Block
 from .optim import adamw, decay_groups
 
 MUON_MOMENTUM = 0.95  # Keller Jordan's Muon and modded-nanogpt
+NS_DTYPES = ("auto", "bf16", "fp32")  # --muon-dtype
+_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Does this device multiply bf16 matrices at least as fast as fp32? CUDA does; a CPU only
+    with AVX512-BF16 or AMX (torch.backends.cpu.get_cpu_capability() says AVX512 for CPUs without
+    them, so it cannot decide this alone)."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def newton_schulz_dtype(choice: str, device: torch.device) -> str:
+    """"bf16" or "fp32" for --muon-dtype `choice` (auto: bf16 where it is native, else fp32)."""
+    if choice not in NS_DTYPES:
+        raise PlmlabError(f"--muon-dtype must be one of {', '.join(NS_DTYPES)}, not {choice!r}")
+    if choice != "auto":
+        return choice
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def newton_schulz(update: torch.Tensor, steps: int, coefficients: tuple[float, float, float], eps: float,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """The nearest semi-orthogonal matrix, approximately: five quintic Newton-Schulz steps (Keller
+    Jordan's coefficients, as torch.optim.Muon's `_zeropower_via_newtonschulz`, in `dtype`)."""
+    a, b, c = coefficients
+    x = update.to(dtype)  # (rows, cols)
+    tall = update.size(0) > update.size(1)
+    if tall:
+        x = x.T  # iterate on the wide side: the Gram matrix is the smaller one
+    x = x.div(x.norm().clamp(min=eps))  # spectral norm <= Frobenius norm <= 1
+    for _ in range(steps):
+        gram = x @ x.T  # (r, r)
+        poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
+        x = torch.addmm(x, poly, x, beta=a)  # a X + (b G + c G^2) X
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Muon):
+    """torch.optim.Muon (its options, validation and state: `momentum_buffer`), with the
+    Newton-Schulz iteration in `ns_dtype` ("bf16" or "fp32"; module docstring). The dtype is an
+    attribute, not a group option, so a checkpoint from a bf16 machine resumes here in fp32."""
+
+    def __init__(self, params, ns_dtype: str = "fp32", **options) -> None:
+        super().__init__(params, **options)
+        self.ns_dtype = ns_dtype
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        assert closure is None, "Muon here takes no closure"
+        dtype = _DTYPES[self.ns_dtype]
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - momentum)  # the momentum's EMA
+                update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
+                update = newton_schulz(update, group["ns_steps"], group["ns_coefficients"], group["eps"], dtype)
+                p.mul_(1 - lr * group["weight_decay"])  # decoupled weight decay, as AdamW
+                # Keller's shape scaling ("original"): sqrt(max(1, rows / cols))
+                p.add_(update, alpha=-lr * math.sqrt(max(1, p.size(0) / p.size(1))))
+        return None
 
 
 def muon_params(model: nn.Module) -> list[nn.Parameter]:
@@ -50,21 +131,28 @@ def split_params(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Paramete
 
 
 class MuonAdamW:
-    """torch.optim.Muon over `muon_params`, torch.optim.AdamW over the rest, as one optimizer."""
+    """`Muon` over `muon_params`, torch.optim.AdamW over the rest, as one optimizer."""
 
     def __init__(self, model: nn.Module, lr: float, muon_lr: float, weight_decay: float,
-                 betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8) -> None:
+                 betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8, ns_dtype: str = "auto") -> None:
         muon, rest = split_params(model)
         if not muon:
             raise PlmlabError("--optimizer muon: the model has no weight matrices inside its blocks; "
                               "use --optimizer adamw")
         # Decoupled weight decay on the matrices as AdamW has it (lr x wd per step).
-        self.muon = torch.optim.Muon([{"params": muon, "lr_scale": muon_lr / lr}], lr=muon_lr,
-                                     weight_decay=weight_decay, momentum=MUON_MOMENTUM, nesterov=True,
-                                     adjust_lr_fn="original")
+        self.ns_dtype = newton_schulz_dtype(ns_dtype, muon[0].device)
+        self.muon = Muon([{"params": muon, "lr_scale": muon_lr / lr}], ns_dtype=self.ns_dtype, lr=muon_lr,
+                         weight_decay=weight_decay, momentum=MUON_MOMENTUM, nesterov=True, adjust_lr_fn="original")
         groups = [g for g in decay_groups(rest, weight_decay) if g["params"]]
         self.adamw = adamw(groups, lr, betas, eps)
         self.optimizers = (self.muon, self.adamw)
+
+    def describe(self) -> str:
+        """One line for the run's log: which dtype Newton-Schulz runs in, and why."""
+        device = self.muon.param_groups[0]["params"][0].device
+        where = "CUDA" if device.type == "cuda" else f"this CPU ({torch.backends.cpu.get_cpu_capability()})"
+        why = f"{where} {'has' if native_bf16(device) else 'has no'} native bf16 matmul"
+        return f"Muon: Newton-Schulz in {self.ns_dtype} ({why}; --muon-dtype to choose)"
 
     @property
     def param_groups(self) -> list[dict]:

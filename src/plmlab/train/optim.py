@@ -119,7 +119,7 @@ def pretrain_optimizer(model: nn.Module, o):
     if o.optimizer == "muon":
         from .muon import MuonAdamW
 
-        return MuonAdamW(model, o.lr, o.muon_lr, o.weight_decay, (o.beta1, o.beta2))
+        return MuonAdamW(model, o.lr, o.muon_lr, o.weight_decay, (o.beta1, o.beta2), ns_dtype=o.muon_dtype)
     return make_optimizer(model, o.lr, o.weight_decay, (o.beta1, o.beta2))
 
 
@@ -132,3 +132,10 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Every group to `lr`, times the group's `lr_scale` (Muon's groups: muon_lr / lr)."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
+
+
+def recorded_lrs(optimizer, lr: float) -> dict[str, float]:
+    """The learning rates a metrics record holds: `lr` (the schedule's value, AdamW's), and
+    `muon_lr` when Muon's groups (the only ones with an `lr_scale`) run at their own."""
+    muon = [group["lr"] for group in optimizer.param_groups if "lr_scale" in group]
+    return {"lr": lr, **({"muon_lr": muon[0]} if muon else {})}

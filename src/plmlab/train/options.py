@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     # Warmup-stable-decay with a 1-sqrt decay over the last 20 %: on equal tokens it beat cosine on
     # gpt-mini and llama-mini at 150 and 600 steps (bench/results/tune_recipe.md).
     "optimizer": "muon", "muon_lr": 0.02, "schedule": "wsd", "decay_fraction": 0.2, "decay_shape": "1-sqrt",
+    # Newton-Schulz's dtype: auto = bf16 where bf16 matmul is native (CUDA, AVX512-BF16 / AMX CPUs), else fp32
+    # (train/muon.py: bf16 on an AVX2 CPU made a Muon step ~6x an AdamW step).
+    "muon_dtype": "auto",
     "save_every": 200, "eval_every": 100, "eval_batches": 20, "keep_last": 2,
     "max_bad_steps": 5, "precision": "auto", "device": "auto", "threads": None,
     "progress": "auto", "sample_tokens": 48, "prompt": "The function returns", "tensorboard": False,
@@ -49,15 +52,17 @@ DEFAULTS: dict[str, Any] = {
 # A run saved before an option existed ran with these values (not today's defaults) and
 # resumes with them.
 LEGACY: dict[str, Any] = {"optimizer": "adamw", "muon_lr": 0.02, "schedule": "cosine", "decay_fraction": 0.2,
-                          "decay_shape": "linear"}
+                          "decay_shape": "linear", "muon_dtype": "bf16"}  # torch.optim.Muon's bf16
 OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "wsd", "linear", "constant")  # train/optim.py's schedule(); constant: after the warmup
 DECAY_SHAPES = ("linear", "1-sqrt")
+MUON_DTYPES = ("auto", "bf16", "fp32")  # train/muon.py's NS_DTYPES (checked here without torch)
 # A CPU spends its few FLOPs better on more, shorter sequences; a GPU takes the usual context.
 MAX_DEFAULT_SEQ_LEN = {"cpu": 128, "cuda": 1024}
 # May differ from the run's values on resume; everything else defines the run. (The corpus
-# may move: its content is checked against the run's fingerprint instead of its paths.)
-CHANGEABLE = frozenset({"max_steps", "save_every", "eval_every", "eval_batches", "keep_last", "device",
+# may move: its content is checked against the run's fingerprint instead of its paths; a run
+# moved to another machine may need another Newton-Schulz dtype, as it may need another device.)
+CHANGEABLE = frozenset({"max_steps", "save_every", "eval_every", "eval_batches", "keep_last", "device", "muon_dtype",
                         "threads", "progress", "sample_tokens", "prompt", "max_bad_steps", "corpus",
                         "tensorboard", "strategy", "compile", "activation_checkpointing", "oom_backoff",
                         "peak_flops"})
@@ -88,6 +93,7 @@ class PretrainOptions:
     clip: float | None = None  # max gradient norm; 0: no clipping
     optimizer: str | None = None  # adamw | muon (Muon for the blocks' matrices, AdamW at --lr for the rest)
     muon_lr: float | None = None  # Muon's peak learning rate (the schedule scales it like --lr)
+    muon_dtype: str | None = None  # auto | bf16 | fp32: Muon's Newton-Schulz iteration (train/muon.py)
     schedule: str | None = None  # cosine | wsd (warmup-stable-decay) | linear | constant (after the warmup)
     decay_fraction: float | None = None  # wsd: the last fraction of the steps that decays to min_lr
     decay_shape: str | None = None  # wsd: linear | 1-sqrt
@@ -164,7 +170,7 @@ class PretrainOptions:
             raise PlmlabError(f"--seq-len must be at least 2, got {self.seq_len}")
         for name, choices in (("encoding_errors", ("strict", "replace")), ("precision", ("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed")),
                               ("strategy", ("ddp", "fsdp")), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("decay_shape", DECAY_SHAPES),
+                              ("decay_shape", DECAY_SHAPES), ("muon_dtype", MUON_DTYPES),
                               ("progress", ("auto", "bar", "plain", "none"))):
             if getattr(self, name) not in choices:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, "
@@ -234,8 +240,9 @@ def _check_resume_agrees(given: dict[str, Any], stored: dict[str, Any]) -> None:
 
 def _check_given_fits(given: dict[str, Any], o: PretrainOptions) -> None:
     """An option that the run's optimizer or schedule would ignore is a mistake: say so."""
-    if "muon_lr" in given and o.optimizer != "muon":
-        raise PlmlabError(f"--muon-lr is for --optimizer muon, and this run uses {o.optimizer}")
+    for name in ("muon_lr", "muon_dtype"):
+        if name in given and o.optimizer != "muon":
+            raise PlmlabError(f"--{name.replace('_', '-')} is for --optimizer muon, and this run uses {o.optimizer}")
     for name in ("decay_fraction", "decay_shape"):
         if name in given and o.schedule != "wsd":
             raise PlmlabError(f"--{name.replace('_', '-')} is for --schedule wsd, and this run uses {o.schedule}")

@@ -57,6 +57,7 @@ class PretrainResult:
     resumed_from: int | None = None
     init_from: dict | None = None  # --init-from's source: path, folder, manifest_sha256
     accuracies: dict = field(default_factory=dict)  # val_mlm_accuracy, val_token_accuracy, ... at the end
+    muon_dtype: str | None = None  # the dtype Muon's Newton-Schulz ran in (bf16 | fp32), when Muon ran
     demo: dict | None = None  # fill-mask / span filling / fill-blanks on a validation sentence (train/demo.py)
 
     def to_dict(self) -> dict:
@@ -106,6 +107,8 @@ def _train(setup: PretrainSetup, rundir: RunDir, dist: Dist) -> PretrainResult:
     progress = Progress(o.progress if main else "none", state.step, o.max_steps)
     if not setup.task.val_batches:
         progress.write("plmlab: warning: the validation split is too small for one sequence; no evaluation")
+    if hasattr(optimizer, "ns_dtype"):
+        progress.write(f"plmlab: {optimizer.describe()}")
     mfu = MFU(model_flops_per_token(setup.config, setup.model.num_parameters(), o.seq_len),
               o.peak_flops or default_peak_flops(device, precision.dtype is not None), dist.world)
     loop = LoopOptions(o.max_steps, o.clip, o.eval_every, o.save_every, o.max_bad_steps, bool(o.oom_backoff))
@@ -121,6 +124,7 @@ def _result(setup, trainer, parallel, rundir, dist, signum, save) -> PretrainRes
     state = trainer.state
     result = PretrainResult(out=str(rundir.out), step=state.step, interrupted=signum, tokens=state.tokens,
                             params=setup.model.num_parameters(), resumed_from=setup.found[0] if setup.found else None,
+                            muon_dtype=getattr(trainer.optimizer, "ns_dtype", None),
                             init_from=setup.init_from,
                             tokens_per_s=round(state.tokens / max(state.elapsed_s, 1e-9), 1))
     result.checkpoint = str(rundir.checkpoints / f"step-{trainer.saved_step:08d}")
