@@ -9,11 +9,12 @@ The history is rendered whole every turn (the template is data: prompts are neve
 generation stops at the template's end-of-turn token or the tokenizer's EOS. A decoder reads the
 rendering; an encoder-decoder (T5) reads it as its input (with </s>) and answers in the decoder.
 ``max_new_tokens`` is an upper bound: the answer gets what the context leaves after the prompt,
-up to it (as serve caps max_tokens). The oldest user/assistant turns are dropped -- the system
-message stays -- only while the answer would get fewer than ``min(max_new_tokens, context // 4)``
-positions: a long history does not starve the answer, and a small context is not emptied for an
-answer that may be short. The result says how many turns went (``dropped``), and ``on_drop`` hears
-it before the answer is generated; a latest user turn that alone leaves no room is refused (one line).
+up to it (as serve caps max_tokens). The oldest exchanges (a user turn and its answer; the system
+message stays) are dropped only while the answer would get fewer than
+``min(max_new_tokens, context // 4)`` positions: a long history does not starve the answer, and a
+small context is not emptied for an answer that may be short. The result says how many turns went
+(``dropped``), and ``on_drop`` hears it before the answer is generated; a latest user turn that
+alone leaves no room is refused (one line).
 A GLM with 2-D positions (GLM, ChatGLM-6B) answers as the blank after the conversation, the layout
 SFT trains it in (pipelines/glm_chat.py, which serve and evaluate call too).
 """
