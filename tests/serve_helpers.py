@@ -28,10 +28,12 @@ def tiny_checkpoint(root, preset: str = "gpt-tiny", style: str = "gpt2", max_pos
 
 @contextlib.contextmanager
 def running_server(model_dir, **options):
-    """(base url, app state) of a server on 127.0.0.1:EPHEMERAL; stopped and joined on exit."""
+    """(base url, app state) of a server on 127.0.0.1:EPHEMERAL; stopped and joined on exit. Its
+    access log is off unless asked for (a line printed after a test's last response would land
+    outside that test's captured output)."""
     from plmlab.serve import ServedModel, ServeOptions, bind, create_app, make_server
 
-    app = create_app(ServedModel.load(model_dir), ServeOptions(**options))
+    app = create_app(ServedModel.load(model_dir), ServeOptions(**{"access_log": False, **options}))
     sock = bind("127.0.0.1", 0)
     server = make_server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -98,6 +98,26 @@ def test_generate_with_a_tokenizer_past_the_vocabulary(gpt_dir, capsys):
                    f"{n} ids", "100 embeddings", "do not belong")
 
 
+@pytest.mark.parametrize("verb", [["generate", "hi"], ["chat"], ["fill-mask", "a [MASK]"], ["fill-blanks", "a"],
+                                  ["classify", "a"], ["tag", "a"], ["evaluate", "--suite", "builtin"]])
+def test_a_hub_id_says_that_plmlab_never_downloads(verb, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no ./gpt2 here
+    for model, local in (("gpt2", "gpt2"), ("openai-community/gpt2", "gpt2")):
+        one_line_error(capsys, [verb[0], "--model", model, *verb[1:]], f"{model}: no such checkpoint directory",
+                       "plmlab never downloads", f"huggingface-cli download {model} --local-dir {local}",
+                       f"save_pretrained('{local}')", f"./{local})")
+    err = one_line_error(capsys, [verb[0], "--model", "./gpt2", *verb[1:]], "./gpt2: no such checkpoint directory")
+    assert "download" not in err  # a path, not a hub id
+
+
+def test_a_hub_id_as_the_tokenizer_or_through_the_library(gpt_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    one_line_error(capsys, ["generate", "--model", str(gpt_dir / "ok"), "--tokenizer", "gpt2", "hi"],
+                   "gpt2: no such tokenizer directory", "plmlab never downloads")
+    with pytest.raises(plmlab.PlmlabError, match="plmlab never downloads"):
+        plmlab.load_pretrained("gpt2")
+
+
 def test_a_prompt_that_is_not_utf8(gpt_dir, monkeypatch, capsys):
     import io
 

@@ -184,7 +184,7 @@ def test_model_and_task_mismatches(runs, corpus, tmp_path, capsys):
     assert "tasks that fit it: span-corruption" in line
     assert "fine-tuned taggers" in one_line_error(capsys, "--model", runs["bert"], "--task", "token-classification",
                                                   "--data", corpus)
-    assert "no such model directory" in one_line_error(capsys, "--model", tmp_path / "nope", "--task", "perplexity")
+    assert "no such checkpoint directory" in one_line_error(capsys, "--model", tmp_path / "nope", "--task", "perplexity")
 
 
 def test_bad_windows_shots_and_out(runs, corpus, tmp_path, capsys):

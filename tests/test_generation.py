@@ -364,6 +364,10 @@ def _check_parity(hf, ours, ids, mask, encdec: bool):
         return out[:, 1:] if encdec else out[:, T:]
 
     free = theirs(num_beams=3, eos_token_id=None, pad_token_id=7)
+    if not encdec:  # plmlab.generate's docstring: cat the prompt in front to get transformers' full sequences
+        full = hf.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False, eos_token_id=None)
+        new = generate(ours, ids, attention_mask=mask, max_new_tokens=10, eos_token_id=None)
+        assert new.shape[1] == 10 and torch.equal(torch.cat([ids, new], dim=1), full)
     # EOS = the token the beams produce most: hypotheses end at different steps
     eos = int(torch.mode(free.flatten()).values)
     checked_short = False

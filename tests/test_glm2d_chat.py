@@ -119,9 +119,12 @@ def test_plmlab_chat_answers_from_a_pipe_as_the_blank(trained, loaded, monkeypat
     assert main(["chat", "--model", str(trained), "--greedy", "--max-new-tokens", "24"]) == 0
     assert capsys.readouterr().out.strip() == ANSWER
     monkeypatch.setattr("sys.stdin", io.StringIO(QUESTION + "\n"))
-    assert main(["chat", "--model", str(trained), "--max-new-tokens", "128"]) == 2  # Part A + <sop> + 128 > 128
+    assert main(["chat", "--model", str(trained), "--greedy"]) == 0  # 128 new tokens: capped to what Part A leaves
+    assert capsys.readouterr().out.strip() == ANSWER
+    monkeypatch.setattr("sys.stdin", io.StringIO(QUESTION * 20 + "\n"))
+    assert main(["chat", "--model", str(trained)]) == 2  # Part A + <sop> alone are past 128
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "plmlab: error: " in err and "more than the model's context of 128" in err
+    assert err.count("\n") == 1 and "plmlab: error: " in err and "leaves no room for an answer" in err
 
 
 def test_serve_chat_completions_answer_as_chat_does(trained, loaded):

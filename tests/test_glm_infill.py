@@ -133,6 +133,30 @@ def test_fill_blanks_cli(tokenizer, tmp_path, capsys):
     assert err.startswith("plmlab: error: fill-blanks needs") and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("arch", [{}, {"position": "rotary-2d", "norm_placement": "deepnorm", "init_std": 0.5}],
+                         ids=["glm-learned-2d", "chatglm6b-rotary-2d"])
+def test_plmlab_generate_continues_a_prompt_as_fill_blanks_does(tokenizer, tmp_path, capsys, arch):
+    """`plmlab generate` on a 2-D GLM prints the blank of `prompt [gMASK]` (fill-blanks' layout)
+    after the prompt, streamed and in --json; not the 1-D prefix layout's [eop]s."""
+    model = random_glm(tokenizer, **arch)
+    plmlab.save_pretrained(model, tmp_path / "glm", tokenizer=tokenizer)
+    expected = fill_blanks(model, tokenizer, "The cat sat [gMASK]", max_new_tokens=6)
+    blank = expected.blanks[0]
+    assert blank and GlmTokens.from_tokenizer(tokenizer).eop not in blank
+    args = ["generate", "--model", str(tmp_path / "glm"), "--greedy", "--max-new-tokens", "6", "The cat sat"]
+    assert cli_main(args + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == [{"prompt": "The cat sat", "text": expected.blank_texts[0], "ids": blank}]
+    assert cli_main(args) == 0
+    assert capsys.readouterr().out == "The cat sat" + expected.blank_texts[0] + "\n"
+    assert cli_main(args + ["--max-new-tokens", "126"]) == 2  # [CLS] text [gMASK] <eos> <sop> + 126 > 128
+    assert "--truncate-left" in capsys.readouterr().err
+    assert cli_main(args + ["--max-new-tokens", "120", "--truncate-left", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["prompt"] == "The cat sat"
+    assert cli_main(["generate", "--model", str(tmp_path / "glm"), "The cat [MASK] on the mat"]) == 2
+    assert "plmlab fill-blanks" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("position", ["learned-2d", "rotary-2d"])
 def test_generate_continues_a_prompt_as_a_blank(position):
     """plmlab.generate on a GLM model: cached == uncached, and left padding changes nothing."""

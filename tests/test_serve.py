@@ -5,6 +5,7 @@ family's endpoint, and the model card. Tiny random models: seconds in all."""
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 import plmlab
+from plmlab.serve import ServeOptions
 from plmlab.tokenizers import load_tokenizer
 
 from serve_helpers import running_server, tiny_checkpoint
@@ -166,6 +168,31 @@ def test_model_card_health_and_metrics(gpt):
     assert 'plmlab_requests_total{endpoint="/v1/completions",status="200"} 1' in text
     assert "plmlab_completion_tokens_total 2" in text and "# TYPE plmlab_queue_depth gauge" in text
     assert 'plmlab_request_latency_seconds_count{endpoint="/v1/completions"} 1' in text
+
+
+def test_one_access_log_line_per_request(gpt, capsys):
+    """client, method, path, status, milliseconds and, where counted, the tokens (a stream's at its
+    end); ServeOptions(access_log=False), `--no-access-log`, keeps stderr quiet."""
+    assert ServeOptions().access_log  # on by default
+    body = {"prompt": "the cat", "max_tokens": 3, "temperature": 0}
+    with running_server(gpt, access_log=True) as (url, _):
+        capsys.readouterr()
+        httpx.get(url + "/health")
+        httpx.post(url + "/v1/completions", json=body, timeout=30)
+        httpx.post(url + "/v1/completions", json={**body, "stream": True}, timeout=30)
+        httpx.post(url + "/v1/completions", json={**body, "temperature": 9}, timeout=30)
+    lines = capsys.readouterr().err.splitlines()  # the server has stopped: every line is out
+    assert len(lines) == 4, lines
+    pattern = r'plmlab: 127\.0\.0\.1:\d+ "{} {}" {} \d+ ms{}'
+    prompt = len(plmlab.load_tokenizer(gpt).encode("the cat"))
+    tokens = f" prompt_tokens={prompt} completion_tokens=3"
+    for line, want in zip(lines, [("GET", "/health", 200, ""), ("POST", "/v1/completions", 200, tokens),
+                                  ("POST", "/v1/completions", 200, tokens), ("POST", "/v1/completions", 400, "")]):
+        assert re.fullmatch(pattern.format(*want), line), (line, want)
+    with running_server(gpt, access_log=False) as (url, _):
+        capsys.readouterr()
+        httpx.post(url + "/v1/completions", json=body, timeout=30)
+    assert capsys.readouterr().err == ""
 
 
 def test_classify_on_a_classifier(tmp_path):

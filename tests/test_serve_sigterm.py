@@ -50,6 +50,7 @@ def test_sigterm_drains_the_request_in_flight_then_exits(tmp_path):
             refused = True
         reader.join(60)
         assert proc.wait(60) == 0
+        log = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -58,6 +59,18 @@ def test_sigterm_drains_the_request_in_flight_then_exits(tmp_path):
     assert after_signal and chunks[-1] == "data: [DONE]"  # it was in flight, and it finished
     finish = json.loads(chunks[-2][len("data: "):])["choices"][0]["finish_reason"]
     assert finish in ("length", "stop")
+    # the access log (on by default) has the drained stream's line, with its tokens, counted at its end
+    assert re.search(r'plmlab: 127\.0\.0\.1:\d+ "POST /v1/completions" 200 \d+ ms prompt_tokens=\d+ '
+                     r'completion_tokens=\d+\n', log), log
+
+
+def test_no_access_log_turns_it_off(monkeypatch):
+    from plmlab.cli import main
+
+    seen = []
+    monkeypatch.setattr("plmlab.serve.serve", lambda *args: seen.append(args[6]))
+    assert main(["serve", "--model", "M"]) == 0 and main(["serve", "--model", "M", "--no-access-log"]) == 0
+    assert [options.access_log for options in seen] == [True, False]
 
 
 def test_serve_cli_mistakes_are_one_line(tmp_path, capsys):

@@ -23,8 +23,8 @@ from .errors import PlmlabError
 from .generation.filters import apply_pipeline, build_pipeline
 from .objectives.glm_layout import TWO_D_POSITIONS, GlmTokens, glm_layout, glm_positions
 
-__all__ = ["TWO_D_POSITIONS", "Filled", "batch_of_one", "blank_inputs", "blank_tokens", "decode_span", "fill_blanks",
-           "prepare"]
+__all__ = ["TWO_D_POSITIONS", "Filled", "batch_of_one", "blank_inputs", "blank_tokens", "continuation", "decode_span",
+           "fill_blanks", "prepare"]
 
 
 @dataclass
@@ -52,6 +52,19 @@ def prepare(tokenizer, text: str) -> list[int]:
             out.pop()
         out.append(t)
     return out
+
+
+def continuation(tokenizer, text: str) -> tuple[list[int], int]:
+    """(Part A, the index of its [gMASK]) that continues `text`: fill-blanks' layout of `text [gMASK]`,
+    `[CLS] text [gMASK] <eos>`, the blank at a text's end that GLM pretraining fills. A text with a
+    blank of its own is fill-blanks' to fill."""
+    tok = GlmTokens.from_tokenizer(tokenizer)
+    ids = prepare(tokenizer, text)
+    if [t for t in ids if t in tok.masks] != [tok.gmask] or ids[-1] != tok.gmask:
+        raise PlmlabError("the prompt has a blank ([MASK], [sMASK] or [gMASK]) of its own: fill it with "
+                          "`plmlab fill-blanks` (a prompt is continued as the blank after it)")
+    part_a = [tok.cls] + ids + [tok.eos]
+    return part_a, len(part_a) - 2
 
 
 def fill_blanks(model, tokenizer, text: str, max_new_tokens: int = 32, use_cache: bool = True,

@@ -1,8 +1,11 @@
 """`plmlab chat --model DIR`: talk to a chat model in the terminal (plmlab.pipelines.chat).
 
 Interactive on a terminal: each line is a user turn, the answer is streamed; /reset forgets the
-history, /system TEXT sets the system message (/system alone clears it), /exit (or Ctrl-D) leaves.
-When the history outgrows the context the oldest turns are dropped, and a line on stderr says so.
+history, /system TEXT sets the system message (/system alone clears it), /exit (or Ctrl-D) leaves;
+the arrow keys edit the line and recall the session's earlier lines (readline, where Python has it).
+An answer gets what the context leaves after the conversation, up to --max-new-tokens; when that
+would be under a quarter of the context, the oldest turns are dropped first, and a line on stderr
+says so before the answer comes.
 With stdin a pipe (`echo hi | plmlab chat --model DIR`), the whole input is one user turn and
 the one answer is printed.
 """
@@ -24,7 +27,9 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="checkpoint or run directory with a chat template")
     p.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: the checkpoint's)")
     p.add_argument("--system", metavar="TEXT", help="system message")
-    p.add_argument("--max-new-tokens", type=non_negative_int, default=128, metavar="N")
+    p.add_argument("--max-new-tokens", type=non_negative_int, default=128, metavar="N",
+                   help="longest answer (default 128), capped to what the context leaves after the conversation; "
+                        "the oldest turns are dropped while that is under min(N, a quarter of the context)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--greedy", action="store_true", help="always take the most likely token")
     mode.add_argument("--do-sample", action="store_true", help="sample (the default once a sampling option is given)")
@@ -63,6 +68,7 @@ def run(args) -> int:
             raise PlmlabError("nothing to say: stdin is empty")
         _turn(session, text)
         return 0
+    _line_editing()
     print(f"plmlab chat ({args.model}); {HELP}", file=sys.stderr)
     while True:
         try:
@@ -74,6 +80,16 @@ def run(args) -> int:
             continue
         if not _command(session, line):
             return 0
+
+
+def _line_editing() -> bool:
+    """Turn on line editing and the session's history (arrow keys) for input(): importing readline
+    is what does it; without it a terminal hands input() the raw escapes (an up arrow reads `^[[A`)."""
+    try:
+        import readline  # noqa: F401
+    except ImportError:  # not every Python has it (Windows); input() still works, unedited
+        return False
+    return True
 
 
 def _command(session, line: str) -> bool:
@@ -97,8 +113,11 @@ def _command(session, line: str) -> bool:
 
 
 def _turn(session, text: str) -> None:
-    result = session.send(text, write=_write)
+    session.send(text, write=_write, on_drop=_say_dropped)
     _write("\n")
-    if result["dropped"]:
-        print(f"plmlab: the conversation outgrew the context: dropped its {result['dropped']} oldest turn(s)",
-              file=sys.stderr)
+
+
+def _say_dropped(n: int) -> None:
+    """Said before the answer streams, so that it is not read as part of it."""
+    print(f"plmlab: the conversation outgrew the context: dropped its {n} oldest turn(s)", file=sys.stderr,
+          flush=True)

@@ -4,7 +4,8 @@ Prompts come from --prompt (repeatable), positional arguments, or stdin (one per
 is given or a positional is `-`. By default each prompt is streamed in turn; --no-stream or --json
 decode all prompts as one left-padded batch. Beam search cannot stream, so it batches too. A T5
 prompt with sentinels (<extra_id_0>) prints each fill after its sentinel; --json adds `fills` and
-the rebuilt text, `filled`.
+the rebuilt text, `filled`. A GLM with 2-D positions continues a prompt as the blank after it, as
+`plmlab fill-blanks "PROMPT [gMASK]"` does.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ def register(sub) -> None:
     p.add_argument("--max-body", type=positive_int, default=1 << 20, help="largest request body in bytes: 413")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
     p.add_argument("--quantize", choices=["int8"], help="int8 linear layers (CPU): fewer bytes per token")
+    p.add_argument("--no-access-log", action="store_true",
+                   help="no line on stderr per request (client, method, path, status, ms, tokens)")
     p.set_defaults(func=run)
 
 
@@ -32,6 +34,6 @@ def run(args) -> int:
 
         raise PlmlabError(f"--port must be in 0..65535, got {args.port}")
     options = ServeOptions(max_queue=args.max_queue, max_batch=args.max_batch, batch_wait=args.batch_wait,
-                           timeout=args.timeout, max_body=args.max_body)
+                           timeout=args.timeout, max_body=args.max_body, access_log=not args.no_access_log)
     serve(args.model, args.host, args.port, args.tokenizer, args.device, args.name, options, args.quantize)
     return 0

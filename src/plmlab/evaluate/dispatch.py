@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import PlmlabError
+from ..errors import PlmlabError, not_found
 from .result import EvalResult
 
 
@@ -160,7 +160,7 @@ def check_options(o: EvalOptions) -> None:
     if o.stride is not None and o.stride <= 0:
         raise PlmlabError(f"--stride must be >= 1, got {o.stride}")
     if not Path(o.model).exists():
-        raise PlmlabError(f"{o.model}: no such model directory")
+        raise not_found(o.model, "checkpoint directory")
 
 
 def run(o: EvalOptions) -> EvalResult:

@@ -61,6 +61,10 @@ def generate(
 ) -> torch.LongTensor:
     """Decode a continuation of `input_ids`; returns the generated ids (B, n), n <= max_new_tokens.
 
+    Only the new ids, without the prompt -- unlike transformers' `generate`, which returns prompt +
+    new ids for a decoder. A decoder's full sequences, as transformers returns them, are
+    `torch.cat([input_ids, plmlab.generate(model, input_ids, ...)], dim=1)` for a (B, T) tensor.
+
     input_ids: (B, T) or (T,) tensor with an optional (B, T) `attention_mask` (1 = token), or a
     list of token-id lists of any lengths (padded here). Decoder-only prompts are decoded
     left-padded (right-padded ones are re-laid); for an encoder-decoder, input_ids feed the

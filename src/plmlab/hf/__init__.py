@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..config import Config
-from ..errors import PlmlabError
+from ..errors import PlmlabError, not_found
 from ..models import SKELETONS, PretrainedModel
 from ..registry import import_present
 from .adapter import Adapter
@@ -41,9 +41,9 @@ MAX_SHARD_BYTES = 5 * 1024**3
 def resolve_dir(path: str | Path) -> Path:
     """A checkpoint directory, or a training run directory: its final/, else its newest
     checkpoint that verifies against its manifest (each one skipped is a warning on stderr)."""
+    if not Path(path).exists():
+        raise not_found(path, "checkpoint directory")
     path = Path(path)
-    if not path.exists():
-        raise PlmlabError(f"{path}: no such checkpoint directory")
     if (path / "config.json").is_file():
         if (path / MANIFEST).is_file():  # a trainer checkpoint named directly: it must verify
             try:

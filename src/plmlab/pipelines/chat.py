@@ -8,9 +8,13 @@
 The history is rendered whole every turn (the template is data: prompts are never hand-built);
 generation stops at the template's end-of-turn token or the tokenizer's EOS. A decoder reads the
 rendering; an encoder-decoder (T5) reads it as its input (with </s>) and answers in the decoder.
-When the history outgrows the context (prompt + ``max_new_tokens`` over the model's positions),
-the oldest user/assistant turns are dropped -- the system message stays -- and the result says how
-many (``dropped``); a latest user turn that alone does not fit is refused (one line).
+``max_new_tokens`` is an upper bound: the answer gets what the context leaves after the prompt,
+up to it (as serve caps max_tokens). The oldest exchanges (a user turn and its answer; the system
+message stays) are dropped only while the answer would get fewer than
+``min(max_new_tokens, context // 4)`` positions: a long history does not starve the answer, and a
+small context is not emptied for an answer that may be short. The result says how many turns went
+(``dropped``), and ``on_drop`` hears it before the answer is generated; a latest user turn that
+alone leaves no room is refused (one line).
 A GLM with 2-D positions (GLM, ChatGLM-6B) answers as the blank after the conversation, the layout
 SFT trains it in (pipelines/glm_chat.py, which serve and evaluate call too).
 """
@@ -50,9 +54,11 @@ class Chat(Pipeline):
     def run(self, conversations: list, **options) -> list[dict]:
         return [self.reply(c, **options) for c in conversations]
 
-    def reply(self, messages, write: Callable[[str], object] | None = None, **options) -> dict:
+    def reply(self, messages, write: Callable[[str], object] | None = None,
+              on_drop: Callable[[int], object] | None = None, **options) -> dict:
         """The assistant's next turn: {"text", "ids", "dropped" (oldest turns left out to fit)},
-        streamed to ``write`` as it is produced when given (beam search cannot stream)."""
+        streamed to ``write`` as it is produced when given (beam search cannot stream);
+        ``on_drop(n)`` is called before generating when n > 0 turns had to go."""
         opts = self._merge(self.options, options)
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
@@ -60,32 +66,33 @@ class Chat(Pipeline):
         kw = decode_options(self.model, self.tokenizer, opts)
         ends = self._end_ids(kw["eos_token_id"])
         kw["eos_token_id"] = ends or None
-        if answers_as_blank(self.model):  # GLM, ChatGLM-6B: the answer is a blank
-            return self._glm_reply(messages, kw, write)
-        row, dropped = self._fit(messages, kw["max_new_tokens"])
-        streamer = None
-        if write is not None:
-            if kw["num_beams"] > 1:
-                raise PlmlabError("beam search cannot stream: call the pipeline without write")
-            streamer = TextStreamer(self.tokenizer, write, stop=kw["stop"] or [], end_ids=ends)
+        blank = answers_as_blank(self.model)  # GLM, ChatGLM-6B: the answer is a blank
+        if kw["num_beams"] > 1 and blank:
+            raise PlmlabError("a 2-D-position GLM answers by blank filling: beam search is not supported; "
+                              "drop --num-beams")
+        if kw["num_beams"] > 1 and write is not None:
+            raise PlmlabError("beam search cannot stream: call the pipeline without write")
+        row, kw["max_new_tokens"], dropped = self._fit(messages, kw["max_new_tokens"])
+        if dropped and on_drop is not None:
+            on_drop(dropped)
+        if blank:
+            return {**self._glm_reply(row, kw, write), "dropped": dropped}
+        streamer = None if write is None else TextStreamer(self.tokenizer, write, stop=kw["stop"] or [], end_ids=ends)
         out = generate(self.model, [row], streamer=streamer, **kw)[0].tolist()
         ids = _until(out, ends)
         text = self.tokenizer.decode(ids)
         return {"text": _cut(text, kw["stop"] or []), "ids": ids, "dropped": dropped}
 
-    def _glm_reply(self, messages: list[dict], kw: dict, write) -> dict:
-        """A 2-D-position GLM answers as the blank after the conversation, in the layout SFT trains
-        (finetune/sft_glm.py: `prompt [gMASK] | <sop> answer <eop>`): pipelines/glm_chat.py, the one
-        home of that answer (serve and evaluate call it too)."""
+    def _glm_reply(self, part_a: list[int], kw: dict, write) -> dict:
+        """A 2-D-position GLM answers as the blank after the conversation (Part A ends in its
+        [gMASK]), in the layout SFT trains (finetune/sft_glm.py: `prompt [gMASK] | <sop> answer
+        <eop>`): pipelines/glm_chat.py, the one home of that answer (serve and evaluate call it too)."""
         import torch
 
-        if kw["num_beams"] > 1:
-            raise PlmlabError("a 2-D-position GLM answers by blank filling: beam search is not supported; drop --num-beams")
-        part_a, mask_at = glm_prompt(self.tokenizer, messages)
         generator = torch.Generator().manual_seed(kw["seed"]) if kw["seed"] is not None else None
-        answer = answer_blank(self.model, self.tokenizer, part_a, mask_at, write=write, generator=generator,
+        answer = answer_blank(self.model, self.tokenizer, part_a, len(part_a) - 1, write=write, generator=generator,
                               **{k: kw[k] for k in BLANK_OPTIONS}, stop=kw["stop"] or [])
-        return {"text": answer.text, "ids": answer.ids, "dropped": 0}
+        return {"text": answer.text, "ids": answer.ids}
 
     def session(self, system: str | None = None) -> "ChatSession":
         return ChatSession(self, system)
@@ -94,24 +101,42 @@ class Chat(Pipeline):
         ends = [end_of_turn_id(self.tokenizer), *(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_id]
         return list(dict.fromkeys(i for i in ends if i is not None))
 
-    def _fit(self, messages: list[dict], max_new: int) -> tuple[list[int], int]:
-        """(the prompt ids, turns dropped): the oldest non-system turns go until prompt + max_new fit."""
+    def _fit(self, messages: list[dict], max_new: int) -> tuple[list[int], int, int]:
+        """(the prompt ids, the answer's max_new_tokens, turns dropped): the answer gets what the
+        context leaves, up to max_new; the oldest exchanges (user turn and answer; never the system
+        message) go only while that is under min(max_new, context // 4) (see the module docstring)."""
         limit = self.model.config.max_positions
-        encoder_decoder = self.model.config.arch == "encoder-decoder"
+        wanted = max(1, min(max_new, limit // 4))
         dropped = 0
         while True:
-            ids = encode_chat(self.tokenizer, messages, add_generation_prompt=True)
-            if encoder_decoder:
-                ids = ids + [self.tokenizer.eos_id]  # T5's input ends with </s>, as in SFT
-            needed = len(ids) if encoder_decoder else len(ids) + max_new
-            if needed <= limit and max_new <= limit:
-                return ids, dropped
+            ids = self._prompt(messages)
+            room = self._room(ids, limit)
             older = [i for i, m in enumerate(messages[:-1]) if m["role"] != "system"]
+            if room >= wanted or (room >= 1 and not older):
+                return ids, min(max_new, room), dropped
             if not older:
-                raise PlmlabError(f"the last message needs {needed} positions with max_new_tokens={max_new}, more "
-                                  f"than the model's context of {limit}; shorten it or lower max_new_tokens")
-            messages = messages[:older[0]] + messages[older[0] + 1:]
-            dropped += 1
+                raise PlmlabError(f"the last message needs {len(ids)} positions, which leaves no room for an answer "
+                                  f"in the model's context of {limit}; shorten it")
+            # the oldest exchange goes whole: a conversation never starts with an orphaned answer
+            end = next((i for i in older[1:] if messages[i]["role"] == "user"), len(messages) - 1)
+            messages = messages[:older[0]] + messages[end:]
+            dropped += end - older[0]
+
+    def _prompt(self, messages: list[dict]) -> list[int]:
+        """What the model reads: the rendering with the generation prompt; T5's ends with </s> (as
+        in SFT); a 2-D GLM's is Part A, ending in the answer's [gMASK]."""
+        if answers_as_blank(self.model):
+            return glm_prompt(self.tokenizer, messages)[0]
+        ids = encode_chat(self.tokenizer, messages, add_generation_prompt=True)
+        return ids + [self.tokenizer.eos_id] if self.model.config.arch == "encoder-decoder" else ids
+
+    def _room(self, ids: list[int], limit: int) -> int:
+        """Positions the answer may take after the prompt `ids` (0 or less: none)."""
+        if self.model.config.arch == "encoder-decoder":  # the answer has the decoder's own, less its start token
+            return limit - 1 if len(ids) <= limit else 0
+        if answers_as_blank(self.model):  # the blank opens with <sop> (pipelines/glm_chat.py)
+            return limit - len(ids) - 1
+        return limit - len(ids)
 
 
 class ChatSession:
@@ -130,11 +155,13 @@ class ChatSession:
     def set_system(self, text: str | None) -> None:
         self.system = text or None
 
-    def send(self, text: str, write: Callable[[str], object] | None = None, **options) -> dict:
-        """Add the user's turn, generate the assistant's, keep both (minus what had to be dropped)."""
+    def send(self, text: str, write: Callable[[str], object] | None = None,
+             on_drop: Callable[[int], object] | None = None, **options) -> dict:
+        """Add the user's turn, generate the assistant's, keep both (minus what had to be dropped;
+        ``on_drop(n)`` hears of that before the answer comes)."""
         self.history.append({"role": "user", "content": text})
         try:
-            result = self.chat.reply(self.messages(), write=write, **options)
+            result = self.chat.reply(self.messages(), write=write, on_drop=on_drop, **options)
         except PlmlabError:
             self.history.pop()  # a refused turn leaves the history as it was
             raise

@@ -4,16 +4,23 @@
     gen("Once upon a time")  # {"prompt": ..., "text": the continuation, "ids": [...]}
 
 A decoder continues its prompt; an encoder-decoder (T5) answers it, and where the prompt has
-sentinels (`<extra_id_0>`) the result also says which fill belongs to which sentinel.
+sentinels (`<extra_id_0>`) the result also says which fill belongs to which sentinel. A GLM with
+2-D positions (GLM, ChatGLM-6B) continues it as the blank after it, the layout fill-blanks gives
+`prompt [gMASK]` (infill.continuation): what GLM pretraining teaches, where the 1-D prefix layout
+of `plmlab.generate` gets only [eop]s from a pretrained GLM.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import torch
+
 from ..errors import PlmlabError
 from ..generation import TextStreamer, find_stop, fit_context, generate
+from ..infill import continuation
 from .base import Pipeline
+from .glm_chat import BLANK_OPTIONS, answer_blank, answers_as_blank
 from .loading import check_text
 from .span_fills import sentinels_in, span_result
 
@@ -83,6 +90,8 @@ class TextGeneration(Pipeline):
 
     def run(self, texts: list[str], **options) -> list[dict]:
         kw = decode_options(self.model, self.tokenizer, options)
+        if answers_as_blank(self.model):
+            return [self._blank(p, part_a, kw) for p, part_a in zip(texts, self._parts_a(texts, kw))]
         rows = [encode_prompt(self.model, self.tokenizer, p) for p in texts]
         out = generate(self.model, rows, **kw).tolist()
         return [self._result(p, r, ids, kw) for p, r, ids in zip(texts, rows, out)]
@@ -102,6 +111,8 @@ class TextGeneration(Pipeline):
         kw = decode_options(self.model, self.tokenizer, opts)
         if kw["num_beams"] > 1:
             raise PlmlabError("beam search cannot stream: call the pipeline instead")
+        if answers_as_blank(self.model):
+            return self._stream_blanks(prompts, write, echo, kw)
         rows = [encode_prompt(self.model, self.tokenizer, p) for p in prompts]
         rows = fit_context(self.model.config, rows, kw["max_new_tokens"], kw["truncate"])
         decoder = self.model.config.arch == "decoder"
@@ -121,6 +132,40 @@ class TextGeneration(Pipeline):
             write("\n")
             results.append(result)
         return results
+
+    def _stream_blanks(self, prompts: list[str], write, echo: bool, kw: dict) -> list[dict]:
+        results = []
+        for prompt, part_a in zip(prompts, self._parts_a(prompts, kw)):  # every prompt checked first
+            if echo:
+                write(prompt)
+            results.append(self._blank(prompt, part_a, kw, write))
+            write("\n")
+        return results
+
+    def _parts_a(self, texts: list[str], kw: dict) -> list[list[int]]:
+        """A 2-D GLM's Part A for each prompt (`[CLS] prompt [gMASK] <eos>`), within the context with
+        the blank's <sop> and max_new_tokens; truncate='left' drops the oldest prompt tokens."""
+        if kw["num_beams"] > 1:
+            raise PlmlabError("a 2-D-position GLM continues a prompt by blank filling: beam search is not "
+                              "supported; drop --num-beams")
+        limit, parts = self.model.config.max_positions, []
+        for text in texts:
+            part_a, _ = continuation(self.tokenizer, check_text(text, "prompt"))
+            excess = len(part_a) + 1 + kw["max_new_tokens"] - limit
+            if excess > 0 and (kw["truncate"] != "left" or excess >= len(part_a) - 3):  # a prompt token stays
+                raise PlmlabError(f"the prompt has {len(part_a) - 3} tokens; with [CLS] [gMASK] <eos> <sop> and "
+                                  f"max_new_tokens={kw['max_new_tokens']} that exceeds the model's context of "
+                                  f"{limit} positions; shorten it, lower max_new_tokens, or truncate it "
+                                  "(truncate_left, --truncate-left)")
+            parts.append(part_a[:1] + part_a[1 + max(excess, 0):])
+        return parts
+
+    def _blank(self, prompt: str, part_a: list[int], kw: dict, write=None) -> dict:
+        """The continuation of one prompt as the blank at Part A's [gMASK] (its last but one token)."""
+        generator = torch.Generator().manual_seed(kw["seed"]) if kw["seed"] is not None else None
+        answer = answer_blank(self.model, self.tokenizer, part_a, len(part_a) - 2, write=write, generator=generator,
+                              stop=kw["stop"] or [], **{k: kw[k] for k in BLANK_OPTIONS})
+        return {"prompt": prompt, "text": answer.text, "ids": answer.ids}
 
 
 class Text2Text(TextGeneration):

@@ -3,6 +3,7 @@ to the worker (flow.py, engine.py) and format the answer (responses.py). Nothing
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ class ServeOptions:
     max_body: int = 1 << 20  # bytes: 413
     max_tokens: int = 256  # chat's default max_tokens (capped by the context)
     retry_after: int = 1  # seconds, the 429's Retry-After
+    access_log: bool = True  # one line on stderr per request (MetricsMiddleware)
 
 
 class State:
@@ -57,7 +59,7 @@ def create_app(served: ServedModel, options: ServeOptions | None = None):
     from .routes import register
 
     register(app, state)
-    return MetricsMiddleware(app, state.metrics)
+    return MetricsMiddleware(app, state.metrics, state.options.access_log)
 
 
 def _errors(app) -> None:
@@ -123,16 +125,25 @@ def generation_job(state, prompts, max_tokens: int, params: dict, logprobs):
     return req, job, events
 
 
-class MetricsMiddleware:
-    """Counts every answer by endpoint and status and times it to its last byte (streams too)."""
+def usage(request) -> dict:
+    """This request's token counts ("prompt_tokens", "completion_tokens"), for its access-log line
+    (MetricsMiddleware reads them once the answer is done: a stream's come at its end)."""
+    return request.scope.setdefault("state", {}).setdefault("usage", {})
 
-    def __init__(self, app, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
+
+class MetricsMiddleware:
+    """Counts every answer by endpoint and status, times it to its last byte (streams too) and,
+    with `access_log`, says so in one line on stderr: client, method, path, status, milliseconds
+    and the tokens where the endpoint counts them (uvicorn's own access log is off: make_server)."""
+
+    def __init__(self, app, metrics: Metrics, access_log: bool = True) -> None:
+        self.app, self.metrics, self.access_log = app, metrics, access_log
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start, status = time.monotonic(), [500]
+        counts = scope.setdefault("state", {}).setdefault("usage", {})  # what the route's `usage` fills in
 
         async def send_status(message):
             if message["type"] == "http.response.start":
@@ -145,3 +156,13 @@ class MetricsMiddleware:
             endpoint = scope["path"] if scope["path"] in ROUTES else "other"
             self.metrics.requests.inc(endpoint=endpoint, status=status[0])
             self.metrics.latency.observe(time.monotonic() - start, endpoint=endpoint)
+            if self.access_log:
+                _log(scope, status[0], time.monotonic() - start, counts)
+
+
+def _log(scope, status: int, seconds: float, counts: dict) -> None:
+    """`plmlab: 127.0.0.1:50312 "POST /v1/completions" 200 41 ms prompt_tokens=5 completion_tokens=16`"""
+    client = ":".join(map(str, scope.get("client") or ("-",)))
+    tokens = "".join(f" {k}={v}" for k, v in counts.items())
+    print(f'plmlab: {client} "{scope["method"]} {scope["path"]}" {status} {seconds * 1000:.0f} ms{tokens}',
+          file=sys.stderr, flush=True)

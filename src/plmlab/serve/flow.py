@@ -70,9 +70,10 @@ def worker_error(e: Exception) -> Exception:
 
 
 async def stream(state, job: Job, events: asyncio.Queue, fmt, rows: int, prompt_tokens: int,
-                 include_usage: bool, started: float):
+                 include_usage: bool, started: float, counts: dict):
     """Server-sent events in OpenAI's chunk format, then `data: [DONE]`. A client that goes away
-    closes this generator (the next send fails), and `finally` cancels its job."""
+    closes this generator (the next send fails), and `finally` cancels its job. The tokens made
+    go into `counts` (the access log's, app.usage)."""
     from .responses import sse
 
     try:
@@ -100,7 +101,7 @@ async def stream(state, job: Job, events: asyncio.Queue, fmt, rows: int, prompt_
             elif kind == "done":
                 for i, r in enumerate(data[0]):
                     yield sse(fmt.chunk(i, result=r))
-                completion = sum(len(r.tokens) for r in data[0])
+                completion = counts["completion_tokens"] = sum(len(r.tokens) for r in data[0])
                 state.metrics.completion_tokens.inc(completion)
                 if include_usage:
                     yield sse(fmt.usage_chunk(prompt_tokens, completion))

@@ -8,7 +8,7 @@ import time
 from fastapi import Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
-from .app import STATIC, checked, generation_job, sampling
+from .app import STATIC, checked, generation_job, sampling, usage
 from .flow import result, stream, submit
 from .glm_chat import glm_chat_job
 from .responses import Formatter
@@ -41,12 +41,16 @@ def register(app, state) -> None:
 
     async def answer(request, fmt, req, job, events, params, prompt_tokens):
         started = time.monotonic()
+        counts = usage(request)
+        counts["prompt_tokens"] = prompt_tokens
         if params["stream"]:
             include_usage = bool((params["stream_options"] or {}).get("include_usage"))
-            return StreamingResponse(stream(state, job, events, fmt, req.rows, prompt_tokens, include_usage, started),
+            return StreamingResponse(stream(state, job, events, fmt, req.rows, prompt_tokens, include_usage, started,
+                                            counts),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         rows = await result(state, job, events)
-        state.metrics.completion_tokens.inc(sum(len(r.tokens) for r in rows))
+        counts["completion_tokens"] = sum(len(r.tokens) for r in rows)
+        state.metrics.completion_tokens.inc(counts["completion_tokens"])
         return JSONResponse(fmt.whole(rows, req.n, prompt_tokens))
 
     @app.post("/v1/completions")
@@ -90,8 +94,9 @@ def register(app, state) -> None:
         from ..pipelines import span_result
         from ..pipelines.span_fills import sentinels_in
 
-        out = []
-        for row, r in zip(rows, await result(state, job, events)):
+        out, results = [], await result(state, job, events)
+        usage(request).update(prompt_tokens=sum(map(len, rows)), completion_tokens=sum(len(r.tokens) for r in results))
+        for row, r in zip(rows, results):
             item = {"text": r.text, "finish_reason": r.finish_reason, "tokens": len(r.tokens)}
             if sentinels_in(row, served.tokenizer):  # span filling: which fill belongs to which sentinel
                 item.update(span_result(row, r.tokens, served.tokenizer))
@@ -124,7 +129,10 @@ def register(app, state) -> None:
         job, events = submit(state, lambda jobs: jobs[0].emit(("done", pipe(jobs[0].payload))), params["input"])
         state.metrics.prompt_tokens.inc(sum(map(len, rows)))
         results = await result(state, job, events)
-        state.metrics.completion_tokens.inc(sum(len(b) for r in results for b in r["blank_ids"]))
+        counts = usage(request)
+        counts.update(prompt_tokens=sum(map(len, rows)), completion_tokens=sum(len(b) for r in results
+                                                                               for b in r["blank_ids"]))
+        state.metrics.completion_tokens.inc(counts["completion_tokens"])
         data = [{"index": i, "text": r["text"], "blanks": r["blanks"],
                  "tokens": sum(len(b) for b in r["blank_ids"])} for i, r in enumerate(results)]
         return {"object": "list", "model": served.name, "data": data}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import tokenizers as hf
 
-from plmlab.errors import PlmlabError, warn
+from plmlab.errors import PlmlabError, not_found, warn
 from plmlab.tokenizers.styles import ROLES, STYLES, post_processor
 from plmlab.tokenizers.tokenizer import Tokenizer, guess_roles
 from plmlab.tokenizers.wordpiece import token_text, wordpiece_from_vocab
@@ -18,11 +18,13 @@ from plmlab.tokenizers.wordpiece import token_text, wordpiece_from_vocab
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Load a directory written by :meth:`Tokenizer.save` or by transformers (``tokenizer.json``
     plus optional config files), a bare ``tokenizer.json``, or a BERT ``vocab.txt``-only folder."""
+    if not Path(path).exists():
+        raise not_found(path, "tokenizer directory or tokenizer.json")
     path = Path(path)
     if path.is_file() and path.suffix == ".json":
         return Tokenizer(_read_backend(path))
     if not path.is_dir():
-        raise PlmlabError(f"tokenizer path not found: {path}")
+        raise PlmlabError(f"{path}: not a tokenizer directory or tokenizer.json")
     config = read_json(path / "tokenizer_config.json")
     if (path / "tokenizer.json").is_file():
         backend = _read_backend(path / "tokenizer.json")
