@@ -46,7 +46,10 @@ def register(sub) -> None:
     run.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: train one on the corpus)")
     run.add_argument("--vocab-size", type=int, metavar="N", help="model (and trained tokenizer) vocabulary size")
     run.add_argument("--device", metavar="DEV", help="auto | cpu | cuda | cuda:N (default auto)")
-    run.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: the CPUs available)")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="CPU threads for torch (default: torch's own count, i.e. the physical cores or "
+                          "OMP_NUM_THREADS, at most the CPUs this process may use and at most 8; on a machine "
+                          "other programs keep busy, fewer threads run faster)")
     run.add_argument("--precision", choices=("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed"),
                      help="default auto: bf16-mixed on CUDA, fp32 on CPU (bf16 = bf16-mixed; fp16-mixed: CUDA, GradScaler)")
     scale = p.add_argument_group("scale (torchrun --nproc_per_node N -m plmlab pretrain ... runs DDP)")
