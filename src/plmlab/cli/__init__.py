@@ -7,7 +7,6 @@ module plus one line in VERBS.
 from __future__ import annotations
 
 import errno
-import importlib.metadata
 import signal
 import sys
 
@@ -40,11 +39,9 @@ def version_text() -> str:
     decides most of what a run does and how fast."""
     import torch
 
-    try:
-        ours = importlib.metadata.version("plmlab")
-    except importlib.metadata.PackageNotFoundError:  # imported from a source tree, never installed
-        ours = "(not installed)"
-    return f"plmlab {ours} (torch {torch.__version__})"
+    from ..train.setup import package_version
+
+    return f"plmlab {package_version()} (torch {torch.__version__})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,7 +141,16 @@ def run_pretrain(args) -> int:
         return 128 + result.interrupted
     if not args.json:
         print_summary(result)
+        print_next_steps(result)
     return 0
+
+
+def print_next_steps(r) -> None:
+    """What to try next, naming this run's directory (train/next_steps.py)."""
+    from ..hf import load_config
+    from ..train.next_steps import next_steps
+
+    print("\nnext:\n" + "\n".join(f"  {step}" for step in next_steps(load_config(r.final_dir), r.out)))
 
 
 def print_summary(r) -> None:
