@@ -8,8 +8,12 @@ import contextlib
 import importlib.metadata
 import io
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -190,3 +194,41 @@ def test_the_thread_note_warns_when_other_processes_keep_the_cpus_busy(monkeypat
     assert train_setup.threads_text(1) == " with 1 thread (--threads N to change)"
     monkeypatch.setattr(train_setup.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
     assert train_setup.threads_text(2) == " with 2 threads (--threads N to change)"
+
+
+# ------------------------------------------------------------------ make pretrain needs no test package
+BLOCKER = """
+import importlib.abc, sys
+BLOCKED = set(sys.argv.pop(1).split(","))
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (a test-only package, blocked)")
+sys.meta_path.insert(0, Blocked())
+from plmlab.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _test_only_modules() -> list[str]:
+    """The import names of what the test extra adds to the core and the plot extra (pyproject)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    names = lambda reqs: {re.split(r"[<>=!~ \[]", r)[0].lower().replace("-", "_") for r in reqs}  # noqa: E731
+    extras = project["optional-dependencies"]
+    return sorted(names(extras["test"]) - names(extras["plot"]) - names(project["dependencies"]))
+
+
+@pytest.mark.slow
+def test_make_pretrain_runs_without_the_test_extra(tmp_path):
+    """`make pretrain` installs the core and the plot extra only: pretraining, the built-in suite
+    and the plot must not import transformers, lm-eval, fastapi ..."""
+    blocked = _test_only_modules()
+    assert {"transformers", "lm_eval", "fastapi", "pytest"} <= set(blocked)
+    for argv in (["pretrain", "--preset", "gpt-tiny", "--out", str(tmp_path / "r"),
+                  "--max-steps", "1", "--batch-size", "2", "--seq-len", "16", "--eval-batches", "1", "--threads", "1"],
+                 ["evaluate", "--model", str(tmp_path / "r"), "--suite", "builtin"],
+                 ["plot", str(tmp_path / "r")]):
+        done = subprocess.run([sys.executable, "-c", BLOCKER, ",".join(blocked), *argv], capture_output=True,
+                              text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr[-2000:]
