@@ -154,7 +154,8 @@ def test_plain_progress_writes_every_ten_seconds_and_estimates_the_run_early():
         now[0] += 4.0  # a 4-second step: the 30-step cadence alone would say nothing for 2 minutes
         progress.update({"step": step, "loss": 5.0, "lr": 1e-3, "tokens_per_s": 500.0})
     lines = stream.getvalue().splitlines()
-    assert lines[0] == "step time 4.00 s: about 40:00 for 600 steps (plus evaluations and checkpoints)"  # after step 2 (8 s)
+    # after step 2 (8 s): the first step's 4 s, since a lone step is all there is
+    assert lines[0] == "step time 4.00 s: about 40:00 for 600 steps (plus evaluations and checkpoints)"
     assert [line.split()[1] for line in lines[1:]] == ["3/600", "6/600"]  # 12 s, then 24 s since the start
 
 

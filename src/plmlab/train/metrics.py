@@ -116,8 +116,8 @@ class Progress:
             if (step % self.every == 0 or step == self.total or "val_loss" in record
                     or now - self.printed >= self.PLAIN_EVERY_S):
                 self._plain_line(record, now)
-            if not self.estimated and step < self.total and (
-                    step - self.start_step >= self.ESTIMATE_AFTER_STEPS or now - self.start_time >= self.ESTIMATE_AFTER_S):
+            if not self.estimated and step < self.total and (step - self.start_step >= self.ESTIMATE_AFTER_STEPS
+                                                              or now - self.start_time >= self.ESTIMATE_AFTER_S):
                 self._estimate(step, now)
 
     def _plain_line(self, record: dict, now: float) -> None:
