@@ -3,33 +3,48 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # On these machines torch==2.13.0 (CPU build) installs from a local file in seconds; an
-# unpinned torch would pull a multi-GB CUDA build. Elsewhere, an already installed torch
-# satisfying the project's range is kept.
+# unpinned torch would pull a multi-GB CUDA build, so torch is always pinned (elsewhere:
+# make pretrain TORCH_PIN=torch==X.Y.Z). A venv that already has a torch keeps it.
 TORCH_PIN ?= torch==2.13.0
-STAMP := $(VENV)/.installed
+# Two installs: `make pretrain` needs the core and matplotlib (the loss plot) only; `make test`
+# adds the test oracles and extras (transformers, lm-eval, peft, fastapi, openai ...: ~2 GB).
+# A test install is a superset, so it marks the pretraining one as done too.
+CORE := $(VENV)/.installed-core
+FULL := $(VENV)/.installed-test
 
-.PHONY: pretrain test install bench clean
+.PHONY: pretrain test install install-test bench clean
 
-$(STAMP): pyproject.toml
+define venv_with_torch
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_PIN)" || $(PY) -m pip install -q torch
-	$(PY) -m pip install -q -e ".[test]"
-	touch $(STAMP)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_PIN)" || \
+		{ echo "could not install $(TORCH_PIN); pass another pin, e.g. make TORCH_PIN=torch==2.5.1" >&2; exit 1; }
+endef
 
-install: $(STAMP)
+$(CORE): pyproject.toml
+	$(venv_with_torch)
+	$(PY) -m pip install -q -e ".[plot]"
+	touch $@
+
+$(FULL): pyproject.toml
+	$(venv_with_torch)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@ $(CORE)
+
+install: $(CORE)
+install-test: $(FULL)
 
 # Pretrain a small GPT on the built-in corpus (CPU, a few minutes), save a Hugging Face
 # checkpoint, show what it learned, then the built-in suite's zero-shot score card (CORE).
-pretrain: $(STAMP)
+pretrain: $(CORE)
 	$(PY) -m plmlab pretrain --preset gpt-mini --out runs/gpt-mini --overwrite
 	$(PY) -m plmlab evaluate --model runs/gpt-mini --suite builtin
 
-test: $(STAMP)
+test: $(FULL)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 # The whole speed bench (training step, decode + int8, batched decode, tokenizer, speedrun):
 # a Markdown table and JSON in bench/results/ (latest.* and <commit>.*); about 10 minutes.
-bench: $(STAMP)
+bench: $(FULL)
 	$(PY) bench/run_all.py
 
 clean:

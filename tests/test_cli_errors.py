@@ -162,3 +162,14 @@ def test_ulimit_f_is_one_line_not_a_traceback(tmp_path, capsys):
     finally:
         signal.signal(signal.SIGXFSZ, before)
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv", [
+    ["pretrain"],  # no --preset: refused once the run directory is locked
+    ["finetune", "--model", "no-such-model", "--task", "classification", "--train", "train.csv"],
+])
+def test_a_refused_run_leaves_no_directory_behind(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.csv").write_text("text,label\na b,x\nc d,y\n")
+    one_line_error(capsys, [*argv, "--out", "runs/new"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv"]

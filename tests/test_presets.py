@@ -73,3 +73,36 @@ def test_info_cli_json_and_human():
     assert "124,439,808" in human and re.search(r"attention\s+[\d,]+", human)
     bad = subprocess.run([sys.executable, "-m", "plmlab", "info", "gtp2"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "did you mean gpt2" in bad.stderr
+
+
+def _full_depth_counts(config) -> dict:
+    """The reference: every block built (on meta), each parameter counted once (tied ones too)."""
+    from plmlab.modeling import _MetaWeights, _kind
+    from plmlab.models import SKELETONS
+
+    with _MetaWeights():
+        model = SKELETONS[config.arch](config)
+    counts = {}
+    for name, p in model.named_parameters():  # tied parameters come once
+        counts[_kind(name)] = counts.get(_kind(name), 0) + p.numel()
+    return counts
+
+
+@pytest.mark.parametrize("name", [*PRESETS, "t5 with stacks of 3 and 5"])
+def test_counts_read_off_shallow_models_equal_full_depth_ones(name):
+    """count_parameters builds one- and two-layer models and extrapolates (every block of a stack
+    has one shape): exact for every preset, and for an encoder-decoder whose stacks differ in depth."""
+    config = get_preset(name) if name in PRESETS else get_preset("t5-tiny").replace(n_layers=3, n_decoder_layers=5)
+    counts = count_parameters(config)
+    by_kind = {k: v for k, v in counts.items() if v and not k.startswith("params")}
+    assert by_kind == _full_depth_counts(config)
+    assert counts["params"] == sum(by_kind.values())
+
+
+def test_info_list_prints_every_preset_with_its_count(capsys):
+    from plmlab.cli import main
+
+    assert main(["info", "--list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed.keys() == set(PRESETS)
+    assert listed["gpt2"] == 124_439_808 and listed["llama2-70b"] == count_parameters("llama2-70b")["params"]

@@ -199,3 +199,24 @@ def test_a_run_directory_is_locked_while_a_run_uses_it(tmp_path):
                 pass
     with RunLock(tmp_path):  # released
         pass
+
+
+def test_a_run_that_fails_takes_back_the_folders_and_lock_it_made(tmp_path):
+    from plmlab.train.rundir import RunLock
+
+    with pytest.raises(PlmlabError):
+        with RunLock(tmp_path / "new" / "run"):
+            raise PlmlabError("refused")
+    assert list(tmp_path.iterdir()) == []  # new/ and new/run/ went with the lock
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "notes.txt").write_text("mine")
+    with pytest.raises(PlmlabError):
+        with RunLock(tmp_path / "old"):
+            raise PlmlabError("refused")
+    assert [p.name for p in (tmp_path / "old").iterdir()] == ["notes.txt"]  # as it was
+    with RunLock(tmp_path / "done"):
+        (tmp_path / "done" / "metrics.jsonl").write_text("")
+    with pytest.raises(PlmlabError):
+        with RunLock(tmp_path / "done"):  # a finished run's .lock is not this run's to remove
+            raise PlmlabError("refused")
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == [".lock", "metrics.jsonl"]

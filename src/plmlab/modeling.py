@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .config import Config
 from .models import SKELETONS, PretrainedModel
@@ -23,9 +24,28 @@ def build_model(config_or_name: Config | str, device: str | torch.device | None 
 
 def count_parameters(config_or_name: Config | str, **overrides) -> dict[str, int]:
     """Parameter counts by kind, on the meta device: no memory for weights, any size. Takes
-    what `build_model` takes: a Config or a preset name (plus field overrides)."""
+    what `build_model` takes: a Config or a preset name (plus field overrides).
+
+    Every block of a stack has the same shape (models/stack.py), so each count is affine in each
+    stack's depth: it is read off models one and two layers deep instead of building all of them
+    (`plmlab info --list` builds every preset)."""
     config = resolve_config(config_or_name, **overrides)
-    with torch.device("meta"):
+    depths = {"n_layers": config.n_layers}
+    if config.arch == "encoder-decoder":
+        depths["n_decoder_layers"] = config.decoder_layers
+    shallow = {name: 1 for name in depths}
+    base = _count_by_kind(config.replace(**shallow))
+    counts = dict(base)
+    for name, depth in depths.items():
+        deeper = _count_by_kind(config.replace(**{**shallow, name: 2}))
+        for kind in counts:
+            counts[kind] += (depth - 1) * (deeper[kind] - base[kind])  # one more block each
+    total = sum(counts.values())
+    return {"params": total, "params_non_embedding": total - counts["embeddings"], **counts}
+
+
+def _count_by_kind(config: Config) -> dict[str, int]:
+    with _MetaWeights():
         model = SKELETONS[config.arch](config)
     breakdown = {"embeddings": 0, "attention": 0, "mlp": 0, "norms": 0, "head": 0, "other": 0}
     seen = set()
@@ -34,8 +54,24 @@ def count_parameters(config_or_name: Config | str, **overrides) -> dict[str, int
             continue
         seen.add(id(p))
         breakdown[_kind(name)] += p.numel()
-    total = sum(breakdown.values())
-    return {"params": total, "params_non_embedding": total - breakdown["embeddings"], **breakdown}
+    return breakdown
+
+
+class _MetaWeights(TorchFunctionMode):
+    """Builds a model to count: its weights on the meta device (no memory, any size) and left as
+    they are, its small buffers (rotary frequencies, sinusoid tables) computed on the CPU. Meta
+    runs torch.nn.init and tensor arithmetic through Python reference kernels: about 1 ms a tensor,
+    and their first use imports torch._dynamo (seconds)."""
+
+    FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full}  # what nn modules make weights with
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        if func in self.FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
 
 
 def _kind(name: str) -> str:

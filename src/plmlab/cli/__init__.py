@@ -26,11 +26,22 @@ def build_parser() -> Parser:
         prog="plmlab",
         description="Build, pretrain, fine-tune, evaluate and run pretrained language models.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
     sub.required = True
     for module in import_present(__name__, VERBS):
         module.register(sub)
     return parser
+
+
+def version_text() -> str:
+    """`plmlab 0.1.0 (torch 2.13.0+cpu)`: the installed package's version, and torch's, which
+    decides most of what a run does and how fast."""
+    import torch
+
+    from ..train.setup import package_version
+
+    return f"plmlab {package_version()} (torch {torch.__version__})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config import Config
 from ..modeling import count_parameters
 from ..presets import get_preset, preset_names
+from ..train.model_card import architecture_lines
 
 
 def register(sub) -> None:
@@ -52,12 +53,9 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"name": args.target, **counts, **savings, "config": config.to_dict()}))
         return 0
-    print(f"{args.target}: {config.arch}, {config.n_layers} layers, d_model {config.d_model}, "
-          f"{config.n_heads} heads ({config.kv_heads} KV, head_dim {config.dim_head}), d_ff {config.d_ff}")
-    print(f"  norm {config.norm} ({config.norm_placement}), positions {config.position}, "
-          f"activation {config.activation}{' gated' if config.gated_mlp else ''}, "
-          f"vocab {config.vocab_size}, context {config.max_positions}, "
-          f"{'tied' if config.tie_embeddings else 'untied'} output")
+    first, second = architecture_lines(config)
+    print(f"{args.target}: {first}")
+    print(f"  {second}")
     if config.sliding_window:
         print(f"  sliding window {config.sliding_window} (from layer {config.full_attention_layers})")
     print(f"  parameters: {counts['params']:,} ({human(counts['params'])}); "

@@ -46,7 +46,10 @@ def register(sub) -> None:
     run.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: train one on the corpus)")
     run.add_argument("--vocab-size", type=int, metavar="N", help="model (and trained tokenizer) vocabulary size")
     run.add_argument("--device", metavar="DEV", help="auto | cpu | cuda | cuda:N (default auto)")
-    run.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: the CPUs available)")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="CPU threads for torch (default: torch's own count, i.e. the physical cores or "
+                          "OMP_NUM_THREADS, at most the CPUs this process may use and at most 8; on a machine "
+                          "other programs keep busy, fewer threads run faster)")
     run.add_argument("--precision", choices=("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed"),
                      help="default auto: bf16-mixed on CUDA, fp32 on CPU (bf16 = bf16-mixed; fp16-mixed: CUDA, GradScaler)")
     scale = p.add_argument_group("scale (torchrun --nproc_per_node N -m plmlab pretrain ... runs DDP)")
@@ -141,7 +144,16 @@ def run_pretrain(args) -> int:
         return 128 + result.interrupted
     if not args.json:
         print_summary(result)
+        print_next_steps(result)
     return 0
+
+
+def print_next_steps(r) -> None:
+    """What to try next, naming this run's directory (train/next_steps.py)."""
+    from ..hf import load_config
+    from ..train.next_steps import next_steps
+
+    print("\nnext:\n" + "\n".join(f"  {step}" for step in next_steps(load_config(r.final_dir), r.out)))
 
 
 def print_summary(r) -> None:

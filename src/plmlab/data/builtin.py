@@ -31,7 +31,7 @@ import os
 import re
 import sys
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from plmlab.errors import warn
@@ -55,8 +55,11 @@ CACHE_VERSION = 1  # bump when the cleaning or splitting changes: invalidates th
 _CODE_PREFIXES = (">>>", "...", "..", "$ ", "% ", "#", "|")
 
 
-def builtin_documents() -> list[list[str]]:
-    """Return the built-in corpus as a list of documents, each a list of sentences."""
+def builtin_documents(say: Callable[[str], None] | None = None) -> list[list[str]]:
+    """Return the built-in corpus as a list of documents, each a list of sentences. `say` gets a
+    status line before the standard library is parsed (when the corpus is in no cache)."""
+    if say is not None and not _documents.cache_info().currsize and not os.path.lexists(cache_path()):
+        say("corpus: reading the docstrings of Python's standard library (once: cached for later runs)")
     return [list(doc) for doc in _documents()]
 
 

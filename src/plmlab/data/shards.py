@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -124,12 +124,14 @@ def build_token_data(
     val_fraction: float = 0.05,
     seed: int = 0,
     languages: list[str] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> tuple[TokenData, TokenData]:
     """Tokenize ``documents`` into (train, val) :class:`TokenData`, or load them from the cache.
 
     ``cache_dir`` defaults to ``plmlab.data.cache_dir() / "shards"``. ``val_fraction`` of the
     documents (at least one when it is > 0) go to validation; 0 gives an empty validation split.
     ``languages``: each document's language (``read_corpus_with_languages``), kept per document.
+    ``say`` gets a status line before the documents are tokenized.
     """
     if not 0 <= val_fraction < 1:
         raise PlmlabError(f"val_fraction must be in [0, 1), not {val_fraction}")
@@ -150,6 +152,8 @@ def build_token_data(
     kept = [i for i, doc in enumerate(documents) if doc]  # blank documents are skipped
     is_val = dict(zip(kept, split_documents(len(kept), val_fraction, seed)))
     doc_langs = np.array([names.index(x) for x in languages], dtype=np.int64) if languages is not None else None
+    if say is not None:
+        say(f"data: tokenizing {len(kept):,} documents into token shards (once: they are cached for later runs)")
     _build(root, final, documents, is_val, tokenizer, (names, doc_langs))
     return _load(final, *checks)
 

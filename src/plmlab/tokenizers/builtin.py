@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import tokenizers as hf
@@ -18,13 +19,14 @@ from plmlab.tokenizers.styles import DEFAULT_VOCAB_SIZE, STYLES, get_style
 from plmlab.tokenizers.tokenizer import Tokenizer
 
 
-def builtin_tokenizer(style: str, vocab_size: int | None = None) -> Tokenizer:
+def builtin_tokenizer(style: str, vocab_size: int | None = None, say: Callable[[str], None] | None = None) -> Tokenizer:
     """A ``style`` tokenizer trained on the whole built-in corpus (each style trains in a few
     seconds on 2 cores), cached under ``cache_dir()/tokenizers/<style>-<vocab>-<key>/``, where
     the key hashes the corpus, the ``tokenizers`` version, ``TRAINING_VERSION`` and the style's
     definition (its specials and template: a tokenizer cached before a style changed what encode
     adds is never reused). A cached entry that does not load as that style is retrained, with a
-    warning; a cache that cannot be written (full, read-only) only costs the caching."""
+    warning; a cache that cannot be written (full, read-only) only costs the caching. `say`
+    gets a status line before a tokenizer is trained."""
     spec = get_style(style)
     vocab_size = vocab_size or DEFAULT_VOCAB_SIZE
     docs = builtin_documents()
@@ -37,6 +39,9 @@ def builtin_tokenizer(style: str, vocab_size: int | None = None) -> Tokenizer:
         except (PlmlabError, OSError) as e:
             warn(f"cached tokenizer {folder} is damaged ({e}); training it again")
             remove_entry(folder)
+    if say is not None:
+        say(f"tokenizer: training a {style}-style tokenizer of {vocab_size:,} ids on the built-in corpus "
+            "(once: it is cached for later runs)")
     tokenizer = training.train_tokenizer((s for doc in docs for s in doc), style, vocab_size)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:

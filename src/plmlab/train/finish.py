@@ -13,6 +13,8 @@ from .baselines import ngram_baselines, stream_with_eos
 from .data import count_targets
 from .demo import demonstrate
 from .metrics import METRICS, read_metrics
+from .model_card import architecture_lines
+from .next_steps import next_steps
 from .saving import save_final
 
 
@@ -28,12 +30,32 @@ def finish(result, trainer, setup, model: torch.nn.Module, device: torch.device,
             result.baselines = baselines(setup)
     losses = [r["loss"] for r in read_metrics(out / METRICS) if isinstance(r["loss"], float)]
     result.train_loss = losses[-1] if losses else None
-    result.final_dir = str(save_final(model, out, setup.tokenizer))
+    result.final_dir = str(save_final(model, out, setup.tokenizer, card=card_facts(result, setup, out / "final")))
     if o.sample_tokens and setup.config.arch == "decoder" and setup.tokenizer.eos_id is not None:
         result.sample = sample(model, setup, device)  # a continuation of the prompt: decoders only
     if trainer.last_eval is not None:
         result.accuracies = {k: v for k, v in trainer.last_eval[1].items() if k.endswith("_accuracy")}
     result.demo = demonstrate(model, setup.tokenizer, o.objective, setup.val_data, device, o.seed)
+
+
+def card_facts(result, setup, final: Path) -> dict:
+    """The model card's facts (train/model_card.py) for a pretraining run's final/."""
+    c, o = setup.config, setup.options
+    rows = {"architecture": "; ".join(architecture_lines(c)), "parameters": f"{result.params:,}",
+            "preset": o.preset or "none (a config file)", "objective": o.objective,
+            "tokenizer": f"{setup.tokenizer.vocab_size:,} ids, {c.tokenizer} style",
+            "corpus": ", ".join(o.corpus) or "built-in: the documentation that ships with Python",
+            "training": f"{result.step:,} steps, {result.tokens:,} tokens ({o.batch_size * o.grad_accum} x "
+                        f"{o.seq_len} tokens a step), {o.optimizer}, lr {o.lr:g}, {o.schedule} schedule, seed {o.seed}"}
+    if result.val_loss is not None:
+        rows["validation loss"] = (f"{result.val_loss:.4f} nats/token (perplexity {result.val_ppl:,.2f}) on "
+                                   f"{result.val_tokens:,} held-out tokens" + "".join(
+                                       f"; {name} baseline {b['loss']:.4f}" for name, b in result.baselines.items()))
+    rows["made with"] = f"plmlab {result.machine['plmlab']}, torch {result.machine['torch']}"
+    steps = next_steps(c, final)
+    return {"title": f"{o.preset or 'A model'} pretrained with plmlab",
+            "about": f"A {c.arch} language model pretrained from scratch with the {o.objective} objective.",
+            "rows": rows, "path": str(final), "try": steps[0] if steps else None}
 
 
 def ensure_final_eval(trainer) -> None:

@@ -76,23 +76,32 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 class Progress:
-    """A tqdm bar on a terminal; a plain line every `every` steps otherwise (CI logs)."""
+    """A tqdm bar on a terminal (it shows the ETA). Otherwise (CI logs, `make pretrain | tee`) plain
+    lines: every `every` steps, at evaluations, at the end and at least every PLAIN_EVERY_S
+    seconds, and once, after ESTIMATE_AFTER_STEPS steps (or ESTIMATE_AFTER_S seconds), the time a
+    step takes and the run's time at that rate."""
 
-    def __init__(self, mode: str, start: int, total: int, stream=None) -> None:
-        self.stream = stream or sys.stderr
+    PLAIN_EVERY_S = 10.0
+    ESTIMATE_AFTER_STEPS, ESTIMATE_AFTER_S = 3, 5.0
+
+    def __init__(self, mode: str, start: int, total: int, stream=None, clock=time.perf_counter) -> None:
+        self.stream, self.clock = stream or sys.stderr, clock
         if mode == "auto":
             mode = "bar" if self.stream.isatty() else "plain"
-        self.mode, self.total, self.last = mode, total, time.perf_counter()
+        self.mode, self.total = mode, total
         self.every = max(1, min(100, total // 20))
         self.bar = None
         if mode == "bar":
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, unit="step", file=self.stream, dynamic_ncols=True)
-        self.start_time, self.start_step, self.tokens_per_s = time.perf_counter(), start, 0.0
+        self.start_time, self.start_step, self.tokens_per_s = clock(), start, 0.0
+        self.printed = self.start_time  # when the last plain line was written
+        self.first_step: float | None = None  # when the first step of this session ended
+        self.estimated = False
 
     def update(self, record: dict) -> None:
-        step = record["step"]
+        step, now = record["step"], self.clock()
         # An exponential average is steadier than a single step's rate.
         rate = record.get("tokens_per_s", 0.0)
         self.tokens_per_s = rate if not self.tokens_per_s else 0.9 * self.tokens_per_s + 0.1 * rate
@@ -101,15 +110,36 @@ class Progress:
                                  tok_s=f"{self.tokens_per_s:,.0f}", refresh=False,
                                  **({"mfu": f"{record['mfu']:.1%}"} if "mfu" in record else {}))
             self.bar.update(step - self.bar.n)
-        elif self.mode == "plain" and (step % self.every == 0 or step == self.total or "val_loss" in record):
-            elapsed = time.perf_counter() - self.start_time
-            eta = elapsed / max(1, step - self.start_step) * (self.total - step)
-            loss = record["loss"] if isinstance(record["loss"], str) else f"{record['loss']:.4f}"
-            val = f" val_loss {record['val_loss']:.4f} val_ppl {record['val_ppl']:.1f}" if "val_loss" in record else ""
-            val += accuracy_text(record)
-            mfu = f" mfu {record['mfu']:.1%}" if "mfu" in record else ""
-            self.write(f"step {step}/{self.total} loss {loss} lr {record['lr']:.2e} "
-                       f"{self.tokens_per_s:,.0f} tok/s{mfu} eta {_clock(eta)}{val}")
+        elif self.mode == "plain":
+            if self.first_step is None:
+                self.first_step = now
+            if (step % self.every == 0 or step == self.total or "val_loss" in record
+                    or now - self.printed >= self.PLAIN_EVERY_S):
+                self._plain_line(record, now)
+            if not self.estimated and step < self.total and (step - self.start_step >= self.ESTIMATE_AFTER_STEPS
+                                                              or now - self.start_time >= self.ESTIMATE_AFTER_S):
+                self._estimate(step, now)
+
+    def _plain_line(self, record: dict, now: float) -> None:
+        step = record["step"]
+        eta = (now - self.start_time) / max(1, step - self.start_step) * (self.total - step)
+        loss = record["loss"] if isinstance(record["loss"], str) else f"{record['loss']:.4f}"
+        val = f" val_loss {record['val_loss']:.4f} val_ppl {record['val_ppl']:.1f}" if "val_loss" in record else ""
+        val += accuracy_text(record)
+        mfu = f" mfu {record['mfu']:.1%}" if "mfu" in record else ""
+        self.write(f"step {step}/{self.total} loss {loss} lr {record['lr']:.2e} "
+                   f"{self.tokens_per_s:,.0f} tok/s{mfu} eta {_clock(eta)}{val}")
+        self.printed = now
+
+    def _estimate(self, step: int, now: float) -> None:
+        """The step time, from the steps after this session's first (which also warms up), when
+        there are some; the run's time at that rate, evaluations and checkpoints not included."""
+        done = step - self.start_step
+        took = (now - self.first_step) / (done - 1) if done > 1 else now - self.start_time
+        steps = self.total - self.start_step
+        self.write(f"step time {took:.2f} s: about {_clock(took * steps)} for {steps} steps "
+                   "(plus evaluations and checkpoints)")
+        self.estimated = True
 
     def write(self, message: str) -> None:
         if self.bar is not None:

@@ -105,7 +105,7 @@ class PretrainOptions:
     max_bad_steps: int | None = None  # non-finite steps in a row before the run stops
     precision: str | None = None  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16-mixed (= bf16) | fp16-mixed
     device: str | None = None  # auto | cpu | cuda | cuda:N
-    threads: int | None = None  # CPU threads for torch; None: the CPUs this process may use
+    threads: int | None = None  # CPU threads for torch; None: setup.default_threads()
     progress: str | None = None  # auto (bar on a TTY, plain lines otherwise) | bar | plain | none
     sample_tokens: int | None = None  # tokens to generate from `prompt` at the end; 0: none
     prompt: str | None = None

@@ -1,14 +1,17 @@
 """Set-up of a pretraining run, fresh or from a checkpoint: the frozen options, corpus,
 tokenizer, config, token shards, objective and model.
 
-    fresh:   options.resolved() -> seed -> config -> tokenizer (given / trained / cached;
-             --init-from: the source's config and tokenizer, and its weights after the model is built)
-             -> seq_len and grad_accum resolved -> token shards -> objective -> model
+    fresh:   options.resolved() -> seed -> config -> seq_len and grad_accum resolved -> a given
+             tokenizer (--tokenizer; --init-from: the source's config and tokenizer, and its weights
+             after the model is built) -> corpus -> tokenizer trained (or cached) -> token shards
+             -> objective -> model
     resume:  the checkpoint's options, config and tokenizer (the corpus must be the same text)
              -> token shards -> objective -> model <- the checkpoint's weights
 
 The order is part of the run: building the model draws the initial weights from torch's
-generator, right after the seed (a resumed run restores every generator afterwards).
+generator, right after the seed (a resumed run restores every generator afterwards). What can
+be refused without the corpus is refused before it is read (a misspelt preset costs nothing).
+Each stage says what it did on stderr (train/status.py).
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from .parallel import Dist, grad_accum_for, rescale_for_world
 from .precision import Precision
 from .rundir import RunDir
 from .saving import STATE_FORMAT
-from .setup import build_config, choose_device, make_tokenizer
+from .setup import build_config, choose_device, default_threads, make_tokenizer, threads_text
 from .state import read_trainer_info
+from .status import Status
 from .task import PretrainTask
 
 
@@ -63,22 +67,28 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
     o = _resolve(options, info, found, dist)
     check_objective_options(o.objective, o.objective_options)  # before any tokenizer training
     old_entries = [] if found else rundir.refuse_existing(o.overwrite or o.resume)
-    if o.threads is not None:
-        torch.set_num_threads(o.threads)
+    torch.set_num_threads(o.threads or default_threads())
     device = dist.device(choose_device(o.device))
     Precision(o.precision, device)  # fp16-mixed on CPU: refused before any work
-    documents, languages = (read_corpus_with_languages(o.corpus, errors=o.encoding_errors) if o.corpus
-                            else (builtin_documents(), None))
-    fingerprint = corpus_fingerprint(documents, languages)
+    status = Status(dist.is_main and o.progress != "none")
     if found:
+        documents, languages = _read_corpus(o, status)
+        fingerprint = corpus_fingerprint(documents, languages)
         tokenizer, config = _restored(found[1], info, fingerprint, o)
     else:
         _seed_everything(o.seed)
-        config, tokenizer, source = _fresh_config_and_tokenizer(o, documents)
+        source, config = _fresh_config(o)
+        o = _with_geometry(o, options, config, device, dist.world)
+        tokenizer = _given_tokenizer(o, source, config)  # checked before any work
+        documents, languages = _read_corpus(o, status)
+        fingerprint = corpus_fingerprint(documents, languages)
+        tokenizer = tokenizer or make_tokenizer(o, config, documents, status.say)
         config = config.replace(bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id,
                                 pad_token_id=tokenizer.pad_id)
-        o = _with_geometry(o, options, config, device, dist.world)
-    train_data, val_data = build_token_data(documents, tokenizer, languages=_used_languages(languages, config))
+    status.done("tokenizer", f"{tokenizer.vocab_size:,} ids, {config.tokenizer} style")
+    train_data, val_data = build_token_data(documents, tokenizer, languages=_used_languages(languages, config),
+                                            say=status.say)
+    status.done("data", f"{train_data.n_tokens:,} training and {val_data.n_tokens:,} validation tokens")
     objective = build_objective(o.objective, tokenizer, o.seq_len, _with_model_languages(o, config))
     if objective.needs_eos and tokenizer.eos_id is None:
         raise PlmlabError(f"the tokenizer has no end-of-text token, which objective {o.objective} puts "
@@ -94,6 +104,8 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
         model.load_state_dict(load_pretrained(found[1]).state_dict())
     elif source is not None:
         load_source_weights(model, source)  # a new run from another's weights: step 0 = its weights
+    status.done("model", f"{model.num_parameters():,} parameters ({config.arch}) on {device}"
+                + (threads_text(torch.get_num_threads()) if device.type == "cpu" else ""))
     objective.attach_model(model)  # before the task draws its fixed validation batches
     task = PretrainTask(objective, train_data, val_data, o, dist.world)
     started_from = source.record(o.init_from) if source else (info or {}).get("init_from")
@@ -101,14 +113,33 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
                          found, info, old_entries, started_from)
 
 
-def _fresh_config_and_tokenizer(o: PretrainOptions, documents) -> tuple[Config, object, InitSource | None]:
-    """A new run's config and tokenizer: from --init-from's model, else the preset / config and a
-    given or trained tokenizer. Objective fit is checked before any tokenizer training."""
+def _read_corpus(o: PretrainOptions, status: Status) -> tuple[list[list[str]], list[str] | None]:
+    """(documents, each one's language or None): --corpus, else the built-in corpus."""
+    if o.corpus:
+        documents, languages = read_corpus_with_languages(o.corpus, errors=o.encoding_errors)
+    else:
+        documents, languages = builtin_documents(say=status.say), None
+    characters = sum(len(s) for doc in documents for s in doc)
+    where = ", ".join(o.corpus) if 0 < len(o.corpus) <= 2 else f"{len(o.corpus)} paths" if o.corpus else "built-in"
+    status.done("corpus", f"{where}, {len(documents):,} documents, {characters / 1e6:.1f} M characters")
+    return documents, languages
+
+
+def _fresh_config(o: PretrainOptions) -> tuple[InitSource | None, Config]:
+    """A new run's --init-from source (or None) and config: the source's, else the preset / config
+    file's. Checked (objective fit: clm on T5, GLM on BERT ...) before any work."""
     source = find_source(o.init_from) if o.init_from else None
     config = init_config(o, source) if source else build_config(o)
-    check_objective_fits(o.objective, config)  # clm on T5, GLM on BERT, ...
-    tokenizer = init_tokenizer(o, source, config) if source else make_tokenizer(o, config, documents)
-    return config, tokenizer, source
+    check_objective_fits(o.objective, config)
+    return source, config
+
+
+def _given_tokenizer(o: PretrainOptions, source: InitSource | None, config: Config):
+    """--init-from's or --tokenizer's tokenizer, checked against the config; None when one is to be
+    trained on the corpus."""
+    if source is not None:
+        return init_tokenizer(o, source, config)
+    return make_tokenizer(o, config, []) if o.tokenizer else None
 
 
 def _used_languages(languages: list[str] | None, config: Config) -> list[str] | None:

@@ -34,6 +34,7 @@ from .parallel import Dist, parallelize
 from .precision import Precision
 from .pretrain_setup import PretrainSetup, prepare
 from .saving import Checkpointer, restore_training
+from .setup import machine_info
 from .rundir import RunDir, RunLock, clear
 
 
@@ -59,6 +60,8 @@ class PretrainResult:
     accuracies: dict = field(default_factory=dict)  # val_mlm_accuracy, val_token_accuracy, ... at the end
     muon_dtype: str | None = None  # the dtype Muon's Newton-Schulz ran in (bf16 | fp32), when Muon ran
     demo: dict | None = None  # fill-mask / span filling / fill-blanks on a validation sentence (train/demo.py)
+    options: dict = field(default_factory=dict)  # the resolved options the run trained with
+    machine: dict = field(default_factory=dict)  # versions, CPU capability, threads, device (setup.machine_info)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,7 +129,8 @@ def _result(setup, trainer, parallel, rundir, dist, signum, save) -> PretrainRes
                             params=setup.model.num_parameters(), resumed_from=setup.found[0] if setup.found else None,
                             muon_dtype=getattr(trainer.optimizer, "ns_dtype", None),
                             init_from=setup.init_from,
-                            tokens_per_s=round(state.tokens / max(state.elapsed_s, 1e-9), 1))
+                            tokens_per_s=round(state.tokens / max(state.elapsed_s, 1e-9), 1),
+                            options=_run_info(setup, state)["options"], machine=machine_info(setup.device))
     result.checkpoint = str(rundir.checkpoints / f"step-{trainer.saved_step:08d}")
     if signum is not None:
         return result

@@ -64,17 +64,23 @@ def clear(entries: list[Path]) -> None:
 
 class RunLock:
     """An exclusive lock on `out/.lock` for the run's lifetime: two runs never write one dir.
-    The OS drops it when the process dies, SIGKILL included."""
+    The OS drops it when the process dies, SIGKILL included. A run that stops with an error
+    takes back what the lock made: the .lock file, and the folders it created if nothing else
+    was written in them (a refused command leaves the disk as it found it)."""
 
     def __init__(self, out: Path) -> None:
         self.path, self.fd = out / ".lock", None
+        self.created: list[Path] = []  # the folders made for the lock, deepest first
 
     def __enter__(self) -> "RunLock":
+        self.created = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
+        had_lock = self.path.exists()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise PlmlabError(f"cannot use {self.path.parent} as the run directory: {e.strerror}") from None
+        self.made_lock = not had_lock
         try:
             import fcntl
         except ImportError:  # Windows: no advisory locks; run unguarded
@@ -86,5 +92,15 @@ class RunLock:
             raise PlmlabError(f"another plmlab process is training in {self.path.parent}") from None
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *exc) -> None:
+        if kind is not None and self.made_lock:
+            self._take_back()  # while still holding the lock: no other run can be starting here
         os.close(self.fd)  # closing releases the lock
+
+    def _take_back(self) -> None:
+        self.path.unlink(missing_ok=True)
+        for folder in self.created:
+            try:
+                folder.rmdir()  # only an empty one: whatever the run wrote stays
+            except OSError:
+                return

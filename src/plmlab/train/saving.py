@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 
 from ..errors import PlmlabError
 from .checkpoint import commit_dir, disk_error_reason, write_checkpoint
+from .model_card import write_model_card
 from .parallel import Dist, Parallelized, full_model_state, full_optimizer_state, param_names
 from .parallel import load_optimizer_state
 from .state import read_trainer_tensors, set_rng_state, write_trainer_state
@@ -85,9 +86,10 @@ class _StateOnly:
         return self.state
 
 
-def save_final(model, out: Path, tokenizer) -> Path:
-    """DIR/final, written aside and renamed into place; on failure the temp folder is removed
-    and an earlier final/ (and every checkpoint) is kept."""
+def save_final(model, out: Path, tokenizer, card: dict | None = None) -> Path:
+    """DIR/final, with its model card (README.md) when `card` gives the facts, written aside and
+    renamed into place; on failure the temp folder is removed and an earlier final/ (and every
+    checkpoint) is kept."""
     from .. import save_pretrained
 
     final = out / "final"
@@ -95,6 +97,8 @@ def save_final(model, out: Path, tokenizer) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         save_pretrained(model, tmp, tokenizer=tokenizer)
+        if card is not None:
+            write_model_card(tmp, card)
         commit_dir(tmp, final)
     except (OSError, SafetensorError) as e:
         shutil.rmtree(tmp, ignore_errors=True)

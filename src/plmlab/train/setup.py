@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+import platform
 from pathlib import Path
 
 import torch
@@ -57,16 +60,19 @@ def read_json_or_yaml(path: str, what: str):
     return data
 
 
-def make_tokenizer(o: PretrainOptions, config: Config, documents: list[list[str]]):
+def make_tokenizer(o: PretrainOptions, config: Config, documents: list[list[str]], say=None):
     """The run's tokenizer: --tokenizer DIR, else one of the preset's style trained on the corpus
-    (the built-in corpus's is cached); its ids must fit the model's vocabulary."""
+    (the built-in corpus's is cached); its ids must fit the model's vocabulary. `say` gets a
+    status line before a tokenizer is trained."""
     from ..tokenizers import builtin_tokenizer, load_tokenizer, train_tokenizer
 
     if o.tokenizer:
         tokenizer = load_tokenizer(o.tokenizer)
     elif not o.corpus:
-        tokenizer = builtin_tokenizer(config.tokenizer, config.vocab_size)
+        tokenizer = builtin_tokenizer(config.tokenizer, config.vocab_size, say=say)
     else:
+        if say is not None:
+            say(f"tokenizer: training a {config.tokenizer}-style tokenizer of {config.vocab_size:,} ids on the corpus")
         tokenizer = train_tokenizer((s for doc in documents for s in doc), config.tokenizer, config.vocab_size)
     if tokenizer.vocab_size > config.vocab_size:
         raise PlmlabError(f"tokenizer has {tokenizer.vocab_size} ids but the model's vocabulary has "
@@ -84,3 +90,47 @@ def choose_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PlmlabError("--device cuda, but this torch build or machine has no CUDA device")
     return device
+
+
+# Past a few threads a small model's matrices are too small to split well, and on a shared host
+# more threads mostly wait for each other.
+MAX_DEFAULT_THREADS = 8
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: what a container or taskset allows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """--threads' default: torch's own count (the physical cores, or OMP_NUM_THREADS), no more than
+    the CPUs this process may use, at most MAX_DEFAULT_THREADS."""
+    return max(1, min(torch.get_num_threads(), usable_cpus(), MAX_DEFAULT_THREADS))
+
+
+def threads_text(threads: int) -> str:
+    """` with 2 threads (--threads N to change)`, and a warning when other processes already keep
+    CPUs busy: an OpenMP team with more threads than free cores waits on its slowest member
+    (gpt-mini on a 2-core machine with one core taken: 2 threads ran 3.7x slower than 1)."""
+    note = "--threads N to change"
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    free = max(1, usable_cpus() - busy)
+    if threads > free:
+        note += f"; other processes keep about {busy} of the {usable_cpus()} CPUs busy: --threads {free} may be faster"
+    return f" with {threads} thread{'s' if threads > 1 else ''} ({note})"
+
+
+def package_version() -> str:
+    """plmlab's installed version (the package metadata pip wrote)."""
+    try:
+        return importlib.metadata.version("plmlab")
+    except importlib.metadata.PackageNotFoundError:  # imported from a source tree, never installed
+        return "(not installed)"
+
+
+def machine_info(device: torch.device) -> dict:
+    """What ran a run, for its summary.json: versions, the CPU's vector extensions (torch picks its
+    kernels by them: AVX512 and AVX2 machines differ in speed, bf16 most), threads and device."""
+    return {"plmlab": package_version(), "torch": torch.__version__, "python": platform.python_version(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpus": usable_cpus(),
+            "threads": torch.get_num_threads(), "device": str(device)}
