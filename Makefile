@@ -34,10 +34,10 @@ install: $(CORE)
 install-test: $(FULL)
 
 # Pretrain a small GPT on the built-in corpus (CPU, a few minutes), save a Hugging Face
-# checkpoint, show what it learned, then the built-in suite's zero-shot score card (CORE).
+# checkpoint, show what it learned and the built-in suite's zero-shot score card (CORE), and
+# say what to try next.
 pretrain: $(CORE)
-	$(PY) -m plmlab pretrain --preset gpt-mini --out runs/gpt-mini --overwrite
-	$(PY) -m plmlab evaluate --model runs/gpt-mini --suite builtin
+	$(PY) -m plmlab pretrain --preset gpt-mini --out runs/gpt-mini --overwrite --suite builtin
 
 test: $(FULL)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q

@@ -230,9 +230,14 @@ def test_make_pretrain_runs_without_the_test_extra(tmp_path):
     blocked = _test_only_modules()
     assert {"transformers", "lm_eval", "fastapi", "pytest"} <= set(blocked)
     for argv in (["pretrain", "--preset", "gpt-tiny", "--out", str(tmp_path / "r"),
-                  "--max-steps", "1", "--batch-size", "2", "--seq-len", "16", "--eval-batches", "1", "--threads", "1"],
+                  "--max-steps", "1", "--batch-size", "2", "--seq-len", "16", "--eval-batches", "1", "--threads", "1",
+                  "--suite", "builtin"],
                  ["evaluate", "--model", str(tmp_path / "r"), "--suite", "builtin"],
                  ["plot", str(tmp_path / "r")]):
         done = subprocess.run([sys.executable, "-c", BLOCKER, ",".join(blocked), *argv], capture_output=True,
                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert done.returncode == 0, done.stderr[-2000:]
+        if argv[0] == "pretrain":  # `make pretrain`'s one command ends with the score card, then the hints
+            card = done.stdout.index("CORE (mean centered)")
+            assert card < done.stdout.index("next:")
+            assert json.loads((tmp_path / "r/summary.json").read_text())["score_card"]["core"] is not None

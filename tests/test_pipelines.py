@@ -1,5 +1,5 @@
 """The pipelines layer (text in, text out) and the verbs over it: classify / tag on tiny classifiers
-fine-tuned here, fill-mask, text generation, T5 span fills, and the README example."""
+fine-tuned here, fill-mask, text generation, T5 span fills, and the example of docs/inference.md."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from plmlab.tokenizers import train_tokenizer
 
 POS, NEG = ["good", "great", "fine"], ["bad", "awful", "poor"]
 FRAMES = ["the movie was {} really", "a {} plot and film", "{} film", "the plot was a {} movie"]
-README = Path(__file__).resolve().parents[1] / "README.md"
+PIPELINES_DOC = Path(__file__).resolve().parents[1] / "docs" / "inference.md"
 
 
 @pytest.fixture(scope="module")
@@ -199,11 +199,11 @@ def test_generate_shows_which_sentinel_each_fill_belongs_to(t5, capsys):
 
 
 def readme_example() -> str:
-    section = README.read_text().split("## Python API: pipelines", 1)[1].split("\n## ", 1)[0]
+    section = PIPELINES_DOC.read_text().split("## Python API: pipelines", 1)[1].split("\n## ", 1)[0]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
 def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    exec(compile(readme_example(), "README.md", "exec"), {})
+    exec(compile(readme_example(), "docs/inference.md", "exec"), {})
     assert "predictions" in capsys.readouterr().out

@@ -66,6 +66,9 @@ def register(sub) -> None:
                        help="peak FLOP/s per device for the MFU estimate (default: known GPUs; none on CPU)")
     run.add_argument("--progress", choices=("auto", "bar", "plain", "none"), help="progress display")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    run.add_argument("--suite", choices=("builtin",),
+                     help="at the end, score the final model on the built-in multiple-choice suite "
+                          "(the score card of plmlab evaluate --suite builtin)")
     run.add_argument("--tensorboard", action="store_true", default=None,
                      help="also log the metrics to DIR/tensorboard (needs the tensorboard package)")
 
@@ -175,3 +178,9 @@ def print_summary(r) -> None:
         print("\n".join(demo_text(r.demo)))
     if r.sample is not None:
         print(f"sample: {r.sample!r}")
+    if r.score_card is not None:
+        from ..evaluate.builtin import format_suite
+        from ..evaluate.result import EvalResult
+
+        print("\nthe built-in suite, zero-shot (plmlab evaluate --suite builtin):")
+        print(format_suite(EvalResult("suite", r.score_card, [])))

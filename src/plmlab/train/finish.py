@@ -36,6 +36,11 @@ def finish(result, trainer, setup, model: torch.nn.Module, device: torch.device,
     if trainer.last_eval is not None:
         result.accuracies = {k: v for k, v in trainer.last_eval[1].items() if k.endswith("_accuracy")}
     result.demo = demonstrate(model, setup.tokenizer, o.objective, setup.val_data, device, o.seed)
+    if o.suite == "builtin":  # after final/ is written: the score card never costs the model
+        from ..evaluate.builtin import evaluate_suite
+
+        model.eval()
+        result.score_card = evaluate_suite(model, setup.tokenizer, seed=o.seed).metrics
 
 
 def card_facts(result, setup, final: Path) -> dict:

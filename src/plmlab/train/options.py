@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "save_every": 200, "eval_every": 100, "eval_batches": 20, "keep_last": 2,
     "max_bad_steps": 5, "precision": "auto", "device": "auto", "threads": None,
     "progress": "auto", "sample_tokens": 48, "prompt": "The function returns", "tensorboard": False,
+    "suite": None,  # "builtin": score the final model on the built-in multiple-choice suite (evaluate/builtin.py)
     # scale and precision (train/parallel.py, precision.py)
     "strategy": "ddp", "compile": False, "activation_checkpointing": False, "global_batch_tokens": None,
     "oom_backoff": False, "peak_flops": None,
@@ -63,7 +64,7 @@ MAX_DEFAULT_SEQ_LEN = {"cpu": 128, "cuda": 1024}
 # may move: its content is checked against the run's fingerprint instead of its paths; a run
 # moved to another machine may need another Newton-Schulz dtype, as it may need another device.)
 CHANGEABLE = frozenset({"max_steps", "save_every", "eval_every", "eval_batches", "keep_last", "device", "muon_dtype",
-                        "threads", "progress", "sample_tokens", "prompt", "max_bad_steps", "corpus",
+                        "threads", "progress", "sample_tokens", "prompt", "max_bad_steps", "corpus", "suite",
                         "tensorboard", "strategy", "compile", "activation_checkpointing", "oom_backoff",
                         "peak_flops"})
 
@@ -110,6 +111,7 @@ class PretrainOptions:
     sample_tokens: int | None = None  # tokens to generate from `prompt` at the end; 0: none
     prompt: str | None = None
     tensorboard: bool | None = None  # also write the metrics as TensorBoard scalars in out/tensorboard
+    suite: str | None = None  # "builtin": the final model's score card on the built-in suite (CORE)
     strategy: str | None = None  # ddp | fsdp (FSDP2 fully_shard); used under torchrun (WORLD_SIZE > 1)
     compile: bool | None = None  # torch.compile the model
     activation_checkpointing: bool | None = None  # recompute block activations in backward
@@ -171,7 +173,7 @@ class PretrainOptions:
         for name, choices in (("encoding_errors", ("strict", "replace")), ("precision", ("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed")),
                               ("strategy", ("ddp", "fsdp")), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("decay_shape", DECAY_SHAPES), ("muon_dtype", MUON_DTYPES),
-                              ("progress", ("auto", "bar", "plain", "none"))):
+                              ("progress", ("auto", "bar", "plain", "none")), ("suite", (None, "builtin"))):
             if getattr(self, name) not in choices:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, "
                                   f"not {getattr(self, name)!r}")

@@ -34,6 +34,7 @@ from .parallel import Dist, parallelize
 from .precision import Precision
 from .pretrain_setup import PretrainSetup, prepare
 from .saving import Checkpointer, restore_training
+from .status import Status
 from .setup import machine_info
 from .rundir import RunDir, RunLock, clear
 
@@ -59,6 +60,7 @@ class PretrainResult:
     init_from: dict | None = None  # --init-from's source: path, folder, manifest_sha256
     accuracies: dict = field(default_factory=dict)  # val_mlm_accuracy, val_token_accuracy, ... at the end
     muon_dtype: str | None = None  # the dtype Muon's Newton-Schulz ran in (bf16 | fp32), when Muon ran
+    score_card: dict | None = None  # --suite builtin: the built-in suite's metrics (tasks, core, items_per_s)
     demo: dict | None = None  # fill-mask / span filling / fill-blanks on a validation sentence (train/demo.py)
     options: dict = field(default_factory=dict)  # the resolved options the run trained with
     machine: dict = field(default_factory=dict)  # versions, CPU capability, threads, device (setup.machine_info)
@@ -110,8 +112,8 @@ def _train(setup: PretrainSetup, rundir: RunDir, dist: Dist) -> PretrainResult:
     progress = Progress(o.progress if main else "none", state.step, o.max_steps)
     if not setup.task.val_batches:
         progress.write("plmlab: warning: the validation split is too small for one sequence; no evaluation")
-    if hasattr(optimizer, "ns_dtype"):
-        progress.write(f"plmlab: {optimizer.describe()}")
+    if hasattr(optimizer, "ns_dtype"):  # Muon: which dtype Newton-Schulz runs in, and why (train/muon.py)
+        Status(main and o.progress != "none").say(optimizer.describe())
     mfu = MFU(model_flops_per_token(setup.config, setup.model.num_parameters(), o.seq_len),
               o.peak_flops or default_peak_flops(device, precision.dtype is not None), dist.world)
     loop = LoopOptions(o.max_steps, o.clip, o.eval_every, o.save_every, o.max_bad_steps, bool(o.oom_backoff))
