@@ -123,6 +123,20 @@ def test_fill_mask_pipeline_is_the_function(runs):
         plmlab.pipeline("fill-mask", model=runs / "classification")
 
 
+def test_fill_mask_never_proposes_rows_the_tokenizer_has_no_token_for(runs):
+    """A preset's table may outgrow a tokenizer trained on a small corpus; its spare rows get
+    probability (transformers softmaxes over them too) but are never proposed."""
+    tok = plmlab.load_tokenizer(runs / "base")
+    torch.manual_seed(0)
+    model = plmlab.build_model("bert-tiny", vocab_size=tok.vocab_size + 50, max_positions=32).eval()
+    with torch.no_grad():
+        model.head.proj.bias[tok.vocab_size:] = 100.0  # the spare rows would win every mask
+    masks = fill_mask(model, tok, "the movie [MASK] great", top_k=tok.vocab_size + 50)
+    predictions = masks[0]["predictions"]
+    assert len(predictions) == tok.vocab_size and all(p["token_id"] < tok.vocab_size for p in predictions)
+    assert all(p["token"] is not None for p in predictions)
+
+
 @pytest.fixture(scope="module")
 def gpt():
     tok = train_tokenizer(["the cat sat on the mat.", "a dog ran in the park."] * 20, "gpt2", vocab_size=280)

@@ -38,8 +38,12 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5, truncate: bool = Fals
         raise PlmlabError(f"no {mask_token} in the text: mark the word(s) to predict with {mask_token}")
     input_ids = torch.tensor([ids], device=model_device(model))  # (1, T)
     logits = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[0]  # (T, V)
-    probs = logits[positions].float().softmax(-1)  # (M, V)
-    scores, top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)  # (M, k)
+    probs = logits[positions].float().softmax(-1)  # (M, V) over every row, as transformers' pipeline
+    # A model's table may have more rows than its tokenizer has ids (a preset's vocab_size above a
+    # tokenizer trained on a small corpus): those rows name no token, so they are never proposed
+    # (-1 ranks below every probability, even one that underflowed to 0).
+    probs[:, tokenizer.vocab_size:] = -1.0
+    scores, top = probs.topk(min(top_k, tokenizer.vocab_size, probs.shape[-1]), dim=-1)  # (M, k)
     out = []
     for m, pos in enumerate(positions):
         preds = []
