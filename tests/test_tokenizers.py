@@ -169,7 +169,7 @@ def test_save_load_round_trip(trained, tmp_path, style, capsys):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(PlmlabError, match="not found"):
+    with pytest.raises(PlmlabError, match="no such tokenizer directory"):
         load_tokenizer(tmp_path / "missing")
     with pytest.raises(PlmlabError, match="no tokenizer.json or vocab.txt"):
         load_tokenizer(tmp_path)
