@@ -142,8 +142,8 @@ def test_the_first_hint_runs_on_a_model_of_that_family(preset, tmp_path, capsys)
 def test_hints_name_the_run_and_quote_odd_paths():
     steps = next_steps(get_preset("t5-tiny"), "my runs/t5/")
     assert steps[0] == "plmlab generate --model 'my runs/t5' \"The <extra_id_0> of a list is its length.\""
-    assert steps[2].endswith("--out 'my runs/t5-text2text'")
-    assert next_steps(get_preset("bert-tiny"), "runs/b/final")[2].endswith("--out runs/b-classify")
+    assert steps[2].endswith("--out 'my runs/t5-sentiment'")
+    assert next_steps(get_preset("bert-tiny"), "runs/b/final")[2].endswith("--out runs/b-cls")
 
 
 # ------------------------------------------------------------------ plain progress and its estimate

@@ -35,10 +35,12 @@ def next_steps(config: Config, run_dir: str | Path) -> list[str]:
     tune = {
         "causal": f"plmlab sft --model {run} --out {_beside(run_dir, 'sft')}",
         "blanks": f"plmlab sft --model {run} --out {_beside(run_dir, 'sft')}",
-        "masked": f"plmlab finetune --model {run} --task classification --train train.csv --out "
-                  f"{_beside(run_dir, 'classify')}",
-        "seq2seq": f"plmlab finetune --model {run} --task text2text --train train.jsonl --out "
-                   f"{_beside(run_dir, 'text2text')}",
+        # the checkout's examples/ (run from its root); your own data takes the same shape
+        "masked": f"plmlab finetune --model {run} --task classification --train examples/sentiment-train.csv "
+                  f"--eval examples/sentiment-dev.csv --out {_beside(run_dir, 'cls')}",
+        "seq2seq": f"plmlab finetune --model {run} --task text2text --prefix 'sentiment: ' "
+                   f"--train examples/text2text-train.jsonl --eval examples/text2text-dev.jsonl "
+                   f"--out {_beside(run_dir, 'sentiment')}",
     }
     kind = model_kind(config)
     return [first[kind], f"plmlab evaluate --model {run} --suite builtin", tune[kind], f"plmlab plot {run}"]
