@@ -173,6 +173,13 @@ def test_load_errors(tmp_path):
         load_tokenizer(tmp_path / "missing")
     with pytest.raises(PlmlabError, match="no tokenizer.json or vocab.txt"):
         load_tokenizer(tmp_path)
+
+
+def test_a_run_directory_gives_its_final_tokenizer(tmp_path):
+    """--tokenizer takes what --model takes: a training run directory means its final/."""
+    tok = train_tokenizer(corpus(), "gpt2", 300)
+    tok.save(tmp_path / "run" / "final")
+    assert load_tokenizer(tmp_path / "run").encode("the cat") == tok.encode("the cat")
     (tmp_path / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE", "vocab": ')
     with pytest.raises(PlmlabError, match="tokenizer.json: not a valid tokenizer.json") as info:
         load_tokenizer(tmp_path)

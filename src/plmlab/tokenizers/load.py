@@ -17,7 +17,8 @@ from plmlab.tokenizers.wordpiece import token_text, wordpiece_from_vocab
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Load a directory written by :meth:`Tokenizer.save` or by transformers (``tokenizer.json``
-    plus optional config files), a bare ``tokenizer.json``, or a BERT ``vocab.txt``-only folder."""
+    plus optional config files), a bare ``tokenizer.json``, a BERT ``vocab.txt``-only folder, or a
+    training run directory (its ``final/``)."""
     if not Path(path).exists():
         raise not_found(path, "tokenizer directory or tokenizer.json")
     path = Path(path)
@@ -25,6 +26,8 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         return Tokenizer(_read_backend(path))
     if not path.is_dir():
         raise PlmlabError(f"{path}: not a tokenizer directory or tokenizer.json")
+    if not (path / "tokenizer.json").is_file() and (path / "final" / "tokenizer.json").is_file():
+        path = path / "final"  # a training run directory: its final model's tokenizer (as --model takes it)
     config = read_json(path / "tokenizer_config.json")
     if (path / "tokenizer.json").is_file():
         backend = _read_backend(path / "tokenizer.json")
