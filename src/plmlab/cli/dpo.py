@@ -1,5 +1,6 @@
-"""`plmlab dpo --model SFT_DIR --data prefs.jsonl --out OUT [--beta 0.1]`: preference tuning
-with DPO (plmlab.finetune.dpo), a task of the one Trainer."""
+"""`plmlab dpo --model SFT_DIR [--data prefs.jsonl] --out OUT [--beta 0.1]`: preference tuning
+with DPO (plmlab.finetune.dpo), a task of the one Trainer. Without --data, the built-in
+preference pairs (plmlab.data.instructions)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("dpo", help="preference-tune a decoder with DPO (prompt, chosen, rejected)")
     p.add_argument("--model", required=True, help="starting checkpoint (an SFT model), also the frozen reference")
-    p.add_argument("--data", required=True, help='JSONL lines {"prompt", "chosen", "rejected"}')
-    p.add_argument("--eval", help="held-out preference pairs, scored after every epoch")
+    p.add_argument("--data", help='JSONL lines {"prompt", "chosen", "rejected"} (strings, or TRL\'s '
+                                  "conversational message lists) (default: the built-in preference pairs)")
+    p.add_argument("--eval", help="held-out preference pairs, scored after every epoch (default with the "
+                                  "built-in pairs: their eval split)")
     p.add_argument("--out", required=True, help="run directory (metrics.jsonl, checkpoints/, final/, summary.json)")
     p.add_argument("--beta", type=positive_float, default=0.1, help="DPO's beta: how far from the reference")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
