@@ -54,9 +54,12 @@ def args(root, out, preset="bert-tiny", task="classification", train="train.json
             "--progress", "none", "--save-every", "3", *LORA]
 
 
-def test_classification_saves_a_peft_adapter_with_its_head(root, tmp_path):
+def test_classification_saves_a_peft_adapter_with_its_head(root, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(args(root, out)) == 0
+    first = capsys.readouterr().out.splitlines()[0]  # the run says, first, how small a part of the model trains
+    assert first.startswith("LoRA: ") and "trainable parameters of" in first and "rank-4 adapters on attn.qkv, attn.o" \
+        in first and first.endswith("also trained: classifier"), first
     settings = json.loads((out / "adapter/adapter_config.json").read_text())
     assert settings["task_type"] == "SEQ_CLS" and settings["modules_to_save"] == ["classifier"]
     assert all(".attention." in m for m in settings["target_modules"])

@@ -23,7 +23,7 @@ from ..modeling import build_model
 from ..nn.lora import merge_into_base
 from ..train import faults
 from ..train.checkpoint import write_json_durable
-from ..train.lora import apply_lora, load_lora_checkpoint, new_parameters, save_adapter_dir
+from ..train.lora import apply_lora, describe_lora, load_lora_checkpoint, new_parameters, save_adapter_dir
 from ..train.loop import LoopOptions, Trainer, TrainState
 from ..train.metrics import METRICS, MetricsLog, NoLog, Progress, read_metrics
 from ..train.optim import make_optimizer, schedule
@@ -68,6 +68,8 @@ def finetune(options: FinetuneOptions, log=print, prepare=None, finish=None) -> 
         with RunLock(rundir.out) if dist.is_main else contextlib.nullcontext():
             # the run directory is looked at once the data checked out, and before anything is written
             setup, (found, old) = dist.main_first(lambda: (prepare(options, dist), _discover(options, rundir)))
+            if options.lora is not None and dist.is_main:
+                log(describe_lora(setup.model))
             _train(options, setup, rundir, dist, found, old)
             history = dist.on_main(lambda: _summarise(rundir, log), "writing the summary") or []
             if finish is not None:

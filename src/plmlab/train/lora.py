@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,10 +119,21 @@ def lora_disabled(model: nn.Module):
             layer.enabled = was
 
 
-def trainable_summary(model: nn.Module) -> dict[str, int]:
-    """Trainable and total parameter counts (tied parameters once)."""
-    params = list(model.parameters())
-    return {"trainable": sum(p.numel() for p in params if p.requires_grad), "total": sum(p.numel() for p in params)}
+def describe_lora(model: nn.Module) -> str:
+    """One line, as PEFT's print_trainable_parameters, for the start of a LoRA run: the trainable
+    parameters of the total (tied ones once), where the adapters are, and what else trains (a new
+    head: PEFT's modules_to_save) -- so that a run shows it trains a small part of the model."""
+    params = dict(model.named_parameters())
+    trainable = sum(p.numel() for p in params.values() if p.requires_grad)
+    total = sum(p.numel() for p in params.values())
+    layers = lora_layers(model)
+    targets = dict.fromkeys(re.sub(r"^(.*\.)?layers\.\d+\.", "", name) for name in layers)
+    also = dict.fromkeys(n.rsplit(".", 1)[0] for n, p in params.items()
+                         if p.requires_grad and not n.endswith((".lora_A", ".lora_B")))
+    r = next(iter(layers.values())).r if layers else 0
+    line = (f"LoRA: {trainable:,} trainable parameters of {total:,} ({100 * trainable / max(total, 1):.2f} %), "
+            f"rank-{r} adapters on {', '.join(targets)} ({len(layers)} layers)")
+    return line + (f"; also trained: {', '.join(also)}" if also else "")
 
 
 def new_parameters(model: nn.Module, base: nn.Module) -> tuple[str, ...]:
