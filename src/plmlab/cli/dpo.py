@@ -5,7 +5,7 @@ preference pairs (plmlab.data.instructions)."""
 from __future__ import annotations
 
 from .args import non_negative_float, positive_float, positive_int, probability
-from .finetune import add_run_arguments, run_training
+from .finetune import add_run_arguments, fill_steps, run_training
 
 
 def register(sub) -> None:
@@ -38,4 +38,14 @@ def run(args) -> int:
     skip = {"func", "verb", "json", "model", "data", "out", "beta", *FLAGS}
     known = {k: v for k, v in vars(args).items() if k not in skip}
     options = dpo_options(args.model, args.data, args.out, args.beta, lora=lora_options(args), **known)
-    return run_training(args, lambda log: dpo(options, log=log))
+    return run_training(args, lambda log: dpo(options, log=log), lambda: next_steps(args.out))
+
+
+def next_steps(out: str) -> list[str]:
+    """Talk to the model where its tokenizer has a chat template, else continue a prompt."""
+    from ..tokenizers import load_tokenizer
+    from ..tokenizers.chat import chat_usable
+
+    chat = chat_usable(load_tokenizer(f"{out}/final"))
+    return fill_steps(["plmlab chat --model {out}" if chat else 'plmlab generate --model {out} "a prompt"'],
+                      {"out": out})

@@ -62,19 +62,21 @@ def add_run_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..finetune import FinetuneOptions, finetune
+    from ..finetune import TASKS, FinetuneOptions, finetune
     from ..train.lora import FLAGS, lora_options
 
     fields = set(FinetuneOptions.__dataclass_fields__) - {"extra", "lora"}
     known = {k: v for k, v in vars(args).items() if k in fields}
     extra = {k: v for k, v in vars(args).items() if k not in fields and k not in ("func", "verb", "json", *FLAGS)}
     return run_training(args, lambda log: finetune(FinetuneOptions(**known, lora=lora_options(args), extra=extra),
-                                                   log=log))
+                                                   log=log),
+                        lambda: fill_steps(TASKS[args.task].next_steps, vars(args)))
 
 
-def run_training(args, train) -> int:
-    """Run `train(log) -> history` for a fine-tuning verb: the per-epoch lines (or, with --json,
-    the history as JSON lines at the end); a signal saves a checkpoint and exits 128 + signum
+def run_training(args, train, next_steps=None) -> int:
+    """Run `train(log) -> history` for a fine-tuning verb: the per-epoch lines, then what to try
+    next (`next_steps() -> commands`, one "next:" line each); with --json, the history as JSON
+    lines at the end and nothing else. A signal saves a checkpoint and exits 128 + signum
     (resumable, not an input error)."""
     import sys
 
@@ -88,4 +90,24 @@ def run_training(args, train) -> int:
     if args.json:
         for record in history:
             print(json.dumps(record))
+    elif next_steps is not None and history:  # rank 0 (the others get no history under torchrun)
+        for command in next_steps():
+            print(f"next: {command}")
     return 0
+
+
+PATHS = ("out", "eval", "train", "model", "dpo")  # the values a command names as paths: quoted for the shell
+
+
+def fill_steps(templates, values: dict) -> list[str]:
+    """Each command template filled with the run's values ({out}, {eval}, ...); one that names a
+    value the run left out (None) is skipped."""
+    import shlex
+    import string
+
+    out = []
+    for template in templates:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        if all(values.get(name) is not None for name in names):
+            out.append(template.format(**{n: shlex.quote(str(values[n])) if n in PATHS else values[n] for n in names}))
+    return out

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .args import non_negative_float, positive_float, positive_int, probability
-from .finetune import add_run_arguments, run_training
+from .finetune import add_run_arguments, fill_steps, run_training
 
 
 def register(sub) -> None:
@@ -37,4 +37,15 @@ def run(args) -> int:
     from ..train.lora import FLAGS, lora_options
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "verb", "json", *FLAGS)}
-    return run_training(args, lambda log: sft(sft_options(**options, lora=lora_options(args)), log=log))
+    return run_training(args, lambda log: sft(sft_options(**options, lora=lora_options(args)), log=log),
+                        lambda: next_steps(args.out))
+
+
+def next_steps(out: str) -> list[str]:
+    """Talk to the model; a decoder can then be preference-tuned (DPO takes decoders only)."""
+    from ..hf import load_config, resolve_dir
+
+    steps = ["plmlab chat --model {out}"]
+    if load_config(resolve_dir(out)).arch == "decoder":
+        steps.append("plmlab dpo --model {out} --out {dpo}")
+    return fill_steps(steps, {"out": out, "dpo": f"{out.rstrip('/')}-dpo"})

@@ -37,6 +37,9 @@ class Task:
 
     name = ""
     help = ""
+    # commands to try on the fine-tuned model, shown at the end of `plmlab finetune`: formatted
+    # with the run's options ({out}, {eval}, ...); a line naming an option the run left out is skipped
+    next_steps: tuple[str, ...] = ()
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options  # every parsed CLI option (labels, max_length, truncate ...)

@@ -32,6 +32,7 @@ MAX_LABELS = 20  # at most this many distinct training targets, each seen twice 
 class Text2Text(Task):
     name = "text2text"
     help = "encoder-decoder input -> target text (T5): exact match, accuracy for label targets"
+    next_steps = ('plmlab generate --model {out} "{prefix}an input text"',)
 
     @classmethod
     def add_arguments(cls, parser) -> None:
