@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import PlmlabError, warn
-from ..modeling import build_model
+from ..modeling import build_model, copy_matching
 from ..nn.lora import merge_into_base
 from ..train import faults
 from ..train.checkpoint import write_json_durable
-from ..train.lora import apply_lora, describe_lora, load_lora_checkpoint, new_parameters, save_adapter_dir
+from ..train.lora import apply_lora, describe_lora, load_lora_checkpoint, save_adapter_dir
 from ..train.loop import LoopOptions, Trainer, TrainState
 from ..train.metrics import METRICS, MetricsLog, NoLog, Progress, read_metrics
 from ..train.optim import make_optimizer, schedule
@@ -104,8 +104,8 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     config = task.model_config(base.config, train)
     torch.manual_seed(o.seed)  # the new head's initialisation
     model = build_model(config)
-    _copy_matching(base, model)
-    train_also = new_parameters(model, base) if o.lora is not None else ()
+    new = copy_matching(base, model)  # pretrained weights wherever names and shapes agree; the new head keeps its init
+    train_also = new if o.lora is not None else ()
     if o.lora is not None:  # the adapters and the new head train; the pretrained weights stay frozen
         apply_lora(model, o.lora, train_also=train_also)
     model.to(device)
@@ -130,13 +130,6 @@ def _discover(o: FinetuneOptions, rundir: RunDir):
         raise PlmlabError(f"{found[1]}: not a fine-tuning checkpoint (or its trainer state is corrupt)")
     o.check_resume_agrees(info["options"])
     return (found, info), []
-
-
-def _copy_matching(source: torch.nn.Module, target: torch.nn.Module) -> None:
-    """Pretrained weights wherever names and shapes agree; the new head keeps its init."""
-    theirs, ours = source.state_dict(), target.state_dict()
-    target.load_state_dict({k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}, strict=False)
-    target.tie_weights()
 
 
 def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found, old) -> None:
@@ -173,10 +166,12 @@ def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found,
 
 
 def _save(o: FinetuneOptions, model: torch.nn.Module, rundir: RunDir, tokenizer) -> None:
-    """final/ (Hugging Face layout); under LoRA first OUT/adapter (PEFT's format), then final/
-    holds the adapters merged into the weights, so every pipeline loads it as before."""
+    """final/ (Hugging Face layout); under LoRA first OUT/adapter (PEFT's format, with the tokenizer
+    and the fine-tuned model's config, so that `plmlab merge-lora` onto the pretrained model needs
+    nothing else), then final/ holds the adapters merged into the weights, so every pipeline loads
+    it as before."""
     if o.lora is not None:
-        save_adapter_dir(model, rundir.out, base_model=o.model)
+        save_adapter_dir(model, rundir.out, base_model=o.model, tokenizer=tokenizer)
         merge_into_base(model)
     save_final(model, rundir.out, tokenizer)
 
