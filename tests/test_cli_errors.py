@@ -95,11 +95,13 @@ def help_of(capsys, verb: str) -> dict[str, str]:
 
 def test_help_shows_every_default_once(capsys):
     dpo = help_of(capsys, "dpo")
-    assert dpo["--beta"].endswith("(default: 0.1)") and dpo["--epochs"].endswith("(default: 1)")
+    assert dpo["--beta"].endswith("(default: 0.1)") and dpo["--batch-size"].endswith("(default: 8)")
+    assert "(default: 1, or more for a small data set" in dpo["--epochs"] and dpo["--epochs"].count("default") == 1
+    assert "(default: 1e-05 x 768 / the model's width" in dpo["--lr"]  # derived by the run: said, not shown as None
     assert dpo["--seed"].endswith("(default: 0)") and dpo["--lora-targets"].endswith("(default: attention,mlp)")
     assert "default" not in dpo["--truncate"] and "default" not in dpo["--lora-r"]  # a flag, None: nothing to show
     sft = help_of(capsys, "sft")
-    assert sft["--warmup"].endswith("(default: 0.05)") and sft["--epochs"].endswith("(default: 3)")
+    assert sft["--warmup"].endswith("(default: 0.05)") and "(default: 3, or more" in sft["--epochs"]
     assert sft["--data"].count("default") == 1  # its help speaks of its default already
     pretrain = help_of(capsys, "pretrain")
     for option in ("--lr", "--objective", "--schedule"):  # pretrain writes its own "(default X)": not doubled

@@ -322,7 +322,7 @@ def test_without_data_dpo_trains_on_the_builtin_pairs_and_scores_their_eval_spli
     monkeypatch.setattr(dpo_module, "builtin_preferences", builtin)
     options = dpo_options(str(data / "model"), out=str(tmp_path / "api"), **RUN)
     assert options.train == "builtin" and options.eval is None
-    args = ["dpo", "--model", str(data / "model"), "--out", str(tmp_path / "cli"), "--json",
+    args = ["dpo", "--model", str(data / "model"), "--out", str(tmp_path / "cli"), "--json", "--epochs", "1",
             *[x for k, v in RUN.items() for x in (f"--{k.replace('_', '-')}", str(v))]]
     assert main(args) == 0
     history = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -113,7 +113,7 @@ def test_the_run_line_counts_adapters_and_the_new_head_as_peft_prints_them():
     line = describe_lora(m)
     assert line.startswith(f"LoRA: {trainable:,} trainable parameters of {total:,} "
                            f"({100 * trainable / total:.2f} %), rank-2 adapters on attn.qkv, attn.o "
-                           f"({2 * c.n_layers} layers); also trained: decoder.norm"), line
+                           f"({2 * c.n_layers} modules); also trained: decoder.norm"), line
     assert trainable == sum(p.numel() for p in m.parameters() if p.requires_grad)
 
 

@@ -4,8 +4,8 @@ preference pairs (plmlab.data.instructions)."""
 
 from __future__ import annotations
 
-from .args import non_negative_float, positive_float, positive_int, probability
-from .finetune import add_run_arguments, fill_steps, run_training
+from .args import positive_float, positive_int
+from .finetune import add_run_arguments, add_schedule_arguments, fill_steps, run_training
 
 
 def register(sub) -> None:
@@ -20,11 +20,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="run directory (metrics.jsonl, checkpoints/, final/, summary.json)")
     p.add_argument("--beta", type=positive_float, default=0.1, help="DPO's beta: how far from the reference")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
-    p.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"])
-    p.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"], help="pairs per step")
-    p.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"])
-    p.add_argument("--weight-decay", type=non_negative_float, default=DEFAULTS["weight_decay"])
-    p.add_argument("--warmup", type=probability, default=0.1, help="warm-up fraction of the steps")
+    add_schedule_arguments(p, DEFAULTS, "pairs per step")
     p.add_argument("--max-length", type=positive_int, help="maximum prompt + response tokens (default: the context)")
     p.add_argument("--truncate", action="store_true", help="cut over-long responses instead of failing")
     add_run_arguments(p)

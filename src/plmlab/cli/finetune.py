@@ -23,11 +23,7 @@ def register(sub) -> None:
     p.add_argument("--eval", help="evaluation data, scored after every epoch")
     p.add_argument("--out", required=True, help="run directory (metrics.jsonl, checkpoints/, final/, summary.json)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
-    p.add_argument("--epochs", type=positive_int, default=3)
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--lr", type=positive_float, default=5e-5)
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
-    p.add_argument("--warmup", type=probability, default=0.1, help="warm-up fraction of the steps")
+    add_schedule_arguments(p)
     p.add_argument("--max-length", type=positive_int, help="maximum tokens per input (default: the model's context)")
     p.add_argument("--truncate", action="store_true", help="cut over-long inputs instead of failing")
     p.add_argument("--labels", help="comma-separated label names in id order (default: sorted training labels)")
@@ -35,6 +31,22 @@ def register(sub) -> None:
     for name in names:
         TASKS[name].add_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_schedule_arguments(p, recipe: dict | None = None, batch_help: str = "examples per step") -> None:
+    """--epochs, --batch-size, --lr, --weight-decay, --warmup with FinetuneOptions' defaults, or the
+    recipe's own where it has them (sft.DEFAULTS, dpo.DEFAULTS): each default is written once."""
+    from ..finetune import FinetuneOptions
+    from ..finetune.options import LORA_SCALE, MAX_EPOCHS, MIN_STEPS, REFERENCE_WIDTH
+
+    d = {**{name: f.default for name, f in FinetuneOptions.__dataclass_fields__.items()}, **(recipe or {})}
+    p.add_argument("--epochs", type=positive_int, help=f"passes over the data (default: {d['min_epochs']}, or more for a "
+                   f"small data set: at least {MIN_STEPS} steps within {MAX_EPOCHS} epochs; the run prints it)")
+    p.add_argument("--batch-size", type=positive_int, default=d["batch_size"], help=batch_help)
+    p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default: {d['base_lr']:g} x {REFERENCE_WIDTH} / "
+                   f"the model's width, {LORA_SCALE:g}x that under LoRA; the run prints it)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=d["weight_decay"])
+    p.add_argument("--warmup", type=probability, default=d["warmup"], help="warm-up fraction of the steps")
 
 
 def add_run_arguments(p) -> None:

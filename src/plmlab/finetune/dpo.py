@@ -66,8 +66,9 @@ from .sft_glm import glm_preference
 from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
 
 # DPO's defaults where they differ from classification fine-tuning's: one epoch, a small
-# learning rate and no weight decay (the paper's section 6 and TRL's DPOTrainer)
-DEFAULTS = dict(epochs=1, batch_size=8, lr=1e-5, weight_decay=0.0)
+# learning rate at large sizes (grown for small models as every fine-tune's, options.default_lr)
+# and no weight decay (the paper's section 6 and TRL's DPOTrainer)
+DEFAULTS = dict(min_epochs=1, batch_size=8, base_lr=1e-5, weight_decay=0.0)
 
 
 BUILTIN = "builtin"  # --data default: the built-in preference pairs

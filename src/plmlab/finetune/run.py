@@ -33,7 +33,7 @@ from ..train.rundir import RunDir, RunLock, clear
 from ..train.saving import STATE_FORMAT, Checkpointer, restore_training, save_final
 from ..train.setup import choose_device
 from ..train.state import read_trainer_info
-from .options import FinetuneOptions
+from .options import FinetuneOptions, with_defaults
 from .tasks import get_task
 from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
 
@@ -67,9 +67,10 @@ def finetune(options: FinetuneOptions, log=print, prepare=None, finish=None) -> 
     try:
         with RunLock(rundir.out) if dist.is_main else contextlib.nullcontext():
             # the run directory is looked at once the data checked out, and before anything is written
-            setup, (found, old) = dist.main_first(lambda: (prepare(options, dist), _discover(options, rundir)))
-            if options.lora is not None and dist.is_main:
-                log(describe_lora(setup.model))
+            setup, options, how, (found, old) = dist.main_first(lambda: _prepared(options, dist, rundir, prepare))
+            if dist.is_main:
+                for line in ([describe_lora(setup.model)] if options.lora is not None else []) + how:
+                    log(line)
             _train(options, setup, rundir, dist, found, old)
             history = dist.on_main(lambda: _summarise(rundir, log), "writing the summary") or []
             if finish is not None:
@@ -78,6 +79,14 @@ def finetune(options: FinetuneOptions, log=print, prepare=None, finish=None) -> 
     finally:
         dist.close()
     return history
+
+
+def _prepared(options: FinetuneOptions, dist: Dist, rundir: RunDir, prepare):
+    """(the set-up, the options with their learning rate and epochs resolved -- what the run
+    records and a resume compares --, a line for each derived one, what `_discover` finds)."""
+    setup = prepare(options, dist)
+    options, how = with_defaults(options, setup.model.config.d_model, setup.steps_per_epoch)
+    return setup, options, how, _discover(options, rundir)
 
 
 def _summarise(rundir: RunDir, log) -> list[dict]:

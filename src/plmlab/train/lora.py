@@ -132,7 +132,7 @@ def describe_lora(model: nn.Module) -> str:
                          if p.requires_grad and not n.endswith((".lora_A", ".lora_B")))
     r = next(iter(layers.values())).r if layers else 0
     line = (f"LoRA: {trainable:,} trainable parameters of {total:,} ({100 * trainable / max(total, 1):.2f} %), "
-            f"rank-{r} adapters on {', '.join(targets)} ({len(layers)} layers)")
+            f"rank-{r} adapters on {', '.join(targets)} ({len(layers)} modules)")
     return line + (f"; also trained: {', '.join(also)}" if also else "")
 
 
