@@ -43,10 +43,20 @@ def add_schedule_arguments(p, recipe: dict | None = None, batch_help: str = "exa
     p.add_argument("--epochs", type=positive_int, help=f"passes over the data (default: {d['min_epochs']}, or more for a "
                    f"small data set: at least {MIN_STEPS} steps within {MAX_EPOCHS} epochs; the run prints it)")
     p.add_argument("--batch-size", type=positive_int, default=d["batch_size"], help=batch_help)
-    p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default: {d['base_lr']:g} x {REFERENCE_WIDTH} / "
-                   f"the model's width, {LORA_SCALE:g}x that under LoRA; the run prints it)")
+    base = f"{d['base_lr']:g}" if d["base_lr"] is not None else _task_base_lrs()
+    p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default: {base} x {REFERENCE_WIDTH} / the "
+                   f"model's width, {LORA_SCALE:g}x that under LoRA; the run prints it)")
     p.add_argument("--weight-decay", type=non_negative_float, default=d["weight_decay"])
     p.add_argument("--warmup", type=probability, default=d["warmup"], help="warm-up fraction of the steps")
+
+
+def _task_base_lrs() -> str:
+    """'1e-4 (text2text: 3e-4)': the rate at width 768, and the tasks that have their own."""
+    from ..finetune import TASKS, task_names
+    from ..finetune.options import DEFAULT_BASE_LR
+
+    own = ", ".join(f"{n}: {TASKS[n].base_lr:g}" for n in task_names() if TASKS[n].base_lr != DEFAULT_BASE_LR)
+    return f"{DEFAULT_BASE_LR:g}" + (f" ({own})" if own else "")
 
 
 def add_run_arguments(p) -> None:

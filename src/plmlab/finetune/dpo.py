@@ -65,9 +65,10 @@ from .sft_data import pack
 from .sft_glm import glm_preference
 from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
 
-# DPO's defaults where they differ from classification fine-tuning's: one epoch, a small
-# learning rate at large sizes (grown for small models as every fine-tune's, options.default_lr)
-# and no weight decay (the paper's section 6 and TRL's DPOTrainer)
+# DPO's defaults where they differ from classification fine-tuning's: one epoch (more on a small
+# data set, options.default_epochs), a tenth of its learning rate (1e-5 at width 768, inversely
+# proportional to the width, options.default_lr) and no weight decay (the paper's section 6 and
+# TRL's DPOTrainer)
 DEFAULTS = dict(min_epochs=1, batch_size=8, base_lr=1e-5, weight_decay=0.0)
 
 

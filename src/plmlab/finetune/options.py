@@ -39,7 +39,7 @@ class FinetuneOptions:
     batch_size: int = 16  # examples per micro-batch per rank
     grad_accum: int = 1  # micro-batches per optimizer step: a step sees batch_size x grad_accum x world examples
     lr: float | None = None  # peak learning rate; None: default_lr(base_lr, the model's width, LoRA or not)
-    base_lr: float = 1e-4  # the default lr at width 768 (ELECTRA-Base's), inversely proportional to the width
+    base_lr: float | None = None  # the default lr at width 768, inversely proportional to the width; None: the task's
     weight_decay: float = 0.01
     warmup: float = 0.1  # fraction of the steps
     clip: float = 1.0  # max gradient norm; 0: no clipping
@@ -68,7 +68,7 @@ class FinetuneOptions:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         for name in ("lr", "base_lr", "weight_decay", "clip"):
             value = getattr(self, name)
-            if name == "lr" and value is None:
+            if name in ("lr", "base_lr") and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
@@ -113,11 +113,13 @@ class FinetuneOptions:
 # fine-tuning rates (2e-5 .. 5e-5 for 2 .. 4 epochs, appendix A.3) are for width 768 and large
 # data sets; at them bert-mini stays at one class. The rate is inversely proportional to the
 # width, as ELECTRA's fine-tuning rates are (Clark et al. 2020, table 7: Small, width 256,
-# 3e-4; Base, 768, 1e-4; Large, 1024, 5e-5) and muP's for Adam: `base_lr` at width 768. LoRA
+# 3e-4; Base, 768, 1e-4; Large, 1024, 5e-5) and muP's for Adam: `base_lr` at width 768, the
+# task's own (DEFAULT_BASE_LR; T5's text2text 3e-4, SFT's 1e-4, DPO's 1e-5) unless given. LoRA
 # trains a low-rank update from zero and takes LORA_SCALE x that (the LoRA paper's RoBERTa-base
 # runs use 4e-4 .. 5e-4 where full fine-tuning uses 1e-5 .. 3e-5). A small data set is passed
 # over more often: the run has at least MIN_STEPS optimizer steps (within MAX_EPOCHS epochs).
 REFERENCE_WIDTH = 768
+DEFAULT_BASE_LR = 1e-4
 LORA_SCALE = 10.0
 MIN_STEPS = 200
 MAX_EPOCHS = 20
@@ -133,14 +135,17 @@ def default_epochs(min_epochs: int, steps_per_epoch: int) -> int:
     return max(min_epochs, min(MAX_EPOCHS, math.ceil(MIN_STEPS / max(steps_per_epoch, 1))))
 
 
-def with_defaults(options: FinetuneOptions, width: int, steps_per_epoch: int) -> tuple[FinetuneOptions, list[str]]:
+def with_defaults(options: FinetuneOptions, width: int, steps_per_epoch: int,
+                  task_base_lr: float = DEFAULT_BASE_LR) -> tuple[FinetuneOptions, list[str]]:
     """(the options with `lr` and `epochs` set, a line for each one derived here rather than given):
-    what the run trains with, records in its checkpoints (a resume derives the same) and prints."""
+    what the run trains with, records in its checkpoints (a resume derives the same) and prints.
+    `task_base_lr`: the task's rate at width 768, where the options name none."""
     lines, fields = [], {}
     if options.lr is None:
-        fields["lr"] = default_lr(options.base_lr, width, options.lora is not None)
+        base = task_base_lr if options.base_lr is None else options.base_lr
+        fields["lr"] = default_lr(base, width, options.lora is not None)
         lora = f" x {LORA_SCALE:g} under LoRA" if options.lora is not None else ""
-        lines.append(f"lr {fields['lr']:g} (the default: {options.base_lr:g} x {REFERENCE_WIDTH} / width {width}{lora}; "
+        lines.append(f"lr {fields['lr']:g} (the default: {base:g} x {REFERENCE_WIDTH} / width {width}{lora}; "
                      "--lr sets it)")
     if options.epochs is None:
         fields["epochs"] = default_epochs(options.min_epochs, steps_per_epoch)

@@ -33,7 +33,7 @@ from ..train.rundir import RunDir, RunLock, clear
 from ..train.saving import STATE_FORMAT, Checkpointer, restore_training, save_final
 from ..train.setup import choose_device
 from ..train.state import read_trainer_info
-from .options import FinetuneOptions, with_defaults
+from .options import DEFAULT_BASE_LR, FinetuneOptions, with_defaults
 from .tasks import get_task
 from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
 
@@ -85,7 +85,8 @@ def _prepared(options: FinetuneOptions, dist: Dist, rundir: RunDir, prepare):
     """(the set-up, the options with their learning rate and epochs resolved -- what the run
     records and a resume compares --, a line for each derived one, what `_discover` finds)."""
     setup = prepare(options, dist)
-    options, how = with_defaults(options, setup.model.config.d_model, setup.steps_per_epoch)
+    task_lr = getattr(setup.task, "base_lr", DEFAULT_BASE_LR)  # a registered task's own (Task.base_lr)
+    options, how = with_defaults(options, setup.model.config.d_model, setup.steps_per_epoch, task_lr)
     return setup, options, how, _discover(options, rundir)
 
 
