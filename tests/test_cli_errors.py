@@ -79,6 +79,35 @@ def test_help_still_exits_zero(capsys):
     assert done.value.code == 0 and "--temperature" in capsys.readouterr().out
 
 
+def help_of(capsys, verb: str) -> dict[str, str]:
+    """`plmlab VERB --help` as {option: its help text, wrapped lines joined}."""
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    entries: dict[str, str] = {}
+    for line in capsys.readouterr().out.split("options:", 1)[1].splitlines():
+        if line.startswith("  -"):
+            name, _, text = line.strip().partition(" ")
+            entries[name], last = text.strip(), name
+        elif line.startswith(" "):  # a wrapped line (a group's heading starts at column 0)
+            entries[last] = f"{entries[last]} {line.strip()}".strip()
+    return entries
+
+
+def test_help_shows_every_default_once(capsys):
+    dpo = help_of(capsys, "dpo")
+    assert dpo["--beta"].endswith("(default: 0.1)") and dpo["--batch-size"].endswith("(default: 8)")
+    assert "(default: 1, or more for a small data set" in dpo["--epochs"] and dpo["--epochs"].count("default") == 1
+    assert "(default: 1e-05 x 768 / the model's width" in dpo["--lr"]  # derived by the run: said, not shown as None
+    assert dpo["--seed"].endswith("(default: 0)") and dpo["--lora-targets"].endswith("(default: attention,mlp)")
+    assert "default" not in dpo["--truncate"] and "default" not in dpo["--lora-r"]  # a flag, None: nothing to show
+    sft = help_of(capsys, "sft")
+    assert sft["--warmup"].endswith("(default: 0.05)") and "(default: 3, or more" in sft["--epochs"]
+    assert sft["--data"].count("default") == 1  # its help speaks of its default already
+    pretrain = help_of(capsys, "pretrain")
+    for option in ("--lr", "--objective", "--schedule"):  # pretrain writes its own "(default X)": not doubled
+        assert "(default " in pretrain[option] and "(default:" not in pretrain[option], pretrain[option]
+
+
 @pytest.fixture(scope="module")
 def gpt_dir(tmp_path_factory):
     """A gpt-tiny as large as its tokenizer, and one of 100 embeddings saved with the same tokenizer."""

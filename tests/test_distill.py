@@ -154,10 +154,11 @@ def test_decoder_distillation_resumes_bit_identically(root, tmp_path):
     ("decoder-student", "an encoder teacher distils into an encoder student"),
     ("no-teacher", "no such checkpoint directory"),
     ("narrower-cos", "--alpha-cos compares hidden states"),
+    ("wider", "--student distilbert-mini is 256 wide (4 heads, d_ff 1024) and the teacher 64 (4 heads, d_ff 256)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(root, tmp_path, capsys, case, match):
-    student = {"deeper": "bert-mini", "decoder-student": "gpt-tiny", "narrower-cos": "bert-mini"}.get(case,
-                                                                                                    "distilbert-tiny")
+    student = {"deeper": "bert-mini", "decoder-student": "gpt-tiny", "narrower-cos": "bert-mini",
+               "wider": "distilbert-mini"}.get(case, "distilbert-tiny")
     teacher = str(tmp_path / "missing") if case == "no-teacher" else str(root / "bert")
     extra = ["--init", "random", "--alpha-cos", "1"] if case == "narrower-cos" else []
     if case == "vocab":
@@ -168,3 +169,23 @@ def test_bad_input_is_one_line_and_exit_2(root, tmp_path, capsys, case, match):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("plmlab: error: ") and match in err, err
     assert not (tmp_path / "out" / "metrics.jsonl").exists()
+    if case == "wider":  # what to pass instead: the default, a preset of the teacher's shape, or a random student
+        assert "pass --student half (the default: the teacher with half its layers), --student distilbert-tiny " \
+               "or --init random" in err, err
+
+
+def test_the_default_student_is_half_the_teacher(root, tmp_path, capsys):
+    """Without --student: the teacher's config with half its layers (DistilBERT's recipe: same width,
+    one layer out of two), initialised from the teacher, trained, saved in the teacher's layout."""
+    from plmlab.finetune.distill import make_student
+
+    teacher = plmlab.load_pretrained(root / "gpt")  # 3 layers
+    student = make_student("half", teacher, "teacher", 0)
+    assert student.config == teacher.config.replace(n_layers=1)
+    assert torch.equal(student.state_dict()["decoder.layers.0.attn.qkv.weight"],
+                       teacher.state_dict()["decoder.layers.0.attn.qkv.weight"])
+    code = main(["distill", "--teacher", str(root / "bert"), "--out", str(tmp_path / "out"),
+                 "--corpus", str(root / "corpus.txt"), "--max-steps", "2", "--seq-len", "32", "--progress", "none"])
+    assert code == 0, capsys.readouterr().err
+    final = plmlab.load_pretrained(tmp_path / "out")
+    assert final.config == plmlab.load_pretrained(root / "bert").config.replace(n_layers=1)

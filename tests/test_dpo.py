@@ -248,3 +248,83 @@ def test_dpo_with_lora_trains_the_adapters_only_and_saves_them(data, tmp_path):
     base = plmlab.load_pretrained(data / "model").state_dict()
     final = plmlab.load_pretrained(out / "final").state_dict()  # merged: differs from the base
     assert any(not torch.equal(base[k], final[k]) for k in base)
+
+
+# ---------------------------------------------------------------------------- the chat template, built-in pairs
+CHAT = [{"prompt": "what does split do?", "chosen": "it splits a string.", "rejected": "json."},
+        {"prompt": [{"role": "system", "content": "be terse."}, {"role": "user", "content": "which module has dumps?"}],
+         "chosen": [{"role": "assistant", "content": "json."}], "rejected": [{"role": "assistant", "content": "text."}]}]
+
+
+@pytest.fixture(scope="module")
+def chat_dir(tmp_path_factory):
+    """A gpt-tiny whose tokenizer carries ChatML (as `plmlab sft` saves it)."""
+    from plmlab.tokenizers.chat import with_chat_template
+
+    folder = tmp_path_factory.mktemp("chat")
+    texts = [" ".join(r[k] if isinstance(r[k], str) else r[k][-1]["content"] for k in r) for r in CHAT] * 20
+    tok = with_chat_template(train_tokenizer(texts + FILL, "gpt2", vocab_size=300, min_frequency=1))
+    torch.manual_seed(0)
+    plmlab.save_pretrained(plmlab.build_model("gpt-tiny", vocab_size=tok.vocab_size), folder / "model", tokenizer=tok)
+    write(folder / "prefs.jsonl", CHAT)
+    return folder
+
+
+def test_with_a_chat_template_a_row_is_what_sft_trains_and_chat_renders(chat_dir):
+    """The chosen row is apply_chat_template(prompt + [chosen]) up to and with <|im_end|> (transformers' ids
+    on the saved tokenizer), its prompt part the rendering with the generation prompt (what `plmlab chat`
+    feeds), and the labels exactly the response and <|im_end|>: SFT's loss mask for that turn."""
+    from plmlab.tokenizers.chat import encode_chat, encode_chat_for_training
+
+    transformers = pytest.importorskip("transformers", reason="transformers (test extra) is the oracle")
+    theirs = transformers.AutoTokenizer.from_pretrained(chat_dir / "model")
+    tok = load_tokenizer(chat_dir / "model")
+    records = read_preferences(str(chat_dir / "prefs.jsonl"))
+    end = tok.token_to_id("<|im_end|>")
+    for record, raw in zip(records, CHAT):
+        messages = raw["prompt"] if isinstance(raw["prompt"], list) else [{"role": "user", "content": raw["prompt"]}]
+        example = encode_preference(record, tok, 64, False)
+        for key in ("chosen", "rejected"):
+            turn = raw[key] if isinstance(raw[key], list) else [{"role": "assistant", "content": raw[key]}]
+            full = list(theirs.apply_chat_template(messages + turn, return_dict=False))
+            prompt = list(theirs.apply_chat_template(messages, add_generation_prompt=True, return_dict=False))
+            ids, labels = example[f"{key}_ids"].tolist(), example[f"{key}_labels"].tolist()
+            assert ids == full[:full.index(end, len(prompt)) + 1] and ids[:len(prompt)] == prompt
+            assert ids == encode_chat(tok, messages + turn, add_generation_prompt=False)[:len(ids)]
+            sft_ids, flags = encode_chat_for_training(tok, messages + turn)
+            learned = [i for i, f in zip(sft_ids[len(prompt):], flags[len(prompt):]) if f]
+            assert [x for x in labels if x != IGNORE_INDEX] == learned == ids[len(prompt):]
+            assert labels[:len(prompt)] == [IGNORE_INDEX] * len(prompt)
+            assert tok.decode(learned, skip_special_tokens=False) == turn[0]["content"] + "<|im_end|>"
+
+
+def test_without_a_template_a_conversational_record_is_one_line(data, tmp_path, capsys):
+    args = ["dpo", "--model", str(data / "model"), "--data", write(tmp_path / "prefs.jsonl", CHAT[1:]),
+            "--out", str(tmp_path / "run"), "--progress", "none"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "prefs.jsonl:1: a conversational record needs a chat template" in err, err
+    bad = [{**CHAT[1], "chosen": [{"role": "user", "content": "json."}]}]
+    assert main(args[:4] + [write(tmp_path / "bad.jsonl", bad)] + args[5:]) == 2
+    assert "bad.jsonl:1: chosen must be a string or a list of one" in capsys.readouterr().err
+
+
+def test_without_data_dpo_trains_on_the_builtin_pairs_and_scores_their_eval_split(data, tmp_path, monkeypatch,
+                                                                                   capsys):
+    from plmlab.finetune import dpo as dpo_module
+
+    asked = []
+
+    def builtin(split):  # a few of the built-in pairs, so that the test is quick
+        asked.append(split)
+        return [{"prompt": f"the movie {split} {i}", "chosen": " good", "rejected": " bad"} for i in range(4)]
+
+    monkeypatch.setattr(dpo_module, "builtin_preferences", builtin)
+    options = dpo_options(str(data / "model"), out=str(tmp_path / "api"), **RUN)
+    assert options.train == "builtin" and options.eval is None
+    args = ["dpo", "--model", str(data / "model"), "--out", str(tmp_path / "cli"), "--json", "--epochs", "1",
+            *[x for k, v in RUN.items() for x in (f"--{k.replace('_', '-')}", str(v))]]
+    assert main(args) == 0
+    history = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert asked == ["train", "eval"] and "eval_reward_accuracy" in history[-1]
+    assert [r["step"] for r in read_metrics(tmp_path / "cli" / "metrics.jsonl")] == [1]  # 4 pairs, batches of 4

@@ -60,6 +60,12 @@ def test_within_noise_and_compare():
     assert "not measured" in stats.compare("a", [1.0], "b", [2.0], "loss", lower_is_better=False)
 
 
+def test_a_gap_below_the_shown_digits_is_a_tie():
+    text = stats.compare("a", [1.0001, 1.0003], "b", [1.0002, 1.0004], "loss")
+    assert text.startswith("a and b tie on loss (1.000") and "beats" not in text, text
+    assert stats.compare("a", [1.0001], "b", [1.0004], "loss", digits=4).startswith("a beats b on loss by 0.0003")
+
+
 # ---------------------------------------------------------------- a fake study
 CALLS: list[tuple[str, int]] = []
 

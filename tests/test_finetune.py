@@ -100,6 +100,20 @@ def test_token_classification(model_dirs, tmp_path, capsys):
     assert ref.config.id2label == {0: "ADJ", 1: "O"}
 
 
+def test_the_run_ends_with_next_commands_that_run(model_dirs, tmp_path, capsys):
+    """Without --json, "next:" lines name the commands to try on the result; each of them runs."""
+    import shlex
+
+    train = write_sentiment(tmp_path / "train.csv", 16, 1, "csv")
+    out = tmp_path / "my run"
+    assert main(["finetune", "--model", str(model_dirs["bert-tiny"]), "--task", "classification", "--train",
+                 str(train), "--eval", str(train), "--out", str(out), "--epochs", "1", "--progress", "none"]) == 0
+    steps = [line.removeprefix("next: ") for line in capsys.readouterr().out.splitlines() if line.startswith("next: ")]
+    assert [shlex.split(s)[:2] for s in steps] == [["plmlab", "classify"], ["plmlab", "evaluate"]], steps
+    for command in steps:
+        assert main(shlex.split(command)[1:]) == 0, command
+
+
 @pytest.mark.parametrize("content,message", [
     ('{"text": "a good movie"}\n', "missing field 'label'"),
     ('{"label": "pos"}\n', "missing field 'text'"),

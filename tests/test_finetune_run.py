@@ -123,6 +123,32 @@ def test_resume_refuses_changed_settings(data, tmp_path):
         finetune(options(data, out, epochs=1, lr=0.1, resume=True), log=lambda line: None)
 
 
+def test_the_default_lr_is_inverse_to_the_width_and_small_data_gets_more_epochs():
+    from plmlab.finetune.options import default_epochs, default_lr
+
+    # ELECTRA's fine-tuning rates: 1e-4 at width 768 (Base), 3e-4 at 256 (Small); LoRA 10 x
+    assert default_lr(1e-4, 768) == 1e-4 and default_lr(1e-4, 256) == 3e-4 and default_lr(1e-4, 1024) == 7.5e-5
+    assert default_lr(1e-4, 256, lora=True) == 3e-3 and default_lr(1e-5, 4096) == 1.9e-6
+    assert default_epochs(3, 1000) == 3 and default_epochs(3, 20) == 10 and default_epochs(1, 40) == 5
+    assert default_epochs(3, 1) == default_epochs(1, 5) == 20  # at most MAX_EPOCHS
+
+
+def test_a_run_without_lr_or_epochs_prints_and_records_the_derived_ones(data, tmp_path, capsys):
+    """The derived values are what the run trains with, records (a resume without them derives the
+    same, and agrees) and prints."""
+    args = [x for x in cli_args(data, tmp_path / "run") if x not in ("--lr", str(ARGS["lr"]), "--epochs",
+                                                                      str(ARGS["epochs"]))]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "lr 0.0012 (the default: 0.0001 x 768 / width 64; --lr sets it)" in lines  # bert-tiny
+    assert "epochs 20 (the default: 3, or more for 200 steps of 6 an epoch; --epochs sets it)" in lines  # 48 / 8
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert max(r["lr"] for r in records) == pytest.approx(1.2e-3) and records[-1]["step"] == 20 * 6
+    assert main(args + ["--resume"]) == 0  # the record holds what was derived; the resumed run derives it again
+    with pytest.raises(PlmlabError, match=r"lr 0.002 \(the run has 0.0012\)"):
+        finetune(options(data, tmp_path / "run", epochs=20, lr=2e-3, resume=True), log=lambda line: None)
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("lr", float("nan"), "--lr must be a finite number"),
     ("seed", -1, r"--seed must be an integer in \[0, 2\*\*63\)"),

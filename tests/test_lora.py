@@ -8,7 +8,7 @@ import torch
 import plmlab
 from plmlab.errors import PlmlabError
 from plmlab.nn.lora import LoRALinear, lora_layers, merge_into_base
-from plmlab.train.lora import LoraOptions, apply_lora, lora_disabled, target_modules
+from plmlab.train.lora import LoraOptions, apply_lora, describe_lora, lora_disabled, target_modules
 from plmlab.train.optim import make_optimizer
 
 
@@ -97,6 +97,24 @@ def test_only_adapters_train_and_the_optimizer_holds_their_state_only():
     assert held == {id(p) for p in m.parameters() if p.requires_grad}  # state for adapters only
     for n, p in m.named_parameters():
         assert torch.equal(p, before[n]) != (n in trainable), n  # frozen weights never move
+
+
+def test_the_run_line_counts_adapters_and_the_new_head_as_peft_prints_them():
+    """gpt-tiny's attention under rank 2: per layer QKV (fused: one A (r, d), B (3d, r)) and the output
+    projection (A (r, d), B (d, r)); the total counts the tied embeddings once, as PEFT does."""
+    m = model("gpt-tiny")
+    base = sum(p.numel() for p in m.parameters())
+    c = m.config
+    head = [n for n, _ in m.named_parameters() if n.startswith("decoder.norm")]  # kept trainable, as a new head would be
+    apply_lora(m, LoraOptions(r=2, targets="attention"), train_also=tuple(head))
+    lora = c.n_layers * (2 * c.d_model + 3 * c.d_model * 2 + 2 * c.d_model + c.d_model * 2)
+    extra = sum(p.numel() for n, p in m.named_parameters() if n in head)
+    trainable, total = lora + extra, base + lora
+    line = describe_lora(m)
+    assert line.startswith(f"LoRA: {trainable:,} trainable parameters of {total:,} "
+                           f"({100 * trainable / total:.2f} %), rank-2 adapters on attn.qkv, attn.o "
+                           f"({2 * c.n_layers} modules); also trained: decoder.norm"), line
+    assert trainable == sum(p.numel() for p in m.parameters() if p.requires_grad)
 
 
 def test_bad_options_are_one_line():

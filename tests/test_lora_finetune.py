@@ -54,9 +54,12 @@ def args(root, out, preset="bert-tiny", task="classification", train="train.json
             "--progress", "none", "--save-every", "3", *LORA]
 
 
-def test_classification_saves_a_peft_adapter_with_its_head(root, tmp_path):
+def test_classification_saves_a_peft_adapter_with_its_head(root, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(args(root, out)) == 0
+    first = capsys.readouterr().out.splitlines()[0]  # the run says, first, how small a part of the model trains
+    assert first.startswith("LoRA: ") and "trainable parameters of" in first and "rank-4 adapters on attn.qkv, attn.o" \
+        in first and first.endswith("also trained: classifier"), first
     settings = json.loads((out / "adapter/adapter_config.json").read_text())
     assert settings["task_type"] == "SEQ_CLS" and settings["modules_to_save"] == ["classifier"]
     assert all(".attention." in m for m in settings["target_modules"])
@@ -86,6 +89,31 @@ def test_every_task_trains_adapters(root, tmp_path, preset, task, train, extra):
     tensors = load_file(out / "adapter/adapter_model.safetensors")
     assert tensors and all(".lora_A." in k or ".lora_B." in k for k in tensors)  # no new head: adapters only
     assert plmlab.load_pretrained(out / "final").config.arch == plmlab.load_pretrained(root / preset).config.arch
+
+
+def test_merge_lora_onto_the_pretrained_model_rebuilds_the_fine_tune(root, tmp_path, capsys):
+    """A classification adapter carries its new head: merged onto the *pretrained* (MLM-head) model it
+    gives the fine-tuned classifier, equal to the run's final/; an existing --out needs --overwrite."""
+    out, merged = tmp_path / "run", tmp_path / "merged"
+    assert main(args(root, out)) == 0
+    merge = ["merge-lora", "--model", str(root / "bert-tiny"), "--adapter", str(out / "adapter"), "--out", str(merged)]
+    assert main(merge) == 0
+    ours, final = load_file(merged / "model.safetensors"), load_file(out / "final/model.safetensors")
+    assert ours.keys() == final.keys() and all(torch.equal(ours[k], final[k]) for k in final)
+    a, b = plmlab.load_pretrained(merged), plmlab.load_pretrained(out / "final")
+    assert a.config.label_names == b.config.label_names == ["neg", "pos"]
+    x = torch.randint(5, 40, (2, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(a(input_ids=x).logits, b(input_ids=x).logits)
+    assert (merged / "tokenizer.json").is_file()
+    capsys.readouterr()
+    (merged / "keep.txt").write_text("mine")
+    assert main(merge) == 2  # the run-directory rule: nothing is replaced unasked
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already exists; pass --overwrite" in err and (merged / "keep.txt").exists()
+    assert main(merge + ["--overwrite"]) == 0
+    assert not (merged / "keep.txt").exists() and (merged / "model.safetensors").is_file()
+    assert not list(tmp_path.glob(".tmp-*"))  # written aside, then renamed into place
 
 
 def test_targets_that_match_nothing_are_one_line(root, tmp_path, capsys):

@@ -200,3 +200,12 @@ def test_sft_with_lora_from_the_cli_saves_an_adapter_and_a_merged_final(model_di
     assert config["r"] == 4 and config["peft_type"] == "LORA"
     final = plmlab.load_pretrained(out / "final")
     assert final.config.vocab_size >= load_tokenizer(out / "final").vocab_size
+    # the adapter carries the grown embeddings, the config and the tokenizer: merged onto the pretrained
+    # model, it is final/ (the chat template's tokens included)
+    done = run_cli("merge-lora", "--model", model_dir, "--adapter", out / "adapter", "--out", tmp_path / "merged")
+    assert done.returncode == 0, done.stderr
+    merged = plmlab.load_pretrained(tmp_path / "merged").state_dict()
+    assert merged.keys() == final.state_dict().keys()
+    assert all(torch.equal(merged[k], v) for k, v in final.state_dict().items())
+    ours, theirs = load_tokenizer(tmp_path / "merged"), load_tokenizer(out / "final")
+    assert ours.chat_template == theirs.chat_template and ours.vocab_size == theirs.vocab_size

@@ -144,7 +144,12 @@ def prefs(tmp_path_factory):
     return path
 
 
-def test_dpo_scores_each_response_over_the_sft_layout(root, tok, prefs):
+@pytest.mark.parametrize("chat", [True, False])
+def test_dpo_scores_each_response_over_the_sft_layout(root, tok, prefs, chat):
+    """With a chat template, Part A is the prompt as SFT trains it and chat decodes it (the template's
+    user turn and generation prompt, `glm_prompt`); without one, the prompt's text as it is."""
+    if not chat:
+        tok = load_tokenizer(root / "rotary-2d")  # only pretrained: no <|user|> token, no template
     g = GlmTokens.from_tokenizer(tok)
     model = plmlab.load_pretrained(root / "rotary-2d").eval()
     records = read_preferences(str(prefs))[:3]
@@ -155,7 +160,8 @@ def test_dpo_scores_each_response_over_the_sft_layout(root, tok, prefs):
         logps = sequence_logps(model(**{k: batch[k] for k in KEYS}).logits, batch["labels"])  # (6,)
         for i, r in enumerate(records):
             for j, key in enumerate(("chosen", "rejected")):
-                prompt = tok.encode(r["prompt"], add_special_tokens=False) + [g.gmask]
+                prompt = glm_prompt(tok, [{"role": "user", "content": r["prompt"]}])[0] if chat else \
+                    tok.encode(r["prompt"], add_special_tokens=False) + [g.gmask]
                 response = tok.encode(r[key], add_special_tokens=False)
                 example = blank_inputs(prompt, len(prompt) - 1, [g.sop] + response)  # SFT's / decoding's layout
                 targets = response + [g.eop]

@@ -87,7 +87,10 @@ def test_limits(pretrained, tmp_path):
     base = dict(model=str(pretrained), task="text2text", out=str(tmp_path / "run"), epochs=1, batch_size=2)
     with pytest.raises(PlmlabError, match=r"long.jsonl:1: input has \d+ tokens"):
         finetune(FinetuneOptions(train=long, **base), log=lambda line: None)
-    finetune(FinetuneOptions(train=long, truncate=True, **base), log=lambda line: None)  # cut, then fine
+    lines = []
+    finetune(FinetuneOptions(train=long, truncate=True, **base), log=lines.append)  # cut, then fine
+    width = plmlab.load_pretrained(pretrained).config.d_model  # text2text's own rate at 768: T5's 3e-4
+    assert f"lr {float(f'{3e-4 * 768 / width:.2g}'):g} (the default: 0.0003 x 768 / width {width}; --lr sets it)" in lines
     target = _write(tmp_path / "target.jsonl", [{"input": "film", "target": "great " * 20}] * 2)
     with pytest.raises(PlmlabError, match="target has"):
         finetune(FinetuneOptions(train=target, extra={"max_target_length": 8}, **base), log=lambda line: None)

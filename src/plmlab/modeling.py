@@ -22,6 +22,16 @@ def build_model(config_or_name: Config | str, device: str | torch.device | None 
         return SKELETONS[config.arch](config)
 
 
+def copy_matching(source: torch.nn.Module, target: torch.nn.Module) -> tuple[str, ...]:
+    """Copy `source`'s weights into `target` wherever names and shapes agree (a fine-tune's body);
+    returns the names of `target`'s parameters that got none: its new ones (a classifier head,
+    rows of a grown vocabulary), which keep their initialisation."""
+    theirs, ours = source.state_dict(), target.state_dict()
+    target.load_state_dict({k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}, strict=False)
+    target.tie_weights()
+    return tuple(n for n, p in target.named_parameters() if n not in theirs or theirs[n].shape != p.shape)
+
+
 def count_parameters(config_or_name: Config | str, **overrides) -> dict[str, int]:
     """Parameter counts by kind, on the meta device: no memory for weights, any size. Takes
     what `build_model` takes: a Config or a preset name (plus field overrides).

@@ -8,6 +8,7 @@ Each type is a plain function of the option's string: it returns the value or ra
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -22,9 +23,39 @@ class UsageError(PlmlabError):
     """A bad command line: main() prints it as one line, with a pointer to the verb's --help."""
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """argparse's help with each option's default after it, ` (default: X)`, so that `--help`
+    answers "what happens if I leave it out"; not where there is nothing to show (None, False,
+    an empty value) or where the help already speaks of its default (pretrain writes its own)."""
+
+    def _format_action(self, action):
+        if not action.help and _shown_default(action):  # argparse prints nothing after a help-less option
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action):
+        text = (action.help or "").strip()
+        if not _shown_default(action) or "default" in text.lower():
+            return action.help
+        return f"{text} (default: %(default)s)".lstrip()
+
+
+def _shown_default(action) -> bool:
+    default = action.default
+    if not action.option_strings or action.help == argparse.SUPPRESS or default is argparse.SUPPRESS:
+        return False
+    return not (default is None or isinstance(default, bool) or default in ("", [], ()))
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but an error is one line (argparse prints the whole usage first, ~20 lines for
-    a verb with many options); sub-commands inherit the class through add_subparsers."""
+    a verb with many options), and `--help` shows the defaults (DefaultsFormatter); sub-commands
+    inherit both through add_subparsers, which builds them with this class."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} --help)")

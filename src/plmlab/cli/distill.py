@@ -1,4 +1,4 @@
-"""`plmlab distill --teacher DIR --student PRESET_OR_DIR --out OUT`: knowledge distillation
+"""`plmlab distill --teacher DIR [--student half|PRESET|DIR] --out OUT`: knowledge distillation
 with DistilBERT's triple loss (plmlab.finetune.distill), a task of the one Trainer."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from .finetune import add_run_arguments, run_training
 def register(sub) -> None:
     p = sub.add_parser("distill", help="distil a teacher (MLM encoder or causal decoder) into a smaller student")
     p.add_argument("--teacher", required=True, help="teacher checkpoint or run directory (with its tokenizer)")
-    p.add_argument("--student", required=True, help="a preset (e.g. distilbert-base) or a checkpoint directory")
+    p.add_argument("--student", default="half",
+                   help="half (the teacher's shape with half its layers, DistilBERT's recipe), a preset of the "
+                        "teacher's width (distilbert-mini for a bert-mini teacher) or a checkpoint directory")
     p.add_argument("--out", required=True, help="run directory (metrics.jsonl, checkpoints/, final/, summary.json)")
     p.add_argument("--corpus", nargs="+", action="extend", metavar="PATH",
                    help="text / markdown / jsonl files or folders (default: the built-in corpus)")

@@ -23,11 +23,7 @@ def register(sub) -> None:
     p.add_argument("--eval", help="evaluation data, scored after every epoch")
     p.add_argument("--out", required=True, help="run directory (metrics.jsonl, checkpoints/, final/, summary.json)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
-    p.add_argument("--epochs", type=positive_int, default=3)
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--lr", type=positive_float, default=5e-5)
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
-    p.add_argument("--warmup", type=probability, default=0.1, help="warm-up fraction of the steps")
+    add_schedule_arguments(p)
     p.add_argument("--max-length", type=positive_int, help="maximum tokens per input (default: the model's context)")
     p.add_argument("--truncate", action="store_true", help="cut over-long inputs instead of failing")
     p.add_argument("--labels", help="comma-separated label names in id order (default: sorted training labels)")
@@ -35,6 +31,32 @@ def register(sub) -> None:
     for name in names:
         TASKS[name].add_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_schedule_arguments(p, recipe: dict | None = None, batch_help: str = "examples per step") -> None:
+    """--epochs, --batch-size, --lr, --weight-decay, --warmup with FinetuneOptions' defaults, or the
+    recipe's own where it has them (sft.DEFAULTS, dpo.DEFAULTS): each default is written once."""
+    from ..finetune import FinetuneOptions
+    from ..finetune.options import LORA_SCALE, MAX_EPOCHS, MIN_STEPS, REFERENCE_WIDTH
+
+    d = {**{name: f.default for name, f in FinetuneOptions.__dataclass_fields__.items()}, **(recipe or {})}
+    p.add_argument("--epochs", type=positive_int, help=f"passes over the data (default: {d['min_epochs']}, or more for a "
+                   f"small data set: at least {MIN_STEPS} steps within {MAX_EPOCHS} epochs; the run prints it)")
+    p.add_argument("--batch-size", type=positive_int, default=d["batch_size"], help=batch_help)
+    base = f"{d['base_lr']:g}" if d["base_lr"] is not None else _task_base_lrs()
+    p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default: {base} x {REFERENCE_WIDTH} / the "
+                   f"model's width, {LORA_SCALE:g}x that under LoRA; the run prints it)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=d["weight_decay"])
+    p.add_argument("--warmup", type=probability, default=d["warmup"], help="warm-up fraction of the steps")
+
+
+def _task_base_lrs() -> str:
+    """'1e-4 (text2text: 3e-4)': the rate at width 768, and the tasks that have their own."""
+    from ..finetune import TASKS, task_names
+    from ..finetune.options import DEFAULT_BASE_LR
+
+    own = ", ".join(f"{n}: {TASKS[n].base_lr:g}" for n in task_names() if TASKS[n].base_lr != DEFAULT_BASE_LR)
+    return f"{DEFAULT_BASE_LR:g}" + (f" ({own})" if own else "")
 
 
 def add_run_arguments(p) -> None:
@@ -62,19 +84,21 @@ def add_run_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..finetune import FinetuneOptions, finetune
+    from ..finetune import TASKS, FinetuneOptions, finetune
     from ..train.lora import FLAGS, lora_options
 
     fields = set(FinetuneOptions.__dataclass_fields__) - {"extra", "lora"}
     known = {k: v for k, v in vars(args).items() if k in fields}
     extra = {k: v for k, v in vars(args).items() if k not in fields and k not in ("func", "verb", "json", *FLAGS)}
     return run_training(args, lambda log: finetune(FinetuneOptions(**known, lora=lora_options(args), extra=extra),
-                                                   log=log))
+                                                   log=log),
+                        lambda: fill_steps(TASKS[args.task].next_steps, vars(args)))
 
 
-def run_training(args, train) -> int:
-    """Run `train(log) -> history` for a fine-tuning verb: the per-epoch lines (or, with --json,
-    the history as JSON lines at the end); a signal saves a checkpoint and exits 128 + signum
+def run_training(args, train, next_steps=None) -> int:
+    """Run `train(log) -> history` for a fine-tuning verb: the per-epoch lines, then what to try
+    next (`next_steps() -> commands`, one "next:" line each); with --json, the history as JSON
+    lines at the end and nothing else. A signal saves a checkpoint and exits 128 + signum
     (resumable, not an input error)."""
     import sys
 
@@ -88,4 +112,24 @@ def run_training(args, train) -> int:
     if args.json:
         for record in history:
             print(json.dumps(record))
+    elif next_steps is not None and history:  # rank 0 (the others get no history under torchrun)
+        for command in next_steps():
+            print(f"next: {command}")
     return 0
+
+
+PATHS = ("out", "eval", "train", "model", "dpo")  # the values a command names as paths: quoted for the shell
+
+
+def fill_steps(templates, values: dict) -> list[str]:
+    """Each command template filled with the run's values ({out}, {eval}, ...); one that names a
+    value the run left out (None) is skipped."""
+    import shlex
+    import string
+
+    out = []
+    for template in templates:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        if all(values.get(name) is not None for name in names):
+            out.append(template.format(**{n: shlex.quote(str(values[n])) if n in PATHS else values[n] for n in names}))
+    return out

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from .args import non_negative_float, positive_float, positive_int, probability
-from .finetune import add_run_arguments, run_training
+from .args import positive_int
+from .finetune import add_run_arguments, add_schedule_arguments, fill_steps, run_training
 
 
 def register(sub) -> None:
@@ -23,11 +23,7 @@ def register(sub) -> None:
     p.add_argument("--train-on-prompt", action="store_true", help="put the loss on every token, not only the answers")
     p.add_argument("--truncate", action="store_true", help="cut conversations longer than --seq-len instead of failing")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
-    p.add_argument("--epochs", type=positive_int, default=3)
-    p.add_argument("--batch-size", type=positive_int, default=16, help="conversations per step (packed into rows)")
-    p.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"])
-    p.add_argument("--weight-decay", type=non_negative_float, default=DEFAULTS["weight_decay"])
-    p.add_argument("--warmup", type=probability, default=DEFAULTS["warmup"], help="warm-up fraction of the steps")
+    add_schedule_arguments(p, DEFAULTS, "conversations per step (packed into rows)")
     add_run_arguments(p)
     p.set_defaults(func=run)
 
@@ -37,4 +33,15 @@ def run(args) -> int:
     from ..train.lora import FLAGS, lora_options
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "verb", "json", *FLAGS)}
-    return run_training(args, lambda log: sft(sft_options(**options, lora=lora_options(args)), log=log))
+    return run_training(args, lambda log: sft(sft_options(**options, lora=lora_options(args)), log=log),
+                        lambda: next_steps(args.out))
+
+
+def next_steps(out: str) -> list[str]:
+    """Talk to the model; a decoder can then be preference-tuned (DPO takes decoders only)."""
+    from ..hf import load_config, resolve_dir
+
+    steps = ["plmlab chat --model {out}"]
+    if load_config(resolve_dir(out)).arch == "decoder":
+        steps.append("plmlab dpo --model {out} --out {dpo}")
+    return fill_steps(steps, {"out": out, "dpo": f"{out.rstrip('/')}-dpo"})

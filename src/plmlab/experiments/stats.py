@@ -140,6 +140,6 @@ def compare(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], wh
         noise = f"within noise, Welch p = {p:.2f}"
     else:
         noise = f"beyond noise, Welch p = {p:.3f}"
-    if gap == 0.0:
-        return f"{name_a} and {name_b} tie on {what} ({ma:.{digits}f}; {noise})."
+    if f"{gap:.{digits}f}" == f"{0.0:.{digits}f}":  # "beats ... by 0.000" would claim a winner the digits do not show
+        return f"{name_a} and {name_b} tie on {what} ({fmt_ci(a, digits)} and {fmt_ci(b, digits)}; {noise})."
     return f"{winner} beats {loser} on {what} by {gap:.{digits}f} ({noise})."

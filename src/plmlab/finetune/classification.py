@@ -103,6 +103,8 @@ class SequenceClassification(_Labelled):
     name = "classification"
     help = "a label per text or text pair (head on the pooled [CLS])"
     label_kind = "sequence"
+    next_steps = ('plmlab classify --model {out} "a text to label"',
+                  "plmlab evaluate --model {out} --task classification --data {eval}")
 
     def read(self, path: str) -> list[dict]:
         records = []
@@ -142,6 +144,8 @@ class TokenClassification(_Labelled):
     name = "token-classification"
     help = "a label per word, e.g. named entities (head on every token)"
     label_kind = "token"
+    next_steps = ('plmlab tag --model {out} "a sentence to tag"',
+                  "plmlab evaluate --model {out} --task token-classification --data {eval}")
 
     def read(self, path: str) -> list[dict]:
         records = []

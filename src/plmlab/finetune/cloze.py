@@ -43,6 +43,7 @@ DEFAULT_PAIR_PATTERN = "{text} ? [MASK], {text_pair}"
 class Cloze(SequenceClassification):
     name = "cloze"
     help = "GLM: a label per text as the word filling a [MASK] (--cloze-pattern, --verbalizer)"
+    next_steps = ('plmlab fill-blanks --model {out} "a text to label. It was [MASK]."',)
 
     @classmethod
     def add_arguments(cls, parser) -> None:

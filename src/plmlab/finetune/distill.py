@@ -1,10 +1,12 @@
 """Knowledge distillation (DistilBERT, Sanh et al. 2019) as a task of the one Trainer.
 
-    plmlab distill --teacher DIR --student PRESET_OR_DIR --out OUT [--corpus PATH ...]
+    plmlab distill --teacher DIR [--student half|PRESET|DIR] --out OUT [--corpus PATH ...]
 
     teacher dir + its tokenizer -> the corpus (built-in by default) as token shards -> the
       teacher's own objective (MLM, objectives/mlm.py, for an encoder; CLM for a decoder) ->
-      student: a preset initialised from every other teacher layer, or a checkpoint directory
+      student: `half` (the default: the teacher's config with half its layers, DistilBERT's recipe
+      of the same width and one layer out of two) or a preset, initialised from every other
+      teacher layer; or a checkpoint directory
       -> DistillTask (the frozen teacher runs under no_grad beside the student) -> Trainer.fit
       -> OUT/final (the student, Hugging Face layout, with the teacher's tokenizer)
 
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from ..modeling import build_model
+from ..presets import PRESETS, get_preset
 from ..train.parallel import Dist
 from ..train.precision import Precision
 from ..train.setup import choose_device
@@ -44,6 +47,7 @@ from .options import FinetuneOptions
 from .trainer_task import steps_per_epoch
 
 BUILTIN = "builtin"  # the built-in corpus
+HALF = "half"  # --student default: the teacher's shape with half its layers
 # transformers' distillation README trains DistilBERT with T=2, alpha_ce 5, alpha_mlm 2, alpha_cos 1
 DEFAULTS = dict(temperature=2.0, alpha_ce=5.0, alpha_lm=2.0, alpha_cos=None, init="teacher", max_steps=None,
                 corpus=[], eval_batches=4)
@@ -171,23 +175,47 @@ def init_from_teacher(student: torch.nn.Module, teacher: torch.nn.Module) -> Non
 
 
 def make_student(spec: str, teacher, init: str, seed: int):
-    """A preset (its vocabulary and special ids the teacher's) or a checkpoint directory."""
+    """`half` (the teacher's config with half its layers), a preset (its vocabulary and special ids
+    the teacher's) or a checkpoint directory."""
     from .. import load_pretrained
-    from ..presets import PRESETS, get_preset
 
     tc = teacher.config
     torch.manual_seed(seed)  # a preset student's initialisation (and dropout's stream)
-    if spec in PRESETS:
-        config = get_preset(spec).replace(vocab_size=tc.vocab_size, pad_token_id=tc.pad_token_id,
-                                          bos_token_id=tc.bos_token_id, eos_token_id=tc.eos_token_id)
+    if spec == HALF or spec in PRESETS:
+        config = tc.replace(n_layers=max(1, tc.n_layers // 2)) if spec == HALF else get_preset(spec).replace(
+            vocab_size=tc.vocab_size, pad_token_id=tc.pad_token_id, bos_token_id=tc.bos_token_id,
+            eos_token_id=tc.eos_token_id)
         check_pair(tc, config)
         student = build_model(config)
         if init == "teacher":
+            check_takes_layers(spec, config, tc)
             init_from_teacher(student, teacher)
         return student
     student = load_pretrained(spec).train()
     check_pair(tc, student.config)
     return student
+
+
+def check_takes_layers(spec: str, student, teacher) -> None:
+    """A student initialised from the teacher copies its layers: it can be no deeper, and it needs
+    the teacher's width (a base-size preset cannot take a mini teacher's layers); one line that
+    says what to pass instead."""
+    every_other_layer(student.n_layers, teacher.n_layers)
+    if _width(student) == _width(teacher):
+        return
+    presets = {name: get_preset(name) for name in PRESETS}
+    fits = [name for name, c in presets.items() if (c.arch, c.head, _width(c)) == (teacher.arch, teacher.head,
+                                                                                   _width(teacher))
+            and c.n_layers < teacher.n_layers]
+    raise PlmlabError(f"--student {spec} is {student.d_model} wide ({student.n_heads} heads, d_ff {student.d_ff}) and "
+                      f"the teacher {teacher.d_model} ({teacher.n_heads} heads, d_ff {teacher.d_ff}): a student "
+                      f"initialised from the teacher takes its layers, so it needs the teacher's width; pass "
+                      f"--student half (the default: the teacher with half its layers)"
+                      f"{''.join(f', --student {name}' for name in fits[:2])} or --init random")
+
+
+def _width(config) -> tuple[int, int, int]:
+    return config.d_model, config.n_heads, config.d_ff
 
 
 def check_teacher(teacher) -> None:
@@ -208,10 +236,13 @@ def check_pair(teacher, student) -> None:
 
 
 # ---------------------------------------------------------------------------- the run
-def distill_options(teacher: str, student: str, out: str, corpus: list[str] | None = None,
+def distill_options(teacher: str, student: str = HALF, out: str | None = None, corpus: list[str] | None = None,
                     seq_len: int | None = None, **fields) -> FinetuneOptions:
     """FinetuneOptions of a distillation run (the Python API of `plmlab distill`); the
-    distillation's own options (DEFAULTS' keys) go to `extra`."""
+    distillation's own options (DEFAULTS' keys) go to `extra`. `student`: "half" (the teacher's
+    shape with half its layers), a preset or a checkpoint directory."""
+    if out is None:
+        raise PlmlabError("distill_options needs out= (the run directory)")
     extra = {k: fields.pop(k, v) for k, v in DEFAULTS.items()}
     extra.update(student=student, corpus=list(corpus or []))
     fields.setdefault("lr", 5e-4)  # transformers' distillation train.py

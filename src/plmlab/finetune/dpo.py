@@ -2,8 +2,18 @@
 
     plmlab dpo --model SFT_DIR --data prefs.jsonl --out OUT [--beta 0.1]
 
-Data: JSONL lines {"prompt", "chosen", "rejected"}. Each response is scored by its log-prob
-given the prompt, summed over the response's tokens only (the prompt's tokens carry no loss).
+Data: JSONL lines {"prompt", "chosen", "rejected"} (strings), or TRL's conversational records
+(the prompt a list of messages, each response a list of one assistant message); without --data
+the built-in preference pairs (data/instructions.py), their eval split scored every epoch. Each
+response is scored by its log-prob given the prompt, summed over the response's tokens only (the
+prompt's tokens carry no loss).
+
+Where the tokenizer has a chat template (an SFT model's, tokenizers/chat.py), a row is exactly
+what SFT trains and `plmlab chat` renders, as TRL's DPOTrainer applies the template to
+conversational data: the prompt as a user turn with the generation prompt, the response as the
+assistant turn, closed by the template's end-of-turn token (ChatML's <|im_end|>) where the raw
+format puts EOS. Without a template (a model that was only pretrained) the row is the raw text,
+`prompt + response + eos`.
 The DPO loss of a pair (equation 7 of the paper) is
 
     -log sigmoid(beta * ((logp_c - ref_c) - (logp_r - ref_r)))
@@ -14,12 +24,13 @@ share of pairs whose chosen reward beats the rejected one, the margin their diff
 
 One batch of B pairs is one forward over a concatenated, right-padded batch of 2B rows:
 
-    row 0 .. B-1     prompt_i + chosen_i   + eos  pad ...
-    row B .. 2B-1    prompt_i + rejected_i + eos  pad ...
+    row 0 .. B-1     prompt_i + chosen_i   + end  pad ...     (end: eos, or the end-of-turn token)
+    row B .. 2B-1    prompt_i + rejected_i + end  pad ...
     labels           -100 ... -100 | response ids  | -100 (prompt and padding carry no loss)
 
 GLM's 2-D-position models (GLM, ChatGLM-6B) score a response as the blank after the prompt,
-`prompt [gMASK] | <sop> response <eop>`, SFT's layout (finetune/sft_glm.py), one row each.
+`prompt [gMASK] | <sop> response <eop>`, SFT's layout (finetune/sft_glm.py), one row each; the
+prompt is rendered by the chat template there too when the tokenizer has one.
 
 The reference log-probs are computed once, up front, under no_grad in eval mode, with the
 starting weights (before a resumed run loads its checkpoint), and cached with every example:
@@ -37,7 +48,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.records import read_records, require_field
+from ..data.instructions import builtin_preferences
+from ..data.records import read_records
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from ..objectives.glm_layout import TWO_D_POSITIONS
@@ -45,6 +57,7 @@ from ..objectives.base import pad_and_stack
 from ..train.parallel import Dist
 from ..train.lora import apply_lora
 from ..train.precision import Precision
+from ..tokenizers.chat import chat_usable, check_messages, encode_chat, encode_chat_for_training
 from ..train.setup import choose_device
 from . import run
 from .options import FinetuneOptions
@@ -52,16 +65,25 @@ from .sft_data import pack
 from .sft_glm import glm_preference
 from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
 
-# DPO's defaults where they differ from classification fine-tuning's: one epoch, a small
-# learning rate and no weight decay (the paper's section 6 and TRL's DPOTrainer)
-DEFAULTS = dict(epochs=1, batch_size=8, lr=1e-5, weight_decay=0.0)
+# DPO's defaults where they differ from classification fine-tuning's: one epoch (more on a small
+# data set, options.default_epochs), a tenth of its learning rate (1e-5 at width 768, inversely
+# proportional to the width, options.default_lr) and no weight decay (the paper's section 6 and
+# TRL's DPOTrainer)
+DEFAULTS = dict(min_epochs=1, batch_size=8, base_lr=1e-5, weight_decay=0.0)
 
 
-def dpo_options(model: str, data: str, out: str, beta: float = 0.1, **kw) -> FinetuneOptions:
-    """The options of a DPO run: fine-tuning's record with task "dpo" and `beta`."""
+BUILTIN = "builtin"  # --data default: the built-in preference pairs
+
+
+def dpo_options(model: str, data: str | None = None, out: str | None = None, beta: float = 0.1,
+                **kw) -> FinetuneOptions:
+    """The options of a DPO run: fine-tuning's record with task "dpo" and `beta`; without `data`,
+    the built-in preference pairs (and, without `eval`, their eval split)."""
+    if out is None:
+        raise PlmlabError("dpo_options needs out= (the run directory)")
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0:
         raise PlmlabError(f"--beta must be a finite number > 0, got {beta!r}")
-    return FinetuneOptions(model=model, task="dpo", train=data, out=out, extra={"beta": float(beta)},
+    return FinetuneOptions(model=model, task="dpo", train=data or BUILTIN, out=out, extra={"beta": float(beta)},
                            **{**DEFAULTS, **kw})
 
 
@@ -85,45 +107,97 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- data
-def format_prompt(tokenizer, prompt: str) -> str:
-    """The text the model reads before a response: today the prompt as it is (the single place
-    a chat template will render a user turn with its generation prompt)."""
-    return prompt
-
-
 def read_preferences(path: str) -> list[dict]:
-    """Validated {"prompt", "chosen", "rejected"} records; a bad line is one error naming it."""
-    out = []
-    for line, record in read_records(path):
-        fields = {key: require_field(path, line, record, key) for key in ("prompt", "chosen", "rejected")}
-        for key in ("chosen", "rejected"):
-            if not fields[key].strip():
-                raise PlmlabError(f"{path}:{line}: empty {key} response")
-        out.append({**fields, "_where": f"{path}:{line}"})
+    """Validated records of a JSONL file (a bad line is one error naming it), as `preference` makes them."""
+    return [preference(record, f"{path}:{line}") for line, record in read_records(path)]
+
+
+def builtin_pairs(split: str) -> list[dict]:
+    """The built-in preference pairs of ``split`` (data/instructions.py), as `preference` makes them."""
+    return [preference(r, f"built-in preferences ({split}) #{i}") for i, r in enumerate(builtin_preferences(split))]
+
+
+def preference(record: dict, where: str) -> dict:
+    """{"messages": the prompt as chat messages, "prompt": its text (None for a conversational
+    record), "chosen", "rejected": the responses' texts, "_where"}; one line naming ``where`` if bad."""
+    prompt = record.get("prompt")
+    if isinstance(prompt, list):  # TRL's conversational format
+        try:
+            messages = check_messages(prompt)
+        except PlmlabError as e:
+            raise PlmlabError(f"{where}: prompt: {e}") from None
+        text = None
+    elif isinstance(prompt, str) and prompt:
+        messages, text = [{"role": "user", "content": prompt}], prompt
+    else:
+        raise PlmlabError(f"{where}: missing field 'prompt' (a string, or a list of messages)")
+    out = {"messages": messages, "prompt": text, "_where": where}
+    for key in ("chosen", "rejected"):
+        out[key] = _response(record.get(key), key, where)
     return out
 
 
+def _response(value, key: str, where: str) -> str:
+    """A response's text: a string, or a list of one assistant message (TRL's conversational format)."""
+    if isinstance(value, list):
+        if len(value) != 1 or not isinstance(value[0], dict) or value[0].get("role") != "assistant" \
+                or not isinstance(value[0].get("content"), str):
+            raise PlmlabError(f'{where}: {key} must be a string or a list of one {{"role": "assistant", '
+                              '"content": str}} message')
+        value = value[0]["content"]
+    if value is None or value == "":
+        raise PlmlabError(f"{where}: missing field {key!r}")
+    if not isinstance(value, str):
+        raise PlmlabError(f"{where}: field {key!r} should be a str")
+    if not value.strip():
+        raise PlmlabError(f"{where}: empty {key} response")
+    return value
+
+
 def encode_preference(record: dict, tokenizer, limit: int, truncate: bool) -> dict[str, np.ndarray]:
-    """prompt + response + eos for both responses, labels on the response tokens only."""
+    """prompt + response + its end for both responses (`response_row`), labels on the response
+    tokens only; a prompt that leaves no room, or a row past ``limit`` without ``truncate``, is one line."""
     where = record["_where"]
-    prompt = tokenizer.encode(format_prompt(tokenizer, record["prompt"]))
-    if not prompt:
-        raise PlmlabError(f"{where}: the prompt encodes to no tokens")
-    if len(prompt) >= limit:
-        raise PlmlabError(f"{where}: the prompt has {len(prompt)} tokens and leaves no room for a response "
-                          f"in the context of {limit} tokens")
-    eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
+    chat = chat_usable(tokenizer)
+    if record["prompt"] is None and not chat:
+        raise PlmlabError(f"{where}: a conversational record needs a chat template, and this {tokenizer.style} "
+                          "tokenizer has none (fine-tune with `plmlab sft` first, which saves one)")
     example = {}
     for key in ("chosen", "rejected"):
-        response = tokenizer.encode(record[key], add_special_tokens=False) + eos
-        if len(prompt) + len(response) > limit:
+        ids, n_prompt = response_row(tokenizer, record, record[key], chat)
+        if n_prompt == 0:
+            raise PlmlabError(f"{where}: the prompt encodes to no tokens")
+        if n_prompt >= limit:
+            raise PlmlabError(f"{where}: the prompt has {n_prompt} tokens and leaves no room for a response "
+                              f"in the context of {limit} tokens")
+        if len(ids) > limit:
             if not truncate:
-                raise PlmlabError(f"{where}: prompt + {key} is {len(prompt) + len(response)} tokens, more than "
+                raise PlmlabError(f"{where}: prompt + {key} is {len(ids)} tokens, more than "
                                   f"the limit of {limit} (pass --truncate to cut long responses)")
-            response = response[:limit - len(prompt)]
-        example[f"{key}_ids"] = np.array(prompt + response, dtype=np.int64)
-        example[f"{key}_labels"] = np.array([IGNORE_INDEX] * len(prompt) + response, dtype=np.int64)
+            ids = ids[:limit]
+        example[f"{key}_ids"] = np.array(ids, dtype=np.int64)
+        example[f"{key}_labels"] = np.array([IGNORE_INDEX] * n_prompt + ids[n_prompt:], dtype=np.int64)
     return example
+
+
+def response_row(tokenizer, record: dict, response: str, chat: bool) -> tuple[list[int], int]:
+    """(the ids of prompt + response + its end, how many of them are the prompt's).
+
+    chat: the conversation with the response as its assistant turn, as SFT encodes it
+    (encode_chat_for_training), up to the turn's end-of-turn token (what follows it, ChatML's
+    newline, is no part of the answer); the prompt is the rendering with the generation prompt,
+    as `plmlab chat` encodes it (where the two tokenize differently at the seam, the common
+    prefix -- TRL takes the common prefix of the two texts). Raw: the prompt's text, the
+    response's, then eos."""
+    if chat:
+        head = encode_chat(tokenizer, record["messages"], add_generation_prompt=True)
+        ids, flags = encode_chat_for_training(tokenizer, record["messages"] + [{"role": "assistant", "content": response}])
+        end = max(i for i, flag in enumerate(flags) if flag) + 1
+        n = next((i for i, (a, b) in enumerate(zip(head, ids)) if a != b), min(len(head), len(ids)))
+        return ids[:end], n
+    head = tokenizer.encode(record["prompt"])
+    eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
+    return head + tokenizer.encode(response, add_special_tokens=False) + eos, len(head)
 
 
 def collate_pairs(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
@@ -256,8 +330,9 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
     check_model(model.config)
     limit = min(model.config.max_positions, o.max_length or model.config.max_positions)
     encode = glm_preference if model.config.position in TWO_D_POSITIONS else encode_preference
-    train = [encode(r, tokenizer, limit, o.truncate) for r in read_preferences(o.train)]
-    evaluation = [encode(r, tokenizer, limit, o.truncate) for r in read_preferences(o.eval)] if o.eval else []
+    train_records, eval_records = _records(o)
+    train = [encode(r, tokenizer, limit, o.truncate) for r in train_records]
+    evaluation = [encode(r, tokenizer, limit, o.truncate) for r in eval_records]
     torch.manual_seed(o.seed)  # dropout's stream
     model.to(device)
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
@@ -268,3 +343,10 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
     eval_batches = collate_all(prefs, evaluation, tokenizer, o.batch_size) if evaluation else []
     task = DpoTask(prefs, train, eval_batches, tokenizer, o.batch_size, o.seed)
     return run._Setup(prefs, task, model, tokenizer, device, steps_per_epoch(len(train), o.batch_size, dist.world, o.grad_accum))
+
+
+def _records(o: FinetuneOptions) -> tuple[list[dict], list[dict]]:
+    """(training pairs, evaluation pairs): the files given, else the built-in splits."""
+    if o.train == BUILTIN:
+        return builtin_pairs("train"), read_preferences(o.eval) if o.eval else builtin_pairs("eval")
+    return read_preferences(o.train), read_preferences(o.eval) if o.eval else []

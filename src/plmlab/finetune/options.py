@@ -2,7 +2,9 @@
 
 Epoch-based options map to the Trainer's steps: `epochs` x ceil(examples / batch_size) / (grad_accum
 x world) steps (a step is `grad_accum` micro-batches of `batch_size` examples on each rank),
-`warmup` is a fraction of them, the learning rate decays linearly to 0 (BERT, appendix A.3),
+`warmup` is a fraction of them, the learning rate decays linearly to 0 (BERT, appendix A.3)
+from its peak `lr`. Left out, `lr` and `epochs` are derived from the model's width and the data's
+size (`with_defaults`, below; the run prints what it derived),
 the evaluation set is scored at the end of every epoch, and a checkpoint is written every
 `save_every` steps (default: every epoch). The record is frozen and checked on creation, so
 the Python API refuses what the CLI refuses.
@@ -32,10 +34,12 @@ class FinetuneOptions:
     out: str  # run directory: metrics.jsonl, checkpoints/, final/, summary.json
     eval: str | None = None  # evaluation data, scored after every epoch
     tokenizer: str | None = None  # default: the model directory's
-    epochs: int = 3
+    epochs: int | None = None  # passes over the data; None: default_epochs(min_epochs, the steps of an epoch)
+    min_epochs: int = 3  # the default epochs of a large data set (BERT, appendix A.3: 2 .. 4)
     batch_size: int = 16  # examples per micro-batch per rank
     grad_accum: int = 1  # micro-batches per optimizer step: a step sees batch_size x grad_accum x world examples
-    lr: float = 5e-5
+    lr: float | None = None  # peak learning rate; None: default_lr(base_lr, the model's width, LoRA or not)
+    base_lr: float | None = None  # the default lr at width 768, inversely proportional to the width; None: the task's
     weight_decay: float = 0.01
     warmup: float = 0.1  # fraction of the steps
     clip: float = 1.0  # max gradient norm; 0: no clipping
@@ -56,16 +60,21 @@ class FinetuneOptions:
     extra: dict = field(default_factory=dict)  # task-specific options
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum"):
+        for name in ("epochs", "min_epochs", "batch_size", "grad_accum"):
             value = getattr(self, name)
+            if name == "epochs" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        for name in ("lr", "weight_decay", "clip"):
+        for name in ("lr", "base_lr", "weight_decay", "clip"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if name in ("lr", "base_lr") and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
-        if self.lr <= 0:
-            raise PlmlabError(f"--lr must be positive, got {self.lr}")
+        for name in ("lr", "base_lr"):
+            if getattr(self, name) == 0:
+                raise PlmlabError(f"--{name.replace('_', '-')} must be positive, got 0")
         if not isinstance(self.warmup, (int, float)) or not 0 <= self.warmup <= 1:
             raise PlmlabError(f"--warmup is a fraction of the steps, in [0, 1]; got {self.warmup!r}")
         for name in ("save_every", "max_length", "threads"):
@@ -97,3 +106,49 @@ class FinetuneOptions:
             shown = ", ".join(f"{k} {ours[k]!r} (the run has {stored[k]!r})" for k in differ)
             raise PlmlabError(f"a resumed fine-tune keeps its settings, but {shown}; "
                               "start a new run (another --out) to change them")
+
+
+# The defaults of a run's length and rate (`defaults`), measured on the examples/ data with the
+# -mini models pretrained 200 steps on a CPU (bench/results/finetune_defaults.md). BERT's
+# fine-tuning rates (2e-5 .. 5e-5 for 2 .. 4 epochs, appendix A.3) are for width 768 and large
+# data sets; at them bert-mini stays at one class. The rate is inversely proportional to the
+# width, as ELECTRA's fine-tuning rates are (Clark et al. 2020, table 7: Small, width 256,
+# 3e-4; Base, 768, 1e-4; Large, 1024, 5e-5) and muP's for Adam: `base_lr` at width 768, the
+# task's own (DEFAULT_BASE_LR; T5's text2text 3e-4, SFT's 1e-4, DPO's 1e-5) unless given. LoRA
+# trains a low-rank update from zero and takes LORA_SCALE x that (the LoRA paper's RoBERTa-base
+# runs use 4e-4 .. 5e-4 where full fine-tuning uses 1e-5 .. 3e-5). A small data set is passed
+# over more often: the run has at least MIN_STEPS optimizer steps (within MAX_EPOCHS epochs).
+REFERENCE_WIDTH = 768
+DEFAULT_BASE_LR = 1e-4
+LORA_SCALE = 10.0
+MIN_STEPS = 200
+MAX_EPOCHS = 20
+
+
+def default_lr(base_lr: float, width: int, lora: bool = False) -> float:
+    """`base_lr` x 768 / width, x LORA_SCALE under LoRA, to two significant digits (as one would type it)."""
+    return float(f"{base_lr * REFERENCE_WIDTH / width * (LORA_SCALE if lora else 1.0):.2g}")
+
+
+def default_epochs(min_epochs: int, steps_per_epoch: int) -> int:
+    """`min_epochs`, or more -- up to MAX_EPOCHS -- for MIN_STEPS optimizer steps on a small data set."""
+    return max(min_epochs, min(MAX_EPOCHS, math.ceil(MIN_STEPS / max(steps_per_epoch, 1))))
+
+
+def with_defaults(options: FinetuneOptions, width: int, steps_per_epoch: int,
+                  task_base_lr: float = DEFAULT_BASE_LR) -> tuple[FinetuneOptions, list[str]]:
+    """(the options with `lr` and `epochs` set, a line for each one derived here rather than given):
+    what the run trains with, records in its checkpoints (a resume derives the same) and prints.
+    `task_base_lr`: the task's rate at width 768, where the options name none."""
+    lines, fields = [], {}
+    if options.lr is None:
+        base = task_base_lr if options.base_lr is None else options.base_lr
+        fields["lr"] = default_lr(base, width, options.lora is not None)
+        lora = f" x {LORA_SCALE:g} under LoRA" if options.lora is not None else ""
+        lines.append(f"lr {fields['lr']:g} (the default: {base:g} x {REFERENCE_WIDTH} / width {width}{lora}; "
+                     "--lr sets it)")
+    if options.epochs is None:
+        fields["epochs"] = default_epochs(options.min_epochs, steps_per_epoch)
+        lines.append(f"epochs {fields['epochs']} (the default: {options.min_epochs}, or more for {MIN_STEPS} steps of "
+                     f"{steps_per_epoch} an epoch; --epochs sets it)")
+    return dataclasses.replace(options, **fields), lines

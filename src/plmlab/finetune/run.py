@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import PlmlabError, warn
-from ..modeling import build_model
+from ..modeling import build_model, copy_matching
 from ..nn.lora import merge_into_base
 from ..train import faults
 from ..train.checkpoint import write_json_durable
-from ..train.lora import apply_lora, load_lora_checkpoint, new_parameters, save_adapter_dir
+from ..train.lora import apply_lora, describe_lora, load_lora_checkpoint, save_adapter_dir
 from ..train.loop import LoopOptions, Trainer, TrainState
 from ..train.metrics import METRICS, MetricsLog, NoLog, Progress, read_metrics
 from ..train.optim import make_optimizer, schedule
@@ -33,7 +33,7 @@ from ..train.rundir import RunDir, RunLock, clear
 from ..train.saving import STATE_FORMAT, Checkpointer, restore_training, save_final
 from ..train.setup import choose_device
 from ..train.state import read_trainer_info
-from .options import FinetuneOptions
+from .options import DEFAULT_BASE_LR, FinetuneOptions, with_defaults
 from .tasks import get_task
 from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
 
@@ -67,7 +67,10 @@ def finetune(options: FinetuneOptions, log=print, prepare=None, finish=None) -> 
     try:
         with RunLock(rundir.out) if dist.is_main else contextlib.nullcontext():
             # the run directory is looked at once the data checked out, and before anything is written
-            setup, (found, old) = dist.main_first(lambda: (prepare(options, dist), _discover(options, rundir)))
+            setup, options, how, (found, old) = dist.main_first(lambda: _prepared(options, dist, rundir, prepare))
+            if dist.is_main:
+                for line in ([describe_lora(setup.model)] if options.lora is not None else []) + how:
+                    log(line)
             _train(options, setup, rundir, dist, found, old)
             history = dist.on_main(lambda: _summarise(rundir, log), "writing the summary") or []
             if finish is not None:
@@ -76,6 +79,15 @@ def finetune(options: FinetuneOptions, log=print, prepare=None, finish=None) -> 
     finally:
         dist.close()
     return history
+
+
+def _prepared(options: FinetuneOptions, dist: Dist, rundir: RunDir, prepare):
+    """(the set-up, the options with their learning rate and epochs resolved -- what the run
+    records and a resume compares --, a line for each derived one, what `_discover` finds)."""
+    setup = prepare(options, dist)
+    task_lr = getattr(setup.task, "base_lr", DEFAULT_BASE_LR)  # a registered task's own (Task.base_lr)
+    options, how = with_defaults(options, setup.model.config.d_model, setup.steps_per_epoch, task_lr)
+    return setup, options, how, _discover(options, rundir)
 
 
 def _summarise(rundir: RunDir, log) -> list[dict]:
@@ -102,8 +114,8 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     config = task.model_config(base.config, train)
     torch.manual_seed(o.seed)  # the new head's initialisation
     model = build_model(config)
-    _copy_matching(base, model)
-    train_also = new_parameters(model, base) if o.lora is not None else ()
+    new = copy_matching(base, model)  # pretrained weights wherever names and shapes agree; the new head keeps its init
+    train_also = new if o.lora is not None else ()
     if o.lora is not None:  # the adapters and the new head train; the pretrained weights stay frozen
         apply_lora(model, o.lora, train_also=train_also)
     model.to(device)
@@ -128,13 +140,6 @@ def _discover(o: FinetuneOptions, rundir: RunDir):
         raise PlmlabError(f"{found[1]}: not a fine-tuning checkpoint (or its trainer state is corrupt)")
     o.check_resume_agrees(info["options"])
     return (found, info), []
-
-
-def _copy_matching(source: torch.nn.Module, target: torch.nn.Module) -> None:
-    """Pretrained weights wherever names and shapes agree; the new head keeps its init."""
-    theirs, ours = source.state_dict(), target.state_dict()
-    target.load_state_dict({k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}, strict=False)
-    target.tie_weights()
 
 
 def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found, old) -> None:
@@ -171,10 +176,12 @@ def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found,
 
 
 def _save(o: FinetuneOptions, model: torch.nn.Module, rundir: RunDir, tokenizer) -> None:
-    """final/ (Hugging Face layout); under LoRA first OUT/adapter (PEFT's format), then final/
-    holds the adapters merged into the weights, so every pipeline loads it as before."""
+    """final/ (Hugging Face layout); under LoRA first OUT/adapter (PEFT's format, with the tokenizer
+    and the fine-tuned model's config, so that `plmlab merge-lora` onto the pretrained model needs
+    nothing else), then final/ holds the adapters merged into the weights, so every pipeline loads
+    it as before."""
     if o.lora is not None:
-        save_adapter_dir(model, rundir.out, base_model=o.model)
+        save_adapter_dir(model, rundir.out, base_model=o.model, tokenizer=tokenizer)
         merge_into_base(model)
     save_final(model, rundir.out, tokenizer)
 

@@ -26,6 +26,7 @@ from ..errors import PlmlabError
 from ..infill import blank_inputs
 from ..masks import IGNORE_INDEX
 from ..objectives.glm_layout import GlmTokens, glm_prompt, part_a_length
+from ..tokenizers.chat import chat_usable
 
 
 def glm_sft_examples(tokenizer, record: dict, seq_len: int, truncate: bool = False) -> list[dict[str, np.ndarray]]:
@@ -75,14 +76,20 @@ def glm_response_row(part_a: list[int], mask_at: int, response: list[int], tok: 
 
 
 def glm_preference(record: dict, tokenizer, limit: int, truncate: bool) -> dict[str, np.ndarray]:
-    """DPO's example of a 2-D model: each response as `glm_response_row` of the prompt's Part A
-    (the prompt as it is, then [gMASK]; DPO reads no chat template)."""
+    """DPO's example of a 2-D model: each response as `glm_response_row` of the prompt's Part A --
+    the prompt's messages rendered by the chat template where the tokenizer has one (`glm_prompt`,
+    as SFT trains and chat decodes), else the prompt's text as it is; then [gMASK]."""
     tok = GlmTokens.from_tokenizer(tokenizer)
     where = record["_where"]
-    prompt = tokenizer.encode(record["prompt"], add_special_tokens=False)
-    if not prompt:
-        raise PlmlabError(f"{where}: the prompt encodes to no tokens")
-    part_a = prompt + [tok.gmask]
+    if chat_usable(tokenizer):
+        part_a, _ = glm_prompt(tokenizer, record["messages"])
+    elif record["prompt"] is None:
+        raise PlmlabError(f"{where}: a conversational record needs a chat template, and this tokenizer has none")
+    else:
+        prompt = tokenizer.encode(record["prompt"], add_special_tokens=False)
+        if not prompt:
+            raise PlmlabError(f"{where}: the prompt encodes to no tokens")
+        part_a = prompt + [tok.gmask]
     example = {}
     for key in ("chosen", "rejected"):
         response = _fit(len(part_a) + 1, tokenizer.encode(record[key], add_special_tokens=False), limit, truncate, where)

@@ -37,6 +37,12 @@ class Task:
 
     name = ""
     help = ""
+    # commands to try on the fine-tuned model, shown at the end of `plmlab finetune`: formatted
+    # with the run's options ({out}, {eval}, ...); a line naming an option the run left out is skipped
+    next_steps: tuple[str, ...] = ()
+    # the default learning rate at width 768 (options.default_lr scales it by 768 / width):
+    # ELECTRA-Base's fine-tuning rate (Clark et al. 2020, table 7)
+    base_lr = 1e-4
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options  # every parsed CLI option (labels, max_length, truncate ...)

@@ -32,6 +32,8 @@ MAX_LABELS = 20  # at most this many distinct training targets, each seen twice 
 class Text2Text(Task):
     name = "text2text"
     help = "encoder-decoder input -> target text (T5): exact match, accuracy for label targets"
+    next_steps = ('plmlab generate --model {out} "{prefix}an input text"',)
+    base_lr = 3e-4  # at width 768: transformers' T5 docs for AdamW ("1e-4 and 3e-4 work well"); 9e-4 for t5-mini
 
     @classmethod
     def add_arguments(cls, parser) -> None:

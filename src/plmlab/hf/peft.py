@@ -20,6 +20,12 @@ Fused projections (plmlab's QKV and gate/up; transformers' separate q/k/v or gat
         back at rank r instead.
 Head parameters trained alongside (PEFT's `modules_to_save`) are stored under
 `base_model.model.<transformers key>` and loaded into the model's weights.
+
+A fine-tune's model is not its base model: a classifier head with its labels where the MLM head
+was, a vocabulary grown by a chat template. PEFT leaves building it to its user
+(`AutoModelForSequenceClassification(num_labels=...)`); plmlab saves that model's Config beside the
+adapter (`plmlab_config.json`), so `merge_adapter` builds the fine-tuned architecture from the base
+model's weights and the adapter's own.
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
+from ..config import Config
 from ..errors import PlmlabError
-from ..nn.lora import lora_layers, wrap
+from ..modeling import build_model, copy_matching
+from ..nn.lora import lora_layers, merge_into_base, wrap
 from .adapter import Adapter, Rule, _cat, _uncopy, _untranspose
 from .io import _open, read_json, write_json, write_safetensors
 
 CONFIG, WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+MODEL_CONFIG = "plmlab_config.json"  # the Config of the model the adapter was trained in
 PREFIX = "base_model.model."
 # PEFT's task_type picks its PeftModelFor* wrapper; a fine-tune's classifier decides first
 TASK_TYPES = {"sequence": "SEQ_CLS", "token": "TOKEN_CLS", "decoder": "CAUSAL_LM", "encoder-decoder": "SEQ_2_SEQ_LM"}
@@ -91,6 +100,7 @@ def save_adapter(model, path: str | Path, base_model: str | None = None) -> Path
     dropout = next(iter(layers.values())).lora_dropout
     write_json(_config_json(ranks, alphas, getattr(dropout, "p", 0.0), transposed, extra, config, base_model),
                out / CONFIG)
+    write_json(config.to_dict(), out / MODEL_CONFIG)
     return out
 
 
@@ -129,8 +139,9 @@ def _config_json(ranks, alphas, dropout, transposed, extra, config, base_model) 
 
 
 # --- loading ---------------------------------------------------------------------------------
-def load_adapter(model, path: str | Path) -> list[str]:
+def load_adapter(model, path: str | Path, required: tuple[str, ...] = ()) -> list[str]:
     """Add the adapters of a PEFT (or plmlab-saved) adapter directory to `model`; the names adapted.
+    `required`: parameters the adapter must hold (a fine-tune's new head, which the base lacks).
 
     An adapter made for another base model (names or shapes that do not fit) is one line."""
     path = Path(path)
@@ -150,7 +161,10 @@ def load_adapter(model, path: str | Path) -> list[str]:
             new.lora_A.copy_(a)
             new.lora_B.copy_(b)
         adapted.append(ours)
-    _load_extras(model, rules, extras, path)
+    missing = set(required) - _load_extras(model, rules, extras, path)
+    if missing:
+        raise PlmlabError(f"{path}: the adapter's model needs {', '.join(sorted(missing)[:3])}, which neither the "
+                          "adapter nor the base model holds in that shape (an adapter for a different base model?)")
     return adapted
 
 
@@ -271,10 +285,11 @@ def _fuse(parts, sizes: list[int], layer, ours: str, path: Path):
     return a, b, sum(ranks), float(sum(ranks))  # scaling alpha / r = 1: s_i is inside B
 
 
-def _load_extras(model, rules: dict[str, Rule], extras: dict[str, torch.Tensor], path: Path) -> None:
-    """Head parameters stored beside the adapters (modules_to_save) replace the model's."""
+def _load_extras(model, rules: dict[str, Rule], extras: dict[str, torch.Tensor], path: Path) -> set[str]:
+    """Head parameters stored beside the adapters (modules_to_save) replace the model's; the names loaded."""
+    loaded: set[str] = set()
     if not extras:
-        return
+        return loaded
     params = dict(model.named_parameters())
     for ours, rule in rules.items():
         if all(t in extras for t in rule.theirs) and ours in params:
@@ -284,27 +299,41 @@ def _load_extras(model, rules: dict[str, Rule], extras: dict[str, torch.Tensor],
                                   f"{tuple(params[ours].shape)} (an adapter for a different base model?)")
             with torch.no_grad():
                 params[ours].copy_(value)
+            loaded.add(ours)
     if extras:
         raise PlmlabError(f"{path}: the adapter holds {', '.join(sorted(extras)[:3])}, which this model does not have")
+    return loaded
 
 
 # --- merging ---------------------------------------------------------------------------------
-def merge_adapter(model_dir: str | Path, adapter_dir: str | Path, out: str | Path) -> Path:
-    """`plmlab merge-lora`: the base model with its adapters folded into the weights, saved at `out`
-    (Hugging Face layout where a transformers class represents it), tokenizer included."""
-    from ..nn.lora import merge_into_base
+def merge_adapter(model_dir: str | Path, adapter_dir: str | Path):
+    """(the model with the adapter folded into its weights, its tokenizer or None): the fine-tuned
+    architecture (`plmlab_config.json` beside the adapter; else the base model's) with the base
+    model's weights, the adapter's head parameters and its adapters merged -- what a LoRA fine-tune
+    saves as final/. The tokenizer is the adapter directory's where it has one (a chat template's
+    tokens), else the base model's."""
     from ..tokenizers import load_tokenizer
-    from . import load_pretrained, resolve_dir, save_pretrained
+    from . import load_pretrained, resolve_dir
 
-    model_dir = resolve_dir(model_dir)
-    for source in (model_dir, Path(adapter_dir)):
-        if Path(out).resolve() == source.resolve():
-            raise PlmlabError(f"--out {out} would overwrite its input {source}; choose another directory")
-    model = load_pretrained(model_dir)
-    load_adapter(model, adapter_dir)
+    adapter_dir = Path(adapter_dir)
+    base = load_pretrained(resolve_dir(model_dir))
+    model, new = base, ()
+    if (adapter_dir / MODEL_CONFIG).is_file():
+        model = build_model(_model_config(adapter_dir / MODEL_CONFIG))
+        new = copy_matching(base, model)
+    load_adapter(model, adapter_dir, required=new)
     merge_into_base(model)
+    for source in (adapter_dir, resolve_dir(model_dir)):
+        try:
+            return model.eval(), load_tokenizer(source)
+        except PlmlabError:  # no tokenizer there: the next place, else the weights alone
+            continue
+    return model.eval(), None
+
+
+def _model_config(path: Path) -> Config:
+    data = read_json(path)
     try:
-        tokenizer = load_tokenizer(model_dir)
-    except PlmlabError:  # a bare model directory: the weights alone
-        tokenizer = None
-    return save_pretrained(model, out, tokenizer=tokenizer)
+        return Config.from_dict(data)
+    except PlmlabError as e:
+        raise PlmlabError(f"{path}: {e}") from None

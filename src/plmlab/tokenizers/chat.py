@@ -203,6 +203,19 @@ def encode_chat_for_training(tokenizer, messages) -> tuple[list[int], list[bool]
     return list(encoding.ids), flags
 
 
+def chat_usable(tokenizer) -> bool:
+    """Does the tokenizer render chats as `plmlab chat` would: a template it carries, or its style's
+    default when the vocabulary already has the tokens that default writes (a tokenizer that was
+    only pretrained has no <|im_start|>: no chat until `plmlab sft` adds them)?"""
+    if chat_template(tokenizer) is None:
+        return False
+    try:
+        encode_chat(tokenizer, [{"role": "user", "content": "hi"}], add_generation_prompt=True)
+    except PlmlabError:
+        return False
+    return True
+
+
 def end_of_turn_id(tokenizer) -> int | None:
     """The special token that closes an assistant turn (``<|im_end|>``, ``<|endoftext|>``): the
     last loss-carrying id of a probe conversation, if it is a special token; else None (the

@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,10 +119,21 @@ def lora_disabled(model: nn.Module):
             layer.enabled = was
 
 
-def trainable_summary(model: nn.Module) -> dict[str, int]:
-    """Trainable and total parameter counts (tied parameters once)."""
-    params = list(model.parameters())
-    return {"trainable": sum(p.numel() for p in params if p.requires_grad), "total": sum(p.numel() for p in params)}
+def describe_lora(model: nn.Module) -> str:
+    """One line, as PEFT's print_trainable_parameters, for the start of a LoRA run: the trainable
+    parameters of the total (tied ones once), where the adapters are, and what else trains (a new
+    head: PEFT's modules_to_save) -- so that a run shows it trains a small part of the model."""
+    params = dict(model.named_parameters())
+    trainable = sum(p.numel() for p in params.values() if p.requires_grad)
+    total = sum(p.numel() for p in params.values())
+    layers = lora_layers(model)
+    targets = dict.fromkeys(re.sub(r"^(.*\.)?layers\.\d+\.", "", name) for name in layers)
+    also = dict.fromkeys(n.rsplit(".", 1)[0] for n, p in params.items()
+                         if p.requires_grad and not n.endswith((".lora_A", ".lora_B")))
+    r = next(iter(layers.values())).r if layers else 0
+    line = (f"LoRA: {trainable:,} trainable parameters of {total:,} ({100 * trainable / max(total, 1):.2f} %), "
+            f"rank-{r} adapters on {', '.join(targets)} ({len(layers)} modules)")
+    return line + (f"; also trained: {', '.join(also)}" if also else "")
 
 
 def new_parameters(model: nn.Module, base: nn.Module) -> tuple[str, ...]:
@@ -131,15 +143,45 @@ def new_parameters(model: nn.Module, base: nn.Module) -> tuple[str, ...]:
     return tuple(n for n, p in model.named_parameters() if n not in theirs or theirs[n].shape != p.shape)
 
 
-def save_adapter_dir(model: nn.Module, out: Path, base_model: str | None = None) -> Path:
-    """OUT/adapter in PEFT's format, written aside and renamed into place (an earlier one is kept
-    until the new one is complete)."""
+def save_adapter_dir(model: nn.Module, out: Path, base_model: str | None = None, tokenizer=None) -> Path:
+    """OUT/adapter in PEFT's format, with the tokenizer (as TRL saves it beside an adapter: a chat
+    template's tokens are part of the fine-tune), written aside and renamed into place (an earlier
+    one is kept until the new one is complete)."""
     from ..hf.peft import save_adapter
 
-    final, tmp = out / "adapter", out / f".tmp-adapter-{os.getpid()}"
+    def write(tmp: Path) -> None:
+        save_adapter(model, tmp, base_model=base_model)
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+
+    return write_aside(out / "adapter", write)
+
+
+def merge_lora_dir(model_dir: str, adapter_dir: str, out: str, overwrite: bool = False) -> Path:
+    """`plmlab merge-lora`: the merged model (hf.peft.merge_adapter) saved at `out`, following the
+    run-directory rules: an existing `out` only with `overwrite`, never one of the inputs, and
+    written aside then renamed into place, so that a failure leaves what was there."""
+    from ..hf import resolve_dir, save_pretrained
+    from ..hf.peft import merge_adapter
+
+    target = Path(out)
+    for source in (resolve_dir(model_dir), Path(adapter_dir)):
+        if target.resolve() == source.resolve() or source.resolve().is_relative_to(target.resolve()):
+            raise PlmlabError(f"--out {out} would overwrite its input {source}; choose another directory")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+        raise PlmlabError(f"--out {out} already exists; pass --overwrite to replace it")
+    model, tokenizer = merge_adapter(model_dir, adapter_dir)
+    return write_aside(target, lambda tmp: save_pretrained(model, tmp, tokenizer=tokenizer))
+
+
+def write_aside(final: Path, write) -> Path:
+    """`write(tmp)` into a temporary sibling of `final`, then renamed into place (what `final`
+    held stays until the new one is complete; a failed write leaves no temporary behind)."""
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        save_adapter(model, tmp, base_model=base_model)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
         commit_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
