@@ -76,3 +76,14 @@ def test_text2text_finetuning_learns(tmp_path):
     assert history[-1]["eval_accuracy"] >= 0.9
     tuned = plmlab.load_pretrained(tmp_path / "run" / "final")
     assert tuned.config.per_stack_embeddings and hasattr(tuned, "decoder_embed")
+
+
+def test_text2text_targets_default_to_what_a_fixed_context_decoder_has():
+    """BART's decoder has learned positions: 128 of them in bart-tiny, one for its start token. The
+    default target length fits it (it was 128, and evaluating then asked for 128 new tokens)."""
+    from plmlab.finetune.text2text import Text2Text
+    from plmlab.presets import get_preset
+
+    assert Text2Text({})._limits(get_preset("bart-tiny"))[1] == min(128, get_preset("bart-tiny").max_positions - 1)
+    assert Text2Text({})._limits(get_preset("t5-small"))[1] == 128
+    assert Text2Text({"max_target_length": 8})._limits(get_preset("bart-tiny"))[1] == 8

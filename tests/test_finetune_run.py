@@ -156,10 +156,31 @@ def test_a_run_without_lr_or_epochs_prints_and_records_the_derived_ones(data, tm
     ("device", "bogus", "unknown device 'bogus'"),
     ("warmup", -1.0, r"--warmup is a fraction of the steps, in \[0, 1\]"),
     ("epochs", 0, "--epochs must be a positive integer"),
+    ("max_steps", 0, "--max-steps must be a positive integer"),
 ])
 def test_options_are_checked_in_the_record(tmp_path, field, value, message):
     with pytest.raises(PlmlabError, match=message):
         FinetuneOptions(model="m", task="classification", train="t", out=str(tmp_path), **{field: value})
+
+
+def test_max_steps_trains_that_many_steps_instead_of_epochs(data, tmp_path, capsys):
+    """--max-steps, as pretraining's: the run is those steps (past an epoch or within one), the
+    schedule spans them, and it evaluates at each epoch's end and at its own."""
+    threads = torch.get_num_threads()
+    for steps in (2, 9):  # 48 examples at batch 8: an epoch is 6 steps
+        finetune(options(data, tmp_path / f"s{steps}", epochs=None, max_steps=steps, eval=str(data / "train.jsonl")),
+                 log=lambda line: None)
+        records = read_metrics(tmp_path / f"s{steps}" / "metrics.jsonl")
+        assert [r["step"] for r in records if "loss" in r][-1] == steps
+        assert [r["step"] for r in records if "eval_accuracy" in r] == sorted({*range(6, steps + 1, 6), steps})
+    torch.set_num_threads(threads)
+    with pytest.raises(PlmlabError, match="pass --epochs or --max-steps, not both"):
+        options(data, tmp_path / "both", epochs=2, max_steps=3)
+    args = cli_args(data, tmp_path / "cli")
+    assert main(args + ["--max-steps", "2"]) == 2  # with the --epochs 3 of cli_args: refused
+    at = args.index("--epochs")
+    assert main(args[:at] + args[at + 2:] + ["--max-steps", "2"]) == 0
+    assert [r["step"] for r in read_metrics(tmp_path / "cli" / "metrics.jsonl") if "loss" in r][-1] == 2
 
 
 def test_a_task_module_that_fails_to_import_fails_loudly(monkeypatch):

@@ -26,7 +26,7 @@ def register(sub) -> None:
                    help="weight of the hidden-state cosine loss (default: 1 when the widths agree, else 0)")
     p.add_argument("--seq-len", type=positive_int, help="tokens per sequence (default: 128, within both contexts)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the teacher's)")
-    p.add_argument("--epochs", type=positive_int, default=1, help="passes over the corpus")
+    p.add_argument("--epochs", type=positive_int, help="passes over the corpus (default 1)")
     p.add_argument("--max-steps", type=positive_int, help="train this many steps instead of --epochs")
     p.add_argument("--batch-size", type=positive_int, default=16, help="sequences per step")
     p.add_argument("--lr", type=positive_float, default=5e-4)

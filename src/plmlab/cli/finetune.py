@@ -42,6 +42,8 @@ def add_schedule_arguments(p, recipe: dict | None = None, batch_help: str = "exa
     d = {**{name: f.default for name, f in FinetuneOptions.__dataclass_fields__.items()}, **(recipe or {})}
     p.add_argument("--epochs", type=positive_int, help=f"passes over the data (default: {d['min_epochs']}, or more for a "
                    f"small data set: at least {MIN_STEPS} steps within {MAX_EPOCHS} epochs; the run prints it)")
+    p.add_argument("--max-steps", type=positive_int,
+                   help="train this many optimizer steps instead of --epochs (evaluated every epoch and at the end)")
     p.add_argument("--batch-size", type=positive_int, default=d["batch_size"], help=batch_help)
     base = f"{d['base_lr']:g}" if d["base_lr"] is not None else _task_base_lrs()
     p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default: {base} x {REFERENCE_WIDTH} / the "

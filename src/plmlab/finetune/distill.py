@@ -49,8 +49,8 @@ from .trainer_task import steps_per_epoch
 BUILTIN = "builtin"  # the built-in corpus
 HALF = "half"  # --student default: the teacher's shape with half its layers
 # transformers' distillation README trains DistilBERT with T=2, alpha_ce 5, alpha_mlm 2, alpha_cos 1
-DEFAULTS = dict(temperature=2.0, alpha_ce=5.0, alpha_lm=2.0, alpha_cos=None, init="teacher", max_steps=None,
-                corpus=[], eval_batches=4)
+DEFAULTS = dict(temperature=2.0, alpha_ce=5.0, alpha_lm=2.0, alpha_cos=None, init="teacher", corpus=[],
+                eval_batches=4)
 ARTICLE = {"encoder": "an encoder", "decoder": "a decoder", "encoder-decoder": "an encoder-decoder"}
 FIT = {"encoder": ("mlm", "mlm"), "decoder": ("lm", "clm")}  # teacher arch -> (its head, the objective)
 
@@ -247,14 +247,10 @@ def distill_options(teacher: str, student: str = HALF, out: str | None = None, c
     extra.update(student=student, corpus=list(corpus or []))
     fields.setdefault("lr", 5e-4)  # transformers' distillation train.py
     fields.setdefault("warmup", 0.05)
-    fields.setdefault("epochs", 1)
-    if extra["max_steps"] is not None and fields["epochs"] != 1:
-        raise PlmlabError("pass --epochs or --max-steps, not both")
+    if fields.get("max_steps") is None:
+        fields.setdefault("epochs", 1)  # one pass over the corpus (FinetuneOptions refuses both)
     if extra["init"] not in ("teacher", "random"):
         raise PlmlabError(f"--init must be teacher or random, not {extra['init']!r}")
-    if extra["max_steps"] is not None and (isinstance(extra["max_steps"], bool) or not isinstance(extra["max_steps"], int)
-                                           or extra["max_steps"] < 1):
-        raise PlmlabError(f"--max-steps must be a positive integer, got {extra['max_steps']!r}")
     cos = 1.0 if extra["alpha_cos"] is None else extra["alpha_cos"]  # None: on where the widths agree
     DistillWeights(extra["temperature"], extra["alpha_ce"], extra["alpha_lm"], cos)  # its one-line refusals, up front
     return FinetuneOptions(model=teacher, task="distill", train=",".join(corpus or []) or BUILTIN, out=out,
@@ -292,9 +288,7 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
         raise PlmlabError(f"the corpus has {train.n_tokens} training tokens: too few for one sequence of {seq_len}")
     data = SimpleNamespace(seed=o.seed, batch_size=o.batch_size, seq_len=seq_len, eval_batches=x["eval_batches"])
     task = DistillTask(teacher.to(device), weights, objective, train, val, data, dist.world)
-    # finetune/run.py trains epochs x steps_per_epoch steps and evaluates every steps_per_epoch:
-    # with --max-steps (epochs is then 1) the run is those steps, evaluated at its end
-    steps = x["max_steps"] or steps_per_epoch(objective.num_examples(train), o.batch_size, dist.world)
+    steps = steps_per_epoch(objective.num_examples(train), o.batch_size, dist.world)
     return run._Setup(task, task, student.to(device), tokenizer, device, steps)
 
 

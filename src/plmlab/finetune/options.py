@@ -35,6 +35,7 @@ class FinetuneOptions:
     eval: str | None = None  # evaluation data, scored after every epoch
     tokenizer: str | None = None  # default: the model directory's
     epochs: int | None = None  # passes over the data; None: default_epochs(min_epochs, the steps of an epoch)
+    max_steps: int | None = None  # optimizer steps, instead of epochs (the schedule spans them; eval every epoch and at the end)
     min_epochs: int = 3  # the default epochs of a large data set (BERT, appendix A.3: 2 .. 4)
     batch_size: int = 16  # examples per micro-batch per rank
     grad_accum: int = 1  # micro-batches per optimizer step: a step sees batch_size x grad_accum x world examples
@@ -77,6 +78,11 @@ class FinetuneOptions:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be positive, got 0")
         if not isinstance(self.warmup, (int, float)) or not 0 <= self.warmup <= 1:
             raise PlmlabError(f"--warmup is a fraction of the steps, in [0, 1]; got {self.warmup!r}")
+        if self.max_steps is not None:
+            if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1:
+                raise PlmlabError(f"--max-steps must be a positive integer, got {self.max_steps!r}")
+            if self.epochs is not None:
+                raise PlmlabError("pass --epochs or --max-steps, not both")
         for name in ("save_every", "max_length", "threads"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -147,7 +153,7 @@ def with_defaults(options: FinetuneOptions, width: int, steps_per_epoch: int,
         lora = f" x {LORA_SCALE:g} under LoRA" if options.lora is not None else ""
         lines.append(f"lr {fields['lr']:g} (the default: {base:g} x {REFERENCE_WIDTH} / width {width}{lora}; "
                      "--lr sets it)")
-    if options.epochs is None:
+    if options.epochs is None and options.max_steps is None:
         fields["epochs"] = default_epochs(options.min_epochs, steps_per_epoch)
         lines.append(f"epochs {fields['epochs']} (the default: {options.min_epochs}, or more for {MIN_STEPS} steps of "
                      f"{steps_per_epoch} an epoch; --epochs sets it)")

@@ -152,7 +152,7 @@ def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found,
     state = TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum)
     if found:  # the optimizer (re-sharded under FSDP2), the loop's state, the RNGs
         state = restore_training(found[0][1], found[1], parallel, optimizer, precision)
-    steps = o.epochs * setup.steps_per_epoch
+    steps = o.max_steps or o.epochs * setup.steps_per_epoch
     warmup = max(1, int(o.warmup * steps)) if o.warmup > 0 else 0
     save = Checkpointer(rundir.checkpoints, parallel, optimizer, precision, state, setup.tokenizer,
                         lambda: {"kind": "finetune", "options": o.to_dict()}, o.keep_last, dist,

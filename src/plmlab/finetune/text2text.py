@@ -39,8 +39,9 @@ class Text2Text(Task):
     def add_arguments(cls, parser) -> None:
         parser.add_argument("--prefix", default="", metavar="TEXT",
                             help='text2text: task prefix put before every input, e.g. "summarize: "')
-        parser.add_argument("--max-target-length", type=int, default=128, metavar="N",
-                            help="text2text: maximum target tokens, </s> included")
+        parser.add_argument("--max-target-length", type=int, metavar="N",
+                            help="text2text: maximum target tokens, </s> included (default: 128, or the "
+                                 "decoder's context less its start token where that is smaller: BART's)")
         parser.add_argument("--num-beams", type=int, default=1, metavar="K",
                             help="text2text: beams when decoding the evaluation set (1: greedy)")
 
@@ -60,7 +61,9 @@ class Text2Text(Task):
 
     def _limits(self, config: Config) -> tuple[int, int]:
         max_input = min(config.max_positions, self.options.get("max_length") or config.max_positions)
-        max_target = self.options.get("max_target_length") or 128
+        # 128 target tokens, or what a decoder with a fixed context (BART's learned positions) has
+        # after its start token
+        max_target = self.options.get("max_target_length") or min(128, config.max_positions - 1)
         if max_target < 2:
             raise PlmlabError(f"--max-target-length must be at least 2 (a token and </s>), got {max_target}")
         return max_input, max_target
