@@ -2,7 +2,7 @@
 the README's main path (issue 20): no run directory that nothing makes, no input file that is not
 shipped, no output outside runs/ (which git ignores).
 
-The commands are read from every ```bash block of README.md and docs/*.md (not docs/experiments.md,
+The commands are read from every ```bash block of README.md, examples/README.md and docs/*.md (not docs/experiments.md,
 a generated page): continuation lines joined, `# comments` dropped (shlex), pipes and `&&` split.
 Each `plmlab` command (also `python -m plmlab`, `torchrun ... -m plmlab`, and `make pretrain` as
 the Makefile spells it) is parsed with plmlab's own argument parser, so a stale flag fails here
@@ -51,7 +51,8 @@ PUBLISHED = {("experiment", "out"): {"docs/experiments"}, ("experiment", "index"
 
 
 def pages() -> dict[str, str]:
-    found = [ROOT / "README.md"] + sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "experiments.md")
+    found = [ROOT / "README.md", ROOT / "examples" / "README.md"] + sorted(
+        p for p in (ROOT / "docs").glob("*.md") if p.name != "experiments.md")
     return {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in found}
 
 
