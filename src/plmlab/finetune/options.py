@@ -114,7 +114,7 @@ class FinetuneOptions:
                               "start a new run (another --out) to change them")
 
 
-# The defaults of a run's length and rate (`defaults`), measured on the examples/ data with the
+# The defaults of a run's length and rate (`with_defaults`), measured on the examples/ data with the
 # -mini models pretrained 200 steps on a CPU (bench/results/finetune_defaults.md). BERT's
 # fine-tuning rates (2e-5 .. 5e-5 for 2 .. 4 epochs, appendix A.3) are for width 768 and large
 # data sets; at them bert-mini stays at one class. The rate is inversely proportional to the

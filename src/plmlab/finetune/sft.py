@@ -43,7 +43,9 @@ from .trainer_task import FinetuneTask, steps_per_epoch
 
 BUILTIN = "builtin"  # --data default: the built-in instruction set
 MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "labels")
-# SFT's defaults where they differ from classification fine-tuning's (`plmlab sft`'s flags use them too)
+# SFT's defaults where they differ from classification fine-tuning's, and its rate at width 768
+# (options.default_lr scales it; SFT is no task of the registry to declare one) -- `plmlab sft`'s
+# flags use them too
 DEFAULTS = dict(base_lr=1e-4, weight_decay=0.0, warmup=0.05)
 
 
