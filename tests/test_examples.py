@@ -22,6 +22,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
     ("text2text-train.jsonl", lambda p: get_task("text2text")({}).read(p), 320),
     ("text2text-dev.jsonl", lambda p: get_task("text2text")({}).read(p), 100),
     ("chat.jsonl", read_conversations, 44),
+    ("chat-dev.jsonl", read_conversations, 8),
     ("prefs.jsonl", read_preferences, 38),
     ("prefs-dev.jsonl", read_preferences, 10),
 ])
