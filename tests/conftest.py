@@ -15,6 +15,20 @@ os.environ.setdefault("PLMLAB_CACHE", tempfile.mkdtemp(prefix="plmlab-test-cache
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """all-MiniLM-L6-v2 as published (tests/real_weights.py); skips where it is not installed."""
+    from real_weights import minilm
+    return minilm()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(pytestconfig):
+    """SmolLM2-135M-Instruct as an fp32 Hugging Face directory (tests/real_weights.py)."""
+    from real_weights import smollm2
+    return smollm2(pytestconfig.cache.mkdir("real-weights"))
+
+
 @pytest.fixture
 def hf_dir(tmp_path):
     """A fresh directory for a Hugging Face checkpoint."""
