@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -192,12 +193,22 @@ def test_default_threads_is_torchs_count_within_the_usable_cpus_and_at_most_eigh
 
 def test_the_thread_note_warns_when_other_processes_keep_the_cpus_busy(monkeypatch):
     monkeypatch.setattr(train_setup, "usable_cpus", lambda: 2)
-    monkeypatch.setattr(train_setup.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    monkeypatch.setattr(train_setup, "busy_cpus", lambda: 1)
     assert train_setup.threads_text(2) == (" with 2 threads (--threads N to change; other processes keep about 1 "
                                            "of the 2 CPUs busy: --threads 1 may be faster)")
     assert train_setup.threads_text(1) == " with 1 thread (--threads N to change)"
-    monkeypatch.setattr(train_setup.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    monkeypatch.setattr(train_setup, "busy_cpus", lambda: 0)
     assert train_setup.threads_text(2) == " with 2 threads (--threads N to change)"
+
+
+def test_busy_cpus_sees_a_process_that_spins():
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start
+        assert train_setup.busy_cpus() >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 # ------------------------------------------------------------------ make pretrain needs no test package

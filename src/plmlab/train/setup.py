@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -108,12 +109,33 @@ def default_threads() -> int:
     return max(1, min(torch.get_num_threads(), usable_cpus(), MAX_DEFAULT_THREADS))
 
 
+def busy_cpus(window_s: float = 0.25) -> int:
+    """About how many CPUs other processes keep busy now: the busy share of /proc/stat's CPU time
+    over a short window (Linux), else the 1-minute load average. Not the load average where the
+    window can be read: it still counts the minute before (right after `make install`, a quiet
+    machine has a load of 1)."""
+    def times() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields[3:5]), sum(fields)  # (idle + iowait, all) in clock ticks
+    first = times()
+    if first is None:
+        return round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    time.sleep(window_s)
+    second = times()
+    idle, total = second[0] - first[0], second[1] - first[1]
+    return round((1 - idle / total) * (os.cpu_count() or 1)) if total > 0 else 0
+
+
 def threads_text(threads: int) -> str:
     """` with 2 threads (--threads N to change)`, and a warning when other processes already keep
     CPUs busy: an OpenMP team with more threads than free cores waits on its slowest member
     (gpt-mini on a 2-core machine with one core taken: 2 threads ran 3.7x slower than 1)."""
     note = "--threads N to change"
-    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    busy = busy_cpus()
     free = max(1, usable_cpus() - busy)
     if threads > free:
         note += f"; other processes keep about {busy} of the {usable_cpus()} CPUs busy: --threads {free} may be faster"
