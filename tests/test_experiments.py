@@ -207,3 +207,23 @@ def test_an_interrupted_training_run_is_not_recorded(tmp_path, monkeypatch):
     spec = harness.TrainSpec(preset="gpt-tiny", steps=2, batch_size=2, seq_len=16)
     with pytest.raises(PlmlabError, match="interrupted by SIGTERM at step 0; this run is not saved"):
         harness.train(spec, tmp_path / "work" / "run")
+
+
+def test_a_study_run_records_the_optimizer_and_schedule_it_ran(tmp_path, monkeypatch):
+    """The options a study's run keeps (`trained.setup.options`) are the ones its Trainer used:
+    the same optimizer class and the same learning rate at every step."""
+    from plmlab.experiments import harness
+    from plmlab.train.loop import Trainer
+    from plmlab.train.optim import pretrain_schedule
+
+    seen = {}
+    fit = Trainer.fit
+    monkeypatch.setattr(Trainer, "fit", lambda self: seen.setdefault("trainer", self) and fit(self))
+    spec = harness.TrainSpec(preset="gpt-tiny", steps=6, batch_size=2, seq_len=16, eval_every=0)
+    trained = harness.train(spec, tmp_path / "work" / "run")
+    o, trainer = trained.setup.options, seen["trainer"]
+    assert (o.optimizer, o.schedule) == (harness.STUDY_RECIPE["optimizer"], harness.STUDY_RECIPE["schedule"])
+    assert type(trainer.optimizer).__name__ == {"adamw": "AdamW", "muon": "MuonAdamW"}[o.optimizer]
+    assert trainer.optimizer.defaults["betas"] == (o.beta1, o.beta2)
+    recorded = pretrain_schedule(o)
+    assert [trainer.lr_at(step) for step in range(o.max_steps)] == [recorded(step) for step in range(o.max_steps)]

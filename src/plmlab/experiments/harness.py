@@ -30,7 +30,7 @@ from ..data.files import remove_entry
 from ..errors import PlmlabError
 from ..train.loop import LoopOptions, Trainer, TrainState
 from ..train.metrics import Progress
-from ..train.optim import make_optimizer, schedule
+from ..train.optim import pretrain_optimizer, pretrain_schedule
 from ..train.options import PretrainOptions
 from ..train.parallel import Dist, parallelize
 from ..train.precision import Precision
@@ -40,6 +40,11 @@ from ..train.setup import build_config
 
 # Steps at the start whose time is left out of `step_seconds` (allocator and kernel warm-up).
 WARM_STEPS = 2
+# The studies' optimizer and schedule, set in their options so that what a run records
+# (`trained.setup.options`) is what it ran: AdamW and cosine, the recipe every study was
+# designed and measured with (pretraining's default became Muon + WSD later; a study compares
+# arms under one recipe, and moving them all is a change of its design, not of the harness).
+STUDY_RECIPE = {"optimizer": "adamw", "schedule": "cosine"}
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ def pretrain_options(spec: TrainSpec, workdir: Path, cache: Path | None = None) 
         batch_size=spec.batch_size, grad_accum=spec.grad_accum, max_steps=spec.steps, lr=spec.lr,
         warmup=spec.warmup, seed=spec.seed, eval_every=spec.eval_every, eval_batches=spec.eval_batches,
         save_every=0, max_bad_steps=spec.max_bad_steps, clip=spec.clip, device="cpu", progress="none",
-        sample_tokens=0, overwrite=True)
+        sample_tokens=0, overwrite=True, optimizer=STUDY_RECIPE["optimizer"], schedule=STUDY_RECIPE["schedule"])
 
 
 def tokens_per_example(spec: TrainSpec, workdir: Path, cache: Path | None = None, batches: int = 4) -> float:
@@ -141,10 +146,9 @@ def train(spec: TrainSpec, workdir: Path, cache: Path | None = None) -> Trained:
     setup = prepare(options, RunDir(workdir), dist)
     o, device = setup.options, setup.device
     parallel = parallelize(setup.model, o, dist, device)
-    optimizer = make_optimizer(setup.model, o.lr, o.weight_decay, (o.beta1, o.beta2))
+    optimizer = pretrain_optimizer(setup.model, o)  # what the options say, as `plmlab pretrain` builds it
     log = _CurveLog()
-    trainer = Trainer(setup.task, parallel, optimizer, Precision(o.precision, device),
-                      schedule("cosine", o.lr, o.warmup, o.max_steps, o.min_lr),
+    trainer = Trainer(setup.task, parallel, optimizer, Precision(o.precision, device), pretrain_schedule(o),
                       LoopOptions(o.max_steps, o.clip, o.eval_every, 0, o.max_bad_steps),
                       TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum),
                       save=lambda: None, log=log, progress=Progress("none", 0, o.max_steps), device=device,
