@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+import faults
 import pytest
 import torch
 
@@ -13,6 +14,12 @@ import torch
 os.environ.setdefault("PLMLAB_CACHE", tempfile.mkdtemp(prefix="plmlab-test-cache-"))
 # Tiny test models gain nothing from a second thread and lose much on a loaded 2-core box.
 torch.set_num_threads(1)
+
+# Fault injection (tests/faults.py) through the Trainer's creation hook: in this process, and in
+# the subprocesses the tests start (the CLI, torchrun's workers), whose sitecustomize registers it.
+faults.register()
+_HOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fault_hook")
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_HOOK, os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")

@@ -187,7 +187,7 @@ def test_oom_backoff_halves_the_micro_batch_and_keeps_the_run(tmp_path, single, 
     monkeypatch.setenv("PLMLAB_TEST_FAULT", "oom@2")
     with pytest.raises(torch.cuda.OutOfMemoryError):
         pretrain(PretrainOptions(out=str(tmp_path / "no"), corpus=[str(corpus)], batch_size=4, **COMMON))
-    from plmlab.train import faults
+    import faults
 
     faults._oom_seen.clear()
     pretrain(PretrainOptions(out=str(tmp_path / "oom"), corpus=[str(corpus)], batch_size=4, oom_backoff=True,

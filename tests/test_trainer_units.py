@@ -4,6 +4,9 @@ the FSDP2 mixed-precision policy, the state check, and faults installed from out
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -78,16 +81,21 @@ def _trainer():
 
 
 def test_faults_are_installed_on_the_instance_not_branched_in_the_loop(monkeypatch):
-    from plmlab.train import faults
+    import faults  # tests/faults.py, registered with the Trainer's creation hook by conftest
 
     monkeypatch.delenv(faults.ENV, raising=False)
     plain = _trainer()
-    faults.install(plain)
     assert plain.micro_loss.__func__ is Trainer.micro_loss and not plain.callbacks
     monkeypatch.setenv(faults.ENV, "nan@2-3,slow@0")
     faulty = _trainer()
-    faults.install(faulty)
     assert "micro_loss" in vars(faulty) and len(faulty.callbacks) == 1
+
+
+def test_plmlab_itself_registers_no_trainer_hook():
+    code = "import plmlab.cli, plmlab.train.loop as loop; print(len(loop.TRAINER_CREATED))"
+    env = {k: v for k, v in os.environ.items() if k != "PLMLAB_TEST_FAULT"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
 
 
 @pytest.mark.parametrize("field, value", [("batch_size", "4"), ("lr", "fast"), ("compile", 1), ("max_steps", 2.5),

@@ -21,7 +21,6 @@ import torch
 from ..errors import PlmlabError, warn
 from ..modeling import build_model, copy_matching
 from ..nn.lora import merge_into_base
-from ..train import faults
 from ..train.checkpoint import write_json_durable
 from ..train.lora import apply_lora, describe_lora, load_lora_checkpoint, save_adapter_dir
 from ..train.loop import LoopOptions, Trainer, TrainState
@@ -166,7 +165,6 @@ def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found,
     loop = LoopOptions(steps, o.clip, eval_every=every, save_every=every if o.save_every is None else o.save_every)
     trainer = Trainer(setup.trainer_task, parallel, optimizer, precision, schedule("linear", o.lr, warmup, steps),
                       loop, state, save=save, log=log, progress=progress, device=setup.device, dist=dist)
-    faults.install(trainer, save)  # tests only: PLMLAB_TEST_FAULT
     signum = trainer.fit()
     if signum is not None:
         raise Interrupted(signum, f"interrupted by {signal.Signals(signum).name} after step {state.step}; "

@@ -11,8 +11,7 @@ fine-tuning in plmlab.finetune), `task` (what a task gives it; PretrainTask), `o
 `precision`, `flops` (MFU), `signals`, `optim` (AdamW groups, LR schedules), `data` and
 `batching` (resumable example order), `rundir` (lock, refusals), `saving` (checkpoints,
 final/), `checkpoint` (crash-safe folders), `state` (optimizer/RNG state without pickle),
-`metrics` (metrics.jsonl, progress), `baselines` (unigram/bigram), `faults` (test-only fault
-injection, installed by monkeypatching).
+`metrics` (metrics.jsonl, progress), `baselines` (unigram/bigram).
 """
 
 from .metrics import read_metrics

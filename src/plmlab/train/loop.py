@@ -91,6 +91,11 @@ class LoopOptions:
     oom_backoff: bool = False
 
 
+# Called with every new Trainer, before it trains. Empty in real runs; the tests inject their
+# faults through it (tests/faults.py registers itself; production code never does).
+TRAINER_CREATED: list[Callable[["Trainer"], None]] = []
+
+
 class Trainer:
     def __init__(self, task, parallel: Parallelized, optimizer: torch.optim.Optimizer, precision: Precision,
                  lr_at: Callable[[int], float], options: LoopOptions, state: TrainState, *,
@@ -106,6 +111,8 @@ class Trainer:
         self.last_eval: tuple[int, dict] | None = None  # (step, its evaluation record)
         self.signals = StopOnSignal(progress.write, lambda: self.state.step + 1)
         self.callbacks: list[Callable[["Trainer", dict], None]] = []  # after each step (tests: faults.py)
+        for hook in TRAINER_CREATED:
+            hook(self)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> int | None:

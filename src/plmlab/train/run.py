@@ -22,7 +22,6 @@ import torch
 
 from ..errors import PlmlabError, warn
 from ..modeling import build_model
-from . import faults
 from .checkpoint import write_json_durable
 from .finish import ensure_final_eval, finish
 from .flops import MFU, default_peak_flops, model_flops_per_token
@@ -120,7 +119,6 @@ def _train(setup: PretrainSetup, rundir: RunDir, dist: Dist) -> PretrainResult:
     trainer = Trainer(setup.task, parallel, optimizer, precision,
                       pretrain_schedule(o), loop, state,
                       save=save, log=log, progress=progress, device=device, dist=dist, mfu=mfu)
-    faults.install(trainer, save)  # tests only: PLMLAB_TEST_FAULT
     signum = trainer.fit()
     return _result(setup, trainer, parallel, rundir, dist, signum, save)
 

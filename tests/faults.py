@@ -1,8 +1,12 @@
-"""Fault injection for the trainer's tests: never active in real runs.
+"""Fault injection for the trainer's tests; plmlab itself knows nothing of it.
 
-``PLMLAB_TEST_FAULT`` holds comma-separated faults; `install(trainer, saver)` reads it once at
-set-up and wraps the Trainer's `micro_loss`, adds a step callback and wraps the checkpoint
-writer (monkeypatching the instances: the loop itself has no fault branches).
+``PLMLAB_TEST_FAULT`` holds comma-separated faults. `register()` adds `install` to the Trainer's
+creation hooks (plmlab.train.loop.TRAINER_CREATED): each new Trainer then reads the variable and,
+if it names faults, gets its `micro_loss` wrapped, a step callback and its checkpoint writer
+wrapped (monkeypatching the instances: the loop itself has no fault branches). The tests'
+conftest registers it in the test process; in a subprocess (the CLI, torchrun's workers) the
+`sitecustomize` in tests/fault_hook/ does, when the variable is set and that folder is on
+PYTHONPATH (conftest puts it there).
 
     nan@A-B          the loss of steps A..B is NaN (``nan@A-`` : from step A on)
     save-abort@S     the process dies (os._exit(137), like SIGKILL) halfway through saving step S
@@ -31,11 +35,19 @@ def parse(spec: str | None = None) -> dict[str, str]:
     return out
 
 
-def install(trainer, saver=None) -> None:
-    """Wrap `trainer` (and the checkpoint `saver`) with the faults of PLMLAB_TEST_FAULT, if any."""
+def register() -> None:
+    from plmlab.train.loop import TRAINER_CREATED
+
+    if install not in TRAINER_CREATED:
+        TRAINER_CREATED.append(install)
+
+
+def install(trainer) -> None:
+    """Wrap `trainer` (and its checkpoint writer) with the faults of PLMLAB_TEST_FAULT, if any."""
     faults = parse()
     if not faults:
         return
+    saver = trainer.save_checkpoint if hasattr(trainer.save_checkpoint, "write_state") else None
     if "nan" in faults or "oom" in faults:
         trainer.micro_loss = _faulty_loss(trainer, trainer.micro_loss, faults)
     if "slow" in faults or "sigint" in faults:
