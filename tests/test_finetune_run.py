@@ -157,6 +157,7 @@ def test_a_run_without_lr_or_epochs_prints_and_records_the_derived_ones(data, tm
     ("warmup", -1.0, r"--warmup is a fraction of the steps, in \[0, 1\]"),
     ("epochs", 0, "--epochs must be a positive integer"),
     ("max_steps", 0, "--max-steps must be a positive integer"),
+    ("beta2", 1.0, r"--beta2 must be in \[0, 1\)"),
 ])
 def test_options_are_checked_in_the_record(tmp_path, field, value, message):
     with pytest.raises(PlmlabError, match=message):
@@ -181,6 +182,19 @@ def test_max_steps_trains_that_many_steps_instead_of_epochs(data, tmp_path, caps
     at = args.index("--epochs")
     assert main(args[:at] + args[at + 2:] + ["--max-steps", "2"]) == 0
     assert [r["step"] for r in read_metrics(tmp_path / "cli" / "metrics.jsonl") if "loss" in r][-1] == 2
+
+
+def test_adam_betas_are_run_flags_as_in_pretraining(data, tmp_path):
+    args = cli_args(data, tmp_path / "betas")
+    at = args.index("--epochs")
+    assert main(args[:at] + args[at + 2:] + ["--max-steps", "1", "--beta1", "0.8", "--beta2", "0.98"]) == 0
+    from plmlab.train.state import read_trainer_info, read_trainer_tensors
+
+    folder = next((tmp_path / "betas" / "checkpoints").glob("step-*"))
+    info = read_trainer_info(folder)
+    assert info["options"]["beta1"] == 0.8 and info["options"]["beta2"] == 0.98
+    optimizer, _ = read_trainer_tensors(folder, info)
+    assert {tuple(g["betas"]) for g in optimizer["param_groups"]} == {(0.8, 0.98)}
 
 
 def test_a_task_module_that_fails_to_import_fails_loudly(monkeypatch):

@@ -31,6 +31,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16, help="sequences per step")
     p.add_argument("--lr", type=positive_float, default=5e-4)
     p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
+    p.add_argument("--beta1", type=float, default=0.9, help="AdamW beta1")
+    p.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2")
     p.add_argument("--warmup", type=probability, default=0.05, help="warm-up fraction of the steps")
     add_run_arguments(p)
     p.set_defaults(func=run)

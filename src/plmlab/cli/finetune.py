@@ -34,7 +34,7 @@ def register(sub) -> None:
 
 
 def add_schedule_arguments(p, recipe: dict | None = None, batch_help: str = "examples per step") -> None:
-    """--epochs, --batch-size, --lr, --weight-decay, --warmup with FinetuneOptions' defaults, or the
+    """--epochs, --batch-size, --lr, --weight-decay, --beta1/2, --warmup with FinetuneOptions' defaults, or the
     recipe's own where it has them (sft.DEFAULTS, dpo.DEFAULTS): each default is written once."""
     from ..finetune import FinetuneOptions
     from ..finetune.options import LORA_SCALE, MAX_EPOCHS, MIN_STEPS, REFERENCE_WIDTH
@@ -49,6 +49,8 @@ def add_schedule_arguments(p, recipe: dict | None = None, batch_help: str = "exa
     p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default: {base} x {REFERENCE_WIDTH} / the "
                    f"model's width, {LORA_SCALE:g}x that under LoRA; the run prints it)")
     p.add_argument("--weight-decay", type=non_negative_float, default=d["weight_decay"])
+    p.add_argument("--beta1", type=float, default=d["beta1"], help="AdamW beta1")
+    p.add_argument("--beta2", type=float, default=d["beta2"], help="AdamW beta2")
     p.add_argument("--warmup", type=probability, default=d["warmup"], help="warm-up fraction of the steps")
 
 

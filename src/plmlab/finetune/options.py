@@ -42,6 +42,8 @@ class FinetuneOptions:
     lr: float | None = None  # peak learning rate; None: default_lr(base_lr, the model's width, LoRA or not)
     base_lr: float | None = None  # the default lr at width 768, inversely proportional to the width; None: the task's
     weight_decay: float = 0.01
+    beta1: float = 0.9  # AdamW's betas: BERT's fine-tuning (appendix A.2), where pretraining takes 0.9 / 0.95
+    beta2: float = 0.999
     warmup: float = 0.1  # fraction of the steps
     clip: float = 1.0  # max gradient norm; 0: no clipping
     max_length: int | None = None
@@ -76,6 +78,10 @@ class FinetuneOptions:
         for name in ("lr", "base_lr"):
             if getattr(self, name) == 0:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be positive, got 0")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise PlmlabError(f"--{name} must be in [0, 1), got {value!r}")
         if not isinstance(self.warmup, (int, float)) or not 0 <= self.warmup <= 1:
             raise PlmlabError(f"--warmup is a fraction of the steps, in [0, 1]; got {self.warmup!r}")
         if self.max_steps is not None:

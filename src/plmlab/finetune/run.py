@@ -147,7 +147,7 @@ def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found,
         _load_weights(o, found[0][1], setup.model)
     mp_dtype = precision.dtype if o.strategy == "fsdp" else None  # FSDP2 gathers parameters in it
     parallel = parallelize(setup.model, o, dist, setup.device, mp_dtype)
-    optimizer = make_optimizer(setup.model, o.lr, o.weight_decay, (0.9, 0.999))  # BERT's betas (A.2)
+    optimizer = make_optimizer(setup.model, o.lr, o.weight_decay, (o.beta1, o.beta2))
     state = TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum)
     if found:  # the optimizer (re-sharded under FSDP2), the loop's state, the RNGs
         state = restore_training(found[0][1], found[1], parallel, optimizer, precision)
