@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from ..train.options import PRECISIONS, PROGRESS, STRATEGIES
 from .args import device, non_negative_float, non_negative_int, positive_float, positive_int, probability, seed
 
 
@@ -72,17 +73,17 @@ def add_run_arguments(p) -> None:
     p.add_argument("--overwrite", action="store_true", help="start over in an OUT that holds a run")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", type=device, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed"),
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="default auto: bf16-mixed on CUDA, fp32 on CPU")
     p.add_argument("--grad-accum", type=positive_int, default=1,
                    help="micro-batches per optimizer step (a step: batch-size x grad-accum x ranks examples)")
-    p.add_argument("--strategy", default="ddp", choices=("ddp", "fsdp"),
+    p.add_argument("--strategy", default="ddp", choices=STRATEGIES,
                    help="under torchrun: ddp (default) or fsdp (FSDP2 fully_shard)")
     p.add_argument("--clip", type=non_negative_float, default=1.0, help="max gradient norm, 0 for none")
     p.add_argument("--save-every", type=non_negative_int, help="steps between checkpoints (default: every epoch)")
     p.add_argument("--keep-last", type=non_negative_int, default=1, help="checkpoints kept, 0 for all")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
-    p.add_argument("--progress", default="auto", choices=("auto", "bar", "plain", "none"), help="progress display")
+    p.add_argument("--progress", default="auto", choices=PROGRESS, help="progress display")
     p.add_argument("--json", action="store_true", help="print the per-epoch metrics as JSON lines")
     add_lora_arguments(p)
 

@@ -15,7 +15,8 @@ from dataclasses import fields
 
 from ..config import Config, parse_overrides
 from ..data.languages import language_entry
-from ..train.options import DECAY_SHAPES, DEFAULTS, MAX_DEFAULT_SEQ_LEN, MUON_DTYPES, OPTIMIZERS, SCHEDULES
+from ..train.options import (DECAY_SHAPES, DEFAULTS, MAX_DEFAULT_SEQ_LEN, MUON_DTYPES, OPTIMIZERS, PRECISIONS, PROGRESS,
+                             SCHEDULES, STRATEGIES)
 from .pretrain_objective import add_objective_arguments, objective_options_from_args
 
 # Config fields that are not offered as --FIELD: their names mean something else here
@@ -50,10 +51,10 @@ def register(sub) -> None:
                      help="CPU threads for torch (default: torch's own count, i.e. the physical cores or "
                           "OMP_NUM_THREADS, at most the CPUs this process may use and at most 8; on a machine "
                           "other programs keep busy, fewer threads run faster)")
-    run.add_argument("--precision", choices=("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed"),
+    run.add_argument("--precision", choices=PRECISIONS,
                      help="default auto: bf16-mixed on CUDA, fp32 on CPU (bf16 = bf16-mixed; fp16-mixed: CUDA, GradScaler)")
     scale = p.add_argument_group("scale (torchrun --nproc_per_node N -m plmlab pretrain ... runs DDP)")
-    scale.add_argument("--strategy", choices=("ddp", "fsdp"), help="under torchrun: ddp (default) or fsdp (FSDP2 fully_shard)")
+    scale.add_argument("--strategy", choices=STRATEGIES, help="under torchrun: ddp (default) or fsdp (FSDP2 fully_shard)")
     scale.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     scale.add_argument("--activation-checkpointing", action="store_true", default=None,
                        help="recompute each block's activations in the backward pass (less memory)")
@@ -64,7 +65,7 @@ def register(sub) -> None:
                        help="on CUDA out-of-memory: halve the micro-batch, double --grad-accum, retry the step")
     scale.add_argument("--peak-flops", type=float, metavar="X",
                        help="peak FLOP/s per device for the MFU estimate (default: known GPUs; none on CPU)")
-    run.add_argument("--progress", choices=("auto", "bar", "plain", "none"), help="progress display")
+    run.add_argument("--progress", choices=PROGRESS, help="progress display")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object")
     run.add_argument("--suite", choices=("builtin",),
                      help="at the end, score the final model on the built-in multiple-choice suite "

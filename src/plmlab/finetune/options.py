@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import PlmlabError
 from ..train.lora import LoraOptions
-from ..train.options import check_device, check_seed
+from ..train.options import PRECISIONS, PROGRESS, STRATEGIES, check_device, check_seed
 
 # May differ from the run's values on --resume; everything else defines the run.
 # (checkpoints hold the full state, so a run resumes under either strategy)
@@ -95,8 +95,7 @@ class FinetuneOptions:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
         if self.keep_last < 0:
             raise PlmlabError(f"--keep-last must be 0 or more, got {self.keep_last}")
-        for name, choices in (("precision", ("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed")),
-                              ("progress", ("auto", "bar", "plain", "none")), ("strategy", ("ddp", "fsdp"))):
+        for name, choices in (("precision", PRECISIONS), ("progress", PROGRESS), ("strategy", STRATEGIES)):
             if getattr(self, name) not in choices:
                 raise PlmlabError(f"--{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         if self.lora is not None and not isinstance(self.lora, LoraOptions):

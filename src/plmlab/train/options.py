@@ -58,6 +58,10 @@ OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "wsd", "linear", "constant")  # train/optim.py's schedule(); constant: after the warmup
 DECAY_SHAPES = ("linear", "1-sqrt")
 MUON_DTYPES = ("auto", "bf16", "fp32")  # train/muon.py's NS_DTYPES (checked here without torch)
+# The run flags every training verb shares, declared once (the CLI and both option records use them).
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed")  # train/precision.py
+STRATEGIES = ("ddp", "fsdp")  # under torchrun (train/parallel.py)
+PROGRESS = ("auto", "bar", "plain", "none")  # train/metrics.py's Progress
 # A CPU spends its few FLOPs better on more, shorter sequences; a GPU takes the usual context.
 MAX_DEFAULT_SEQ_LEN = {"cpu": 128, "cuda": 1024}
 # May differ from the run's values on resume; everything else defines the run. (The corpus
@@ -170,10 +174,10 @@ class PretrainOptions:
         self._check_optimizer()
         if self.seq_len is not None and self.seq_len < 2:
             raise PlmlabError(f"--seq-len must be at least 2, got {self.seq_len}")
-        for name, choices in (("encoding_errors", ("strict", "replace")), ("precision", ("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed")),
-                              ("strategy", ("ddp", "fsdp")), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+        for name, choices in (("encoding_errors", ("strict", "replace")), ("precision", PRECISIONS),
+                              ("strategy", STRATEGIES), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                               ("decay_shape", DECAY_SHAPES), ("muon_dtype", MUON_DTYPES),
-                              ("progress", ("auto", "bar", "plain", "none")), ("suite", (None, "builtin"))):
+                              ("progress", PROGRESS), ("suite", (None, "builtin"))):
             if getattr(self, name) not in choices:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, "
                                   f"not {getattr(self, name)!r}")

@@ -29,8 +29,6 @@ import torch
 
 from ..errors import PlmlabError, warn
 
-STRATEGIES = ("ddp", "fsdp")
-
 
 # ---------------------------------------------------------------------------- process group
 class Dist:

@@ -17,8 +17,6 @@ import torch
 
 from ..errors import PlmlabError
 
-PRECISIONS = ("auto", "fp32", "bf16", "bf16-mixed", "fp16-mixed")
-
 
 class Precision:
     """autocast dtype and (fp16) a GradScaler for the run's --precision."""
