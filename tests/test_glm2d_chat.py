@@ -144,7 +144,7 @@ def test_serve_chat_completions_answer_as_chat_does(trained, loaded):
                         timeout=60).json()["choices"][0]["logprobs"]["content"]
         assert len(lp) == eop_counted and all(e["top_logprobs"][0]["token"] == e["token"] for e in lp)  # greedy
         tokens = tok.encode(ANSWER, add_special_tokens=False) + [GlmTokens.from_tokenizer(tok).eop]
-        blank = [e["logprob"] for e in blank_logprobs(model, tok, part_a, tokens, 0)]  # the blank's own numbers
+        blank = [e["logprob"] for e in blank_logprobs(model, tok, part_a, len(part_a) - 1, tokens, 0)]  # the blank's own numbers
         one_d = [e["logprob"] for e in token_logprobs(model, tok, encode_chat(tok, USER), tokens, 0)]
         assert [e["logprob"] for e in lp] == pytest.approx(blank, abs=1e-4)
         assert max(abs(a - b) for a, b in zip(blank, one_d)) > 1e-3  # so the 1-D layout's would not pass
@@ -180,6 +180,26 @@ def test_serve_chat_of_a_random_2d_glm_is_chats_reply_not_the_prefix_layouts(ran
             answers = list(pool.map(ask, range(6)))
         assert [a["message"]["content"] for a in answers[::2]] == [reply] * 3
         assert len({a["text"] for a in answers[1::2]}) == 1
+
+
+def test_serve_completions_of_a_2d_glm_continue_as_generate_does(random_2d):
+    """/v1/completions continues a text as the blank after it (`[CLS] text [gMASK] <eos> | <sop> ...`),
+    as `plmlab generate` and the text-generation pipeline do, not the 1-D prefix layout."""
+    model, tok = plmlab.load_pretrained(random_2d), load_tokenizer(random_2d)
+    expected = plmlab.pipeline("text-generation", model, tok)("what does", max_new_tokens=6, do_sample=False)
+    prefix = tok.decode(plmlab.generate(model, [tok.encode("what does")], max_new_tokens=6, eos_token_id=None)[0].tolist())
+    assert expected["text"] != prefix  # the two layouts disagree on this model
+    body = {"prompt": "what does", "max_tokens": 6, "temperature": 0}
+    with running_server(random_2d) as (url, _):
+        r = httpx.post(url + "/v1/completions", json=body, timeout=60).json()
+        assert r["choices"][0]["text"] == expected["text"]
+        echoed = httpx.post(url + "/v1/completions", json={**body, "echo": True, "logprobs": 1}, timeout=60).json()
+        assert echoed["choices"][0]["text"] == "what does" + expected["text"]
+        assert len(echoed["choices"][0]["logprobs"]["tokens"]) >= 1
+        two = httpx.post(url + "/v1/completions", json={**body, "prompt": ["a", "b"]}, timeout=60)
+        assert two.status_code == 400 and "one text per request" in two.json()["error"]["message"]
+        blank = httpx.post(url + "/v1/completions", json={**body, "prompt": "a [MASK] b"}, timeout=60)
+        assert blank.status_code == 400 and "fill-blanks" in blank.json()["error"]["message"]
 
 
 def test_evaluate_generate_predictions_are_chats_greedy_replies(loaded, random_2d):

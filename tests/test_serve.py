@@ -154,7 +154,9 @@ def test_text2text_on_t5_and_glm_completions(tmp_path):
 
         with ThreadPoolExecutor(3) as pool:
             got = list(pool.map(ask, PROMPTS[:3]))
-    assert got == [_greedy(model, tok, p, 5) for p in PROMPTS[:3]]
+    # glm-tiny has 2-D positions: a completion is the blank after the text, as `plmlab generate` continues it
+    generate = plmlab.pipeline("text-generation", model, tok)
+    assert got == [generate(p, max_new_tokens=5, do_sample=False)["text"] for p in PROMPTS[:3]]
 
 
 def test_model_card_health_and_metrics(gpt):

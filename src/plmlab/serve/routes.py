@@ -57,11 +57,17 @@ def register(app, state) -> None:
     async def completions(request: Request):
         params = await checked(request, state, COMPLETIONS)
         served.require("completions")
-        prompts = [served.prompt_ids(p) for p in params["prompt"]]
-        served.check_context(prompts, params["max_tokens"])
         echo = [p if isinstance(p, str) else served.tokenizer.decode(p) for p in params["prompt"]] \
             if params["echo"] else None
-        req, job, events = generation_job(state, prompts, params["max_tokens"], params, params["logprobs"])
+        if served.glm_tokens() is not None:  # a 2-D GLM: the blank after the text (serve/glm_chat.py)
+            part_a, mask_at = served.continuation_ids(params["prompt"])
+            prompts = [part_a]
+            served.check_context([part_a + [0]], params["max_tokens"])  # + the blank's <sop>
+            req, job, events = glm_chat_job(state, part_a, params["max_tokens"], params, params["logprobs"], mask_at)
+        else:
+            prompts = [served.prompt_ids(p) for p in params["prompt"]]
+            served.check_context(prompts, params["max_tokens"])
+            req, job, events = generation_job(state, prompts, params["max_tokens"], params, params["logprobs"])
         fmt = Formatter("completions", served.name, echo)
         return await answer(request, fmt, req, job, events, params, sum(map(len, prompts)))
 

@@ -102,6 +102,19 @@ class ServedModel:
                            "/v1/completions continues a text", param="input", code="no_blank")
         return prepare(self.tokenizer, text)
 
+    def continuation_ids(self, prompts: list) -> tuple[list[int], int]:
+        """A 2-D GLM's completion: (Part A, its [gMASK]'s index) of `[CLS] text [gMASK] <eos>`, the
+        blank after the text (infill.continuation). One text per request: each is decoded alone."""
+        from ..infill import continuation
+
+        if len(prompts) != 1 or not isinstance(prompts[0], str):
+            raise ApiError("a 2-D-position GLM continues one text per request (the blank after it): send 'prompt' "
+                           "as a single string", param="prompt", code="invalid_value")
+        try:
+            return continuation(self.tokenizer, prompts[0])
+        except PlmlabError as e:
+            raise ApiError(str(e), param="prompt") from None
+
     @property
     def blank_chat(self) -> bool:
         """Does chat answer as GLM's blank (a 2-D-position GLM: serve/glm_chat.py)?"""
