@@ -119,9 +119,9 @@ def corpus_info(corpus: str) -> dict:
 def versions() -> dict:
     import torch
 
-    from .. import __version__
+    from ..train.setup import package_version
 
-    return {"plmlab": __version__, "git_commit": _git_commit(), "torch": torch.__version__,
+    return {"plmlab": package_version(), "git_commit": _git_commit(), "torch": torch.__version__,
             "python": platform.python_version()}
 
 

@@ -177,7 +177,7 @@ def init_from_teacher(student: torch.nn.Module, teacher: torch.nn.Module) -> Non
 def make_student(spec: str, teacher, init: str, seed: int):
     """`half` (the teacher's config with half its layers), a preset (its vocabulary and special ids
     the teacher's) or a checkpoint directory."""
-    from .. import load_pretrained
+    from ..hf import load_pretrained
 
     tc = teacher.config
     torch.manual_seed(seed)  # a preset student's initialisation (and dropout's stream)

@@ -193,7 +193,7 @@ def _rebuild(o: FinetuneOptions, setup: _Setup) -> torch.nn.Module:
 
 
 def _load_weights(o, folder, model) -> None:
-    from .. import load_pretrained
+    from ..hf import load_pretrained
 
     if o.lora is not None:
         load_lora_checkpoint(model, folder)

@@ -88,7 +88,7 @@ class _OnDevice:
 
 
 def _span_filling(model, tokenizer, found, device, seed: int) -> dict | None:
-    from .. import generate
+    from ..generation import generate
 
     from ..objectives.mlm import word_start_table
 

@@ -80,7 +80,7 @@ def baselines(setup) -> dict:
 
 
 def sample(model, setup, device: torch.device) -> str:
-    from .. import generate
+    from ..generation import generate
 
     o, tokenizer = setup.options, setup.tokenizer
     prompt = [tokenizer.eos_id] + tokenizer.encode(o.prompt, add_special_tokens=False)

@@ -98,6 +98,6 @@ def init_tokenizer(o: PretrainOptions, source: InitSource, config: Config):
 
 def load_source_weights(model, source: InitSource) -> None:
     """Copy the source's weights into the freshly built model (same config: every key matches)."""
-    from .. import load_pretrained
+    from ..hf import load_pretrained
 
     model.load_state_dict(load_pretrained(source.folder).state_dict())

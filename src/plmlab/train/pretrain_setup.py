@@ -99,7 +99,7 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
     config = _with_language_names(config, list(getattr(objective, "languages", None) or []))
     model = build_model(config, device=device)
     if found:
-        from .. import load_pretrained
+        from ..hf import load_pretrained
 
         model.load_state_dict(load_pretrained(found[1]).state_dict())
     elif source is not None:

@@ -57,7 +57,7 @@ class Checkpointer:
                                  "saving a checkpoint")
 
     def write_model(self, folder: Path, model) -> None:
-        from .. import save_pretrained
+        from ..hf import save_pretrained
 
         save_pretrained(model, folder, tokenizer=self.tokenizer, format=self.model_format)
 
@@ -90,7 +90,7 @@ def save_final(model, out: Path, tokenizer, card: dict | None = None) -> Path:
     """DIR/final, with its model card (README.md) when `card` gives the facts, written aside and
     renamed into place; on failure the temp folder is removed and an earlier final/ (and every
     checkpoint) is kept."""
-    from .. import save_pretrained
+    from ..hf import save_pretrained
 
     final = out / "final"
     tmp = out / f".tmp-final-{os.getpid()}"
