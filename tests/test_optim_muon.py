@@ -19,7 +19,7 @@ import plmlab
 from plmlab.errors import PlmlabError
 from plmlab.hf.manifest import list_checkpoints
 from plmlab.train import PretrainOptions, pretrain, read_metrics
-from plmlab.train.muon import Muon, MuonAdamW, newton_schulz, split_params
+from plmlab.train.muon import Muon, MuonAdamW, newton_schulz, newton_schulz_gram, split_params
 from plmlab.train.options import DEFAULTS
 from test_train_resume import wait_for_records, write_corpus
 
@@ -260,6 +260,24 @@ def test_fp32_newton_schulz_orthogonalises_like_bf16_but_closer():
     assert cos > 0.95
     assert (bf16 - fp32).abs().max() < 0.05  # bf16 keeps 8 bits: the same matrix, coarser
     assert (bf16 - fp32).abs().max() > 1e-4  # ... but not the same floats (the test can tell them apart)
+
+
+@pytest.mark.parametrize("shape", [(96, 64), (64, 96), (48, 48), (192, 48)])
+def test_the_gram_iteration_is_the_same_polynomial(shape):
+    """fp32 Muon iterates on the Gram matrix (fewer flops): in fp64 it is the iteration on X to
+    rounding, in fp32 as close to that as the iteration on X itself is."""
+    g = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    steps, coefficients, eps = 5, (3.4445, -4.7750, 2.0315), 1e-7
+    exact = newton_schulz(g.double(), steps, coefficients, eps, torch.float64)
+    assert torch.allclose(newton_schulz_gram(g, steps, coefficients, eps, torch.float64), exact, atol=1e-10)
+    gram = newton_schulz_gram(g, steps, coefficients, eps)
+    on_x = newton_schulz(g, steps, coefficients, eps, torch.float32)
+    assert gram.dtype == torch.float32 and gram.shape == g.shape
+    assert (gram.double() - exact).norm() / exact.norm() < 1e-4
+    assert (on_x.double() - exact).norm() / exact.norm() < 1e-4
+    b = g.clone()
+    b[0, 0] += 0.05  # a different gradient gives a different update: the check can fail
+    assert not torch.allclose(newton_schulz_gram(b, steps, coefficients, eps), gram, atol=1e-4)
 
 
 def test_auto_takes_bf16_only_where_bf16_matmul_is_native(monkeypatch):

@@ -24,6 +24,8 @@ against 85 GFLOP/s, one thread), which made the default optimizer's step ~6x an 
 bf16 on CUDA and on CPUs with native bf16, fp32 everywhere else (`newton_schulz_dtype`). fp32 is
 the more accurate of the two (the bf16 iteration is an approximation the Muon write-up accepts
 for speed), and in bf16 the update equals torch.optim.Muon's bit for bit (tests/test_optim_muon.py).
+In fp32 the iteration runs on the Gram matrix (`newton_schulz_gram`): the same polynomial with
+26-38 % fewer flops on rectangular matrices, about 30 % less time for the -mini presets.
 """
 
 from __future__ import annotations
@@ -79,6 +81,36 @@ def newton_schulz(update: torch.Tensor, steps: int, coefficients: tuple[float, f
     return x.T if tall else x
 
 
+def newton_schulz_gram(update: torch.Tensor, steps: int, coefficients: tuple[float, float, float],
+                       eps: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """`newton_schulz` iterated on the small Gram matrix: the same polynomial, fewer flops (fp32 Muon's).
+
+    Each step is X' = (a I + b G + c G^2) X = Q X with G = X X^T, so after k steps X_k = P X_0
+    with P = Q_k ... Q_1, and G' = Q G Q (Q is a polynomial in G: symmetric, commuting with it).
+    Iterating G and P (r x r, r the short side) costs about 8 r^3 flops a step, plus 4 r^2 c for
+    G_0 and P X_0, against 4 r^2 c + 2 r^3 a step on X (r x c): 26-38 % fewer for gpt-mini's
+    3:1 and 4:1 matrices. In exact arithmetic the result is the same (fp64: 1e-14 apart); in fp32
+    it is as close to the fp64 result as the iteration on X is (2.7e-6) except on a square
+    random matrix, whose smallest singular values the Gram matrix squares (1e-5, still far
+    closer than the bf16 iteration's 1e-2). bf16 keeps the iteration on X, torch.optim.Muon's."""
+    a, b, c = coefficients
+    x = update.to(dtype)
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T  # the Gram matrix of the short side
+    x = x.div(x.norm().clamp(min=eps))
+    gram = x @ x.T  # (r, r)
+    product = None
+    for step in range(steps):
+        q = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b G + c G^2
+        q.diagonal().add_(a)  # + a I
+        product = q if product is None else q @ product
+        if step < steps - 1:
+            gram = q @ gram @ q  # the next step's G
+    x = product @ x
+    return x.T if tall else x
+
+
 class Muon(torch.optim.Muon):
     """torch.optim.Muon (its options, validation and state: `momentum_buffer`), with the
     Newton-Schulz iteration in `ns_dtype` ("bf16" or "fp32"; module docstring). The dtype is an
@@ -103,7 +135,10 @@ class Muon(torch.optim.Muon):
                 buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - momentum)  # the momentum's EMA
                 update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
-                update = newton_schulz(update, group["ns_steps"], group["ns_coefficients"], group["eps"], dtype)
+                if self.ns_dtype == "fp32":
+                    update = newton_schulz_gram(update, group["ns_steps"], group["ns_coefficients"], group["eps"])
+                else:
+                    update = newton_schulz(update, group["ns_steps"], group["ns_coefficients"], group["eps"], dtype)
                 p.mul_(1 - lr * group["weight_decay"])  # decoupled weight decay, as AdamW
                 # Keller's shape scaling ("original"): sqrt(max(1, rows / cols))
                 p.add_(update, alpha=-lr * math.sqrt(max(1, p.size(0) / p.size(1))))
