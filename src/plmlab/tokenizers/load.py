@@ -43,7 +43,9 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         hf_options = STYLES[style].hf_options if style in STYLES else {}
         options = {opt: config[key] for key, opt in hf_options.items() if key in config}
     max_len = config.get("model_max_length")
-    max_len = max_len if isinstance(max_len, int) and 0 < max_len < 10**9 else None  # 1e30: "no limit"
+    # As transformers reads it: the config's value, never the truncation a tokenizer.json stores;
+    # absent or 1e30 (transformers' "no limit"): None.
+    max_len = max_len if isinstance(max_len, int) and 0 < max_len < 10**9 else None
     if isinstance(ours.get("style"), str) and style in STYLES:
         _current_template(backend, style, options, path)
     return Tokenizer(backend, style, roles, max_len, options, chat_template=_chat_template(config, path))
