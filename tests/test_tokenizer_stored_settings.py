@@ -7,7 +7,9 @@ ALBERT / T5 unigram, LLaMA's Metaspace BPE with byte fallback), by the `tokenize
 which transformers has no class for). Added tokens, special and not, are added the way users add
 them. Then the tokenizer.json gets the padding and truncation that sentence-transformers stores
 (all-MiniLM-L6-v2: fixed padding to 128, truncation at 128): transformers ignores both unless a
-call asks for them, so plmlab's ids must be the text's ids, never padded or cut.
+call asks for them, so plmlab's ids must be the text's ids, never padded or cut. Where
+tokenizer_config.json's flags (do_lower_case, add_prefix_space ...) disagree with tokenizer.json,
+transformers' family class follows the flags, and plmlab must too.
 """
 
 from __future__ import annotations
@@ -212,3 +214,36 @@ def test_save_writes_no_stored_settings_back(family, tmp_path):
     assert again.model_max_length == ours.model_max_length
     for text in TEXTS:
         assert again.encode(text) == ours.encode(text) == auto(text)["input_ids"], text
+
+
+@pytest.mark.parametrize("family, config, json_edit", [
+    ("bert", {"do_lower_case": False}, None),  # the vocabulary is lowercase: capitals become [UNK]
+    ("bert", {"do_lower_case": None}, ("normalizer", "lowercase", False)),  # absent flag: true
+    ("bert", {"strip_accents": False}, None),
+    ("bert", {"tokenize_chinese_chars": False}, None),
+    ("roberta", {"add_prefix_space": True}, None),
+    ("gpt2", {"add_prefix_space": None}, None),  # absent flag: false, the tokenizer.json says true
+], ids=["bert-cased", "bert-absent-lowercase", "bert-accents", "bert-chinese", "roberta-prefix", "gpt2-absent-prefix"])
+def test_config_flags_win_over_tokenizer_json(family, config, json_edit, tmp_path):
+    """A directory whose tokenizer_config.json flags disagree with its tokenizer.json: transformers'
+    family class follows the flags (or its defaults), and so does plmlab."""
+    published(family, tmp_path)
+    path = tmp_path / "tokenizer_config.json"
+    written = json.loads(path.read_text(encoding="utf-8"))
+    for key, value in config.items():
+        if value is None:
+            written.pop(key, None)  # the flag absent: the class's default applies
+        else:
+            written[key] = value
+    path.write_text(json.dumps(written))
+    if json_edit is not None:
+        section, key, value = json_edit
+        data = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+        data[section][key] = value
+        (tmp_path / "tokenizer.json").write_text(json.dumps(data))
+    auto, as_stored = transformers.AutoTokenizer.from_pretrained(tmp_path), hf.Tokenizer.from_file(
+        str(tmp_path / "tokenizer.json"))
+    assert any(as_stored.encode(t).ids != auto(t)["input_ids"] for t in TEXTS)  # they do disagree
+    ours = load_tokenizer(tmp_path)
+    for text in TEXTS:
+        assert ours.encode(text) == auto(text)["input_ids"], text
