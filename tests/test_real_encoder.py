@@ -16,6 +16,8 @@ import torch
 
 import plmlab
 from plmlab.cli import main
+from plmlab.errors import PlmlabError
+from plmlab.pipelines import encode
 from plmlab.tokenizers import load_tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -82,6 +84,17 @@ def test_ids_equal_transformers(ours, theirs):
     expected = auto(*PAIR)
     assert (ids, types) == (expected["input_ids"], expected["token_type_ids"])
     assert tok.model_max_length == auto.model_max_length == 512
+
+
+def test_encode_enforces_the_model_positions(ours, theirs):
+    """What an embedding built on plmlab.pipelines.encode gets: the model's 512 positions, not the
+    stored 128: one error line, or transformers' cut (truncation=True) when asked."""
+    (model, tok), auto = ours, theirs[1]
+    with pytest.raises(PlmlabError, match="more than the model's 512 positions") as info:
+        encode(tok, LONG, model.config.max_positions)
+    assert "\n" not in str(info.value)
+    assert encode(tok, LONG, model.config.max_positions, truncate=True) == auto(LONG, truncation=True)["input_ids"]
+    assert encode(tok, TEXTS[1], model.config.max_positions) == auto(TEXTS[1])["input_ids"]
 
 
 @torch.no_grad()
