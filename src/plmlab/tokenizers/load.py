@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import tokenizers as hf
+from tokenizers import normalizers, pre_tokenizers
 
 from plmlab.errors import PlmlabError, not_found, warn
 from plmlab.tokenizers.styles import ROLES, STYLES, post_processor
@@ -42,11 +43,28 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     if not isinstance(options, dict):  # a transformers directory: read the family's flags
         hf_options = STYLES[style].hf_options if style in STYLES else {}
         options = {opt: config[key] for key, opt in hf_options.items() if key in config}
+        _follow_class_flags(backend, style, config)
     max_len = config.get("model_max_length")
-    max_len = max_len if isinstance(max_len, int) and 0 < max_len < 10**9 else None  # 1e30: "no limit"
+    # As transformers reads it: the config's value, never the truncation a tokenizer.json stores;
+    # absent or 1e30 (transformers' "no limit"): None.
+    max_len = max_len if isinstance(max_len, int) and 0 < max_len < 10**9 else None
     if isinstance(ours.get("style"), str) and style in STYLES:
         _current_template(backend, style, options, path)
     return Tokenizer(backend, style, roles, max_len, options, chat_template=_chat_template(config, path))
+
+
+def _follow_class_flags(backend: hf.Tokenizer, style: str, config: dict) -> None:
+    """Where tokenizer_config.json's flags and tokenizer.json disagree, transformers' family class
+    follows the flags, or its defaults where a flag is absent (transformers 4 and 5 alike):
+    BertTokenizer's normaliser takes do_lower_case (default true), strip_accents and
+    tokenize_chinese_chars; GPT-2's, RoBERTa's and BART's ByteLevel pre-tokenizer takes
+    add_prefix_space (default false). So does this tokenizer, to give transformers' ids."""
+    if style == "bert" and isinstance(backend.normalizer, normalizers.BertNormalizer):
+        backend.normalizer.lowercase = bool(config.get("do_lower_case", True))
+        backend.normalizer.strip_accents = config.get("strip_accents")
+        backend.normalizer.handle_chinese_chars = bool(config.get("tokenize_chinese_chars", True))
+    elif style in ("gpt2", "roberta", "bart") and isinstance(backend.pre_tokenizer, pre_tokenizers.ByteLevel):
+        backend.pre_tokenizer.add_prefix_space = bool(config.get("add_prefix_space", False))
 
 
 def _chat_template(config: dict, folder: Path) -> str | None:

@@ -26,18 +26,28 @@ class Tokenizer:
     text) except T5 sentinels, which are in ``sentinel_ids`` (``<extra_id_0>`` first).
     ``options`` are the training options (``lowercase`` ...), saved so transformers rebuilds the
     same pipeline. ``chat_template`` is saved where transformers reads it (tokenizer_config.json).
+    ``model_max_length`` is tokenizer_config.json's, as transformers reads it (None: the directory
+    gives none, which transformers reads as no limit; none is saved then).
+
+    ``encode`` gives a text's ids and nothing else, as ``AutoTokenizer(text)`` does: padding and
+    truncation stored in a tokenizer.json (all-MiniLM-L6-v2 stores fixed padding to 128 and
+    truncation at 128) are dropped, as transformers resets them before every call that does not ask
+    for them (``set_truncation_and_padding``). Kept, they made every text 128 ids, mostly attended
+    padding, and cut longer ones silently. The model's limit is enforced where a text meets the
+    model (``pipelines.encode``, fine-tuning): one error line, or the cut ``--truncate`` asks for.
     """
 
     def __init__(self, backend: hf.Tokenizer, style: str = "custom",
                  special_tokens: dict[str, str] | None = None, model_max_length: int | None = None,
                  options: dict | None = None, chat_template: str | None = None):
+        backend.no_padding()
+        backend.no_truncation()
         self.backend, self.style, self.options = backend, style, dict(options or {})
         self.chat_template = chat_template  # Jinja (tokenizers/chat.py); None: the style's default
         if special_tokens is None:
             special_tokens = guess_roles(backend)
         self.special_tokens = dict(special_tokens)
-        default_max = STYLES[style].model_max_length if style in STYLES else 512
-        self.model_max_length = model_max_length or default_max
+        self.model_max_length = model_max_length
         added = backend.get_added_tokens_decoder()  # id -> AddedToken
         numbered = [(int(m.group(1)), i) for i, t in added.items() if (m := _SENTINEL.match(t.content))]
         self.sentinel_ids = [i for _, i in sorted(numbered)]  # <extra_id_0> first
@@ -101,7 +111,7 @@ class Tokenizer:
         spec = STYLES.get(self.style, Style("", {}, None))
         config = {
             "tokenizer_class": spec.hf_class,
-            "model_max_length": self.model_max_length,
+            **({"model_max_length": self.model_max_length} if self.model_max_length is not None else {}),
             **named,
             "additional_special_tokens": extra,
             "clean_up_tokenization_spaces": False,
