@@ -22,12 +22,11 @@ the bytes of exactly that text. `Documents.how` says which of the two a result s
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
 from ..data import builtin_documents, read_corpus
-from ..data.corpus import NAMED_CORPORA, corpus_files
+from ..data.corpus import NAMED_CORPORA, corpus_files, jsonl_records
 from ..data.files import open_regular
 from ..data.shards import split_documents
 from ..errors import PlmlabError
@@ -104,18 +103,10 @@ def _file_text(path: str, errors: str) -> str:
 
 
 def _jsonl_texts(path: str, errors: str) -> list[tuple[str, str]]:
-    """(FILE:LINE, its "text") of every non-blank line. Lines end at "\\n" only: JSON escapes
-    every other line break inside a string, and a raw U+2028 there is legal JSON."""
+    """(FILE:LINE, its "text") of every record. The reader makes line ends "\\n", which changes no
+    text: JSON escapes every line break inside a string."""
     out = []
-    for number, line in enumerate(_file_text(path, errors).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PlmlabError(f"{path}: line {number}: invalid JSON ({e.msg})") from None
-        except RecursionError:
-            raise PlmlabError(f"{path}: line {number}: invalid JSON (nested too deeply)") from None
+    for number, record in jsonl_records(path, errors):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise PlmlabError(f'{path}: line {number}: expected an object with a string "text" field')
         out.append((f"{path}:{number}", record["text"]))
