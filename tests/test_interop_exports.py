@@ -64,7 +64,8 @@ def test_a_pth_file_gets_the_pickle_hint_unread(tmp_path, name):
 
 def test_following_the_pth_hint_gives_a_checkpoint_plmlab_loads(tmp_path):
     hf = _state_dict_dir(tmp_path)
-    with pytest.raises(PlmlabError, match=r"if you trust model.pth, load it with torch.load\(\.\.\., weights_only=True\)"):
+    hint = r"if you trust model.pth, load it with torch.load\(\.\.\., weights_only=True\)"
+    with pytest.raises(PlmlabError, match=hint):
         plmlab.load_pretrained(tmp_path)
     # what the hint and docs/interop.md say, with dir = tmp_path
     model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(tmp_path))
