@@ -149,3 +149,24 @@ def test_t5_adapter_with_fused_cross_attention_loads_in_peft(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(theirs(input_ids=x, decoder_input_ids=y).logits,
                                    ours(input_ids=x, decoder_input_ids=y).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_auto_peft_model_loads_a_plmlab_adapter_by_itself(tmp_path, monkeypatch):
+    """`base_model_name_or_path` is the run directory's final/ (where transformers finds config.json)
+    as an absolute path: AutoPeftModelForCausalLM needs nothing else, from another working directory
+    and after the adapter has moved."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a local path: PEFT must not ask the Hub about it
+    run = tmp_path / "runs" / "llama"
+    torch.manual_seed(0)
+    CASES["llama"]().eval().save_pretrained(run / "final")  # a training run: its model in final/
+    ours = adapted(run)
+    monkeypatch.chdir(tmp_path)
+    save_adapter(ours, tmp_path / "adapter", base_model="runs/llama")  # as `finetune --model runs/llama` passes it
+    settings = json.loads((tmp_path / "adapter/adapter_config.json").read_text())
+    assert settings["base_model_name_or_path"] == str((run / "final").resolve())
+    (tmp_path / "adapter").rename(tmp_path / "moved")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    theirs = peft.AutoPeftModelForCausalLM.from_pretrained(tmp_path / "moved").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(input_ids=ids()).logits, ours(input_ids=ids()).logits, atol=1e-4, rtol=1e-4)

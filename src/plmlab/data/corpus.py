@@ -204,9 +204,8 @@ def _lines(chunks: Iterator[str]) -> Iterator[str]:
     yield "".join(pending)
 
 
-def _jsonl_documents(path: str, errors: str, lang: str | None = None) -> list[tuple[list[str], str | None, str]]:
-    """(document, language, "path:line") of every record; `lang`: the file's given language."""
-    documents = []
+def jsonl_records(path: str, errors: str = "strict") -> Iterator[tuple[int, object]]:
+    """(line number, parsed JSON) of every non-blank line, streamed; one line for bad JSON."""
     for number, line in enumerate(_lines(text_chunks(path, errors)), start=1):
         if not line.strip():
             continue
@@ -216,6 +215,13 @@ def _jsonl_documents(path: str, errors: str, lang: str | None = None) -> list[tu
             raise PlmlabError(f"{path}: line {number}: invalid JSON ({e.msg})") from None
         except RecursionError:
             raise PlmlabError(f"{path}: line {number}: invalid JSON (nested too deeply)") from None
+        yield number, record
+
+
+def _jsonl_documents(path: str, errors: str, lang: str | None = None) -> list[tuple[list[str], str | None, str]]:
+    """(document, language, "path:line") of every record; `lang`: the file's given language."""
+    documents = []
+    for number, record in jsonl_records(path, errors):
         where = f"{path}:{number}"
         if isinstance(record, dict) and is_pair_record(record):  # TLM: a translation pair (data/pairs.py)
             documents.append((pair_from_record(where, record).document(), lang, where))

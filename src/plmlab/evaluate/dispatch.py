@@ -56,23 +56,35 @@ def _has_head(config, arch: str) -> bool:
 
 def _perplexity(model, tokenizer, o: EvalOptions) -> EvalResult:
     from .perplexity import evaluate_perplexity
-    from .text import document_texts
+    from .text import read_documents
 
-    return evaluate_perplexity(model, tokenizer, document_texts(o.data), o.max_length, o.stride, o.batch_size)
+    docs = read_documents(o.data)
+    result = evaluate_perplexity(model, tokenizer, docs.texts, o.max_length, o.stride, o.batch_size)
+    for item, source in zip(result.items, docs.sources):  # one item per document
+        item["source"] = source
+    return _said(result, docs)
 
 
 def _mlm(model, tokenizer, o: EvalOptions) -> EvalResult:
     from .mlm import evaluate_mlm
-    from .text import document_texts
+    from .text import read_documents
 
-    return evaluate_mlm(model, tokenizer, document_texts(o.data), o.seed, o.batch_size, o.max_length)
+    docs = read_documents(o.data)
+    return _said(evaluate_mlm(model, tokenizer, docs.texts, o.seed, o.batch_size, o.max_length), docs)
 
 
 def _span(model, tokenizer, o: EvalOptions) -> EvalResult:
     from .span import evaluate_span_corruption
-    from .text import document_texts
+    from .text import read_documents
 
-    return evaluate_span_corruption(model, tokenizer, document_texts(o.data), o.seed, o.batch_size, o.max_length)
+    docs = read_documents(o.data)
+    return _said(evaluate_span_corruption(model, tokenizer, docs.texts, o.seed, o.batch_size, o.max_length), docs)
+
+
+def _said(result: EvalResult, docs) -> EvalResult:
+    """The result, saying what text it scored: as written, or sentences re-joined (text.py)."""
+    result.metrics["text"] = docs.how
+    return result
 
 
 def _classification(model, tokenizer, o: EvalOptions) -> EvalResult:

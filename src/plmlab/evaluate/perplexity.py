@@ -10,12 +10,21 @@ UTF-8 bytes of the texts, which compares models with different tokenizers.
 Sliding window (transformers' "Perplexity of fixed-length models"), over the model's *inputs*
 (input t predicts token t + 1): windows of `max_length` inputs start every `stride` inputs, and a
 window scores only the predictions the previous one did not make, so each token is scored once,
-with up to max_length - stride tokens of context from the previous window:
+with at least max_length - stride tokens of context from the previous window. The last window
+ends at the last input and reaches back a whole max_length (lm-eval's rule: the text's last
+tokens get full context at no extra cost):
 
     inputs     0 1 2 3 4 5 6 7 8 9 10       max_length 6, stride 3 (input t predicts token t + 1)
     window 1   s s s s s s                  s: its prediction is scored
     window 2         c c c s s s            c: context only
-    window 3               c c c s s        (the last window ends at the last input)
+    window 3             c c c c s s        (ends at the last input, max_length long)
+
+With stride = max_length the windows are disjoint: exactly lm-eval's `loglikelihood_rolling`
+(lm_eval.utils.get_rolling_token_windows with context_len 1, the HF backend's call) for its
+max_length L and its prefix token set to the start token below (`prefix_token_id`; its own default
+is BOS before EOS): the same windows, the same log-likelihood. The default stride (max_length / 2)
+gives every token after the first window at least half a window of context, usually a lower
+perplexity than disjoint windows give.
 
 GLM with 2-D positions (Du et al. 2022, section 2.3, and the GLM repository's language-model
 evaluation) predicts left to right through a [gMASK] blank: the window's context is Part A
@@ -43,12 +52,13 @@ GLM_OVERHEAD = 3  # [CLS], [gMASK] and <eos> in Part A besides the window's toke
 
 def windows(n: int, max_length: int, stride: int) -> list[tuple[int, int, int]]:
     """(begin, scored_from, end) of each window over n positions: positions [scored_from, end) are
-    scored, with [begin, scored_from) as context only; every position is scored exactly once."""
+    scored, with [begin, scored_from) as context only; every position is scored exactly once. The
+    last window ends at n and reaches back max_length positions (more context, no more windows)."""
     out, prev_end = [], 0
     for begin in range(0, n, stride):
         end = min(begin + max_length, n)
         if prev_end < end:
-            out.append((begin, prev_end, end))
+            out.append((max(0, end - max_length) if end == n else begin, prev_end, end))
         prev_end = end
         if end == n:
             break

@@ -25,6 +25,7 @@ class GPT2(Adapter):
         return dict(
             model_type="gpt2", architectures=["GPT2LMHeadModel"], vocab_size=c.vocab_size,
             n_embd=c.d_model, n_layer=c.n_layers, n_head=c.n_heads, n_inner=c.d_ff, n_positions=c.max_positions,
+            n_ctx=c.max_positions,  # transformers ignores it; llama.cpp's converter reads the context from it
             activation_function=ACT_HF[c.activation], layer_norm_epsilon=c.norm_eps,
             resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=c.attn_dropout,
             initializer_range=c.init_std, tie_word_embeddings=c.tie_embeddings,

@@ -1,7 +1,8 @@
 """Reading and writing safetensors checkpoints (single file or sharded), safely.
 
-Only safetensors are read: a directory with nothing but `pytorch_model.bin` (a pickle) is
-refused, since unpickling can run arbitrary code. Writes go to a temporary name first and
+Only safetensors are read: a directory with nothing but pickles (`pytorch_model.bin`, litgpt's
+`model.pth`, any `*.pt` / `*.pth` / `*.ckpt`) is refused with how to convert them, since
+unpickling can run arbitrary code. Writes go to a temporary name first and
 are renamed into place, so an interrupted save never leaves a half-written file behind.
 """
 
@@ -20,6 +21,9 @@ from ..errors import PlmlabError
 
 SHARD_INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
+# torch.save's pickles: transformers' pytorch_model.bin, litgpt's lit_model.pth / model.pth
+# (convert_from_litgpt), raw state dicts, Lightning checkpoints
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 
 class CheckpointReader:
@@ -46,11 +50,10 @@ class CheckpointReader:
         # state, adapters). Checkpoints with differently named single files are still read.
         files = [path / SINGLE] if (path / SINGLE).is_file() else sorted(path.glob("*.safetensors"))
         if not files:
-            if any(path.glob("*.bin")) or any(path.glob("*.pt")):
-                raise PlmlabError(
-                    f"{path}: only pickle weights (*.bin / *.pt) found; plmlab reads safetensors only "
-                    "(convert them with transformers: model.save_pretrained(dir, safe_serialization=True))"
-                )
+            pickles = sorted(p.name for suffix in PICKLE_SUFFIXES for p in path.glob("*" + suffix))
+            if pickles:
+                raise PlmlabError(f"{path}: only pickle weights ({', '.join(pickles[:3])}) found; plmlab reads "
+                                  f"safetensors only ({_convert_hint(pickles[0])})")
             raise PlmlabError(f"{path}: no model.safetensors found")
         out: dict[str, Path] = {}
         for f in files:
@@ -69,6 +72,16 @@ class CheckpointReader:
             return self._handles[f].get_tensor(key)
         except SafetensorError as e:
             raise PlmlabError(f"{f}: corrupt or truncated checkpoint ({e})") from None
+
+
+def _convert_hint(name: str) -> str:
+    """How to turn a pickle one trusts into safetensors: transformers' checkpoints save themselves;
+    a bare state dict (litgpt's convert_from_litgpt writes one beside config.json) is loaded into
+    the transformers model that config.json describes first (docs/interop.md has the code)."""
+    if name.endswith(".bin"):
+        return "convert them with transformers: model.save_pretrained(dir, safe_serialization=True)"
+    return (f"if you trust {name}, load it with torch.load(..., weights_only=True) into the transformers model "
+            "of config.json (AutoModelForCausalLM.from_config) and save_pretrained(dir); see docs/interop.md")
 
 
 def _open(f: Path):

@@ -98,10 +98,24 @@ def save_adapter(model, path: str | Path, base_model: str | None = None) -> Path
     out.mkdir(parents=True, exist_ok=True)
     write_safetensors(tensors, out / WEIGHTS)
     dropout = next(iter(layers.values())).lora_dropout
-    write_json(_config_json(ranks, alphas, getattr(dropout, "p", 0.0), transposed, extra, config, base_model),
-               out / CONFIG)
+    write_json(_config_json(ranks, alphas, getattr(dropout, "p", 0.0), transposed, extra, config,
+                            _base_path(base_model)), out / CONFIG)
     write_json(config.to_dict(), out / MODEL_CONFIG)
     return out
+
+
+def _base_path(base_model: str | Path | None) -> str | None:
+    """`base_model_name_or_path` as PEFT needs it to load the base by itself
+    (`AutoPeftModelForCausalLM.from_pretrained(adapter)`): the directory transformers reads --
+    a run directory's final/ (else the checkpoint plmlab loads), not the run directory -- and
+    absolute, since PEFT resolves a relative path from the working directory, not from the
+    adapter. It holds while the base stays where it is (the adapter may move); a name that is no
+    local path (a Hub id) is kept as given."""
+    if base_model is None or not Path(base_model).exists():
+        return None if base_model is None else str(base_model)
+    from . import resolve_dir
+
+    return str(resolve_dir(base_model).resolve())
 
 
 def _saved_extras(model, rules: dict[str, Rule]) -> dict[str, torch.Tensor]:
