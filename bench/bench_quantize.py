@@ -67,6 +67,13 @@ def greedy(model, tokenizer, new: int) -> torch.Tensor:  # (prompts, new)
                         for p in PROMPTS])
 
 
+def weight_mb(model) -> float:
+    """MB the weights take: every parameter and buffer (a tied matrix once), and the int8 layers'."""
+    total = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    total += sum(m.weight_bytes() for m in model.modules() if callable(getattr(m, "weight_bytes", None)))
+    return total / 2**20
+
+
 def compare(name: str, model, tokenizer, texts: list[str], new: int, max_length: int | None) -> dict:
     """fp32 and every scheme on one model: perplexity, its change, greedy agreement, seconds."""
     rows, reference = {}, None
@@ -77,7 +84,7 @@ def compare(name: str, model, tokenizer, texts: list[str], new: int, max_length:
         tokens = greedy(m, tokenizer, new)
         reference = tokens if scheme is None else reference
         rows[scheme or "fp32"] = {"perplexity": ppl, "agreement": (tokens == reference).float().mean().item(),
-                                  "seconds": time.perf_counter() - start}
+                                  "weight_mb": weight_mb(m), "seconds": time.perf_counter() - start}
         print(f"{name}: {scheme or 'fp32'} perplexity {ppl:.3f}, greedy agreement {rows[scheme or 'fp32']['agreement']:.3f}",
               flush=True)
     for r in rows.values():
@@ -88,10 +95,10 @@ def compare(name: str, model, tokenizer, texts: list[str], new: int, max_length:
 def markdown(result: dict) -> str:
     out = [f"CPU {result['cpu']}, torch {result['torch']}, {result['threads']} thread(s); greedy agreement over "
            f"{len(PROMPTS)} prompts x {result['new_tokens']} tokens", "",
-           "| model | scheme | perplexity | vs fp32 | greedy agreement |", "|---|---|---|---|---|"]
+           "| model | scheme | perplexity | vs fp32 | greedy agreement | weights MB |", "|---|---|---|---|---|---|"]
     for m in result["models"]:
-        out += [f"| {m['model']} | {k} | {v['perplexity']:.3f} | {100 * v['change']:+.2f} % | {v['agreement']:.1%} |"
-                for k, v in m["schemes"].items()]
+        out += [f"| {m['model']} | {k} | {v['perplexity']:.3f} | {100 * v['change']:+.2f} % | {v['agreement']:.1%} | "
+                f"{v['weight_mb']:.0f} |" for k, v in m["schemes"].items()]
     return "\n".join(out) + "\n"
 
 

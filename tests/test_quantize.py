@@ -37,7 +37,9 @@ def test_int8_logits_close_to_fp32(preset, scheme):
     fp32 = _model(preset)
     q = quantize(copy.deepcopy(fp32), scheme)
     assert q.quantized == scheme
-    assert not any(type(m) is nn.Linear for m in q.modules())
+    embeddings = [m.weight for m in q.modules() if isinstance(m, nn.Embedding)]
+    left = [m for m in q.modules() if type(m) is nn.Linear]  # int8: a head tied to an embedding only
+    assert all(any(m.weight is e for e in embeddings) for m in left) and (scheme == "int8" or not left)
     ids = torch.randint(0, fp32.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(1))
     kw = {"decoder_input_ids": ids[:, :5]} if fp32.config.arch == "encoder-decoder" else {}
     with torch.no_grad():
@@ -95,12 +97,23 @@ def test_int8_dynamic_matches_its_dequantized_weight():
     assert not torch.allclose(q(x), x @ w.T + lin.bias, rtol=1e-5, atol=1e-5)
 
 
-def test_tied_embedding_untouched():
+def _int8_types(model) -> set[type]:
+    return {type(m) for m in model.modules() if isinstance(m, (Int8Linear, DynamicInt8Linear))}
+
+
+@pytest.mark.parametrize("scheme,head", [("int8", nn.Linear), ("int8-dynamic", DynamicInt8Linear)])
+def test_tied_embedding_untouched(scheme, head):
+    """Weight-only int8 leaves a tied head as the fp32 embedding matrix (an int8 copy would add
+    bytes); int8-dynamic gives it its own int8 copy. The embedding is untouched either way."""
     model = _model("gpt-tiny")
     emb = model.embed.tokens.weight.clone()
-    quantize(model, "int8")
+    quantize(model, scheme)
     assert torch.equal(model.embed.tokens.weight, emb)
-    assert isinstance(model.head.proj, Int8Linear)
+    assert type(model.head.proj) is head
+    if scheme == "int8":
+        assert model.head.proj.weight is model.embed.tokens.weight
+    untied = quantize(_model("llama-tiny"), "int8")  # its own head matrix: quantized
+    assert isinstance(untied.head.proj, Int8Linear)
 
 
 def test_int8_generates():
@@ -130,7 +143,7 @@ def test_pipeline_quantize(tmp_path):
     tok = train_tokenizer(["the quick brown fox jumps over the lazy dog"] * 20, "gpt2", vocab_size=280)
     model = plmlab.build_model("gpt-tiny", vocab_size=tok.vocab_size, max_positions=32).eval()
     gen = plmlab.pipeline("text-generation", model, tokenizer=tok, quantize="int8", max_new_tokens=4)
-    assert isinstance(gen.model.head.proj, Int8Linear)
+    assert _int8_types(gen.model) == {Int8Linear}
     assert isinstance(gen("the quick")["text"], str)
     with pytest.raises(PlmlabError, match="unknown quantization"):
         plmlab.pipeline("text-generation", model, tokenizer=tok, quantize="fp4")
@@ -151,7 +164,7 @@ def _cli(monkeypatch, argv):
 def test_cli_quantize(monkeypatch, scheme, layer):
     (code, out, err), model = _cli(monkeypatch, ["--quantize", scheme])
     assert code == 0, err
-    assert type(model.head.proj) is layer
+    assert _int8_types(model) == {layer}
 
 
 def test_cli_refused_combination(monkeypatch):
@@ -184,7 +197,7 @@ def test_served_model_loads_quantized(tmp_path):
     model = plmlab.build_model("gpt-tiny", vocab_size=tok.vocab_size, max_positions=32).eval()
     plmlab.save_pretrained(model, tmp_path / "m", tokenizer=tok)
     served = ServedModel.load(tmp_path / "m", quantize="int8")
-    assert served.model.quantized == "int8" and isinstance(served.model.head.proj, Int8Linear)
+    assert served.model.quantized == "int8" and _int8_types(served.model) == {Int8Linear}
     assert "completions" in served.tasks
     with pytest.raises(PlmlabError):
         ServedModel.load(tmp_path / "m", quantize="int4")
@@ -228,4 +241,4 @@ def test_lm_eval_model_quantize(saved_gpt):
     from plmlab.lmeval import PlmlabLM
 
     lm = PlmlabLM(pretrained=str(saved_gpt[0]), quantize="int8")
-    assert isinstance(lm.model.head.proj, Int8Linear)
+    assert _int8_types(lm.model) == {Int8Linear}

@@ -21,8 +21,9 @@ Two schemes, which differ in what the activations go through:
                   (+0.2 %), so it stays as an explicit choice, measured with
                   `plmlab evaluate ... --quantize int8-dynamic` on the model at hand.
 
-The embeddings stay fp32 (a step reads one row); a tied LM head gets its own int8 copy, the
-embedding matrix it is tied to is untouched. A quantized model is for inference: its int8 layers
+The embeddings stay fp32 (a step reads one row). An LM head tied to the embedding stays that fp32
+matrix under "int8" (an int8 copy would add memory, not save it) and gets its own int8 copy under
+"int8-dynamic"; an untied head is quantized by both. A quantized model is for inference: its int8 layers
 have no gradient, and a forward pass in training mode is refused.
 """
 
@@ -165,7 +166,11 @@ def quantize(model: nn.Module, scheme: str | None) -> nn.Module:
     if scheme == "int8-dynamic" and "fbgemm" not in torch.backends.quantized.supported_engines and \
             "x86" not in torch.backends.quantized.supported_engines:
         raise PlmlabError("this PyTorch build has no dynamic int8 CPU kernels (fbgemm): use --quantize int8")
-    targets = [(name, m) for name, m in model.named_modules() if type(m) is nn.Linear]
+    # Weight-only int8 is there to hold fewer bytes: a head tied to the embedding IS the embedding
+    # matrix, which stays fp32 (a step reads one row of it), so an int8 copy would add bytes, not
+    # save them; in fp32 it is also faster and exact. int8-dynamic quantizes it for speed.
+    tied = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)} if scheme == "int8" else set()
+    targets = [(name, m) for name, m in model.named_modules() if type(m) is nn.Linear and id(m.weight) not in tied]
     if not targets:
         raise PlmlabError("this model has no linear layers to quantize")
     for name, m in targets:
