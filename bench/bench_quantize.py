@@ -83,10 +83,9 @@ def compare(name: str, model, tokenizer, texts: list[str], new: int, max_length:
         ppl = evaluate_perplexity(m, tokenizer, texts, max_length=max_length).metrics["perplexity"]
         tokens = greedy(m, tokenizer, new)
         reference = tokens if scheme is None else reference
-        rows[scheme or "fp32"] = {"perplexity": ppl, "agreement": (tokens == reference).float().mean().item(),
-                                  "weight_mb": weight_mb(m), "seconds": time.perf_counter() - start}
-        print(f"{name}: {scheme or 'fp32'} perplexity {ppl:.3f}, greedy agreement {rows[scheme or 'fp32']['agreement']:.3f}",
-              flush=True)
+        row = rows[scheme or "fp32"] = {"perplexity": ppl, "agreement": (tokens == reference).float().mean().item(),
+                                        "weight_mb": weight_mb(m), "seconds": time.perf_counter() - start}
+        print(f"{name}: {scheme or 'fp32'} perplexity {ppl:.3f}, greedy agreement {row['agreement']:.3f}", flush=True)
     for r in rows.values():
         r["change"] = r["perplexity"] / rows["fp32"]["perplexity"] - 1
     return {"model": name, "schemes": rows}

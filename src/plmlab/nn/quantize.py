@@ -1,4 +1,5 @@
-"""int8 weights for inference: fewer bytes per token for a decoder that streams its weights.
+"""int8 linear layers for inference: a quarter of their memory ("int8"), or faster CPU decoding
+with the activations rounded to int8 too ("int8-dynamic"), which real LLMs do not survive.
 
 `quantize(model, scheme)` replaces every plain nn.Linear (attention, MLP, LM head) by an int8
 layer whose weight is rounded to int8 with one scale per output channel (symmetric),
@@ -9,22 +10,23 @@ Two schemes, which differ in what the activations go through:
 
   "int8"          weight-only (the default of --quantize): y = (x W_q^T) * scale + b with x as
                   it is, so the only error is the weights' rounding (half a step per weight).
-                  Run by the kernel that measured fastest here (see KERNELS).
+                  Run by KERNELS["dequantize"], the fastest exact one measured on an AVX2 CPU,
+                  where it is still slower than fp32 at batch 1 (x0.8-0.9, docs/speed.md#int8).
   "int8-dynamic"  PyTorch's fbgemm kernel `torch.ops.quantized.linear_dynamic` (torch.ao's
                   dynamic quantization): it also rounds the activations, per call, to int8 with
                   ONE scale for the whole input (7-bit range on x86). A pretrained LLM has a few
                   activation channels 10-100x larger than the rest (Dettmers et al. 2022,
                   LLM.int8(); Xiao et al. 2023, SmoothQuant); one scale sized for them rounds
                   every other channel to a handful of levels. On SmolLM2-135M perplexity goes
-                  35.0 -> 205.8 (+488 %; weight-only: within 1 %), worst at the MLP
+                  up 350 % (weight-only: +0.35 %; docs/speed.md), worst at the MLP
                   down-projection. Small models trained on the built-in corpus barely notice
-                  (+0.2 %), so it stays as an explicit choice, measured with
+                  (+0.1 %), so it stays as an explicit choice, measured with
                   `plmlab evaluate ... --quantize int8-dynamic` on the model at hand.
 
-The embeddings stay fp32 (a step reads one row). An LM head tied to the embedding stays that fp32
-matrix under "int8" (an int8 copy would add memory, not save it) and gets its own int8 copy under
-"int8-dynamic"; an untied head is quantized by both. A quantized model is for inference: its int8 layers
-have no gradient, and a forward pass in training mode is refused.
+The embeddings stay fp32 (a step reads one row). An LM head tied to the embedding stays that
+fp32 matrix under "int8" (an int8 copy would add memory, not save it) and gets its own int8 copy
+under "int8-dynamic"; an untied head is quantized by both. A quantized model is for inference:
+its int8 layers have no gradient, and a forward pass in training mode is refused.
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ class _Int8Base(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, {self.scheme} per-channel"
 
 
-# The fp32 copy of W_q is made BLOCK_BYTES at a time: one 100+ MB temporary (an LM head) would be
-# fresh pages from the OS, page-faulted on every call (measured 17x the fp32 product for SmolLM2's
-# head); blocks this size come back from the allocator's free lists.
+# The fp32 copy of W_q is made BLOCK_BYTES at a time: one 100+ MB temporary (an untied LM head)
+# would be fresh pages from the OS, page-faulted on every call (measured: 17x the fp32 product for
+# a 49152 x 576 head at one row, 2.2x in 4 MB blocks); blocks this size come back from the
+# allocator's free lists.
 BLOCK_BYTES = 4 << 20
 
 
