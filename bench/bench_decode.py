@@ -1,7 +1,8 @@
 """Batch-1 greedy decoding: plmlab.generate versus transformers' generate, and the roofline.
 
 For each preset (random weights: plmlab builds the model, saves it, transformers loads that
-checkpoint, so both decode the very same network), times greedy decoding of `--new-tokens`
+checkpoint, so both decode the very same network; a checkpoint directory in place of a preset
+name decodes that model, e.g. a real one), times greedy decoding of `--new-tokens`
 tokens after a 16-token prompt, plmlab and transformers alternating (A B A B ...), and reports
 medians; the machines are shared and noisy. Variants: plmlab as is, each `--quantize` scheme
 (int8 weight-only, int8-dynamic; --int8-kernels adds weight-only int8 run by each candidate

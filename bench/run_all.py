@@ -4,7 +4,7 @@ Sections (each also runs alone from its own script):
   train     a training step, plmlab vs transformers, with the fraction of the matmul peak
             measured in the same run (bench_train.step_rows)
   decode    batch-1 greedy decoding vs transformers with the roofline fraction, fp32 and
-            --quantize int8 (bench_decode)
+            each --quantize scheme (bench_decode)
   batched   greedy decoding of 8 prompts of different lengths as one batch (bench_decode.batched)
   tokenize  tokenizer encoding and tokenizer + packing into token shards, in MB/s of text
   int8 ppl  perplexity and greedy agreement, fp32 vs each --quantize scheme (bench_quantize; needs
