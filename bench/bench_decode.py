@@ -1,17 +1,19 @@
 """Batch-1 greedy decoding: plmlab.generate versus transformers' generate, and the roofline.
 
 For each preset (random weights: plmlab builds the model, saves it, transformers loads that
-checkpoint, so both decode the very same network), times greedy decoding of `--new-tokens`
+checkpoint, so both decode the very same network; a checkpoint directory in place of a preset
+name decodes that model, e.g. a real one), times greedy decoding of `--new-tokens`
 tokens after a 16-token prompt, plmlab and transformers alternating (A B A B ...), and reports
-medians; the machines are shared and noisy. Variants: plmlab as is, `--quantize int8`,
-`--compile` (with --compile only: minutes of compilation on a CPU).
+medians; the machines are shared and noisy. Variants: plmlab as is, each `--quantize` scheme
+(int8 weight-only, int8-dynamic; --int8-kernels adds weight-only int8 run by each candidate
+kernel), `--compile` (with --compile only: minutes of compilation on a CPU).
 
 The roofline: decoding one token reads every weight once, so tokens/s cannot beat
   streaming-read bandwidth (measured in the same run: a sum over a 256 MB buffer) / weight bytes per token.
 The fraction reported is achieved tokens/s over that bound.
 
     PYTHONPATH=src python bench/bench_decode.py [--presets gpt-mini llama-mini gpt2] [--threads 2]
-        [--new-tokens 64] [--repeats 5] [--int8] [--compile] [--cpu-time] [--shapes] [--json out.json]
+        [--new-tokens 64] [--repeats 5] [--int8] [--int8-kernels] [--compile] [--cpu-time] [--shapes] [--json out.json]
 
 --cpu-time times in process CPU seconds (a machine shared with other jobs); --shapes adds the
 matrix-vector GB/s of each weight shape in both layouts and the kernel ceiling they imply.
@@ -23,6 +25,7 @@ import argparse
 import collections
 import copy
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -101,12 +104,13 @@ def weight_bytes_per_token(model) -> int:
     return total
 
 
-def contenders(preset: str, new: int, int8: bool, compile: bool):
+def contenders(preset: str, new: int, int8: bool, compile: bool, kernels: bool = False):
     """name -> (model, decode function); the transformers model loads plmlab's checkpoint."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    ours = plmlab.build_model(get_preset(preset)).eval()
+    # a preset (random weights), or a checkpoint directory (a real model: the same shapes and speed)
+    ours = (plmlab.load_pretrained(preset) if os.path.isdir(preset) else plmlab.build_model(get_preset(preset))).eval()
     with tempfile.TemporaryDirectory() as d:
         plmlab.save_pretrained(ours, d)
         hf = AutoModelForCausalLM.from_pretrained(d, attn_implementation="sdpa").eval()
@@ -124,18 +128,27 @@ def contenders(preset: str, new: int, int8: bool, compile: bool):
     if compile:
         fns["plmlab compile"] = (ours, ours_fn(ours, compile=True))
     if int8:
-        from plmlab.nn.quantize import quantize
+        from plmlab.nn.quantize import KERNELS, SCHEMES, Int8Linear, quantize
 
-        q = quantize(copy.deepcopy(ours), "int8")  # the same weights, int8
-        fns["plmlab int8"] = (q, ours_fn(q))
+        for scheme in SCHEMES:
+            q = quantize(copy.deepcopy(ours), scheme)  # the same weights, int8
+            fns[f"plmlab {scheme}"] = (q, ours_fn(q))
+        for kernel in KERNELS if kernels else ():  # weight-only int8 run by each candidate kernel
+            if kernel != Int8Linear.kernel:
+                q = quantize(copy.deepcopy(ours), "int8")
+                for m in q.modules():
+                    if isinstance(m, Int8Linear):
+                        m.kernel = kernel
+                fns[f"plmlab int8 {kernel}"] = (q, ours_fn(q))
     return fns
 
 
 def run_preset(preset: str, args, bandwidth: float) -> dict:
-    fns = contenders(preset, args.new_tokens, args.int8, args.compile)
+    fns = contenders(preset, args.new_tokens, args.int8 or args.int8_kernels, args.compile, args.int8_kernels)
     models = {k: m for k, (m, _) in fns.items()}
     out = {k: fn() for k, (_, fn) in fns.items()}  # first call: warm-up and the token check
-    same = {k: bool(torch.equal(out[k], out["transformers"])) for k in out if k not in ("transformers", "plmlab int8")}
+    same = {k: bool(torch.equal(out[k], out["transformers"])) for k in out
+            if k != "transformers" and not k.startswith("plmlab int8")}  # int8 rounds: not the same network
     seconds = (cpu_compare if args.cpu_time else compare)({k: fn for k, (_, fn) in fns.items()}, args.repeats)
     rows = {}
     for k, s in seconds.items():
@@ -181,7 +194,7 @@ def batched(preset: str, new: int = 32, repeats: int = 3, lengths=(3, 7, 12, 18,
 
 def print_row(r: dict) -> None:
     for k, v in r["results"].items():
-        print(f"{r['preset']:<11}{k:<16}{v['tokens_per_s']:>9.1f}{v['vs_transformers']:>9.2f}"
+        print(f"{r['preset']:<11}{k:<26}{v['tokens_per_s']:>9.1f}{v['vs_transformers']:>9.2f}"
               f"{v['roofline_tokens_per_s']:>10.1f}{v['roofline_fraction']:>8.0%}")
     if "matvec" in r:
         shapes = "  ".join(f"{k} x{v['count']}: linear {v['linear']:.1f} mm_t {v['mm_t']:.1f}"
@@ -196,7 +209,9 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--int8", action="store_true", help="also time --quantize int8")
+    ap.add_argument("--int8", action="store_true", help="also time each --quantize scheme")
+    ap.add_argument("--int8-kernels", action="store_true",
+                    help="--int8, and weight-only int8 run by each kernel of plmlab.nn.quantize.KERNELS")
     ap.add_argument("--compile", action="store_true", help="also time --compile (slow to compile)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time in process CPU seconds, not wall seconds (for a machine shared with other jobs)")
@@ -209,7 +224,7 @@ def main(argv=None) -> list[dict]:
     clock = "process CPU time" if args.cpu_time else "wall time"
     print(f"threads {args.threads}, {args.new_tokens} new tokens, batch 1 greedy, {clock}; "
           f"streaming read {bw / 1e9:.1f} GB/s")
-    print(f"{'preset':<11}{'impl':<16}{'tok/s':>9}{'vs HF':>9}{'roof t/s':>10}{'roof %':>8}")
+    print(f"{'preset':<11}{'impl':<26}{'tok/s':>9}{'vs HF':>9}{'roof t/s':>10}{'roof %':>8}")
     results = []
     for preset in args.presets:
         r = run_preset(preset, args, bw)

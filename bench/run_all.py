@@ -4,10 +4,11 @@ Sections (each also runs alone from its own script):
   train     a training step, plmlab vs transformers, with the fraction of the matmul peak
             measured in the same run (bench_train.step_rows)
   decode    batch-1 greedy decoding vs transformers with the roofline fraction, fp32 and
-            --quantize int8 (bench_decode)
+            each --quantize scheme (bench_decode)
   batched   greedy decoding of 8 prompts of different lengths as one batch (bench_decode.batched)
   tokenize  tokenizer encoding and tokenizer + packing into token shards, in MB/s of text
-  int8 ppl  validation perplexity fp32 vs int8 (bench_quantize; needs runs/gpt-mini or trains one)
+  int8 ppl  perplexity and greedy agreement, fp32 vs each --quantize scheme (bench_quantize; needs
+            runs/gpt-mini or trains one; SmolLM2 too where the real-weight tests converted it)
   speedrun  bench/speedrun.py --budget-s 30, when that file exists
 
 Files: bench/results/latest.{md,json} and a copy named after the commit (results/<sha>.{md,json})
@@ -139,10 +140,7 @@ def markdown(r: dict) -> str:
         out += ["", "## Tokenizer and packing (built-in corpus)", "| step | MB | MB/s |", "|---|---|---|"]
         out += [f"| {t['what']} | {t['mb']:.1f} | {t['mb_per_s']:.2f} |" for t in r["tokenize"]]
     if "int8_perplexity" in r:
-        q = r["int8_perplexity"]
-        out += ["", f"## int8 quality ({q['model']})",
-                f"validation perplexity fp32 {q['perplexity']['fp32']:.3f}, int8 {q['perplexity']['int8']:.3f} "
-                f"({100 * q['perplexity_change']:+.2f} %)"]
+        out += ["", "## int8 quality (bench_quantize)", bench_quantize.markdown(r["int8_perplexity"]).rstrip()]
     if "speedrun" in r:
         s = r["speedrun"]
         out += ["", "## Speedrun (30 s budget)", s.get("skipped") or f"```\n{s['output'].strip()}\n```"]

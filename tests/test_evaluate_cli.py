@@ -116,9 +116,9 @@ def fakes(monkeypatch):
                 for k in shots]
         return EvalResult("builtin", {"tasks": rows, "core": 1 / 3})
 
-    def run_lm_eval(model_dir, tasks, include_path=None, num_fewshot=None, limit=None, batch_size=16):
+    def run_lm_eval(model_dir, tasks, include_path=None, num_fewshot=None, limit=None, batch_size=16, quantize=None):
         calls["lmeval"] = dict(model_dir=str(model_dir), tasks=tasks, include_path=include_path,
-                               num_fewshot=num_fewshot, limit=limit, batch_size=batch_size)
+                               num_fewshot=num_fewshot, limit=limit, batch_size=batch_size, quantize=quantize)
         return EvalResult("lm-eval", {"accuracy": 0.75})
 
     module("plmlab.evaluate.choice", evaluate_choice=evaluate_choice,
@@ -148,10 +148,10 @@ def test_suite_and_lm_eval_dispatch(runs, capsys, fakes):
     assert fakes["suite"] == {"shots": (0, 1, 5), "seed": 0, "batch_size": 16}
     assert "next-sentence 5-shot" in out and "centered" in out and "core" in out
     m = metrics(capsys, "--model", runs["gpt"], "--lm-eval-tasks", "a,b", "--include-path", "tasks/", "--limit", 3,
-                "--num-fewshot", 1)
+                "--num-fewshot", 1, "--quantize", "int8")
     assert m == {"task": "lm-eval", "accuracy": 0.75}
     assert fakes["lmeval"] == {"model_dir": str(runs["gpt"]), "tasks": ["a", "b"], "include_path": "tasks/",
-                               "num_fewshot": 1, "limit": 3, "batch_size": 16}
+                               "num_fewshot": 1, "limit": 3, "batch_size": 16, "quantize": "int8"}
     code, out, _ = evaluate(capsys, "--compare", runs["gpt"], runs["t5"], "--suite", "builtin")
     assert code == 0 and "next-sentence 0-shot" in out.splitlines()[0] and "core" in out.splitlines()[0]
 

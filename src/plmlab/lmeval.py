@@ -41,7 +41,7 @@ class PlmlabLM(LM):
     or an already loaded `model` with its `tokenizer`."""
 
     def __init__(self, pretrained=None, model=None, tokenizer=None, batch_size=16, device="cpu",
-                 max_gen_toks: int = 256, **_lm_eval_options) -> None:
+                 max_gen_toks: int = 256, quantize: str | None = None, **_lm_eval_options) -> None:
         if lm_eval is None:
             raise PlmlabError(MISSING)
         super().__init__()
@@ -53,7 +53,9 @@ class PlmlabLM(LM):
             model, tokenizer = load_model_and_tokenizer(pretrained, tokenizer, device)
         elif tokenizer is None:
             raise PlmlabError("a loaded model needs its tokenizer")
-        self.model, self.tokenizer = model.eval(), tokenizer
+        from .nn.quantize import quantize as to_int8
+
+        self.model, self.tokenizer = to_int8(model, quantize).eval(), tokenizer
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 16  # "auto": plmlab's default
         self.max_gen_toks = int(max_gen_toks)
 
@@ -105,7 +107,7 @@ class PlmlabLM(LM):
 
 
 def run_lm_eval(model_dir, tasks, include_path=None, num_fewshot=None, limit=None, batch_size=16,
-                include_defaults: bool = True) -> EvalResult:
+                include_defaults: bool = True, quantize: str | None = None) -> EvalResult:
     """Run lm-eval `tasks` (names, or a comma-separated string) on a plmlab model directory with
     lm_eval.simple_evaluate; metrics: {"results": {task: {metric: value}} as lm-eval reports them,
     "n_samples"}. `include_defaults=False` skips indexing lm-eval's own task library (seconds)
@@ -124,7 +126,7 @@ def run_lm_eval(model_dir, tasks, include_path=None, num_fewshot=None, limit=Non
     unknown = [n for n in names if not manager.match_tasks([n])]
     if unknown:
         raise PlmlabError(f"unknown lm-eval task(s) {', '.join(unknown)} (local tasks: --include-path DIR)")
-    lm = PlmlabLM(pretrained=model_dir, batch_size=batch_size)
+    lm = PlmlabLM(pretrained=model_dir, batch_size=batch_size, quantize=quantize)
     out = lm_eval.simple_evaluate(model=lm, tasks=names, num_fewshot=num_fewshot, limit=limit,
                                   task_manager=manager, batch_size=batch_size)
     results = {task: {k: v for k, v in values.items() if k != "alias"} for task, values in out["results"].items()}

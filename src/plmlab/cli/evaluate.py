@@ -4,6 +4,7 @@
     plmlab evaluate --model runs/bert --task mlm
     plmlab evaluate --model runs/gpt --task choice --data items.jsonl --shots 5 --demos demos.jsonl
     plmlab evaluate --compare runs/a runs/b --task perplexity --plot compare.png
+    plmlab evaluate --model runs/gpt --task perplexity --quantize int8   # what int8 costs this model
 
 A thin layer over plmlab.evaluate.run / compare: parse, check, call, print.
 """
@@ -16,6 +17,7 @@ import json
 from ..evaluate import TASKS, EvalOptions, check_out, compare, run, write_items
 from ..evaluate.compare import compare_table, format_table, plot_compare
 from .args import device, non_negative_int, positive_int, seed
+from .generate import add_quantize_arg
 
 
 def shots(text: str) -> tuple[int, ...]:
@@ -54,6 +56,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="rows per forward pass (default 16)")
     p.add_argument("--seed", type=seed, default=0, help="masking / demonstration draws (default 0)")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
+    add_quantize_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object with the metrics")
     p.add_argument("--out", metavar="FILE", help="also write per-item scores (JSON lines)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -67,7 +70,7 @@ def options(args) -> EvalOptions:
                        tokenizer=args.tokenizer, device=args.device, batch_size=args.batch_size, seed=args.seed,
                        max_length=args.max_length, stride=args.stride, shots=args.shots, demos=args.demos,
                        max_new_tokens=args.max_new_tokens, include_path=args.include_path, limit=args.limit,
-                       num_fewshot=args.num_fewshot)
+                       num_fewshot=args.num_fewshot, quantize=args.quantize)
 
 
 def run_verb(args) -> int:

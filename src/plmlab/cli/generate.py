@@ -14,6 +14,7 @@ import json
 import sys
 
 from ..generation.api import set_decode_language
+from ..nn.quantize import SCHEMES
 from ..pipelines import TextGeneration, load_model_and_tokenizer, prepare_for_decoding
 from .args import device, finite_float, non_negative_float, non_negative_int, positive_float, positive_int, \
     probability, read_lines, seed
@@ -56,10 +57,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def add_quantize_arg(p) -> None:
+    """--quantize, shared by generate, chat, serve and evaluate (which measures what it costs)."""
+    p.add_argument("--quantize", choices=list(SCHEMES),
+                   help="int8: int8 weights (per-channel scales) for the linear layers, CPU; int8-dynamic: "
+                        "activations in int8 too (fbgemm), can break real LLMs: measure it with evaluate first")
+
+
 def add_decode_speed_args(p) -> None:
-    """--quantize / --compile, shared by generate, chat and serve."""
-    p.add_argument("--quantize", choices=["int8"],
-                   help="int8 weights for the linear layers (CPU, per-channel scales): fewer bytes per token")
+    """--quantize / --compile, shared by generate and chat."""
+    add_quantize_arg(p)
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the decode step over a static KV cache (decoder-only; compiles first)")
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from .args import device, non_negative_float, positive_float, positive_int
+from .generate import add_quantize_arg
 
 
 def register(sub) -> None:
@@ -20,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=positive_float, default=60.0, help="per-request deadline in seconds: 504")
     p.add_argument("--max-body", type=positive_int, default=1 << 20, help="largest request body in bytes: 413")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
-    p.add_argument("--quantize", choices=["int8"], help="int8 linear layers (CPU): fewer bytes per token")
+    add_quantize_arg(p)
     p.add_argument("--no-access-log", action="store_true",
                    help="no line on stderr per request (client, method, path, status, ms, tokens)")
     p.set_defaults(func=run)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import PlmlabError, not_found
+from ..nn.quantize import check_scheme, quantize
 from .result import EvalResult
 
 
@@ -40,6 +41,7 @@ class EvalOptions:
     include_path: str | None = None  # lm-eval: a folder of task YAMLs
     limit: int | None = None  # lm-eval: items per task
     num_fewshot: int | None = None  # lm-eval: demonstrations
+    quantize: str | None = None  # "int8" / "int8-dynamic": score the model as --quantize would run it
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ def check_options(o: EvalOptions) -> None:
         raise PlmlabError(f"--stride {o.stride} is larger than --max-length {o.max_length}")
     if o.stride is not None and o.stride <= 0:
         raise PlmlabError(f"--stride must be >= 1, got {o.stride}")
+    check_scheme(o.quantize)
     if not Path(o.model).exists():
         raise not_found(o.model, "checkpoint directory")
 
@@ -182,10 +185,11 @@ def run(o: EvalOptions) -> EvalResult:
         from ..lmeval import run_lm_eval
 
         return run_lm_eval(o.model, list(o.lm_eval_tasks), include_path=o.include_path, num_fewshot=o.num_fewshot,
-                           limit=o.limit, batch_size=o.batch_size)
+                           limit=o.limit, batch_size=o.batch_size, quantize=o.quantize)
     from ..pipelines import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(o.model, o.tokenizer, o.device)
+    model = quantize(model, o.quantize)
     if o.suite:
         from .builtin import evaluate_suite
 

@@ -89,10 +89,13 @@ class StaticDecoderRunner(DecoderRunner):
 
 def prepare_for_decoding(model, quantize: str | None = None, compile: bool = False):
     """How a loaded model will decode, decided once (the pipelines' and the CLI's --quantize /
-    --compile): int8 linear layers (`plmlab.nn.quantize`, in place) and/or a compiled step for
-    every later `generate` call that does not say otherwise. Returns the model."""
+    --compile): int8 linear layers (`plmlab.nn.quantize`, in place: "int8" weight-only, or
+    "int8-dynamic") or a compiled step for every later `generate` call that does not say
+    otherwise. Returns the model."""
     if quantize is not None and compile:
-        raise PlmlabError("--quantize and --compile cannot be combined (the int8 kernels do not compile): pick one")
+        # the compiled step is built and tested over fp32 linear layers only
+        raise PlmlabError("--quantize and --compile cannot be combined (the compiled step covers fp32 layers): "
+                          "pick one")
     if compile:
         check_compilable(model.config, 1, True)
         model.decode_compile = True
