@@ -63,7 +63,8 @@ def test_weight_only_int8_by_hand():
     # y0 = (50 - 254 + 3) * 0.01 + 0.1 = -1.91;  y1 = (127 + 0 - 150) * 0.02 - 0.2 = -0.66
     for kernel in KERNELS:
         q.kernel = kernel
-        torch.testing.assert_close(q(x), torch.tensor([[-1.91, -0.66]]), **KERNEL_TOL[kernel])
+        for _ in range(20):  # a kernel that reads uninitialised memory fails only now and then
+            torch.testing.assert_close(q(x), torch.tensor([[-1.91, -0.66]]), **KERNEL_TOL[kernel])
 
 
 @pytest.mark.parametrize("kernel", list(KERNELS))

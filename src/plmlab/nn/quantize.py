@@ -93,7 +93,11 @@ def _int8pack_mm(x: torch.Tensor, layer: "Int8Linear") -> torch.Tensor:
 
 
 def _int8pack_mm_bf16(x: torch.Tensor, layer: "Int8Linear") -> torch.Tensor:
-    # activations and output rounded to bf16: not the weight-only product exactly
+    # activations and output rounded to bf16: not the weight-only product exactly. torch 2.13's
+    # CPU kernel reads past the row for bf16 when in_features is not a multiple of 8 (garbage
+    # outputs, measured for every such width): those layers take the exact product instead.
+    if layer.in_features % 8:
+        return _dequantize_mm(x, layer)
     return torch._weight_int8pack_mm(x.bfloat16(), layer.weight_int8, layer.scale.bfloat16()).float()
 
 
