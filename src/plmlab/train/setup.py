@@ -135,6 +135,8 @@ def threads_text(threads: int) -> str:
     CPUs busy: an OpenMP team with more threads than free cores waits on its slowest member
     (gpt-mini on a 2-core machine with one core taken: 2 threads ran 3.7x slower than 1)."""
     note = "--threads N to change"
+    if threads == 1:  # one thread always fits: no need to sample the CPUs (busy_cpus waits 0.25 s)
+        return f" with 1 thread ({note})"
     busy = busy_cpus()
     free = max(1, usable_cpus() - busy)
     if threads > free:
