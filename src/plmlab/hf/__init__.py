@@ -15,6 +15,7 @@ import torch
 
 from ..config import Config
 from ..errors import PlmlabError, not_found
+from ..modeling import check_fits
 from ..models import SKELETONS, PretrainedModel
 from ..registry import import_present
 from .adapter import Adapter
@@ -113,6 +114,7 @@ def load_pretrained(path: str | Path, dtype: torch.dtype = torch.float32, device
     reader = CheckpointReader(path)
     if adapter is not None:
         config = adapter.refine(config, reader)
+    check_fits(config, torch.device(device), f"{path}: the model")
     with torch.device(device):
         model = SKELETONS[config.arch](config)
     expected = model.state_dict()
