@@ -109,3 +109,17 @@ def test_tokenizer_train_refuses_an_absurd_vocabulary_before_training(tmp_path, 
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is above 1,048,576" in err and not out.exists()
+
+
+def test_the_python_api_raises_the_projects_error_for_wrong_types(saved, tmp_path):
+    with pytest.raises(PlmlabError, match="load_tokenizer takes a directory"):
+        plmlab.load_tokenizer(5)
+    with pytest.raises(PlmlabError, match="expected a Config or a preset name, got NoneType"):
+        plmlab.count_parameters(None)
+    with pytest.raises(PlmlabError, match="expected a Config or a preset name"):
+        plmlab.build_model(3)
+    with pytest.raises(PlmlabError, match="takes a plmlab model"):
+        plmlab.save_pretrained("gpt-tiny", tmp_path / "x")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PlmlabError, match="cannot write .*file"):
+        plmlab.save_pretrained(plmlab.load_pretrained(saved), tmp_path / "file")

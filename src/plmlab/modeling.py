@@ -14,6 +14,8 @@ from .presets import get_preset
 
 
 def resolve_config(config_or_name: Config | str, **overrides) -> Config:
+    if not isinstance(config_or_name, (Config, str)):
+        raise PlmlabError(f"expected a Config or a preset name, got {type(config_or_name).__name__}")
     config = get_preset(config_or_name) if isinstance(config_or_name, str) else config_or_name
     return config.replace(**overrides) if overrides else config
 
