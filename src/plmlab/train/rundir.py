@@ -124,10 +124,7 @@ def write_folder(out: str | Path, write, overwrite: bool = False, inputs: tuple 
     target = check_folder(out, overwrite, inputs, refuse_models)
     enclosing = target.parent if (target.parent / ".lock").is_file() else None
     with RunLock(enclosing) if enclosing else contextlib.nullcontext(), RunLock(target):
-        try:
-            return write_aside(target, write)
-        except OSError as e:  # a full disk, a read-only folder: what was there stays
-            raise PlmlabError(f"cannot write {out}: {e.strerror or e}; what was there is unchanged") from None
+        return write_aside(target, write)  # a full disk (OSError: the CLI's one line) leaves what was there
 
 
 def check_folder(out: str | Path, overwrite: bool = False, inputs: tuple = (), refuse_models: bool = False) -> Path:
