@@ -49,7 +49,8 @@ def add_schedule_arguments(p, recipe: dict | None = None, batch_help: str = "exa
     derived = {  # defaults the run derives (None here): said in the help, printed by the run
         "epochs": (int, f"passes over the data (default: {d['min_epochs']}, or more for a small data set: at least "
                         f"{MIN_STEPS} steps within {MAX_EPOCHS} epochs; the run prints it)"),
-        "max_steps": (int, "train this many optimizer steps instead of --epochs (evaluated every epoch and at the end)"),
+        "max_steps": (int, "train this many optimizer steps instead of --epochs (evaluated every epoch and at the "
+                           "end)"),
         "lr": (float, f"peak learning rate (default: {base} x {REFERENCE_WIDTH} / the model's width, {LORA_SCALE:g}x "
                       "that under LoRA; the run prints it)")}
     derived = {name: text for name, text in derived.items() if d[name] is None}

@@ -6,7 +6,8 @@
 
 Each stage is its own module: pretrain_setup (fresh or resumed set-up), build (the Trainer
 assembled: precision, DDP / FSDP2, optimizer, schedule, restore, outputs), loop (the Trainer),
-saving (checkpoints, final/), finish (evaluation, baselines, sample), rundir (lock, refusals). Layout of a run directory:
+saving (checkpoints, final/), finish (evaluation, baselines, sample), rundir (lock, refusals).
+Layout of a run directory:
 
     DIR/metrics.jsonl   DIR/summary.json   DIR/final/   DIR/checkpoints/step-XXXXXXXX/
 """
