@@ -14,6 +14,29 @@ from ..train.model_card import architecture_lines
 from ..train.setup import with_overrides
 
 
+# The course notes (docs/notes-errata.md) describe some families wrongly: a preset whose name starts
+# with one of these prefixes (the longest match wins) points to the entry that corrects them, so a
+# learner comparing the notes with `plmlab info` finds the source that settles it.
+GLM_ORDER = "glms-layer-order-pre-ln-in-the-glm-paper"
+NOTES_ERRATA = {
+    "bert-": "berts-positions-are-learned-and-absolute",
+    "roberta-": "a-larger-bpe-vocabulary-is-not-generally-better",
+    "albert-": "albert-is-not-slower-than-bert-at-equal-width",
+    "gpt1": "gpt-1-and-bert-are-post-ln-not-pre-norm",
+    "gpt2": "the-gpt-tables-columns-are-shifted",
+    "gpt3-": "the-gpt-tables-columns-are-shifted",
+    "t5-": "t5-pretrains-with-span-corruption-not-bert-style-mlm",
+    "t5-11b": "t5-is-not-a-hundred-billion-parameter-model",
+    "llama-": "llama-uses-rmsnorm-swiglu-and-rotary-positions",
+    "llama2-": "llama-2-only-34b-and-70b-use-gqa",
+    "llama3-": "llama-uses-rmsnorm-swiglu-and-rotary-positions",
+    "glm-": GLM_ORDER,
+    "chatglm-6b": GLM_ORDER,
+    "chatglm2-": "chatglm2s-mqa-keeps-two-kv-heads",
+    "chatglm3-": "chatglm2s-mqa-keeps-two-kv-heads",
+}
+
+
 def register(sub) -> None:
     p = sub.add_parser("info", help="show a preset's or checkpoint's architecture and parameter count")
     p.add_argument("target", nargs="?", help="preset name or checkpoint directory")
@@ -34,6 +57,12 @@ def load_config(target: str, overrides: list[str] = ()) -> Config:
     if not overrides:
         return config
     return Config.from_dict(with_overrides(config.to_dict(), parse_overrides(overrides)))
+
+
+def errata_anchor(name: str) -> str | None:
+    """The notes-errata entry for a preset name (None for a checkpoint or an undiscussed family)."""
+    matches = [prefix for prefix in NOTES_ERRATA if name.startswith(prefix)]
+    return NOTES_ERRATA[max(matches, key=len)] if matches else None
 
 
 def human(n: int) -> str:
@@ -78,4 +107,7 @@ def run(args) -> int:
               f"({human(full)}), {full / counts['params']:.1f}x more")
     if config.notes.get("params"):
         print(f"  paper: {config.notes['params']}")
+    anchor = None if Path(args.target).is_dir() else errata_anchor(args.target)
+    if anchor:
+        print(f"  notes errata: docs/notes-errata.md#{anchor}")
     return 0
