@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import PlmlabError
-from ..objectives.glm_layout import TWO_D_POSITIONS
+from ..families import family_of
 
 Pair = tuple[list[int], list[int]]  # (context ids, continuation ids)
 
@@ -35,7 +35,7 @@ def family(model) -> str:
         return "seq2seq"
     if config.arch == "encoder":
         return "pll"
-    return "glm" if config.position in TWO_D_POSITIONS else "causal"
+    return family_of(config).scorer  # a decoder: "causal", or its family's own ("glm": the blank)
 
 
 def split_spaces(context: str, continuation: str) -> tuple[str, str]:

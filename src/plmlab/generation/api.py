@@ -68,7 +68,7 @@ def generate(
     The ids are continued as given, in the 1-D prefix layout (as transformers' generate does for
     any model). A GLM with 2-D positions continues a text as the blank after it instead
     (`[CLS] text [gMASK] <eos> | <sop> ...`, what its pretraining fills): `plmlab generate`, the
-    "text-generation" pipeline, serve's /v1/completions and `plmlab.infill.continuation` lay it out.
+    "text-generation" pipeline, serve's /v1/completions and `plmlab.families.glm.continuation` lay it out.
 
     input_ids: (B, T) or (T,) tensor with an optional (B, T) `attention_mask` (1 = token), or a
     list of token-id lists of any lengths (padded here). Decoder-only prompts are decoded

@@ -16,7 +16,7 @@ import shlex
 from pathlib import Path
 
 from ..config import Config
-from ..objectives.glm_layout import TWO_D_POSITIONS
+from ..families import family_of
 from ..tokenizers.styles import STYLES
 
 T5_SENTINEL = "<extra_id_0>"  # the first of T5's sentinels; a tokenizer style without a mask token has them
@@ -51,7 +51,7 @@ def model_kind(config: Config) -> str:
         return "masked"
     if config.arch == "encoder-decoder":
         return "seq2seq"
-    return "blanks" if config.position in TWO_D_POSITIONS else "causal"
+    return family_of(config).next_steps  # a decoder: "causal", or "blanks" (a 2-D GLM)
 
 
 def _beside(run_dir: str | Path, suffix: str) -> str:
