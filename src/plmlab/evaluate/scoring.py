@@ -31,11 +31,7 @@ def family(model) -> str:
     if getattr(model, "head", None) is None or config.head not in ("lm", "mlm") or config.classifier != "none":
         raise PlmlabError(f"scoring text needs a model with an LM or MLM head; this {config.arch} has head "
                           f"{config.head!r} (a fine-tuned classifier scores with --task classification)")
-    if config.arch == "encoder-decoder":
-        return "seq2seq"
-    if config.arch == "encoder":
-        return "pll"
-    return family_of(config).scorer  # a decoder: "causal", or its family's own ("glm": the blank)
+    return family_of(config).scorer
 
 
 def split_spaces(context: str, continuation: str) -> tuple[str, str]:

@@ -10,10 +10,11 @@ values themselves (tests/test_family_branches.py checks that):
     family_of(config).chat_prompt(tok, messages)   the ids an answer follows
     ...
 
-`Family` is what a model with 1-D positions that continues its prompt left to right needs (GPT,
-LLaMA, Mistral, Qwen2, GLM-4, BERT, T5 ...): such a family needs no module here. A family that
-lays its inputs out differently (GLM's 2-D blank infilling, families/glm.py) subclasses it and
-overrides what differs.
+The three skeletons' defaults are here: `Family` (decoder-only, 1-D positions, the prompt continued
+left to right: GPT, LLaMA, Mistral, Qwen2, GLM-4 ...), `EncoderDecoder` (T5, BART) and `Encoder`
+(BERT, RoBERTa, ALBERT ...). A model family that is one of these needs no module of its own; one
+that lays its inputs out differently (GLM's 2-D blank infilling, families/glm.py) subclasses its
+skeleton's class and overrides what differs.
 """
 
 from __future__ import annotations
@@ -45,21 +46,23 @@ class CausalInputs:
 
 
 class Family:
-    """The defaults: 1-D positions, a prompt continued token after token."""
+    """A decoder-only model with 1-D positions: the prompt continued token after token."""
 
-    name = "default"
+    name = "decoder"
+    generates = True  # it writes text token by token (generate, chat, completions)
+    continues_prompt = True  # its answer continues the prompt (so prompts are left-padded, and echoed)
     # A prompt is answered as the blank after it (GLM: ``Part A [gMASK] | <sop> answer <eop>``) rather
     # than continued: chat, completions, `evaluate --task generate` and serve decode that blank
     # (plmlab.infill), fill-blanks and cloze need it, and SFT / DPO examples are laid out so.
     answers_as_blank = False
     answer_overhead = 0  # positions an answer takes beyond its tokens (GLM: the blank's <sop>)
-    static_decode = True  # compile=True's static step (1-D positions over one left-padded cache) fits
-    scorer = "causal"  # how a decoder scores a continuation (evaluate/scoring.py picks the scorer by it)
+    static_decode = True  # compile=True's static step (a decoder, 1-D positions over one left-padded cache) fits
+    scorer = "causal"  # how a continuation is scored (evaluate/scoring.py: causal, seq2seq, pll, glm)
     next_steps = "causal"  # which commands a finished pretraining run suggests (train/next_steps.py)
 
     def matches(self, config) -> bool:
-        """Is `config` a model of this family? (The default family is what no other family claims.)"""
-        return False
+        """Is `config` a model of this family?"""
+        return config.arch == "decoder"
 
     def decode_inputs(self, config):
         """The object that gives `generate`'s decoder runner the positions and masks of a step."""
@@ -72,3 +75,40 @@ class Family:
     def chat_prompt(self, tokenizer, messages: list[dict]) -> list[int]:
         """The ids the assistant's answer follows: the chat template's rendering with its generation prompt."""
         return encode_chat(tokenizer, messages, add_generation_prompt=True)
+
+    def answer_room(self, prompt_len: int, limit: int) -> int:
+        """Positions an answer may take after a prompt of `prompt_len` ids in a context of `limit`."""
+        return limit - prompt_len - self.answer_overhead
+
+
+class EncoderDecoder(Family):
+    """T5, BART: the encoder reads the prompt, the decoder writes the answer from its start token."""
+
+    name = "encoder-decoder"
+    continues_prompt = False  # the decoder answers the encoder's input from its start token
+    static_decode = False
+    scorer = "seq2seq"  # the continuation as the decoder's target
+    next_steps = "seq2seq"
+
+    def matches(self, config) -> bool:
+        return config.arch == "encoder-decoder"
+
+    def chat_prompt(self, tokenizer, messages: list[dict]) -> list[int]:
+        """The rendering, closed with </s> as SFT encodes a T5 input."""
+        return super().chat_prompt(tokenizer, messages) + [tokenizer.eos_id]
+
+    def answer_room(self, prompt_len: int, limit: int) -> int:
+        """The decoder has its own positions (less its start token), once the prompt fits the encoder."""
+        return limit - 1 if prompt_len <= limit else 0
+
+
+class Encoder(Family):
+    """BERT, RoBERTa, ALBERT ...: no left-to-right answer; a continuation is scored by pseudo-log-likelihood."""
+
+    name = "encoder"
+    generates = continues_prompt = static_decode = False
+    scorer = "pll"
+    next_steps = "masked"
+
+    def matches(self, config) -> bool:
+        return config.arch == "encoder"

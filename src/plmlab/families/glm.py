@@ -377,7 +377,7 @@ class Glm(Family):
     next_steps = "blanks"
 
     def matches(self, config) -> bool:
-        return config.position in TWO_D_POSITIONS
+        return config.arch == "decoder" and config.position in TWO_D_POSITIONS
 
     def decode_inputs(self, config):
         return GlmPrefixInputs(config)

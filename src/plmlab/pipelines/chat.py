@@ -39,7 +39,7 @@ class Chat(Pipeline):
     defaults = {**TextGeneration.defaults, "max_new_tokens": 128}
 
     def check(self, model) -> None:
-        if model.config.arch == "encoder":
+        if not family_of(model.config).generates:
             raise PlmlabError("an encoder-only model cannot chat; use a decoder or encoder-decoder model")
         if chat_template(self.tokenizer) is None:
             raise PlmlabError(f"this {self.tokenizer.style} tokenizer has no chat template "
@@ -110,7 +110,7 @@ class Chat(Pipeline):
         dropped = 0
         while True:
             ids = self._prompt(messages)
-            room = self._room(ids, limit)
+            room = family_of(self.model.config).answer_room(len(ids), limit)  # 0 or less: none
             older = [i for i, m in enumerate(messages[:-1]) if m["role"] != "system"]
             if room >= wanted or (room >= 1 and not older):
                 return ids, min(max_new, room), dropped
@@ -125,14 +125,7 @@ class Chat(Pipeline):
     def _prompt(self, messages: list[dict]) -> list[int]:
         """What the model reads: the rendering with the generation prompt; T5's ends with </s> (as
         in SFT); a 2-D GLM's is Part A, ending in the answer's [gMASK]."""
-        ids = family_of(self.model.config).chat_prompt(self.tokenizer, messages)
-        return ids + [self.tokenizer.eos_id] if self.model.config.arch == "encoder-decoder" else ids
-
-    def _room(self, ids: list[int], limit: int) -> int:
-        """Positions the answer may take after the prompt `ids` (0 or less: none)."""
-        if self.model.config.arch == "encoder-decoder":  # the answer has the decoder's own, less its start token
-            return limit - 1 if len(ids) <= limit else 0
-        return limit - len(ids) - family_of(self.model.config).answer_overhead  # GLM: the blank's <sop>
+        return family_of(self.model.config).chat_prompt(self.tokenizer, messages)
 
 
 class ChatSession:

@@ -86,7 +86,7 @@ class TextGeneration(Pipeline):
                     early_stopping=False, stop=(), seed=None, truncate_left=False)
 
     def check(self, model) -> None:
-        if model.config.arch == "encoder":
+        if not family_of(model.config).generates:
             raise PlmlabError("an encoder-only model cannot generate text; use a decoder or encoder-decoder model")
 
     def run(self, texts: list[str], **options) -> list[dict]:
@@ -100,7 +100,7 @@ class TextGeneration(Pipeline):
     def _result(self, prompt: str, row: list[int], out: list[int], kw: dict) -> dict:
         text, ids = finish(out, self.tokenizer, kw["eos_token_id"], kw["stop"] or [])
         result = {"prompt": prompt, "text": text, "ids": ids}
-        if self.model.config.arch == "encoder-decoder" and sentinels_in(row, self.tokenizer):
+        if not family_of(self.model.config).continues_prompt and sentinels_in(row, self.tokenizer):  # T5's fills
             result.update(span_result(row, ids, self.tokenizer))
         return result
 
@@ -116,7 +116,7 @@ class TextGeneration(Pipeline):
             return self._stream_blanks(prompts, write, echo, kw)
         rows = [encode_prompt(self.model, self.tokenizer, p) for p in prompts]
         rows = fit_context(self.model.config, rows, kw["max_new_tokens"], kw["truncate"])
-        decoder = self.model.config.arch == "decoder"
+        decoder = family_of(self.model.config).continues_prompt
         results = []
         for prompt, row in zip(prompts, rows):
             if echo and decoder:

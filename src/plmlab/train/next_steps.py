@@ -42,16 +42,8 @@ def next_steps(config: Config, run_dir: str | Path) -> list[str]:
                    f"--train examples/text2text-train.jsonl --eval examples/text2text-dev.jsonl "
                    f"--out {_beside(run_dir, 'sentiment')}",
     }
-    kind = model_kind(config)
+    kind = family_of(config).next_steps  # causal, blanks (a 2-D GLM), masked or seq2seq
     return [first[kind], f"plmlab evaluate --model {run} --suite builtin", tune[kind], f"plmlab plot {run}"]
-
-
-def model_kind(config: Config) -> str:
-    if config.arch == "encoder":
-        return "masked"
-    if config.arch == "encoder-decoder":
-        return "seq2seq"
-    return family_of(config).next_steps  # a decoder: "causal", or "blanks" (a 2-D GLM)
 
 
 def _beside(run_dir: str | Path, suffix: str) -> str:
