@@ -34,7 +34,6 @@ ALLOWED = {
     "cli/sft.py": 1,
     "evaluate/dispatch.py": 2,
     "evaluate/mlm.py": 1,
-    "evaluate/perplexity.py": 1,
     "evaluate/span.py": 1,
     "finetune/classification.py": 1,
     "finetune/distill.py": 8,

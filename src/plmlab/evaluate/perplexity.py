@@ -159,7 +159,7 @@ def evaluate_perplexity(model, tokenizer, texts: list[str], max_length: int | No
                         stride: int | None = None, batch_size: int = 16) -> EvalResult:
     """Token perplexity and bits per byte of `texts` (one document each); see the module docstring."""
     config = model.config
-    if config.arch != "decoder" or getattr(model, "head", None) is None:
+    if not family_of(config).continues_prompt or getattr(model, "head", None) is None:  # a left-to-right LM
         raise PlmlabError(f"perplexity needs a decoder with an LM head (GPT, LLaMA, GLM); this model is {config.arch}")
     max_length, stride = check_window(config, max_length, stride)
     tok = GlmTokens.from_tokenizer(tokenizer) if is_glm(config) else None
