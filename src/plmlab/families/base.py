@@ -24,6 +24,11 @@ import torch
 from ..masks import positions_from_padding
 from ..tokenizers.chat import encode_chat
 
+# Position kinds with a fixed number of positions: a longer sequence cannot be embedded at all
+# (learned / sinusoidal tables) or leaves the trained range (rotary). T5's relative buckets
+# clip distances, so its inputs have no hard limit.
+LIMITED_POSITIONS = ("learned", "sinusoidal", "learned-2d", "rotary", "rotary-2d")
+
 
 class CausalInputs:
     """How `generate` feeds a decoder with 1-D positions: positions counted over real tokens, and
@@ -79,6 +84,11 @@ class Family:
     def answer_room(self, prompt_len: int, limit: int) -> int:
         """Positions an answer may take after a prompt of `prompt_len` ids in a context of `limit`."""
         return limit - prompt_len - self.answer_overhead
+
+    def context_limit(self, config) -> int | None:
+        """The most positions a sequence may take (`max_positions`), or None where its positions have no
+        hard limit (T5's relative buckets)."""
+        return config.max_positions if config.position in LIMITED_POSITIONS else None
 
 
 class EncoderDecoder(Family):

@@ -27,12 +27,6 @@ class _FromConfig:
 
 FROM_CONFIG = _FromConfig()
 
-# Position kinds with a fixed number of positions: a longer sequence cannot be embedded at all
-# (learned / sinusoidal tables) or leaves the trained range (rotary). T5's relative buckets
-# clip distances, so its inputs have no hard limit.
-LIMITED_POSITIONS = ("learned", "sinusoidal", "learned-2d", "rotary", "rotary-2d")
-
-
 def generate(
     model,
     input_ids,
@@ -246,7 +240,8 @@ def fit_context(config, rows: list[list[int]], max_new_tokens: int, truncate: st
 
 
 def context_limit(config) -> int | None:
-    return config.max_positions if config.position in LIMITED_POSITIONS else None
+    """The most positions a prompt and its answer may take, or None (no hard limit): the family's."""
+    return family_of(config).context_limit(config)
 
 
 def _fit_context(ids, mask, max_new_tokens: int, config, truncate: str | None):
