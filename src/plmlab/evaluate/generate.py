@@ -69,7 +69,7 @@ def evaluate_generate(model, tokenizer, items: list[dict], max_new_tokens: int =
     if batch_size < 1:
         raise PlmlabError(f"batch_size must be >= 1, got {batch_size}")
     start = time.perf_counter()
-    if family_of(model.config).answers_as_blank:  # a 2-D GLM answers as the blank after the context, as SFT trains and chat decodes
+    if family_of(model.config).answers_as_blank:  # a 2-D GLM: the blank after the context, as SFT trains it
         texts = [answer_blank(model, tokenizer, *text_prompt(tokenizer, item["context"]),
                               max_new_tokens=max_new_tokens, stop=("\n",)).text for item in items]
     else:

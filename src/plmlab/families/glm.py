@@ -349,7 +349,8 @@ def glm_preference(record: dict, tokenizer, limit: int, truncate: bool) -> dict[
         part_a = prompt + [tok.gmask]
     example = {}
     for key in ("chosen", "rejected"):
-        response = _fit(len(part_a) + 1, tokenizer.encode(record[key], add_special_tokens=False), limit, truncate, where)
+        response = tokenizer.encode(record[key], add_special_tokens=False)
+        response = _fit(len(part_a) + 1, response, limit, truncate, where)
         for name, value in glm_response_row(part_a, len(part_a) - 1, response, tok).items():
             example[f"{key}_{name}"] = value
     return example
