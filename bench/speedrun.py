@@ -38,7 +38,7 @@ import torch
 import plmlab
 from plmlab.plotting import panel_grid, read_metrics, save_figure
 from plmlab.train import PretrainOptions, pretrain
-from plmlab.train.optim import pretrain_optimizer
+from plmlab.train.build import build_optimizer
 from plmlab.train.options import DEFAULTS
 
 REFERENCE = {"optimizer": "adamw", "lr": 6e-4, "beta1": 0.9, "beta2": 0.95, "weight_decay": 0.1,
@@ -59,7 +59,8 @@ def seconds_per_step(preset: str, threads: int, repeats: int = 4) -> dict[str, f
     torch.manual_seed(0)
     model = plmlab.build_model(preset)
     o = dataclasses.replace(PretrainOptions(out="-").resolved(), lr=1e-9, muon_lr=1e-9)  # the step's cost, not its effect
-    optimizers = {name: pretrain_optimizer(model, dataclasses.replace(o, **recipe)) for name, recipe in RECIPES.items()}
+    optimizers = {name: build_optimizer(model, dataclasses.replace(o, **recipe).run_spec().optimizer)
+                  for name, recipe in RECIPES.items()}
     ids = torch.randint(0, model.config.vocab_size, (DEFAULTS["batch_size"], 128))  # (B, T)
     times: dict[str, list[float]] = {"forward_backward": [], **{name: [] for name in optimizers}}
     for _ in range(repeats + 1):

@@ -170,3 +170,20 @@ def test_commands_and_bad_input(taught, tmp_path, capsys):
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "cannot chat" in result.stderr
     empty = run_cli("chat", "--model", taught / "run", stdin="")
     assert empty.returncode == 2 and "stdin is empty" in empty.stderr
+
+
+def test_non_utf8_stdin_and_a_failing_template_are_one_line(taught, tmp_path):
+    for errors in ("surrogateescape", "strict"):  # how the C locale and a UTF-8 one decode stdin
+        binary = subprocess.run([sys.executable, "-m", "plmlab", "chat", "--model", str(taught / "run")],
+                                input=b"hi \xff\xfe\n", capture_output=True,
+                                env={**os.environ, "PYTHONIOENCODING": f"utf-8:{errors}"})
+        assert binary.returncode == 2 and binary.stderr.count(b"\n") == 1 and b"not UTF-8" in binary.stderr, errors
+    model, tok = load_model_and_tokenizer(taught / "run" / "final")
+    config = json.loads((taught / "run" / "final" / "tokenizer_config.json").read_text())
+    broken = tmp_path / "broken"
+    plmlab.save_pretrained(model, broken, tokenizer=tok)
+    config["chat_template"] = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
+    (broken / "tokenizer_config.json").write_text(json.dumps(config))
+    looping = run_cli("chat", "--model", broken, "--greedy", stdin="hi\n")
+    assert looping.returncode == 2 and looping.stderr.count("\n") == 1, looping.stderr
+    assert "did not finish rendering within 2 s" in looping.stderr

@@ -99,3 +99,35 @@ def test_chat_template_override_and_bad_input(tmp_path, saved):
     bert = train_tokenizer(corpus(), "bert", 300)
     with pytest.raises(PlmlabError, match="no chat template"):
         render_chat(bert, MESSAGES)
+
+
+@pytest.mark.parametrize("template, reason", [
+    ("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+     "did not finish rendering within 2 s"),
+    ("{{ messages[0]['content'] | int / 0 }}", "ZeroDivisionError"),
+    ("{{ 'x' * 10**10 }}", "repetition to 10,000,000,000 items is too large"),
+    ("{{ messages * 10**9 }}", "is too large"),
+    ("{% set n = 10**9 %}{{ 9 ** n }}", "exponent 1000000000 is too large"),
+    ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "RecursionError"),
+    ("{{ ''.__class__.__mro__ }}", "failed to render"),  # the sandbox: no attributes of Python internals
+])
+def test_a_template_that_loops_raises_or_explodes_is_one_line(saved, template, reason):
+    # the template is untrusted text in a checkpoint: whatever it does ends in one PlmlabError
+    tok = with_chat_template(load_tokenizer(saved["llama"]), template)
+    with pytest.raises(PlmlabError, match=reason) as caught:
+        render_chat(tok, MESSAGES)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_render_deadline_leaves_the_callers_tracer_in_place(saved):
+    import sys
+
+    def tracer(frame, event, arg):
+        return None
+
+    sys.settrace(tracer)
+    try:
+        render_chat(load_tokenizer(saved["llama"]), MESSAGES)
+        assert sys.gettrace() is tracer
+    finally:
+        sys.settrace(None)

@@ -211,19 +211,29 @@ def test_an_interrupted_training_run_is_not_recorded(tmp_path, monkeypatch):
 
 def test_a_study_run_records_the_optimizer_and_schedule_it_ran(tmp_path, monkeypatch):
     """The options a study's run keeps (`trained.setup.options`) are the ones its Trainer used:
-    the same optimizer class and the same learning rate at every step."""
+    the optimizer's class and every group's hyper-parameters, and the learning rate at every step
+    (the study's recipe is not pretraining's default, so a harness that built its own would differ)."""
+    import torch
+
     from plmlab.experiments import harness
+    from plmlab.train import DEFAULTS
     from plmlab.train.loop import Trainer
-    from plmlab.train.optim import pretrain_schedule
+    from plmlab.train.optim import schedule
 
     seen = {}
     fit = Trainer.fit
     monkeypatch.setattr(Trainer, "fit", lambda self: seen.setdefault("trainer", self) and fit(self))
-    spec = harness.TrainSpec(preset="gpt-tiny", steps=6, batch_size=2, seq_len=16, eval_every=0)
+    spec = harness.TrainSpec(preset="gpt-tiny", steps=6, batch_size=2, seq_len=16, eval_every=0, warmup=2)
     trained = harness.train(spec, tmp_path / "work" / "run")
     o, trainer = trained.setup.options, seen["trainer"]
     assert (o.optimizer, o.schedule) == (harness.STUDY_RECIPE["optimizer"], harness.STUDY_RECIPE["schedule"])
-    assert type(trainer.optimizer).__name__ == {"adamw": "AdamW", "muon": "MuonAdamW"}[o.optimizer]
-    assert trainer.optimizer.defaults["betas"] == (o.beta1, o.beta2)
-    recorded = pretrain_schedule(o)
-    assert [trainer.lr_at(step) for step in range(o.max_steps)] == [recorded(step) for step in range(o.max_steps)]
+    assert (o.optimizer, o.schedule) != (DEFAULTS["optimizer"], DEFAULTS["schedule"])
+    assert type(trainer.optimizer) is torch.optim.AdamW  # the recipe's adamw
+    groups = trainer.optimizer.param_groups
+    assert {tuple(g["betas"]) for g in groups} == {(o.beta1, o.beta2)}
+    assert sorted(g["weight_decay"] for g in groups) == [0.0, o.weight_decay]  # matrices decay, vectors not
+    assert (o.lr, o.min_lr, o.warmup, o.max_steps) == (spec.lr, spec.lr / 10, 2, 6)
+    recorded = schedule(o.schedule, o.lr, o.warmup, o.max_steps, o.min_lr)  # cosine, from the record alone
+    assert [trainer.lr_at(step) for step in range(1, 7)] == [recorded(step) for step in range(1, 7)]
+    assert [r["lr"] for r in trainer.log.records] == [recorded(step) for step in range(1, 7)]  # and recorded
+    assert (trainer.options.max_steps, trainer.options.clip, trainer.options.save_every) == (6, o.clip, 0)

@@ -106,3 +106,27 @@ def test_info_list_prints_every_preset_with_its_count(capsys):
     listed = json.loads(capsys.readouterr().out)
     assert listed.keys() == set(PRESETS)
     assert listed["gpt2"] == 124_439_808 and listed["llama2-70b"] == count_parameters("llama2-70b")["params"]
+
+
+def test_info_set_sizes_a_variant_as_pretrain_would_build_it(capsys):
+    from plmlab.cli import main
+
+    assert main(["info", "llama-mini", "--set", "n_layers=3", "--set", "norm=layernorm", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    variant = get_preset("llama-mini").replace(n_layers=3, norm="layernorm", norm_bias=True)
+    assert info["params"] == count_parameters(variant)["params"]
+    # switching the norm switches its bias with it (a LayerNorm has one), unless norm_bias is set too
+    assert info["config"]["norm_bias"] is True and info["norms"] == (2 * 3 + 1) * 2 * 256
+    assert main(["info", "llama-mini", "--set", "norm=layernorm", "--set", "norm_bias=false", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["norm_bias"] is False
+    assert main(["info", "gpt2", "--set", "norm=layernorm", "--json"]) == 0  # no switch: GPT-2 keeps its biases
+    assert json.loads(capsys.readouterr().out)["config"]["norm_bias"] is True
+    assert main(["info", "gpt2", "--set", "n_layer=3"]) == 2  # not a Config field: one line, exit 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_info_shows_both_stacks_of_an_encoder_decoder(capsys):
+    from plmlab.cli import main
+
+    assert main(["info", "t5-tiny", "--set", "n_decoder_layers=5"]) == 0
+    assert "2 encoder + 5 decoder layers" in capsys.readouterr().out

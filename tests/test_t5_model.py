@@ -8,6 +8,7 @@ import torch
 
 import plmlab
 from plmlab import count_parameters
+from plmlab.hf import load_config
 from plmlab.nn.position import relative_position_bucket
 from plmlab.presets import get_preset
 
@@ -48,6 +49,18 @@ def test_known_exact_counts():
     # the numbers transformers reports for google-t5/t5-small and google/t5-v1_1-small
     assert count_parameters(get_preset("t5-small"))["params"] == 60_506_624
     assert count_parameters(get_preset("t5-v1.1-small"))["params"] == 76_961_152
+
+
+@pytest.mark.parametrize("name, rate", [("t5-small", 0.1), ("t5-v1.1-small", 0.0)])
+def test_preset_dropout_is_what_the_published_config_loads_as(name, rate, tmp_path):
+    # google-t5/t5-small's config.json has dropout_rate 0.1 (and T5Attention applies it to the
+    # attention probabilities too); v1.1 pretrained without dropout. The preset must equal what
+    # loading that published config gives, attention dropout included.
+    config = get_preset(name)
+    T5Config(d_model=config.d_model, num_layers=config.n_layers, num_heads=config.n_heads, d_ff=config.d_ff,
+             dropout_rate=rate).save_pretrained(tmp_path)
+    loaded = load_config(tmp_path)
+    assert (config.dropout, config.attn_dropout) == (loaded.dropout, loaded.attn_dropout) == (rate, rate)
 
 
 # --- relative position buckets ------------------------------------------------------------------

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch.overrides import TorchFunctionMode
 
 from .config import Config
+from .errors import PlmlabError
 from .models import SKELETONS, PretrainedModel
 from .presets import get_preset
 
 
 def resolve_config(config_or_name: Config | str, **overrides) -> Config:
+    if not isinstance(config_or_name, (Config, str)):
+        raise PlmlabError(f"expected a Config or a preset name, got {type(config_or_name).__name__}")
     config = get_preset(config_or_name) if isinstance(config_or_name, str) else config_or_name
     return config.replace(**overrides) if overrides else config
 
@@ -18,8 +23,53 @@ def resolve_config(config_or_name: Config | str, **overrides) -> Config:
 def build_model(config_or_name: Config | str, device: str | torch.device | None = None, **overrides) -> PretrainedModel:
     """A freshly initialised model (in train mode) of the skeleton that `config.arch` names."""
     config = resolve_config(config_or_name, **overrides)
+    check_fits(config, torch.device(device or "cpu"))
     with torch.device(device or "cpu"):
         return SKELETONS[config.arch](config)
+
+
+def check_fits(config: Config, device: torch.device, what: str = "the model") -> None:
+    """Refuse, before allocating anything, weights that cannot fit the device's memory: a
+    config.json saying 10**9 layers would otherwise hang while its blocks are built (or end in
+    an allocator traceback). A cheap estimate clears ordinary models; only a model near or over
+    the limit is counted exactly (count_parameters, on the meta device)."""
+    budget = device_memory(device)
+    itemsize = torch.get_default_dtype().itemsize
+    if budget is None or 2 * _rough_params(config) * itemsize < budget:
+        return
+    params = count_parameters(config)["params"]
+    if params * itemsize > budget:
+        raise PlmlabError(f"{what} has {params:,} parameters: {params * itemsize / 2**30:,.1f} GiB of "
+                          f"{str(torch.get_default_dtype()).removeprefix('torch.')} weights, more than the "
+                          f"{budget / 2**30:,.1f} GiB of memory of this {device.type.upper()} device")
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory the device has: the GPU's, or the machine's RAM under any cgroup limit
+    (a container's); None where unknown (meta, other devices)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type != "cpu":
+        return None
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = open("/sys/fs/cgroup/memory.max", encoding="ascii").read().strip()
+    except OSError:
+        return ram
+    return min(ram, int(limit)) if limit.isdigit() else ram
+
+
+def _rough_params(c: Config) -> int:
+    """An estimate within ~1.5x of the exact count (biases, norms and small heads left out), from
+    the config alone: no modules built."""
+    width = c.n_heads * c.dim_head
+    attention = 2 * c.d_model * width + 2 * c.d_model * c.kv_heads * c.dim_head
+    block = attention + (3 if c.gated_mlp else 2) * c.d_model * c.d_ff
+    stacks = (1 if c.shared_layers else c.n_layers) * block
+    if c.arch == "encoder-decoder":
+        stacks += c.decoder_layers * (block + attention)  # a decoder block adds cross-attention
+    embeddings = c.vocab_size * c.embed_dim * (1 if c.tie_embeddings else 2) + c.max_positions * c.d_model
+    return stacks + embeddings
 
 
 def copy_matching(source: torch.nn.Module, target: torch.nn.Module) -> tuple[str, ...]:

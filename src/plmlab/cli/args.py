@@ -15,6 +15,7 @@ import sys
 
 from ..errors import PlmlabError
 from ..pipelines.loading import check_text
+from ..train.options import DECAY_SHAPES, MUON_DTYPES, OPTIMIZERS, SCHEDULES
 
 SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes seeds in [0, 2**63) (numpy: 2**64)
 
@@ -141,6 +142,53 @@ def device(text: str) -> str:
     elif dev.type != "cpu":
         raise argparse.ArgumentTypeError(f"{text!r}: plmlab runs on cpu, cuda or mps")
     return text
+
+
+# --- the run flags of every training verb ------------------------------------------------------
+# Declared once: pretrain, finetune, sft, dpo and distill take these, each stage with its own
+# defaults (pretraining's DEFAULTS; FinetuneOptions' fields, over which a recipe sets its own).
+# Values are checked where the Python API checks them too, by the options records
+# (PretrainOptions, FinetuneOptions), so the kinds here are plain.
+RUN_FLAGS: dict[str, tuple] = {  # name: (int | float | the choices, help)
+    "max_steps": (int, "optimizer steps"),
+    "epochs": (int, "passes over the data"),
+    "lr": (float, "peak learning rate (AdamW's; Muon's is --muon-lr)"),
+    "min_lr": (float, "the schedule's final learning rate"),
+    "warmup": (float, "warm-up fraction of the steps"),
+    "weight_decay": (float, "decoupled weight decay on matrices (AdamW and Muon)"),
+    "beta1": (float, "AdamW beta1"),
+    "beta2": (float, "AdamW beta2"),
+    "optimizer": (OPTIMIZERS, "adamw, or muon: Muon for the blocks' weight matrices and AdamW (--lr) for the "
+                              "embeddings, head, norms and biases"),
+    "muon_lr": (float, "Muon's peak learning rate"),
+    "muon_dtype": (MUON_DTYPES, "dtype of Muon's Newton-Schulz iteration (auto: bf16 on CUDA and on CPUs with "
+                                "native bf16 matmul (AVX512-BF16, AMX), fp32 elsewhere, where bf16 is many times "
+                                "slower)"),
+    "schedule": (SCHEDULES, "learning-rate curve after the warmup; wsd: constant, then a decay to --min-lr over "
+                            "the last --decay-fraction"),
+    "decay_fraction": (float, "wsd: fraction of the steps that decays"),
+    "decay_shape": (DECAY_SHAPES, "wsd: shape of the decay"),
+}
+
+
+def add_run_flags(group, defaults: dict, helps: dict[str, tuple] | None = None, resumable: bool = False) -> None:
+    """RUN_FLAGS on `group` with a stage's `defaults` (a flag missing from them is not the stage's:
+    pretrain has no --epochs). `helps`: name -> (kind, help) where the stage's meaning differs
+    (pretrain's --warmup counts steps) or its default is derived by the run (None, said in the
+    help). `resumable` (pretrain): the parser's default is None, so that a resume takes the run's
+    own, and the help names the new run's."""
+    for name, (kind, text) in RUN_FLAGS.items():
+        if name not in defaults:
+            continue
+        kind, text = (helps or {}).get(name, (kind, text))
+        default = defaults[name]
+        options = {"choices": kind} if isinstance(kind, tuple) else {"type": kind, "metavar": _METAVARS[kind]}
+        if resumable:
+            text, default = (text if default is None or "default" in text else f"{text} (default {default})"), None
+        group.add_argument(f"--{name.replace('_', '-')}", default=default, help=text, **options)
+
+
+_METAVARS = {int: "N", float: "X"}
 
 
 # --- texts from the command line, stdin or a file ---------------------------------------------

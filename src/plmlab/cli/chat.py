@@ -63,7 +63,12 @@ def run(args) -> int:
                 no_repeat_ngram_size=args.no_repeat_ngram_size, stop=args.stop, seed=args.seed)
     session = chat.session(args.system)
     if not sys.stdin.isatty():
-        text = sys.stdin.read().strip()
+        try:
+            text = sys.stdin.read().strip()
+        except UnicodeDecodeError:  # a UTF-8 locale decodes strictly
+            text = "\udcff"
+        if not _utf8(text):
+            raise PlmlabError("stdin is not UTF-8 text")
         if not text:
             raise PlmlabError("nothing to say: stdin is empty")
         _turn(session, text)
@@ -76,10 +81,25 @@ def run(args) -> int:
         except EOFError:
             print()
             return 0
+        except UnicodeDecodeError:  # a UTF-8 locale decodes strictly
+            line = "\udcff"
+        if not _utf8(line):  # a terminal in another encoding: say so, keep the session
+            print("plmlab: that line is not UTF-8 text; type it again", file=sys.stderr)
+            continue
         if not line:
             continue
         if not _command(session, line):
             return 0
+
+
+def _utf8(text: str) -> bool:
+    """Was the text UTF-8? Under the C locale Python decodes stdin with surrogateescape, so
+    undecodable bytes arrive as lone surrogates, which no tokenizer takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _line_editing() -> bool:

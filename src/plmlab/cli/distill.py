@@ -3,11 +3,13 @@ with DistilBERT's triple loss (plmlab.finetune.distill), a task of the one Train
 
 from __future__ import annotations
 
-from .args import non_negative_float, positive_float, positive_int, probability
-from .finetune import add_run_arguments, run_training
+from .args import non_negative_float, positive_float, positive_int
+from .finetune import add_run_arguments, add_schedule_arguments, run_training
 
 
 def register(sub) -> None:
+    from ..finetune.distill import RUN_DEFAULTS
+
     p = sub.add_parser("distill", help="distil a teacher (MLM encoder or causal decoder) into a smaller student")
     p.add_argument("--teacher", required=True, help="teacher checkpoint or run directory (with its tokenizer)")
     p.add_argument("--student", default="half",
@@ -26,14 +28,8 @@ def register(sub) -> None:
                    help="weight of the hidden-state cosine loss (default: 1 when the widths agree, else 0)")
     p.add_argument("--seq-len", type=positive_int, help="tokens per sequence (default: 128, within both contexts)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the teacher's)")
-    p.add_argument("--epochs", type=positive_int, help="passes over the corpus (default 1)")
-    p.add_argument("--max-steps", type=positive_int, help="train this many steps instead of --epochs")
-    p.add_argument("--batch-size", type=positive_int, default=16, help="sequences per step")
-    p.add_argument("--lr", type=positive_float, default=5e-4)
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
-    p.add_argument("--beta1", type=float, default=0.9, help="AdamW beta1")
-    p.add_argument("--beta2", type=float, default=0.999, help="AdamW beta2")
-    p.add_argument("--warmup", type=probability, default=0.05, help="warm-up fraction of the steps")
+    add_schedule_arguments(p, RUN_DEFAULTS, "sequences per step",
+                           {"epochs": (int, "passes over the corpus (default 1)")})
     add_run_arguments(p)
     p.set_defaults(func=run)
 

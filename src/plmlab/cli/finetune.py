@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from ..train.options import PRECISIONS, PROGRESS, STRATEGIES
-from .args import device, non_negative_float, non_negative_int, positive_float, positive_int, probability, seed
+from .args import RUN_FLAGS, add_run_flags, device, non_negative_float, non_negative_int, positive_int, seed
 
 
 def register(sub) -> None:
@@ -34,25 +34,27 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def add_schedule_arguments(p, recipe: dict | None = None, batch_help: str = "examples per step") -> None:
-    """--epochs, --batch-size, --lr, --weight-decay, --beta1/2, --warmup with FinetuneOptions' defaults, or the
-    recipe's own where it has them (sft.DEFAULTS, dpo.DEFAULTS): each default is written once."""
+def add_schedule_arguments(p, recipe: dict | None = None, batch_help: str = "examples per step",
+                           helps: dict | None = None) -> None:
+    """--batch-size and the run flags every training verb shares (cli/args.py's RUN_FLAGS: --epochs,
+    --max-steps, --lr, --optimizer, --schedule, --beta1/2, --warmup ...) with FinetuneOptions' defaults,
+    or the recipe's own where it has them (sft.DEFAULTS, dpo.DEFAULTS, distill.RUN_DEFAULTS): each
+    default is written once."""
     from ..finetune import FinetuneOptions
     from ..finetune.options import LORA_SCALE, MAX_EPOCHS, MIN_STEPS, REFERENCE_WIDTH
 
     d = {**{name: f.default for name, f in FinetuneOptions.__dataclass_fields__.items()}, **(recipe or {})}
-    p.add_argument("--epochs", type=positive_int, help=f"passes over the data (default: {d['min_epochs']}, or more for a "
-                   f"small data set: at least {MIN_STEPS} steps within {MAX_EPOCHS} epochs; the run prints it)")
-    p.add_argument("--max-steps", type=positive_int,
-                   help="train this many optimizer steps instead of --epochs (evaluated every epoch and at the end)")
     p.add_argument("--batch-size", type=positive_int, default=d["batch_size"], help=batch_help)
     base = f"{d['base_lr']:g}" if d["base_lr"] is not None else _task_base_lrs()
-    p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default: {base} x {REFERENCE_WIDTH} / the "
-                   f"model's width, {LORA_SCALE:g}x that under LoRA; the run prints it)")
-    p.add_argument("--weight-decay", type=non_negative_float, default=d["weight_decay"])
-    p.add_argument("--beta1", type=float, default=d["beta1"], help="AdamW beta1")
-    p.add_argument("--beta2", type=float, default=d["beta2"], help="AdamW beta2")
-    p.add_argument("--warmup", type=probability, default=d["warmup"], help="warm-up fraction of the steps")
+    derived = {  # defaults the run derives (None here): said in the help, printed by the run
+        "epochs": (int, f"passes over the data (default: {d['min_epochs']}, or more for a small data set: at least "
+                        f"{MIN_STEPS} steps within {MAX_EPOCHS} epochs; the run prints it)"),
+        "max_steps": (int, "train this many optimizer steps instead of --epochs (evaluated every epoch and at the "
+                           "end)"),
+        "lr": (float, f"peak learning rate (default: {base} x {REFERENCE_WIDTH} / the model's width, {LORA_SCALE:g}x "
+                      "that under LoRA; the run prints it)")}
+    derived = {name: text for name, text in derived.items() if d[name] is None}
+    add_run_flags(p, {name: d[name] for name in RUN_FLAGS}, {**derived, **(helps or {})})
 
 
 def _task_base_lrs() -> str:

@@ -1,14 +1,17 @@
-"""`plmlab info PRESET_OR_DIR [--json]`: architecture and parameter counts (meta device)."""
+"""`plmlab info PRESET_OR_DIR [--set KEY=VALUE ...] [--json]`: architecture and parameter counts
+(meta device); `--set` changes Config fields as `plmlab pretrain --set` does, so a user can size a
+variant before training it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..config import Config
+from ..config import Config, parse_overrides
 from ..modeling import count_parameters
 from ..presets import get_preset, preset_names
 from ..train.model_card import architecture_lines
+from ..train.setup import with_overrides
 
 
 def register(sub) -> None:
@@ -16,15 +19,21 @@ def register(sub) -> None:
     p.add_argument("target", nargs="?", help="preset name or checkpoint directory")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--list", action="store_true", help="list the presets with their sizes")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a Config field first, as `plmlab pretrain --set` does (repeatable)")
     p.set_defaults(func=run)
 
 
-def load_config(target: str) -> Config:
+def load_config(target: str, overrides: list[str] = ()) -> Config:
     if Path(target).is_dir():
         from ..hf import load_config
 
-        return load_config(target)
-    return get_preset(target)
+        config = load_config(target)
+    else:
+        config = get_preset(target)
+    if not overrides:
+        return config
+    return Config.from_dict(with_overrides(config.to_dict(), parse_overrides(overrides)))
 
 
 def human(n: int) -> str:
@@ -43,7 +52,7 @@ def run(args) -> int:
             for name, n in rows:
                 print(f"{name:<20} {human(n):>10}  {get_preset(name).arch}")
         return 0
-    config = load_config(args.target)
+    config = load_config(args.target, args.set)
     counts = count_parameters(config)
     savings = {}
     if config.embed_dim != config.d_model or config.shared_layers:

@@ -15,19 +15,33 @@ from dataclasses import fields
 
 from ..config import Config, parse_overrides
 from ..data.languages import language_entry
-from ..train.options import (DECAY_SHAPES, DEFAULTS, MAX_DEFAULT_SEQ_LEN, MUON_DTYPES, OPTIMIZERS, PRECISIONS, PROGRESS,
-                             SCHEDULES, STRATEGIES)
+from ..train.options import DEFAULTS, MAX_DEFAULT_SEQ_LEN, PRECISIONS, PROGRESS, STRATEGIES
+from .args import RUN_FLAGS, add_run_flags
 from .pretrain_objective import add_objective_arguments, objective_options_from_args
 
 # Config fields that are not offered as --FIELD: their names mean something else here
 # (--tokenizer DIR, --vocab-size) or they are not architecture (notes).
 _NOT_FLAGS = {"tokenizer", "vocab_size", "notes"}
+# Where pretraining's run flags mean more than fine-tuning's (cli/args.py's RUN_FLAGS)
+PRETRAIN_HELPS = {"warmup": (int, "warmup steps (default: max_steps / 10, at most 100)"),
+                  "min_lr": (float, "the schedule's final learning rate (default: lr / 10)")}
 
 
 def register(sub) -> None:
     p = sub.add_parser("pretrain", help="pretrain a model on a corpus (or the built-in one)",
                        description=__doc__.replace("`", ""))
-    run = p.add_argument_group("run")
+    _run_flags(p.add_argument_group("run"))
+    _scale_flags(p.add_argument_group("scale (torchrun --nproc_per_node N -m plmlab pretrain ... runs DDP)"))
+    _training_flags(p.add_argument_group("training"))
+    # the optimizer, schedule and length: every training verb's run flags (cli/args.py), with pretraining's defaults
+    add_run_flags(p.add_argument_group("optimizer, schedule and length"),
+                  {name: DEFAULTS[name] for name in RUN_FLAGS if name in DEFAULTS}, PRETRAIN_HELPS, resumable=True)
+    add_objective_arguments(p)
+    _model_flags(p.add_argument_group("model config (over the preset)"))
+    p.set_defaults(func=run_pretrain)
+
+
+def _run_flags(run) -> None:
     run.add_argument("--preset", metavar="NAME", help="preset name (plmlab info --list)")
     run.add_argument("--out", required=True, metavar="DIR", help="run directory")
     run.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in DIR")
@@ -53,7 +67,16 @@ def register(sub) -> None:
                           "other programs keep busy, fewer threads run faster)")
     run.add_argument("--precision", choices=PRECISIONS,
                      help="default auto: bf16-mixed on CUDA, fp32 on CPU (bf16 = bf16-mixed; fp16-mixed: CUDA, GradScaler)")
-    scale = p.add_argument_group("scale (torchrun --nproc_per_node N -m plmlab pretrain ... runs DDP)")
+    run.add_argument("--progress", choices=PROGRESS, help="progress display")
+    run.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    run.add_argument("--suite", choices=("builtin",),
+                     help="at the end, score the final model on the built-in multiple-choice suite "
+                          "(the score card of plmlab evaluate --suite builtin)")
+    run.add_argument("--tensorboard", action="store_true", default=None,
+                     help="also log the metrics to DIR/tensorboard (needs the tensorboard package)")
+
+
+def _scale_flags(scale) -> None:
     scale.add_argument("--strategy", choices=STRATEGIES, help="under torchrun: ddp (default) or fsdp (FSDP2 fully_shard)")
     scale.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     scale.add_argument("--activation-checkpointing", action="store_true", default=None,
@@ -65,24 +88,14 @@ def register(sub) -> None:
                        help="on CUDA out-of-memory: halve the micro-batch, double --grad-accum, retry the step")
     scale.add_argument("--peak-flops", type=float, metavar="X",
                        help="peak FLOP/s per device for the MFU estimate (default: known GPUs; none on CPU)")
-    run.add_argument("--progress", choices=PROGRESS, help="progress display")
-    run.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    run.add_argument("--suite", choices=("builtin",),
-                     help="at the end, score the final model on the built-in multiple-choice suite "
-                          "(the score card of plmlab evaluate --suite builtin)")
-    run.add_argument("--tensorboard", action="store_true", default=None,
-                     help="also log the metrics to DIR/tensorboard (needs the tensorboard package)")
 
-    train = p.add_argument_group("training")
+
+def _training_flags(train) -> None:
     for name, kind, text in (
-        ("max-steps", int, "optimizer steps"), ("batch-size", int, "sequences per micro-batch"),
-        ("grad-accum", int, "micro-batches per step"),
+        ("batch-size", int, "sequences per micro-batch"), ("grad-accum", int, "micro-batches per step"),
         ("seq-len", int, "tokens per sequence (default: max_positions, at most "
                          f"{MAX_DEFAULT_SEQ_LEN['cpu']} on CPU, {MAX_DEFAULT_SEQ_LEN['cuda']} on GPU)"),
-        ("lr", float, "peak learning rate (AdamW's; Muon's is --muon-lr)"), ("min-lr", float, "final learning rate (default: lr / 10)"),
-        ("warmup", int, "warmup steps (default: max_steps / 10, at most 100)"),
-        ("weight-decay", float, "decoupled weight decay on matrices (AdamW and Muon)"), ("beta1", float, "AdamW beta1"),
-        ("beta2", float, "AdamW beta2"), ("clip", float, "max gradient norm, 0 for none"), ("seed", int, "random seed"),
+        ("clip", float, "max gradient norm, 0 for none"), ("seed", int, "random seed"),
         ("save-every", int, "steps between checkpoints"), ("keep-last", int, "checkpoints kept, 0 for all"),
         ("eval-every", int, "steps between evaluations"), ("eval-batches", int, "validation batches"),
         ("max-bad-steps", int, "non-finite steps in a row before stopping"),
@@ -92,32 +105,14 @@ def register(sub) -> None:
         train.add_argument(f"--{name}", type=kind, metavar={int: "N", float: "X", str: "TEXT"}[kind],
                            help=text if default is None else f"{text} (default {default!r})")
 
-    opt = p.add_argument_group("optimizer and schedule")
-    opt.add_argument("--optimizer", choices=OPTIMIZERS,
-                     help=f"adamw, or muon: Muon for the blocks' weight matrices and AdamW (--lr) for the "
-                          f"embeddings, head, norms and biases (default {DEFAULTS['optimizer']})")
-    opt.add_argument("--muon-lr", type=float, metavar="X", help=f"Muon's peak learning rate (default {DEFAULTS['muon_lr']})")
-    opt.add_argument("--muon-dtype", choices=MUON_DTYPES,
-                     help="dtype of Muon's Newton-Schulz iteration (default auto: bf16 on CUDA and on CPUs with "
-                          "native bf16 matmul (AVX512-BF16, AMX), fp32 elsewhere, where bf16 is many times slower)")
-    opt.add_argument("--schedule", choices=SCHEDULES,
-                     help=f"learning-rate curve after the warmup (default {DEFAULTS['schedule']}); "
-                          "wsd: constant, then a decay to --min-lr over the last --decay-fraction")
-    opt.add_argument("--decay-fraction", type=float, metavar="X",
-                     help=f"wsd: fraction of the steps that decays (default {DEFAULTS['decay_fraction']})")
-    opt.add_argument("--decay-shape", choices=DECAY_SHAPES,
-                     help=f"wsd: shape of the decay (default {DEFAULTS['decay_shape']})")
 
-    add_objective_arguments(p)
-
-    model = p.add_argument_group("model config (over the preset)")
+def _model_flags(model) -> None:
     model.add_argument("--config", dest="config_file", metavar="FILE", help="JSON or YAML object of Config fields")
     model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a Config field")
     for f in fields(Config):
         if f.name not in _NOT_FLAGS:
             model.add_argument(f"--{f.name.replace('_', '-')}", dest=f"config__{f.name}", metavar="V",
                                help=argparse.SUPPRESS)
-    p.set_defaults(func=run_pretrain)
 
 
 def options_from_args(args):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from ..errors import PlmlabError
 from .args import positive_int
@@ -24,7 +23,9 @@ def register(sub) -> None:
     t.add_argument("--vocab-size", type=positive_int, default=8192, help="every id included (specials, T5 sentinels)")
     t.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
                    help="undecodable bytes in the corpus: stop with an error (default) or replace them")
-    t.add_argument("--out", required=True, help="directory to write tokenizer.json and its config into")
+    t.add_argument("--out", required=True, help="directory to write tokenizer.json and its config into "
+                   "(never a model's directory)")
+    t.add_argument("--overwrite", action="store_true", help="replace the tokenizer an existing --out holds")
     t.set_defaults(func=train)
     e = verbs.add_parser("encode", help="show the tokens and ids of a text")
     e.add_argument("--tokenizer", required=True, help="tokenizer (or model) directory")
@@ -36,17 +37,17 @@ def register(sub) -> None:
 def train(args) -> int:
     from ..data import builtin_documents, read_corpus
     from ..tokenizers import STYLES, train_tokenizer
+    from ..train.rundir import check_folder, write_folder
 
     if args.style and args.style not in STYLES:
         raise PlmlabError(f"unknown tokenizer style {args.style!r}; choose one of {', '.join(STYLES)}")
     if args.kind and args.style and STYLES[args.style].algorithm != args.kind:
         raise PlmlabError(f"--kind {args.kind} does not match --style {args.style} ({STYLES[args.style].algorithm})")
     style = args.style or KIND_STYLE[args.kind or "bpe"]
+    check_folder(args.out, args.overwrite, refuse_models=True)  # refused before training, not after
     docs = read_corpus(args.corpus, errors=args.encoding_errors) if args.corpus else builtin_documents()
     tokenizer = train_tokenizer((s for doc in docs for s in doc), style, args.vocab_size)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(out)
+    out = write_folder(args.out, tokenizer.save, args.overwrite, refuse_models=True)
     n_sents = sum(len(d) for d in docs)
     print(f"trained a {style} tokenizer ({tokenizer.vocab_size} ids) on {len(docs)} documents, "
           f"{n_sents} sentences -> {out}/tokenizer.json")

@@ -28,12 +28,9 @@ import torch
 from ..data.corpus import corpus_documents
 from ..data.files import remove_entry
 from ..errors import PlmlabError
-from ..train.loop import LoopOptions, Trainer, TrainState
-from ..train.metrics import Progress
-from ..train.optim import pretrain_optimizer, pretrain_schedule
+from ..train.build import build_trainer
 from ..train.options import PretrainOptions
-from ..train.parallel import Dist, parallelize
-from ..train.precision import Precision
+from ..train.parallel import Dist
 from ..train.pretrain_setup import prepare
 from ..train.rundir import RunDir
 from ..train.setup import build_config
@@ -144,20 +141,13 @@ def train(spec: TrainSpec, workdir: Path, cache: Path | None = None) -> Trained:
     options = pretrain_options(spec, workdir, cache)
     dist = Dist()
     setup = prepare(options, RunDir(workdir), dist)
-    o, device = setup.options, setup.device
-    parallel = parallelize(setup.model, o, dist, device)
-    optimizer = pretrain_optimizer(setup.model, o)  # what the options say, as `plmlab pretrain` builds it
-    log = _CurveLog()
-    trainer = Trainer(setup.task, parallel, optimizer, Precision(o.precision, device), pretrain_schedule(o),
-                      LoopOptions(o.max_steps, o.clip, o.eval_every, 0, o.max_bad_steps),
-                      TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum),
-                      save=lambda: None, log=log, progress=Progress("none", 0, o.max_steps), device=device,
-                      dist=dist)
+    trainer = build_trainer(setup.task, setup.model, setup.options.run_spec(), setup.device, dist, log=_CurveLog())
     signum = trainer.fit()
     if signum is not None:  # a half-trained arm must not be recorded as a finished run
         raise PlmlabError(f"interrupted by {signal.Signals(signum).name} at step {trainer.state.step}; this run is "
                           "not saved (plmlab experiment run again to redo it; finished runs are kept)")
     setup.model.eval()
+    log = trainer.log
     curve = [{"step": r["step"], "tokens": r["tokens"], "seconds": r["elapsed_s"], "loss": r["loss"]}
              for r in log.records]
     evals = [{"step": r["step"], **{k: v for k, v in r.items() if k.startswith("val_")}}

@@ -51,6 +51,9 @@ HALF = "half"  # --student default: the teacher's shape with half its layers
 # transformers' distillation README trains DistilBERT with T=2, alpha_ce 5, alpha_mlm 2, alpha_cos 1
 DEFAULTS = dict(temperature=2.0, alpha_ce=5.0, alpha_lm=2.0, alpha_cos=None, init="teacher", corpus=[],
                 eval_batches=4)
+# The run's defaults where they differ from fine-tuning's (transformers' distillation train.py:
+# lr 5e-4, warmup 5 %, no weight decay); `plmlab distill`'s flags use them too
+RUN_DEFAULTS = dict(lr=5e-4, warmup=0.05, weight_decay=0.0)
 ARTICLE = {"encoder": "an encoder", "decoder": "a decoder", "encoder-decoder": "an encoder-decoder"}
 FIT = {"encoder": ("mlm", "mlm"), "decoder": ("lm", "clm")}  # teacher arch -> (its head, the objective)
 
@@ -245,8 +248,8 @@ def distill_options(teacher: str, student: str = HALF, out: str | None = None, c
         raise PlmlabError("distill_options needs out= (the run directory)")
     extra = {k: fields.pop(k, v) for k, v in DEFAULTS.items()}
     extra.update(student=student, corpus=list(corpus or []))
-    fields.setdefault("lr", 5e-4)  # transformers' distillation train.py
-    fields.setdefault("warmup", 0.05)
+    for name, value in RUN_DEFAULTS.items():
+        fields.setdefault(name, value)
     if fields.get("max_steps") is None:
         fields.setdefault("epochs", 1)  # one pass over the corpus (FinetuneOptions refuses both)
     if extra["init"] not in ("teacher", "random"):

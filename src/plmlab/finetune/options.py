@@ -17,13 +17,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import PlmlabError
+from ..errors import PlmlabError, warn
 from ..train.lora import LoraOptions
-from ..train.options import PRECISIONS, PROGRESS, STRATEGIES, check_device, check_seed
+from ..train.options import (DECAY_SHAPES, DEFAULTS, MUON_DTYPES, OPTIMIZERS, PRECISIONS, PROGRESS, SCHEDULES,
+                             STRATEGIES, LoopOptions, OptimizerSpec, ParallelSpec, RunSpec, ScheduleSpec, check_device,
+                             check_seed)
 
 # May differ from the run's values on --resume; everything else defines the run.
-# (checkpoints hold the full state, so a run resumes under either strategy)
-CHANGEABLE = frozenset({"out", "device", "progress", "save_every", "keep_last", "threads", "strategy"})
+# (checkpoints hold the full state, so a run resumes under either strategy; the length may
+# change as pretraining's --max-steps may, and moves the schedule's horizon: `check_resume_agrees`)
+LENGTH = ("max_steps", "epochs")
+CHANGEABLE = frozenset({"out", "device", "progress", "save_every", "keep_last", "threads", "strategy", "muon_dtype",
+                        *LENGTH})
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,15 @@ class FinetuneOptions:
     beta1: float = 0.9  # AdamW's betas: BERT's fine-tuning (appendix A.2), where pretraining takes 0.9 / 0.95
     beta2: float = 0.999
     warmup: float = 0.1  # fraction of the steps
+    # AdamW and a linear decay to min_lr 0 (BERT, appendix A.3); pretraining's optimizers and
+    # schedules are there to choose, with pretraining's defaults for their own knobs
+    optimizer: str = "adamw"  # adamw | muon
+    schedule: str = "linear"  # linear | cosine | wsd | constant
+    min_lr: float = 0.0
+    muon_lr: float = DEFAULTS["muon_lr"]
+    muon_dtype: str = DEFAULTS["muon_dtype"]
+    decay_fraction: float = DEFAULTS["decay_fraction"]
+    decay_shape: str = DEFAULTS["decay_shape"]
     clip: float = 1.0  # max gradient norm; 0: no clipping
     max_length: int | None = None
     truncate: bool = False
@@ -69,7 +83,7 @@ class FinetuneOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        for name in ("lr", "base_lr", "weight_decay", "clip"):
+        for name in ("lr", "base_lr", "weight_decay", "clip", "min_lr", "muon_lr"):
             value = getattr(self, name)
             if name in ("lr", "base_lr") and value is None:
                 continue
@@ -95,13 +109,41 @@ class FinetuneOptions:
                 raise PlmlabError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
         if self.keep_last < 0:
             raise PlmlabError(f"--keep-last must be 0 or more, got {self.keep_last}")
-        for name, choices in (("precision", PRECISIONS), ("progress", PROGRESS), ("strategy", STRATEGIES)):
+        for name, choices in (("precision", PRECISIONS), ("progress", PROGRESS), ("strategy", STRATEGIES),
+                              ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("muon_dtype", MUON_DTYPES),
+                              ("decay_shape", DECAY_SHAPES)):
             if getattr(self, name) not in choices:
-                raise PlmlabError(f"--{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+                raise PlmlabError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, "
+                                  f"not {getattr(self, name)!r}")
+        self._check_optimizer()
         if self.lora is not None and not isinstance(self.lora, LoraOptions):
             raise PlmlabError(f"lora must be LoraOptions or None, got {type(self.lora).__name__}")
         check_seed(self.seed)
         check_device(self.device)
+
+    def _check_optimizer(self) -> None:
+        if self.muon_lr == 0:
+            raise PlmlabError("--muon-lr must be positive, got 0")
+        if not (isinstance(self.decay_fraction, (int, float)) and 0 < self.decay_fraction <= 1):
+            raise PlmlabError(f"--decay-fraction must be in (0, 1], got {self.decay_fraction!r}")
+        if self.optimizer == "muon" and self.strategy == "fsdp":  # as pretraining (train/options.py)
+            raise PlmlabError("--optimizer muon needs whole weight matrices, which --strategy fsdp shards; "
+                              "use --strategy ddp or --optimizer adamw")
+
+    def run_spec(self, steps_per_epoch: int) -> RunSpec:
+        """What train/build.py builds from these options (lr and epochs resolved: `with_defaults`):
+        `max_steps` or `epochs` x `steps_per_epoch` steps, `warmup` a fraction of them, an
+        evaluation at every epoch's end, a checkpoint every `save_every` steps (None: every epoch)."""
+        steps = self.max_steps or self.epochs * steps_per_epoch
+        warmup = max(1, int(self.warmup * steps)) if self.warmup > 0 else 0
+        optimizer = OptimizerSpec(self.optimizer, self.lr, self.weight_decay, (self.beta1, self.beta2),
+                                  self.muon_lr, self.muon_dtype)
+        schedule = ScheduleSpec(self.schedule, self.lr, warmup, steps, self.min_lr, self.decay_fraction,
+                                self.decay_shape)
+        save_every = steps_per_epoch if self.save_every is None else self.save_every
+        loop = LoopOptions(steps, self.clip, eval_every=steps_per_epoch, save_every=save_every)
+        parallel = ParallelSpec(self.precision, self.strategy)
+        return RunSpec(optimizer, schedule, loop, parallel, self.batch_size, self.grad_accum, self.progress)
 
     def to_dict(self) -> dict[str, Any]:
         """The run's settings as stored in a checkpoint (without resume / overwrite)."""
@@ -117,6 +159,11 @@ class FinetuneOptions:
             shown = ", ".join(f"{k} {ours[k]!r} (the run has {stored[k]!r})" for k in differ)
             raise PlmlabError(f"a resumed fine-tune keeps its settings, but {shown}; "
                               "start a new run (another --out) to change them")
+        if any(k in stored and stored[k] != ours[k] for k in LENGTH):
+            was = ", ".join(f"{k.replace('_', '-')} {stored.get(k)}" for k in LENGTH if stored.get(k) is not None)
+            now = ", ".join(f"--{k.replace('_', '-')} {ours[k]}" for k in LENGTH if ours[k] is not None)
+            warn(f"warning: {now} (the run had {was}) moves the learning-rate schedule's horizon: "
+                 "the decay from here on follows the new length")
 
 
 # The defaults of a run's length and rate (`with_defaults`), measured on the examples/ data with the

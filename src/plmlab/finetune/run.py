@@ -18,18 +18,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import PlmlabError, warn
+from ..errors import PlmlabError
 from ..modeling import build_model, copy_matching
 from ..nn.lora import merge_into_base
 from ..train.checkpoint import write_json_durable
 from ..train.lora import apply_lora, describe_lora, load_lora_checkpoint, save_adapter_dir
-from ..train.loop import LoopOptions, Trainer, TrainState
-from ..train.metrics import METRICS, MetricsLog, NoLog, Progress, read_metrics
-from ..train.optim import make_optimizer, schedule
-from ..train.parallel import Dist, parallelize
+from ..train.build import Saving, build_trainer
+from ..train.metrics import METRICS, read_metrics
+from ..train.parallel import Dist
 from ..train.precision import Precision
-from ..train.rundir import RunDir, RunLock, clear
-from ..train.saving import STATE_FORMAT, Checkpointer, restore_training, save_final
+from ..train.rundir import RunDir, RunLock
+from ..train.saving import STATE_FORMAT, save_final
 from ..train.setup import choose_device
 from ..train.state import read_trainer_info
 from .options import DEFAULT_BASE_LR, FinetuneOptions, with_defaults
@@ -142,34 +141,19 @@ def _discover(o: FinetuneOptions, rundir: RunDir):
 
 
 def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found, old) -> None:
-    precision = Precision(o.precision, setup.device, warn=warn if dist.is_main else None)
     if found:  # the checkpoint's weights go in before FSDP2 shards them
         _load_weights(o, found[0][1], setup.model)
-    mp_dtype = precision.dtype if o.strategy == "fsdp" else None  # FSDP2 gathers parameters in it
-    parallel = parallelize(setup.model, o, dist, setup.device, mp_dtype)
-    optimizer = make_optimizer(setup.model, o.lr, o.weight_decay, (o.beta1, o.beta2))
-    state = TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum)
-    if found:  # the optimizer (re-sharded under FSDP2), the loop's state, the RNGs
-        state = restore_training(found[0][1], found[1], parallel, optimizer, precision)
-    steps = o.max_steps or o.epochs * setup.steps_per_epoch
-    warmup = max(1, int(o.warmup * steps)) if o.warmup > 0 else 0
-    save = Checkpointer(rundir.checkpoints, parallel, optimizer, precision, state, setup.tokenizer,
-                        lambda: {"kind": "finetune", "options": o.to_dict()}, o.keep_last, dist,
-                        rebuild=lambda: _rebuild(o, setup),
-                        model_format="plmlab")  # checkpoints are for --resume; final/ is the HF layout
-    if dist.is_main:
-        clear(old)
-    log = MetricsLog(rundir.out / METRICS, keep_until=state.step if found else None) if dist.is_main else NoLog()
-    progress = Progress(o.progress if dist.is_main else "none", state.step, steps)
-    every = setup.steps_per_epoch
-    loop = LoopOptions(steps, o.clip, eval_every=every, save_every=every if o.save_every is None else o.save_every)
-    trainer = Trainer(setup.trainer_task, parallel, optimizer, precision, schedule("linear", o.lr, warmup, steps),
-                      loop, state, save=save, log=log, progress=progress, device=setup.device, dist=dist)
+    saving = Saving(rundir, setup.tokenizer, info=lambda state: {"kind": "finetune", "options": o.to_dict()},
+                    rebuild=lambda: _rebuild(o, setup), keep_last=o.keep_last,
+                    resume=(found[0][1], found[1]) if found else None, old_entries=old,
+                    model_format="plmlab")  # checkpoints are for --resume; final/ is the HF layout
+    trainer = build_trainer(setup.trainer_task, setup.model, o.run_spec(setup.steps_per_epoch), setup.device, dist,
+                            saving)
     signum = trainer.fit()
     if signum is not None:
-        raise Interrupted(signum, f"interrupted by {signal.Signals(signum).name} after step {state.step}; "
+        raise Interrupted(signum, f"interrupted by {signal.Signals(signum).name} after step {trainer.state.step}; "
                                   f"saved a checkpoint in {rundir.checkpoints}; continue with --resume")
-    model = save.gathered_model() if parallel.fsdp else setup.model
+    model = trainer.save_checkpoint.gathered_model() if trainer.parallel.fsdp else setup.model
     dist.on_main(lambda: _save(o, model.cpu().eval(), rundir, setup.tokenizer), "saving the final model")
 
 

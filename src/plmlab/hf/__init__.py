@@ -15,6 +15,7 @@ import torch
 
 from ..config import Config
 from ..errors import PlmlabError, not_found
+from ..modeling import check_fits
 from ..models import SKELETONS, PretrainedModel
 from ..registry import import_present
 from .adapter import Adapter
@@ -113,6 +114,7 @@ def load_pretrained(path: str | Path, dtype: torch.dtype = torch.float32, device
     reader = CheckpointReader(path)
     if adapter is not None:
         config = adapter.refine(config, reader)
+    check_fits(config, torch.device(device), f"{path}: the model")
     with torch.device(device):
         model = SKELETONS[config.arch](config)
     expected = model.state_dict()
@@ -190,8 +192,14 @@ def save_pretrained(model: PretrainedModel, path: str | Path, tokenizer=None, fo
     """
     if getattr(model, "quantized", None):  # its linear layers hold int8 packs, not weights
         raise PlmlabError("an int8-quantized model cannot be saved: save the fp32 model")
+    if not isinstance(model, PretrainedModel):
+        raise PlmlabError(f"save_pretrained takes a plmlab model (plmlab.build_model / load_pretrained), "
+                          f"not {type(model).__name__}")
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file of that name, a read-only parent, a full disk
+        raise PlmlabError(f"cannot write {path}: {e.strerror}") from None
     config = model.config
     state = model.state_dict()
     if format != NATIVE:

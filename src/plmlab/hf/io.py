@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -39,9 +40,14 @@ class CheckpointReader:
         index = path / SHARD_INDEX
         if index.exists():
             try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (ValueError, KeyError) as e:
-                raise PlmlabError(f"{index}: not a valid shard index ({e})") from None
+                weight_map = json.loads(regular_file(index).read_text())["weight_map"]
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+                raise PlmlabError(f"{index}: not a valid shard index ({type(e).__name__}: {e})") from None
+            if not isinstance(weight_map, dict) or not all(isinstance(f, str) and f and Path(f).name == f
+                                                           for f in weight_map.values()):
+                # shards sit beside the index: a path (../x) would read files outside the checkpoint
+                raise PlmlabError(f"{index}: not a valid shard index (weight_map must map tensor names to "
+                                  "file names in the same folder)")
             for f in set(weight_map.values()):
                 if not (path / f).is_file():
                     raise PlmlabError(f"{path}: shard {f} named in {SHARD_INDEX} is missing")
@@ -84,7 +90,21 @@ def _convert_hint(name: str) -> str:
             "of config.json (AutoModelForCausalLM.from_config) and save_pretrained(dir); see docs/interop.md")
 
 
+def regular_file(path: Path) -> Path:
+    """`path`, if it is a regular file (links followed). Opening a FIFO blocks until someone
+    writes to it and a device can stream forever, so a checkpoint's files are checked first."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise PlmlabError(f"{path}: cannot read it ({e.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise PlmlabError(f"{path}: {kind}, not a file; refusing to read it")
+    return path
+
+
 def _open(f: Path):
+    regular_file(f)
     try:
         return safe_open(str(f), framework="pt")
     except (SafetensorError, OSError) as e:

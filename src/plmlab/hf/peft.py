@@ -30,6 +30,7 @@ model's weights and the adapter's own.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -189,6 +190,9 @@ def _read_config(path: Path) -> dict:
     for flag in ("use_dora", "use_rslora"):
         if settings.get(flag):
             raise PlmlabError(f"{path / CONFIG}: {flag} adapters are not supported")
+    for key in ("rank_pattern", "alpha_pattern"):
+        if settings.get(key) is not None and not isinstance(settings[key], dict):
+            raise PlmlabError(f"{path / CONFIG}: {key} must be an object of module names")
     if settings.get("bias", "none") != "none":
         raise PlmlabError(f"{path / CONFIG}: bias {settings['bias']!r} is not supported (only 'none')")
     return settings
@@ -262,6 +266,10 @@ def _part(found: dict | None, name: str, settings: dict, path: Path):
     a, b = found["A"], found["B"]
     r = _pattern(settings.get("rank_pattern"), name, settings.get("r", 8))
     alpha = _pattern(settings.get("alpha_pattern"), name, settings.get("lora_alpha", 8))
+    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+        raise PlmlabError(f"{path / CONFIG}: r for {name} is {r!r}; expected a positive integer")
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not math.isfinite(alpha):
+        raise PlmlabError(f"{path / CONFIG}: lora_alpha for {name} is {alpha!r}; expected a finite number")
     if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[1] or a.shape[0] != r:
         raise PlmlabError(f"{path}: {name}'s lora_A {tuple(a.shape)} and lora_B {tuple(b.shape)} do not make "
                           f"a rank-{r} update")

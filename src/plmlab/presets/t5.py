@@ -6,6 +6,9 @@ position buckets (32 buckets, max distance 128) computed once per stack, the dec
 from <pad> = 0, EOS = 1. Vocabulary 32128 rows for the 32100-token SentencePiece model
 (32000 pieces + 100 sentinels, padded to a multiple of 128).
 
+Dropout: v1.0 0.1 everywhere, attention probabilities included (transformers' T5Attention
+applies `dropout_rate` to them too); v1.1 none in pretraining.
+
 v1.0 (paper Table 14): ReLU FFN, input and output embeddings tied, the decoder output scaled
 by d_model ** -0.5 before the tied projection. v1.1 (google-research/text-to-text-transfer-
 transformer, released_checkpoints.md): gated-GELU FFN (tanh GELU, Shazeer 2020), untied output,
@@ -16,7 +19,7 @@ T5 = dict(
     arch="encoder-decoder", vocab_size=32128, max_positions=512, norm="rmsnorm", norm_eps=1e-6,
     norm_placement="pre", final_norm=True, position="relative", relative_buckets=32,
     relative_max_distance=128, qkv_bias=False, out_bias=False, mlp_bias=False, attn_scale=1.0,
-    head="lm", lm_head_bias=False, scaled_residual_init=False, dropout=0.1,
+    head="lm", lm_head_bias=False, scaled_residual_init=False, dropout=0.1, attn_dropout=0.1,
     pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tokenizer="t5",
 )
 
@@ -33,7 +36,7 @@ def _v11(n_layers: int, d_model: int, n_heads: int, d_ff: int, params: str, head
     """v1.1: gated GELU (tanh), untied output without scaling, no dropout in pretraining."""
     return {**T5, "n_layers": n_layers, "d_model": d_model, "n_heads": n_heads, "d_ff": d_ff,
             "head_dim": head_dim, "activation": "gelu_tanh", "gated_mlp": True, "tie_embeddings": False,
-            "output_scale": None, "dropout": 0.0, "notes": {"paper": "T5 v1.1", "params": params}, **extra}
+            "output_scale": None, "dropout": 0.0, "attn_dropout": 0.0, "notes": {"paper": "T5 v1.1", "params": params}, **extra}
 
 
 PRESETS = {

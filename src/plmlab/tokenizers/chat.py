@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
+from contextlib import contextmanager
 from functools import lru_cache
 
 import jinja2
@@ -39,6 +42,8 @@ from plmlab.tokenizers.styles import ROLES, special_token
 from plmlab.tokenizers.tokenizer import Tokenizer
 
 CHAT_ROLES = ("system", "user", "assistant")
+RENDER_SECONDS = 2.0  # a rendering that takes longer is stopped: a conversation renders in milliseconds
+MAX_REPEAT = 1 << 20  # items a `*` repetition may make in a template
 
 _CHATML = (
     "{% for message in messages %}"
@@ -153,12 +158,17 @@ def render_chat(tokenizer, messages, add_generation_prompt: bool = True) -> str:
     if template is None:
         raise PlmlabError(f"this {tokenizer.style} tokenizer has no chat template; give one with --chat-template FILE")
     variables = {f"{r}_token": t for r, t in tokenizer.special_tokens.items() if r in ROLES}
+    compiled = _compile(template, "the chat template")
     try:
-        return _compile(template, "the chat template").render(
-            messages=messages, tools=None, documents=None, add_generation_prompt=add_generation_prompt, **variables)
+        with _deadline(RENDER_SECONDS):
+            return compiled.render(messages=messages, tools=None, documents=None,
+                                   add_generation_prompt=add_generation_prompt, **variables)
+    except _TooSlow:
+        raise PlmlabError(f"the chat template did not finish rendering within {RENDER_SECONDS:g} s "
+                          "(a loop that runs too long?)") from None
     except jinja2.TemplateError as e:
         raise PlmlabError(f"the chat template failed to render: {_line(e)}") from None
-    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a template bug reached Python
+    except (Exception, RecursionError) as e:  # a template is untrusted text: any error it reaches is its own
         raise PlmlabError(f"the chat template failed to render: {type(e).__name__}: {_line(e)}") from None
 
 
@@ -242,6 +252,49 @@ def _line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
+class _TooSlow(BaseException):
+    """Raised inside a rendering that ran past its time (BaseException: no template's code catches it)."""
+
+
+@contextmanager
+def _deadline(seconds: float):
+    """Stop a template's rendering after `seconds`. Jinja compiles a template to Python, so a
+    line tracer on the rendering thread can stop any loop of it (the sandbox bounds range() but
+    not loops nested in loops). The clock is read every 256 lines: cheap next to the rendering."""
+    end, lines = time.monotonic() + seconds, 0
+
+    def on_line(frame, event, arg):
+        nonlocal lines
+        lines += 1
+        if not lines & 255 and time.monotonic() > end:
+            raise _TooSlow
+        return on_line
+
+    previous = sys.gettrace()
+    sys.settrace(lambda frame, event, arg: on_line)
+    try:
+        yield
+    finally:
+        sys.settrace(previous)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """transformers' sandbox, plus bounds on the two operators that can allocate without a loop:
+    `'x' * 10**10` and `9 ** 10**9` would otherwise exhaust memory or hang inside one C call."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, int) and abs(right) > 4096:
+            raise jinja2.exceptions.SecurityError(f"exponent {right} is too large")
+        if operator == "*" and {type(left), type(right)} & {str, list, tuple}:
+            count = right if isinstance(right, int) else left if isinstance(left, int) else 0
+            size = len(left) if not isinstance(left, int) else len(right) if not isinstance(right, int) else 0
+            if count * size > MAX_REPEAT:
+                raise jinja2.exceptions.SecurityError(f"repetition to {count * size:,} items is too large")
+        return super().call_binop(context, operator, left, right)
+
+
 @lru_cache(maxsize=16)
 def _compiled(template: str):
     def raise_exception(message):
@@ -251,7 +304,7 @@ def _compiled(template: str):
         # as transformers: Jinja's own tojson escapes HTML characters
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     return env.from_string(template)

@@ -20,6 +20,8 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Load a directory written by :meth:`Tokenizer.save` or by transformers (``tokenizer.json``
     plus optional config files), a bare ``tokenizer.json``, a BERT ``vocab.txt``-only folder, or a
     training run directory (its ``final/``)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise PlmlabError(f"load_tokenizer takes a directory or tokenizer.json path, not {type(path).__name__}")
     if not Path(path).exists():
         raise not_found(path, "tokenizer directory or tokenizer.json")
     path = Path(path)

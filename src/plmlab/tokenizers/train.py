@@ -15,6 +15,8 @@ from plmlab.tokenizers.tokenizer import Tokenizer
 from plmlab.tokenizers.unigram import train_unigram
 from plmlab.tokenizers.wordpiece import train_wordpiece
 
+MAX_VOCAB_SIZE = 1 << 20  # ids a trained tokenizer may have: 4x the largest published vocabulary
+
 
 def train_tokenizer(texts: Iterable[str], style: str, vocab_size: int = DEFAULT_VOCAB_SIZE,
                     **options) -> Tokenizer:
@@ -33,6 +35,9 @@ def train_tokenizer(texts: Iterable[str], style: str, vocab_size: int = DEFAULT_
     n_model = vocab_size - opts.get("extra_ids", 0) - len(spec.last)
     if n_model < len(set(spec.specials.values())) + 2:
         raise PlmlabError(f"vocab_size {vocab_size} is too small for style {style!r}")
+    if vocab_size > MAX_VOCAB_SIZE:  # the trainers allocate per id up front: 1e9 ids is ~70 GB, then a Rust abort
+        raise PlmlabError(f"vocab_size {vocab_size:,} is above {MAX_VOCAB_SIZE:,}; the largest published "
+                          "vocabularies have about 256K ids (Gemma 256,000; Qwen2 151,646; GLM-4 151,552)")
     backend = _BUILDERS[spec.algorithm](spec, n_model, opts, texts)
     if opts.get("extra_ids"):
         # Added after the learned pieces, <extra_id_99> first: <extra_id_0> gets the last id.

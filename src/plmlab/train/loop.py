@@ -43,6 +43,7 @@ from ..errors import PlmlabError
 from .metrics import Progress
 from .objective_metrics import Averager
 from .optim import recorded_lrs, set_lr
+from .options import LoopOptions  # the loop's part of a run's options (declared with the others)
 from .parallel import Dist, Parallelized
 from .precision import Precision
 from .signals import StopOnSignal
@@ -77,18 +78,6 @@ class TrainState:
                 raise PlmlabError(f"{where}: the trainer state is corrupt ({name} = {value!r}, "
                                   "expected a number >= 0)")
         return cls(**data)
-
-
-@dataclass(frozen=True)
-class LoopOptions:
-    """The loop's part of a run's (frozen, fully resolved) options."""
-
-    max_steps: int
-    clip: float = 1.0  # max gradient norm; 0: no clipping
-    eval_every: int = 0  # steps between evaluations (0: only at the end)
-    save_every: int = 0  # steps between checkpoints (one is always written at the end)
-    max_bad_steps: int = 5
-    oom_backoff: bool = False
 
 
 # Called with every new Trainer, before it trains. Empty in real runs; the tests inject their

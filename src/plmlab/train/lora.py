@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from torch import nn
 
 from ..errors import PlmlabError
 from ..nn.lora import LoRALinear, lora_layers, wrap
-from .checkpoint import commit_dir
+from .rundir import check_folder, write_aside, write_folder
 
 ALIASES = {
     "attention": ("attn.qkv", "attn.o", "cross.q", "cross.kv", "cross.o"),
@@ -158,34 +156,20 @@ def save_adapter_dir(model: nn.Module, out: Path, base_model: str | None = None,
 
 
 def merge_lora_dir(model_dir: str, adapter_dir: str, out: str, overwrite: bool = False) -> Path:
-    """`plmlab merge-lora`: the merged model (hf.peft.merge_adapter) saved at `out`, following the
-    run-directory rules: an existing `out` only with `overwrite`, never one of the inputs, and
-    written aside then renamed into place, so that a failure leaves what was there."""
+    """`plmlab merge-lora`: the merged model (hf.peft.merge_adapter) saved at `out` under the
+    run-directory rules (train/rundir.write_folder); weights that came out NaN or infinite (an
+    adapter's lora_alpha of NaN, corrupt adapter tensors) are refused, not written."""
     from ..hf import resolve_dir, save_pretrained
     from ..hf.peft import merge_adapter
 
-    target = Path(out)
-    for source in (resolve_dir(model_dir), Path(adapter_dir)):
-        if target.resolve() == source.resolve() or source.resolve().is_relative_to(target.resolve()):
-            raise PlmlabError(f"--out {out} would overwrite its input {source}; choose another directory")
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise PlmlabError(f"--out {out} already exists; pass --overwrite to replace it")
+    inputs = (resolve_dir(model_dir), Path(adapter_dir))
+    check_folder(out, overwrite, inputs)  # refused before the work, not after it
     model, tokenizer = merge_adapter(model_dir, adapter_dir)
-    return write_aside(target, lambda tmp: save_pretrained(model, tmp, tokenizer=tokenizer))
-
-
-def write_aside(final: Path, write) -> Path:
-    """`write(tmp)` into a temporary sibling of `final`, then renamed into place (what `final`
-    held stays until the new one is complete; a failed write leaves no temporary behind)."""
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        commit_dir(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:
+        raise PlmlabError(f"merging {adapter_dir} gives non-finite weights in {len(bad)} tensors ({bad[0]}, ...); "
+                          f"check its adapter_config.json (r, lora_alpha) and tensors; nothing written")
+    return write_folder(out, lambda tmp: save_pretrained(model, tmp, tokenizer=tokenizer), overwrite, inputs)
 
 
 def load_lora_checkpoint(model: nn.Module, folder: Path) -> None:

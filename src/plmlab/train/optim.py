@@ -114,20 +114,6 @@ def schedule(name: str, lr: float, warmup: int, total: int, min_lr: float = 0.0,
     raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
 
 
-def pretrain_optimizer(model: nn.Module, o):
-    """The optimizer a pretraining run's options (`PretrainOptions`) ask for."""
-    if o.optimizer == "muon":
-        from .muon import MuonAdamW
-
-        return MuonAdamW(model, o.lr, o.muon_lr, o.weight_decay, (o.beta1, o.beta2), ns_dtype=o.muon_dtype)
-    return make_optimizer(model, o.lr, o.weight_decay, (o.beta1, o.beta2))
-
-
-def pretrain_schedule(o):
-    """step -> learning rate for a pretraining run's options."""
-    return schedule(o.schedule, o.lr, o.warmup, o.max_steps, o.min_lr, o.decay_fraction, o.decay_shape)
-
-
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Every group to `lr`, times the group's `lr_scale` (Muon's groups: muon_lr / lr)."""
     for group in optimizer.param_groups:

@@ -73,6 +73,66 @@ CHANGEABLE = frozenset({"max_steps", "save_every", "eval_every", "eval_batches",
                         "peak_flops"})
 
 
+# ---------------------------------------------------------------------------- what the builder builds
+# A dataclass per concern, produced by every stage's options (PretrainOptions, FinetuneOptions:
+# `optimizer_spec()`, `schedule_spec()`, `parallel_spec()`) and turned into objects by
+# train/build.py alone, so that what a run records is what it ran. Torch-free, like this module.
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str  # adamw | muon (Muon for the blocks' matrices, AdamW at `lr` for the rest; train/muon.py)
+    lr: float  # peak learning rate (the schedule scales every group's)
+    weight_decay: float  # decoupled, on matrices only (train/optim.py)
+    betas: tuple[float, float]  # AdamW's
+    muon_lr: float = DEFAULTS["muon_lr"]  # Muon's peak learning rate
+    muon_dtype: str = DEFAULTS["muon_dtype"]  # Newton-Schulz's dtype
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    name: str  # cosine | wsd | linear | constant (train/optim.py's schedule())
+    lr: float
+    warmup: int  # steps
+    total: int  # steps: the schedule's horizon (the run's max_steps)
+    min_lr: float = 0.0
+    decay_fraction: float = DEFAULTS["decay_fraction"]  # wsd only
+    decay_shape: str = DEFAULTS["decay_shape"]  # wsd only
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """The loop's part of a run's (frozen, fully resolved) options (train/loop.py's Trainer)."""
+
+    max_steps: int
+    clip: float = 1.0  # max gradient norm; 0: no clipping
+    eval_every: int = 0  # steps between evaluations (0: only at the end)
+    save_every: int = 0  # steps between checkpoints (one is always written at the end)
+    max_bad_steps: int = 5
+    oom_backoff: bool = False
+
+
+@dataclass(frozen=True)
+class ParallelSpec:
+    precision: str  # PRECISIONS
+    strategy: str = "ddp"  # under torchrun: ddp | fsdp
+    compile: bool = False
+    activation_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a Trainer is built from (train/build.py), besides its task, model and outputs."""
+
+    optimizer: OptimizerSpec
+    schedule: ScheduleSpec
+    loop: LoopOptions
+    parallel: ParallelSpec
+    batch_size: int  # per rank, per micro-batch
+    grad_accum: int
+    progress: str = "none"  # PROGRESS (rank 0's; the others show none)
+    flops_per_token: float | None = None  # for the MFU estimate (train/flops.py); None: no MFU
+    peak_flops: float | None = None  # per device; None: a known GPU's
+
+
 @dataclass(frozen=True)
 class PretrainOptions:
     out: str  # run directory: metrics.jsonl, checkpoints/, final/
@@ -202,6 +262,18 @@ class PretrainOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k in DEFAULTS}
+
+    def run_spec(self, flops_per_token: float | None = None) -> RunSpec:
+        """What train/build.py builds from these (resolved) options."""
+        optimizer = OptimizerSpec(self.optimizer, self.lr, self.weight_decay, (self.beta1, self.beta2),
+                                  self.muon_lr, self.muon_dtype)
+        schedule = ScheduleSpec(self.schedule, self.lr, self.warmup, self.max_steps, self.min_lr,
+                                self.decay_fraction, self.decay_shape)
+        loop = LoopOptions(self.max_steps, self.clip, self.eval_every, self.save_every, self.max_bad_steps,
+                           bool(self.oom_backoff))
+        parallel = ParallelSpec(self.precision, self.strategy, self.compile, self.activation_checkpointing)
+        return RunSpec(optimizer, schedule, loop, parallel, self.batch_size, self.grad_accum, self.progress,
+                       flops_per_token, self.peak_flops)
 
 
 SEED_LIMIT = 2**63  # torch.manual_seed takes a 64-bit integer; numpy's seeds must be >= 0

@@ -60,6 +60,18 @@ class PretrainSetup:
     init_from: dict | None = None  # --init-from's source (InitSource.record), kept by every checkpoint
 
 
+def _objective(o: PretrainOptions, tokenizer, config, train_data):
+    """The run's objective, refused where the tokenizer or the data cannot feed it."""
+    objective = build_objective(o.objective, tokenizer, o.seq_len, _with_model_languages(o, config))
+    if objective.needs_eos and tokenizer.eos_id is None:
+        raise PlmlabError(f"the tokenizer has no end-of-text token, which objective {o.objective} puts "
+                          "between documents")
+    if objective.num_examples(train_data) == 0:
+        raise PlmlabError(f"the training split has {train_data.n_tokens} tokens: too few for one "
+                          f"sequence of {o.seq_len} (add text or lower --seq-len)")
+    return objective
+
+
 def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSetup:
     found = rundir.find_checkpoint() if options.resume else None
     info = read_trainer_info(found[1]) if found else None
@@ -89,13 +101,7 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
     train_data, val_data = build_token_data(documents, tokenizer, languages=_used_languages(languages, config),
                                             say=status.say)
     status.done("data", f"{train_data.n_tokens:,} training and {val_data.n_tokens:,} validation tokens")
-    objective = build_objective(o.objective, tokenizer, o.seq_len, _with_model_languages(o, config))
-    if objective.needs_eos and tokenizer.eos_id is None:
-        raise PlmlabError(f"the tokenizer has no end-of-text token, which objective {o.objective} puts "
-                          "between documents")
-    if objective.num_examples(train_data) == 0:
-        raise PlmlabError(f"the training split has {train_data.n_tokens} tokens: too few for one "
-                          f"sequence of {o.seq_len} (add text or lower --seq-len)")
+    objective = _objective(o, tokenizer, config, train_data)
     config = _with_language_names(config, list(getattr(objective, "languages", None) or []))
     model = build_model(config, device=device)
     if found:

@@ -4,9 +4,10 @@
       -> objective -> model -> parallelize -> Trainer.fit (checkpoints, metrics.jsonl) -> DIR/final/
       -> validation loss next to unigram / bigram baselines, and a generated sample
 
-Each stage is its own module: pretrain_setup (fresh or resumed set-up), parallel (DDP /
-FSDP2), loop (the Trainer), saving (checkpoints, final/), finish (evaluation, baselines,
-sample), rundir (lock, refusals). Layout of a run directory:
+Each stage is its own module: pretrain_setup (fresh or resumed set-up), build (the Trainer
+assembled: precision, DDP / FSDP2, optimizer, schedule, restore, outputs), loop (the Trainer),
+saving (checkpoints, final/), finish (evaluation, baselines, sample), rundir (lock, refusals).
+Layout of a run directory:
 
     DIR/metrics.jsonl   DIR/summary.json   DIR/final/   DIR/checkpoints/step-XXXXXXXX/
 """
@@ -16,26 +17,20 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 
-from ..errors import PlmlabError, warn
 from ..modeling import build_model
+from .build import Saving, build_trainer
 from .checkpoint import write_json_durable
 from .finish import ensure_final_eval, finish
-from .flops import MFU, default_peak_flops, model_flops_per_token
-from .loop import LoopOptions, Trainer, TrainState
-from .metrics import METRICS, MetricsLog, NoLog, Progress
-from .optim import pretrain_optimizer, pretrain_schedule
+from .flops import model_flops_per_token
+from .loop import TrainState
 from .options import PretrainOptions
-from .parallel import Dist, parallelize
-from .precision import Precision
+from .parallel import Dist
 from .pretrain_setup import PretrainSetup, prepare
-from .saving import Checkpointer, restore_training
-from .status import Status
 from .setup import machine_info
-from .rundir import RunDir, RunLock, clear
+from .rundir import RunDir, RunLock
 
 
 @dataclass
@@ -90,41 +85,22 @@ def pretrain(options: PretrainOptions) -> PretrainResult:
 
 def _train(setup: PretrainSetup, rundir: RunDir, dist: Dist) -> PretrainResult:
     o, device = setup.options, setup.device
-    precision = Precision(o.precision, device, warn=warn if dist.is_main else None)
-    mp_dtype = precision.dtype if o.strategy == "fsdp" else None
-    parallel = parallelize(setup.model, o, dist, device, mp_dtype)  # collectives: every rank, after set-up
-    optimizer = pretrain_optimizer(setup.model, o)  # after sharding
-    state = TrainState(batch_size=o.batch_size, grad_accum=o.grad_accum)
-    if setup.found:
-        state = _restore_training(setup, parallel, optimizer, precision)
+    run = o.run_spec(model_flops_per_token(setup.config, setup.model.num_parameters(), o.seq_len))
+    saving = Saving(rundir, setup.tokenizer, info=lambda state: _run_info(setup, state),
+                    rebuild=lambda: build_model(setup.config, device=torch.device("cpu")), keep_last=o.keep_last,
+                    resume=(setup.found[1], setup.info) if setup.found else None, old_entries=setup.old_entries,
+                    tensorboard=o.tensorboard)
+    trainer = build_trainer(setup.task, setup.model, run, device, dist, saving)
     # The step hook (staged masking): the loop makes step k's batches while state.step is k - 1.
-    setup.objective.follow_steps(lambda: state.step + 1, o.max_steps)
-    save = Checkpointer(rundir.checkpoints, parallel, optimizer, precision, state, setup.tokenizer,
-                        lambda: _run_info(setup, state), o.keep_last, dist,
-                        rebuild=lambda: build_model(setup.config, device=torch.device("cpu")))
-    main = dist.is_main  # only rank 0 logs and writes
-    tensorboard = _tensorboard(o, rundir.out) if main else None
-    if main:
-        clear(setup.old_entries)
-    log = MetricsLog(rundir.out / METRICS, keep_until=state.step if setup.found else None,
-                     mirror=tensorboard) if main else NoLog()
-    progress = Progress(o.progress if main else "none", state.step, o.max_steps)
+    setup.objective.follow_steps(lambda: trainer.state.step + 1, o.max_steps)
     if not setup.task.val_batches:
-        progress.write("plmlab: warning: the validation split is too small for one sequence; no evaluation")
-    if hasattr(optimizer, "ns_dtype"):  # Muon: which dtype Newton-Schulz runs in, and why (train/muon.py)
-        Status(main and o.progress != "none").say(optimizer.describe())
-    mfu = MFU(model_flops_per_token(setup.config, setup.model.num_parameters(), o.seq_len),
-              o.peak_flops or default_peak_flops(device, precision.dtype is not None), dist.world)
-    loop = LoopOptions(o.max_steps, o.clip, o.eval_every, o.save_every, o.max_bad_steps, bool(o.oom_backoff))
-    trainer = Trainer(setup.task, parallel, optimizer, precision,
-                      pretrain_schedule(o), loop, state,
-                      save=save, log=log, progress=progress, device=device, dist=dist, mfu=mfu)
+        trainer.progress.write("plmlab: warning: the validation split is too small for one sequence; no evaluation")
     signum = trainer.fit()
-    return _result(setup, trainer, parallel, rundir, dist, signum, save)
+    return _result(setup, trainer, rundir, dist, signum)
 
 
-def _result(setup, trainer, parallel, rundir, dist, signum, save) -> PretrainResult:
-    state = trainer.state
+def _result(setup, trainer, rundir, dist, signum) -> PretrainResult:
+    state, parallel, save = trainer.state, trainer.parallel, trainer.save_checkpoint
     result = PretrainResult(out=str(rundir.out), step=state.step, interrupted=signum, tokens=state.tokens,
                             params=setup.model.num_parameters(), resumed_from=setup.found[0] if setup.found else None,
                             muon_dtype=getattr(trainer.optimizer, "ns_dtype", None),
@@ -154,22 +130,3 @@ def _run_info(setup: PretrainSetup, state: TrainState) -> dict:
     if setup.init_from is not None:
         info["init_from"] = setup.init_from  # where the run started: path, folder, manifest hash
     return info
-
-
-def _restore_training(setup: PretrainSetup, parallel, optimizer, precision) -> TrainState:
-    state = restore_training(setup.found[1], setup.info, parallel, optimizer, precision)
-    # The checkpoint's options carry the geometry it ran with (OOM back-off included), rescaled
-    # to this world size by the set-up: per-rank values, which the state's may not be.
-    state.batch_size, state.grad_accum = setup.options.batch_size, setup.options.grad_accum
-    return state
-
-
-def _tensorboard(options: PretrainOptions, out: Path):
-    if not options.tensorboard:
-        return None
-    from .tensorboard import TensorBoardLogger
-
-    tb = TensorBoardLogger(out / "tensorboard")
-    if not tb.available:
-        raise PlmlabError(tb.reason)
-    return tb

@@ -6,17 +6,24 @@
 * `--resume` continues from the newest checkpoint that verifies, and refuses a directory
   whose run finished or was cut short without one (it never deletes a final/ to "resume").
 
+Commands that write one folder rather than a run (`merge-lora`, `tokenizer train`) follow the same
+rules through `write_folder`: refused over an existing folder without `--overwrite` and over
+their own inputs, locked (and refused while a run holds the enclosing run directory), written
+aside and renamed into place.
+
     DIR/.lock  DIR/metrics.jsonl  DIR/summary.json  DIR/final/  DIR/checkpoints/step-XXXXXXXX/
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
 
 from ..errors import PlmlabError, warn
 from ..hf.manifest import latest_complete
+from .checkpoint import commit_dir
 from .metrics import METRICS
 from .state import STATE_JSON, STATE_TENSORS
 
@@ -104,3 +111,47 @@ class RunLock:
                 folder.rmdir()  # only an empty one: whatever the run wrote stays
             except OSError:
                 return
+
+
+def write_folder(out: str | Path, write, overwrite: bool = False, inputs: tuple = (),
+                 refuse_models: bool = False) -> Path:
+    """`write(tmp)` makes a whole folder, which then replaces `out`, under the run-directory rules:
+    an existing non-empty `out` only with `overwrite`; never one of `inputs` or a folder holding
+    one; with `refuse_models`, never a model directory (a tokenizer written over a model's would
+    no longer match its embeddings); while holding `out`'s lock and, when `out` sits inside a run
+    directory (runs/x/final), that run's lock too, so nothing is written under a run that trains.
+    What `out` held stays until the new folder is complete."""
+    target = check_folder(out, overwrite, inputs, refuse_models)
+    enclosing = target.parent if (target.parent / ".lock").is_file() else None
+    with RunLock(enclosing) if enclosing else contextlib.nullcontext(), RunLock(target):
+        return write_aside(target, write)  # a full disk (OSError: the CLI's one line) leaves what was there
+
+
+def check_folder(out: str | Path, overwrite: bool = False, inputs: tuple = (), refuse_models: bool = False) -> Path:
+    """write_folder's refusals, which a command can ask for before its work (see write_folder)."""
+    target = Path(out)
+    for source in map(Path, inputs):
+        if target.resolve() == source.resolve() or source.resolve().is_relative_to(target.resolve()):
+            raise PlmlabError(f"--out {out} would overwrite its input {source}; choose another directory")
+    if target.exists() and not target.is_dir():
+        raise PlmlabError(f"--out {out} is a file, not a directory")
+    if refuse_models and target.is_dir() and ((target / "config.json").exists() or any(target.glob("*.safetensors"))):
+        raise PlmlabError(f"--out {out} is a model directory; writing there would replace its tokenizer, "
+                          "which its embeddings were trained with; choose another directory")
+    if target.is_dir() and any(p.name != ".lock" for p in target.iterdir()) and not overwrite:
+        raise PlmlabError(f"--out {out} already exists; pass --overwrite to replace it")
+    return target
+
+
+def write_aside(final: Path, write) -> Path:
+    """`write(tmp)` into a temporary sibling of `final`, then renamed into place (what `final`
+    held stays until the new one is complete; a failed write leaves no temporary behind)."""
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        commit_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

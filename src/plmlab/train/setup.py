@@ -24,10 +24,20 @@ def build_config(o: PretrainOptions) -> Config:
     fields = get_preset(o.preset).to_dict() if o.preset else {}
     if o.config_file:
         fields.update(read_config_file(o.config_file))
-    fields.update(o.overrides)
+    fields = with_overrides(fields, o.overrides)
     if o.vocab_size is not None:
         fields["vocab_size"] = o.vocab_size
     return Config.from_dict(fields)
+
+
+def with_overrides(fields: dict, overrides: dict) -> dict:
+    """`fields` updated by `--set` overrides. Switching `norm` switches `norm_bias` with it
+    (LayerNorm has a bias, RMSNorm none) unless `norm_bias` is set too: otherwise `--set
+    norm=layernorm` on a LLaMA preset would give a bias-less LayerNorm nobody asked for."""
+    out = {**fields, **overrides}
+    if "norm" in overrides and "norm_bias" not in overrides and overrides["norm"] != fields.get("norm"):
+        out["norm_bias"] = overrides["norm"] == "layernorm"
+    return out
 
 
 def read_config_file(path: str) -> dict:
