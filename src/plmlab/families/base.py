@@ -85,6 +85,10 @@ class Family:
         """Positions an answer may take after a prompt of `prompt_len` ids in a context of `limit`."""
         return limit - prompt_len - self.answer_overhead
 
+    def layers(self, config) -> str:
+        """The depth in words (`plmlab info`, model cards)."""
+        return f"{config.n_layers} layers"
+
     def context_limit(self, config) -> int | None:
         """The most positions a sequence may take (`max_positions`), or None where its positions have no
         hard limit (T5's relative buckets)."""
@@ -106,6 +110,9 @@ class EncoderDecoder(Family):
     def chat_prompt(self, tokenizer, messages: list[dict]) -> list[int]:
         """The rendering, closed with </s> as SFT encodes a T5 input."""
         return super().chat_prompt(tokenizer, messages) + [tokenizer.eos_id]
+
+    def layers(self, config) -> str:
+        return f"{config.n_layers} encoder + {config.decoder_layers} decoder layers"
 
     def answer_room(self, prompt_len: int, limit: int) -> int:
         """The decoder has its own positions (less its start token), once the prompt fits the encoder."""
