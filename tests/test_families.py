@@ -41,6 +41,7 @@ def test_what_the_skeletons_and_glm_answer():
     assert [f.continues_prompt for f in (gpt, glm, t5, bert)] == [True, True, False, False]
     assert [f.static_decode for f in (gpt, glm, t5, bert)] == [True, False, False, False]
     assert [f.answer_room(10, 64) for f in (gpt, glm, t5)] == [54, 53, 63]  # GLM's blank opens with <sop>
+    assert t5.depth(get_preset("t5-tiny").replace(n_decoder_layers=3)) == get_preset("t5-tiny").n_layers + 3
     assert t5.answer_room(65, 64) == 0  # a prompt the encoder cannot take leaves no room
     assert type(gpt.decode_inputs(get_preset("gpt-tiny"))) is CausalInputs
     assert type(glm.decode_inputs(get_preset("glm-tiny"))) is GlmPrefixInputs

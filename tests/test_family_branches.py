@@ -45,7 +45,6 @@ ALLOWED = {
     "pipelines/text_generation.py": 1,
     "serve/batch.py": 1,
     "serve/served.py": 4,
-    "train/flops.py": 1,
 }
 
 

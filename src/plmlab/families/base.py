@@ -89,6 +89,10 @@ class Family:
         """The depth in words (`plmlab info`, model cards)."""
         return f"{config.n_layers} layers"
 
+    def depth(self, config) -> int:
+        """Blocks a token passes through, every stack counted (the FLOP estimate's layer count)."""
+        return config.n_layers
+
     def context_limit(self, config) -> int | None:
         """The most positions a sequence may take (`max_positions`), or None where its positions have no
         hard limit (T5's relative buckets)."""
@@ -113,6 +117,9 @@ class EncoderDecoder(Family):
 
     def layers(self, config) -> str:
         return f"{config.n_layers} encoder + {config.decoder_layers} decoder layers"
+
+    def depth(self, config) -> int:
+        return config.n_layers + config.decoder_layers
 
     def answer_room(self, prompt_len: int, limit: int) -> int:
         """The decoder has its own positions (less its start token), once the prompt fits the encoder."""
