@@ -25,7 +25,8 @@ their inputs out with it, so a training example is exactly what decoding builds.
 
 `GLM` (a `Family`) is what the rest of plmlab asks: a 2-D GLM answers a prompt as the blank after
 it. GLM-4 and ChatGLM2/3 have 1-D rotary positions and continue their prompt as LLaMA does: they
-take the default family (their presets are in presets/glm.py, their HF layouts in hf/glm4.py).
+take the decoder defaults (their presets are in presets/glm.py, their HF layouts in hf/glm.py and
+hf/glm4.py).
 """
 
 from __future__ import annotations
