@@ -144,7 +144,7 @@ class ServedModel:
 
     def check_context(self, rows: list[list[int]], max_tokens: int, param: str = "prompt") -> None:
         longest = max(len(r) for r in rows)
-        if self.config.arch == "encoder-decoder":  # the encoder takes the input, the decoder the answer
+        if not family_of(self.config).continues_prompt:  # the encoder takes the input, the decoder the answer
             if longest > self.context or max_tokens + 1 > self.context:
                 raise ApiError(f"the input has {longest} tokens and max_tokens is {max_tokens}; the model's context "
                                f"is {self.context} positions for each", param=param, code="context_length_exceeded")
