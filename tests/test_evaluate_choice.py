@@ -13,8 +13,7 @@ import plmlab
 from plmlab.errors import PlmlabError
 from plmlab.evaluate.choice import choice_metrics, evaluate_choice, fewshot_prompts, read_choice_items
 from plmlab.evaluate.scoring import encode_pairs, loglikelihoods, special_wrap
-from plmlab.infill import blank_inputs
-from plmlab.objectives.glm_layout import GlmTokens
+from plmlab.families.glm import GlmTokens, blank_inputs
 from plmlab.presets import get_preset
 from plmlab.tokenizers import train_tokenizer
 

@@ -102,8 +102,7 @@ def test_windows_score_each_token_once_with_bounded_context(n, length, stride):
 
 @torch.no_grad()
 def test_glm_perplexity_scores_the_text_as_one_gmask_blank():
-    from plmlab.infill import blank_inputs
-    from plmlab.objectives.glm_layout import GlmTokens
+    from plmlab.families.glm import GlmTokens, blank_inputs
 
     tok = tokenizer("glm")
     m = model("glm-tiny", tok)

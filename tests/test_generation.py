@@ -278,7 +278,7 @@ def test_stop_strings_criterion_skips_eos():
 
 
 def test_glm_decodes_through_the_input_hook():
-    # GLM feeds 2-D positions and its own mask (INPUT_PREPARERS); the loops stay the same.
+    # GLM feeds 2-D positions and its own mask (families/glm.py GlmPrefixInputs); the loops stay the same.
     torch.manual_seed(0)
     glm = plmlab.build_model(Config(arch="decoder", vocab_size=64, d_model=16, n_layers=1, n_heads=2, d_ff=32,
                                     position="learned-2d", max_positions=32, init_std=0.3)).eval()

@@ -1,4 +1,4 @@
-"""A 2-D-position GLM answers a conversation as the blank after it (pipelines/glm_chat.py) in every
+"""A 2-D-position GLM answers a conversation as the blank after it (plmlab.infill.answer_blank) in every
 place that asks it: `plmlab chat`, serve's /v1/chat/completions (whole, streamed, logprobs, stop),
 `plmlab evaluate --task generate`; and `plmlab objective sft` shows that layout. A tiny 2-D GLM
 SFT-trained on one conversation answers it in that layout, and not in the 1-D prefix layout
@@ -20,19 +20,15 @@ from plmlab.cli import main
 from plmlab.evaluate.generate import evaluate_generate
 from plmlab.finetune.sft import chat_tokenizer, sft, sft_options
 from plmlab.finetune.sft_data import conversation
-from plmlab.finetune.sft_glm import glm_sft_examples
 from plmlab.generation.filters import build_pipeline
-from plmlab.infill import decode_span
+from plmlab.infill import answer_blank, blank_logprobs, blank_tokens, decode_span
 from plmlab.masks import IGNORE_INDEX
-from plmlab.objectives.glm_layout import GlmTokens, glm_prompt
+from plmlab.families.glm import GlmTokens, glm_prompt, glm_sft_examples, text_prompt
 from plmlab.pipelines.chat import Chat
-from plmlab.infill import blank_tokens
-from plmlab.pipelines.glm_chat import answer_blank, text_prompt
 from plmlab.tokenizers import load_tokenizer, train_tokenizer
 from plmlab.tokenizers.chat import encode_chat, render_chat
 
-from plmlab.serve.batch import token_logprobs
-from plmlab.serve.glm_chat import blank_logprobs
+from plmlab.serve.batch import logprob_entries, token_logprobs
 
 from serve_helpers import running_server
 from test_sft_glm2d import CONV, TEXTS, chatglm6b_layout
@@ -144,7 +140,8 @@ def test_serve_chat_completions_answer_as_chat_does(trained, loaded):
                         timeout=60).json()["choices"][0]["logprobs"]["content"]
         assert len(lp) == eop_counted and all(e["top_logprobs"][0]["token"] == e["token"] for e in lp)  # greedy
         tokens = tok.encode(ANSWER, add_special_tokens=False) + [GlmTokens.from_tokenizer(tok).eop]
-        blank = [e["logprob"] for e in blank_logprobs(model, tok, part_a, len(part_a) - 1, tokens, 0)]  # the blank's own numbers
+        blank = [e["logprob"] for e in logprob_entries(tok, blank_logprobs(model, tok, part_a, len(part_a) - 1, tokens),
+                                                         tokens, 0)]  # the blank's own numbers
         one_d = [e["logprob"] for e in token_logprobs(model, tok, encode_chat(tok, USER), tokens, 0)]
         assert [e["logprob"] for e in lp] == pytest.approx(blank, abs=1e-4)
         assert max(abs(a - b) for a, b in zip(blank, one_d)) > 1e-3  # so the 1-D layout's would not pass

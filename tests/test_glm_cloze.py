@@ -10,7 +10,7 @@ import plmlab
 from plmlab.cli import main
 from plmlab.finetune import task_names
 from plmlab.finetune.cloze import build_choices, candidate_scores, gold_choice
-from plmlab.objectives.glm_layout import GlmTokens, glm_attention_mask
+from plmlab.families.glm import GlmTokens, glm_attention_mask
 from plmlab.tokenizers import train_tokenizer
 
 TOK = GlmTokens(mask=1, smask=2, gmask=3, sop=4, eop=5, cls=6, eos=0)

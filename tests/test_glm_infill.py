@@ -10,9 +10,9 @@ from plmlab import build_model
 from plmlab.cli import main as cli_main
 from plmlab.errors import PlmlabError
 from plmlab.generation.runners import make_inputs
-from plmlab.infill import blank_inputs, decode_span, fill_blanks, prepare
+from plmlab.infill import decode_span, fill_blanks
 from plmlab.objectives import example_rng, get_objective
-from plmlab.objectives.glm_layout import GlmTokens, glm_layout
+from plmlab.families.glm import GlmTokens, blank_inputs, glm_layout, prepare
 from plmlab.tokenizers import train_tokenizer
 
 TEXTS = ["The cat sat on the mat. It was warm; the sun was out!",

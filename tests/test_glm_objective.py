@@ -21,7 +21,7 @@ from plmlab.objectives.glm import (
     sample_span_lengths,
     span_length_pmf,
 )
-from plmlab.objectives.glm_layout import GlmTokens, build_blank_infilling, rebuild_text
+from plmlab.families.glm import GlmTokens, build_blank_infilling, rebuild_text
 from plmlab.tokenizers import train_tokenizer
 
 TEXTS = [

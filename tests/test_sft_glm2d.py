@@ -1,4 +1,4 @@
-"""SFT and DPO of GLM's 2-D-position models (finetune/sft_glm.py): a training example is
+"""SFT and DPO of GLM's 2-D-position models (families/glm.py): a training example is
 ChatGLM-6B's layout (prompt [gMASK] | <sop> answer, loss on the answer and <eop>) and exactly
 what GLM decoding builds; a few SFT steps on one conversation make greedy GLM decoding of its
 prompt reproduce the answer; packed rows (one block per example) give the unpacked losses; DPO
@@ -17,12 +17,10 @@ import plmlab
 from plmlab.finetune.dpo import collate_pairs, dpo, dpo_options, read_preferences, sequence_logps
 from plmlab.finetune.sft import chat_tokenizer, sft, sft_options
 from plmlab.finetune.sft_data import conversation, pack
-from plmlab.finetune.sft_glm import glm_preference, glm_sft_examples
-from plmlab.objectives.glm_layout import glm_prompt
+from plmlab.families.glm import GlmTokens, blank_inputs, glm_preference, glm_prompt, glm_sft_examples
 from plmlab.generation.filters import build_pipeline
-from plmlab.infill import blank_inputs, decode_span
+from plmlab.infill import decode_span
 from plmlab.masks import IGNORE_INDEX
-from plmlab.objectives.glm_layout import GlmTokens
 from plmlab.tokenizers import load_tokenizer, train_tokenizer
 from plmlab.train import read_metrics
 

@@ -40,7 +40,7 @@ def test_glm_objective_and_fill_blanks_still_wrap_part_a(glm):
     the template change leaves their batches as they were."""
     import numpy as np
 
-    from plmlab.infill import prepare
+    from plmlab.families.glm import prepare
     from plmlab.objectives import get_objective
 
     ids = glm.encode(TEXTS[0], add_special_tokens=False)

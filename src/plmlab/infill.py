@@ -1,4 +1,4 @@
-"""GLM blank filling: generate each [MASK] / [sMASK] / [gMASK] of a text autoregressively.
+"""GLM's blank decoding: fill-blanks, and the answer of a 2-D GLM (the one GLM chat).
 
 As the GLM repositories do (GLM-130B generate.py), blanks are filled left to right, one at a
 time: Part A is `[CLS] text <eos>`; the first blank at Part A index m is generated as Part B,
@@ -9,22 +9,38 @@ With the KV cache, Part A is run once with a bidirectional mask and each Part B 
 to every cached key (all of Part A and the span so far: exactly GLM's mask for that row).
 Without it, the whole sequence runs again each step under the full GLM mask: the reference
 that the cached path must reproduce token for token.
+
+A 2-D GLM answers a prompt as the blank after it (families/glm.py: SFT trains ChatGLM-6B's
+``prompt [gMASK] | <sop> answer <eop>``), so every place that asks one for an answer calls
+`answer_blank` here: `plmlab chat` and the text-generation pipeline (pipelines/), serve's
+/v1/chat/completions and /v1/completions (serve/blank_jobs.py, with `blank_logprobs`) and
+`plmlab evaluate --task generate`. None of them may use the 1-D prefix layout `plmlab.generate`
+feeds a GLM (the prompt as Part A with no [gMASK] / <sop>): a model trained on blanks answers
+something else there. `blank_tokens` is a generator, so an answer streams token by token and
+stops early -- at a stop string, or when a server's client has gone.
+
+The layout itself (positions, masks, Part A of a prompt) is families/glm.py's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
-import numpy as np
 import torch
 
 from .errors import PlmlabError
+from .families import family_of
+from .families.glm import GlmTokens, batch_of_one, blank_inputs, glm_positions, prepare
+from .generation import TextStreamer, find_stop
 from .generation.filters import apply_pipeline, build_pipeline
-from .objectives.glm_layout import TWO_D_POSITIONS, GlmTokens, glm_layout, glm_positions
 
-__all__ = ["TWO_D_POSITIONS", "Filled", "batch_of_one", "blank_inputs", "blank_tokens", "continuation", "decode_span",
-           "fill_blanks", "prepare"]
+__all__ = ["BLANK_OPTIONS", "BlankAnswer", "Filled", "answer_blank", "blank_logprobs", "blank_tokens", "decode_span",
+           "fill_blanks"]
+
+# generate's options that `answer_blank` takes as they are (pipelines' decode_options names them so)
+BLANK_OPTIONS = ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
+                 "no_repeat_ngram_size")
 
 
 @dataclass
@@ -35,46 +51,14 @@ class Filled:
     blank_texts: list[str] = field(default_factory=list)
 
 
-def prepare(tokenizer, text: str) -> list[int]:
-    """The text's ids with its mask tokens; [gMASK] appended when there is none (continue the text).
-
-    A space before a mask becomes its own byte-level token ("Ġ") that pretraining never shows
-    before a mask (a blanked span takes its leading space with it): it is dropped, and the
-    generated span brings the space back.
-    """
-    tok = GlmTokens.from_tokenizer(tokenizer)
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    if not any(t in tok.masks for t in ids):
-        ids.append(tok.gmask)
-    out: list[int] = []
-    for t in ids:
-        if t in tok.masks and out and tokenizer.decode([out[-1]], skip_special_tokens=False) == " ":
-            out.pop()
-        out.append(t)
-    return out
-
-
-def continuation(tokenizer, text: str) -> tuple[list[int], int]:
-    """(Part A, the index of its [gMASK]) that continues `text`: fill-blanks' layout of `text [gMASK]`,
-    `[CLS] text [gMASK] <eos>`, the blank at a text's end that GLM pretraining fills. A text with a
-    blank of its own is fill-blanks' to fill."""
-    tok = GlmTokens.from_tokenizer(tokenizer)
-    ids = prepare(tokenizer, text)
-    if [t for t in ids if t in tok.masks] != [tok.gmask] or ids[-1] != tok.gmask:
-        raise PlmlabError("the prompt has a blank ([MASK], [sMASK] or [gMASK]) of its own: fill it with "
-                          "`plmlab fill-blanks` (a prompt is continued as the blank after it)")
-    part_a = [tok.cls] + ids + [tok.eos]
-    return part_a, len(part_a) - 2
-
-
 def fill_blanks(model, tokenizer, text: str, max_new_tokens: int = 32, use_cache: bool = True,
                 do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, seed: int | None = None) -> Filled:
     """Fill every blank of `text` (see the module docstring); greedy unless `do_sample`."""
     config = model.config
-    if config.arch != "decoder" or config.position not in TWO_D_POSITIONS or getattr(model, "head", None) is None:
+    if not family_of(config).answers_as_blank or getattr(model, "head", None) is None:
         raise PlmlabError("fill-blanks needs a GLM blank-infilling model: a decoder with an LM head and 2-D "
-                          f"positions ({' or '.join(TWO_D_POSITIONS)}); this one has {config.position} positions")
+                          f"positions (learned-2d or rotary-2d); this one has {config.position} positions")
     tok = GlmTokens.from_tokenizer(tokenizer)
     if max_new_tokens < 1:
         raise PlmlabError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -134,15 +118,61 @@ def blank_tokens(model, part_a: list[int], m: int, tok: GlmTokens, max_new: int,
         span.append(token)
 
 
-def blank_inputs(part_a: list[int], m: int, part_b: list[int]) -> dict[str, np.ndarray]:
-    """The model inputs of Part A plus the blank at Part A index m decoded so far (`part_b`:
-    [sop] and the span's tokens), laid out by `glm_layout` exactly as the objective lays out a
-    training example: input_ids (T,), position_ids (2, T), attention_mask (T, T)."""
-    position_ids, mask = glm_layout(len(part_a), [(m, len(part_b))] if part_b else [])
-    return {"input_ids": np.asarray(part_a + part_b, dtype=np.int64), "position_ids": position_ids,
-            "attention_mask": mask.astype(np.int64)}
+@dataclass
+class BlankAnswer:
+    text: str  # the answer, cut at the first stop string
+    ids: list[int]  # its ids: no <sop>, no closing <eop>
+    finish_reason: str  # "stop" (<eop> / <eos> or a stop string), "length" (max_new_tokens) or "cancelled"
+    end_id: int | None = None  # the token that closed the blank (<eop> / <eos>), when one did
 
 
-def batch_of_one(inputs: dict[str, np.ndarray], device) -> dict[str, torch.Tensor]:
-    """A batch of one on `device`."""
-    return {k: torch.from_numpy(v)[None].to(device) for k, v in inputs.items()}
+def answer_blank(model, tokenizer, part_a: list[int], mask_at: int, *, max_new_tokens: int,
+                 stop: Iterable[str] = (), do_sample: bool = False, temperature: float | None = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
+                 repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0, generator=None,
+                 use_cache: bool = True, write: Callable[[str], object] | None = None,
+                 live: Callable[[], bool] | None = None) -> BlankAnswer:
+    """The blank after Part A, decoded with generate's filters; its text streams to ``write`` as it
+    appears (a stop string never reaches it) and decoding ends once ``live()`` turns False."""
+    limit, needed = model.config.max_positions, len(part_a) + 1 + max_new_tokens  # Part A, <sop>, the answer
+    if needed > limit:
+        raise PlmlabError(f"the prompt needs {needed} positions with max_new_tokens={max_new_tokens} (Part A "
+                          f"{len(part_a)}, <sop>, the answer), more than the model's context of {limit}")
+    if part_a and max(part_a) >= model.config.vocab_size:
+        raise PlmlabError(f"the prompt has token id {max(part_a)} but the model has only "
+                          f"{model.config.vocab_size} embeddings: the tokenizer does not belong to this model")
+    tok = GlmTokens.from_tokenizer(tokenizer)
+    stops = [s for s in stop if s]
+    filters = build_pipeline(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                             repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
+    streamer = TextStreamer(tokenizer, write or _ignore, stop=stops)
+    reason, end = "length", None
+    for token in blank_tokens(model, part_a, mask_at, tok, max_new_tokens, use_cache, filters, do_sample, generator):
+        if token in (tok.eop, tok.eos):
+            reason, end = "stop", token
+            break
+        streamer.put(torch.tensor([token]))
+        if streamer.done:  # a stop string: nothing after it is wanted
+            reason = "stop"
+            break
+        if live is not None and not live():
+            reason = "cancelled"
+            break
+    streamer.end()
+    text = tokenizer.decode(streamer.ids)
+    at = find_stop(text, stops)
+    return BlankAnswer(text[:at] if at >= 0 else text, streamer.ids, reason, end)
+
+
+def _ignore(text: str) -> None:
+    pass
+
+
+@torch.no_grad()
+def blank_logprobs(model, tokenizer, part_a: list[int], mask_at: int, tokens: list[int]) -> torch.Tensor:
+    """(G, V) float32 log-probabilities at each of the blank's G tokens (`tokens`, its closing
+    <eop> included): one teacher-forced pass over ``Part A <sop> tokens[:-1]``, the layout decoding fed."""
+    device = next(model.parameters()).device
+    row = blank_inputs(part_a, mask_at, [GlmTokens.from_tokenizer(tokenizer).sop] + tokens[:-1])
+    logits = model(**batch_of_one(row, device)).logits[0]  # (A + G, V)
+    return logits[len(part_a):].float().log_softmax(-1)  # (G, V): <sop> predicts tokens[0], and so on

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..families import family_of
 from ..generation.api import set_decode_language
 from ..nn.quantize import SCHEMES
 from ..pipelines import TextGeneration, load_model_and_tokenizer, prepare_for_decoding
@@ -106,7 +107,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(results, ensure_ascii=False))
         return 0
-    echo = model.config.arch == "decoder"  # a decoder continues the prompt; T5 answers it
+    echo = family_of(model.config).continues_prompt  # a decoder continues the prompt; T5 answers it
     for r in results:
         print((r["prompt"] + r["text"]) if echo else r["text"])
     return 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import PlmlabError, not_found
+from ..families import family_of
 from ..nn.quantize import check_scheme, quantize
 from .result import EvalResult
 
@@ -128,7 +129,7 @@ TASKS: dict[str, TaskSpec] = {
                                      needs_data=True),
     "choice": TaskSpec(lambda c: c.head != "none" and c.classifier == "none", "models with an LM or MLM head", _choice,
                        needs_data=True),
-    "generate": TaskSpec(lambda c: c.arch != "encoder" and c.head != "none" and c.classifier == "none",
+    "generate": TaskSpec(lambda c: family_of(c).generates and c.head != "none" and c.classifier == "none",
                          "decoders and encoder-decoders with an LM head", _generate, needs_data=True),
 }
 

@@ -5,7 +5,7 @@ whitespace; F1 over the multiset of normalised words). Items: {"context": str, "
 (or a list of acceptable answers: the best one counts, as SQuAD takes the max over golds).
 
 A 2-D-position GLM (the original GLM, ChatGLM-6B) answers as the blank after the context
-(``context [gMASK] | <sop> answer``, pipelines/glm_chat.py): the layout SFT trains, so on the
+(``context [gMASK] | <sop> answer``, plmlab.infill.answer_blank): the layout SFT trains, so on the
 chat-rendered items `plmlab sft` writes its predictions are `plmlab chat`'s greedy replies."""
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import time
 from collections import Counter
 
 from ..errors import PlmlabError
+from ..families import family_of
+from ..families.glm import text_prompt
+from ..infill import answer_blank
 from ..pipelines import TextGeneration
-from ..pipelines.glm_chat import answer_blank, answers_as_blank, text_prompt
 from .choice_items import read_jsonl, text_field
 from .result import EvalResult
 
@@ -67,7 +69,7 @@ def evaluate_generate(model, tokenizer, items: list[dict], max_new_tokens: int =
     if batch_size < 1:
         raise PlmlabError(f"batch_size must be >= 1, got {batch_size}")
     start = time.perf_counter()
-    if answers_as_blank(model):  # a 2-D GLM answers as the blank after the context, as SFT trains and chat decodes
+    if family_of(model.config).answers_as_blank:  # a 2-D GLM: the blank after the context, as SFT trains it
         texts = [answer_blank(model, tokenizer, *text_prompt(tokenizer, item["context"]),
                               max_new_tokens=max_new_tokens, stop=("\n",)).text for item in items]
     else:

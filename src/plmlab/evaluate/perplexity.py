@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import PlmlabError
-from ..objectives.glm_layout import TWO_D_POSITIONS, GlmTokens, glm_layout
+from ..families import family_of
+from ..families.glm import GlmTokens, glm_layout
 from ..pipelines.loading import model_device
 from .result import EvalResult
 
@@ -74,7 +75,8 @@ def start_token(tokenizer) -> int:
 
 
 def is_glm(config) -> bool:
-    return config.position in TWO_D_POSITIONS
+    """Does the model predict through GLM's blank (a 2-D GLM) rather than left to right?"""
+    return family_of(config).answers_as_blank
 
 
 def check_window(config, max_length: int | None, stride: int | None) -> tuple[int, int]:
@@ -157,7 +159,7 @@ def evaluate_perplexity(model, tokenizer, texts: list[str], max_length: int | No
                         stride: int | None = None, batch_size: int = 16) -> EvalResult:
     """Token perplexity and bits per byte of `texts` (one document each); see the module docstring."""
     config = model.config
-    if config.arch != "decoder" or getattr(model, "head", None) is None:
+    if not family_of(config).continues_prompt or getattr(model, "head", None) is None:  # a left-to-right LM
         raise PlmlabError(f"perplexity needs a decoder with an LM head (GPT, LLaMA, GLM); this model is {config.arch}")
     max_length, stride = check_window(config, max_length, stride)
     tok = GlmTokens.from_tokenizer(tokenizer) if is_glm(config) else None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import PlmlabError
-from ..objectives.glm_layout import TWO_D_POSITIONS
+from ..families import family_of
 
 Pair = tuple[list[int], list[int]]  # (context ids, continuation ids)
 
@@ -31,11 +31,7 @@ def family(model) -> str:
     if getattr(model, "head", None) is None or config.head not in ("lm", "mlm") or config.classifier != "none":
         raise PlmlabError(f"scoring text needs a model with an LM or MLM head; this {config.arch} has head "
                           f"{config.head!r} (a fine-tuned classifier scores with --task classification)")
-    if config.arch == "encoder-decoder":
-        return "seq2seq"
-    if config.arch == "encoder":
-        return "pll"
-    return "glm" if config.position in TWO_D_POSITIONS else "causal"
+    return family_of(config).scorer
 
 
 def split_spaces(context: str, continuation: str) -> tuple[str, str]:

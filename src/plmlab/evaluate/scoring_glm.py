@@ -5,7 +5,7 @@ blank filling). Part A is `[CLS] context [MASK] <eos>`; the continuation is one 
 
 Part A is run once per context into the KV cache (bidirectional: `glm_layout` with no block);
 the cache rows are copied to each continuation, whose block then attends to all of Part A and
-to itself causally: exactly the rows of GLM's mask for that block (see objectives/glm_layout.py).
+to itself causally: exactly the rows of GLM's mask for that block (see families/glm.py).
 
     Part A (G rows, right-padded)   [CLS] x1 x2 [M] <eos> pad      once per context
     block  (R rows, right-padded)   [sop] c1 c2 pad                 on a copy of its context's row
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import PlmlabError
-from ..objectives.glm_layout import GlmTokens, glm_layout, glm_positions
+from ..families.glm import GlmTokens, glm_layout, glm_positions
 from .scoring import Pair, chunk_groups, group_by_context, token_score
 
 

@@ -28,10 +28,10 @@ import torch
 
 from ..config import Config
 from ..errors import PlmlabError
-from ..infill import TWO_D_POSITIONS, prepare
+from ..families import family_of
+from ..families.glm import GlmTokens, glm_positions, prepare
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
-from ..objectives.glm_layout import GlmTokens, glm_positions
 from .classification import SequenceClassification
 from .tasks import register_task
 
@@ -55,7 +55,7 @@ class Cloze(SequenceClassification):
                                  "(default: the label names themselves)")
 
     def model_config(self, base: Config, train: list[dict]) -> Config:
-        if base.arch != "decoder" or base.position not in TWO_D_POSITIONS or base.head != "lm":
+        if not family_of(base).answers_as_blank or base.head != "lm":
             raise PlmlabError("cloze fine-tuning needs a GLM blank-infilling model (a decoder with an LM head and "
                               f"2-D positions), not a {base.arch} with {base.position} positions")
         self.labels = self.label_set(train)

@@ -52,7 +52,7 @@ from ..data.instructions import builtin_preferences
 from ..data.records import read_records
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
-from ..objectives.glm_layout import TWO_D_POSITIONS
+from ..families.glm import TWO_D_POSITIONS, glm_preference
 from ..objectives.base import pad_and_stack
 from ..train.parallel import Dist
 from ..train.lora import apply_lora
@@ -62,7 +62,6 @@ from ..train.setup import choose_device
 from . import run
 from .options import FinetuneOptions
 from .sft_data import pack
-from .sft_glm import glm_preference
 from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
 
 # DPO's defaults where they differ from classification fine-tuning's: one epoch (more on a small

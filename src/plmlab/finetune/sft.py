@@ -29,7 +29,7 @@ import torch
 from ..errors import PlmlabError, warn
 from ..masks import IGNORE_INDEX
 from ..modeling import build_model
-from ..objectives.glm_layout import TWO_D_POSITIONS as TWO_D, GlmTokens
+from ..families.glm import TWO_D_POSITIONS as TWO_D, GlmTokens, glm_sft_examples
 from ..train.lora import apply_lora, new_parameters
 from ..train.parallel import Dist
 from ..train.precision import Precision
@@ -37,7 +37,6 @@ from ..train.setup import choose_device
 from .options import FinetuneOptions
 from . import run
 from .run import _Setup
-from .sft_glm import glm_sft_examples
 from .sft_data import encode_causal, encode_seq2seq, pack, pad_seq2seq, read_conversations
 from .trainer_task import FinetuneTask, steps_per_epoch
 

@@ -23,7 +23,7 @@ the loss it has alone::
           .                  1  (padding sees only itself: no NaN, and no loss)
 
 GLM's 2-D-position models pack the same way, each example its own Part A + Part B layout
-(finetune/sft_glm.py) as one block of the row's mask, its two position rows restarting at 0.
+(families/glm.py) as one block of the row's mask, its two position rows restarting at 0.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import torch
 
 from ..data.records import read_records
 from ..errors import PlmlabError
+from ..families import family_of
+from ..families.glm import glm_sft_view
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
 from ..tokenizers.chat import check_messages, encode_chat_for_training, render_chat
@@ -90,10 +92,8 @@ def sft_view(tokenizer, record: dict, seq_len: int = 512, train_on_prompt: bool 
     """What SFT makes of one conversation (`plmlab objective sft --messages FILE --json`), through
     the same encoding the training uses: the rendered text, ids, labels (-100 where no loss; the
     next token elsewhere), the 1-D mask and positions of the example alone, readable tokens.
-    ``two_d`` (a 2-D-position GLM): GLM's Part A + Part B layout instead (sft_glm.glm_sft_view)."""
+    ``two_d`` (a 2-D-position GLM): GLM's Part A + Part B layout instead (families/glm.py glm_sft_view)."""
     if two_d:
-        from .sft_glm import glm_sft_view
-
         return glm_sft_view(tokenizer, record, seq_len)
     example = encode_causal(tokenizer, record, seq_len, train_on_prompt)
     ids = example["input_ids"].tolist()
@@ -110,11 +110,10 @@ def two_d_model(directory) -> bool:
     from pathlib import Path
 
     from ..hf import load_config
-    from ..objectives.glm_layout import TWO_D_POSITIONS
 
     if directory is None or not (Path(directory) / "config.json").is_file():
         return False
-    return load_config(directory).position in TWO_D_POSITIONS
+    return family_of(load_config(directory)).answers_as_blank
 
 
 def encode_seq2seq(tokenizer, record: dict, seq_len: int, truncate: bool = False) -> list[dict[str, np.ndarray]]:
@@ -146,7 +145,7 @@ def _fit(ids: list[int], limit: int, truncate: bool, record: dict) -> list[int]:
 def pack(examples: list[dict[str, np.ndarray]], seq_len: int, pad_id: int) -> dict[str, torch.Tensor]:
     """Rows of at most ``seq_len`` tokens, examples in order, with block-diagonal masks and
     per-example positions: causal and 0..n-1, or the example's own layout where it carries one
-    (GLM's 2-D models: ``position_ids`` (2, n) and ``attention_mask`` (n, n), finetune/sft_glm.py)."""
+    (GLM's 2-D models: ``position_ids`` (2, n) and ``attention_mask`` (n, n), families/glm.py)."""
     rows: list[list[dict]] = [[]]
     for e in examples:
         if rows[-1] and _row_len(rows[-1]) + len(e["input_ids"]) > seq_len:

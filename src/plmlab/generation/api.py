@@ -8,6 +8,7 @@ from typing import Iterable, Sequence
 import torch
 
 from ..errors import PlmlabError
+from ..families import family_of
 from .compiled import StaticDecoderRunner, check_compilable
 from .filters import build_pipeline, check_options
 from .layout import decode_layout
@@ -25,12 +26,6 @@ class _FromConfig:
 
 
 FROM_CONFIG = _FromConfig()
-
-# Position kinds with a fixed number of positions: a longer sequence cannot be embedded at all
-# (learned / sinusoidal tables) or leaves the trained range (rotary). T5's relative buckets
-# clip distances, so its inputs have no hard limit.
-LIMITED_POSITIONS = ("learned", "sinusoidal", "learned-2d", "rotary", "rotary-2d")
-
 
 def generate(
     model,
@@ -68,7 +63,7 @@ def generate(
     The ids are continued as given, in the 1-D prefix layout (as transformers' generate does for
     any model). A GLM with 2-D positions continues a text as the blank after it instead
     (`[CLS] text [gMASK] <eos> | <sop> ...`, what its pretraining fills): `plmlab generate`, the
-    "text-generation" pipeline, serve's /v1/completions and `plmlab.infill.continuation` lay it out.
+    "text-generation" pipeline, serve's /v1/completions and `plmlab.families.glm.continuation` lay it out.
 
     input_ids: (B, T) or (T,) tensor with an optional (B, T) `attention_mask` (1 = token), or a
     list of token-id lists of any lengths (padded here). Decoder-only prompts are decoded
@@ -107,7 +102,7 @@ def generate(
     if do_sample and temperature == 0:
         do_sample = False  # the limit of temperature -> 0 is the argmax
     device = next(model.parameters()).device
-    ids, mask = _as_batch(input_ids, attention_mask, device, left=config.arch == "decoder")
+    ids, mask = _as_batch(input_ids, attention_mask, device, left=family_of(config).continues_prompt)
     ids, mask = _fit_context(ids, mask, max_new_tokens, config, truncate)
     eos = _resolve_eos(eos_token_id, config)
     if max_new_tokens == 0:
@@ -139,7 +134,7 @@ def generate(
 
 def _check(model, max_new_tokens, num_beams, truncate, early_stopping, streamer, stop, tokenizer) -> None:
     """One-line errors for a model that cannot generate and for invalid options."""
-    if model.config.arch == "encoder":
+    if not family_of(model.config).generates:
         raise PlmlabError("an encoder-only model cannot generate text; use a decoder or encoder-decoder model")
     if getattr(model, "head", None) is None:
         raise PlmlabError("this model has no LM head: it cannot generate")
@@ -168,7 +163,7 @@ def _decode(model, ids: torch.Tensor, mask: torch.Tensor, options: SearchOptions
         # no_grad, not inference_mode: the returned ids may feed a training step later.
         # the compiled step picks its own kernels; the layout's cached copies would break its graph
         with torch.no_grad(), decode_layout(model, enabled=not compile):
-            if config.arch == "encoder-decoder":
+            if not family_of(config).continues_prompt:  # an encoder-decoder: the decoder answers from its start
                 start = config.decoder_start()
                 runner = EncoderDecoderRunner(model, ids, mask, options.max_new_tokens + 1, use_cache, start)
                 history = ids.new_full((ids.shape[0], 1), start)
@@ -239,13 +234,14 @@ def _is_left_padded(mask: torch.Tensor) -> bool:
 def fit_context(config, rows: list[list[int]], max_new_tokens: int, truncate: str | None = None) -> list[list[int]]:
     """The prompts as `generate` will see them: an over-long one raises PlmlabError, or loses its
     oldest tokens with truncate='left' (lets a caller fail before printing anything)."""
-    ids, mask = pad_batch(rows, left=config.arch == "decoder")
+    ids, mask = pad_batch(rows, left=family_of(config).continues_prompt)
     ids, mask = _fit_context(ids, mask, max_new_tokens, config, truncate)
     return [r[m.bool()].tolist() for r, m in zip(ids, mask)]
 
 
 def context_limit(config) -> int | None:
-    return config.max_positions if config.position in LIMITED_POSITIONS else None
+    """The most positions a prompt and its answer may take, or None (no hard limit): the family's."""
+    return family_of(config).context_limit(config)
 
 
 def _fit_context(ids, mask, max_new_tokens: int, config, truncate: str | None):
@@ -254,7 +250,7 @@ def _fit_context(ids, mask, max_new_tokens: int, config, truncate: str | None):
     limit = context_limit(config)
     if limit is None:
         return ids, mask
-    if config.arch == "encoder-decoder":
+    if not family_of(config).continues_prompt:  # an encoder-decoder: the encoder and decoder have a context each
         if max_new_tokens + 1 > limit:
             raise PlmlabError(f"max_new_tokens={max_new_tokens} exceeds the decoder's context of {limit} positions")
         if ids.shape[1] > limit:

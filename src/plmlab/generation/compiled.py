@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 
 from ..errors import PlmlabError
+from ..families import family_of
 from ..masks import positions_from_padding
 from ..nn.quantize import quantize as to_int8
-from ..objectives.glm_layout import TWO_D_POSITIONS
 from .runners import DecoderRunner
 
 SLOT_BLOCK = 64
@@ -29,11 +29,9 @@ SLOT_BLOCK = 64
 
 def check_compilable(config, num_beams: int, use_cache: bool) -> None:
     """One-line errors for what the static-cache step does not cover."""
-    if config.arch != "decoder":
-        raise PlmlabError("compile=True (--compile) covers decoder-only models; decode this one without it")
-    if config.position in TWO_D_POSITIONS or config.sliding_window is not None:
-        raise PlmlabError("compile=True (--compile) does not cover 2-D (GLM) positions or sliding-window "
-                          "attention; decode this model without it")
+    if not family_of(config).static_decode or config.sliding_window is not None:
+        raise PlmlabError("compile=True (--compile) covers decoder-only models with 1-D positions (not 2-D GLM "
+                          "positions) and no sliding-window attention; decode this model without it")
     if num_beams > 1 or not use_cache:
         raise PlmlabError("compile=True (--compile) works with greedy decoding and sampling over the KV cache, "
                           "not with beam search or use_cache=False")

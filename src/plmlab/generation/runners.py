@@ -5,87 +5,22 @@ left-padded prompt, an encoder-decoder encodes once and decodes from its start t
 `prefill() -> logits`, `step(tokens) -> logits` and `reorder(rows)` (beam search). The search
 loops in `search.py` only see (B, V) float32 logits.
 
-How a decoder-only model is fed (positions, masks) is a small "inputs" object chosen by
-`Config.position` from `INPUT_PREPARERS`: GLM's blank infilling (2-D positions, a prefix mask)
-plugs in there.
+How a decoder-only model is fed (positions, masks) is a small "inputs" object that the model's
+family gives (`family_of(config).decode_inputs`): 1-D positions over real tokens by default,
+GLM's blank infilling (2-D positions, a prefix mask) in families/glm.py.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..config import Config
 from ..errors import PlmlabError
-from ..masks import positions_from_padding
-from ..objectives.glm_layout import TWO_D_POSITIONS, glm_attention_mask, glm_positions
+from ..families import family_of
 
 
-class CausalInputs:
-    """1-D positions counted over real tokens, and the (B, past + T) padding mask.
-
-    With no padding both are left to the model's defaults (its fused causal path)."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-
-    def prefill(self, input_ids: torch.Tensor, mask: torch.Tensor, padded: bool) -> dict:
-        if not padded:
-            return {}
-        return {"attention_mask": mask, "position_ids": positions_from_padding(mask)}
-
-    def step(self, mask: torch.Tensor, padded: bool, n_new: int) -> dict:
-        """Inputs for the last `n_new` tokens of a (B, past + n_new) mask."""
-        if not padded:
-            return {}
-        return {"attention_mask": mask, "position_ids": positions_from_padding(mask)[:, -n_new:]}
-
-
-class GlmPrefixInputs:
-    """How `plmlab.generate` feeds a GLM model (Du et al. 2022): the prompt is Part A
-    (bidirectional) and the continuation one blank at its end, each new token at position
-    (prompt length, k) with block positions k = 1, 2, ... as if a [gMASK] followed the prompt.
-    `generate` has no tokenizer, so it cannot add GLM's [gMASK] / [sop] tokens itself:
-    `plmlab.infill.fill_blanks` does, and is the better way to continue a text with a GLM model.
-
-    Positions and masks come from `objectives.glm_layout` (the objective's own layout), per row:
-    a left-padded row lays out its real tokens only, its padding at position 0, never attended.
-    The first `prefill` fixes the prompt length; the uncached path calls `prefill` again on the
-    grown sequence, which lays out Part A + Part B the same way.
-    """
-
-    def __init__(self, config: Config) -> None:
-        self.prompt_len: int | None = None
-
-    def prefill(self, input_ids: torch.Tensor, mask: torch.Tensor, padded: bool) -> dict:
-        if self.prompt_len is None:
-            self.prompt_len = input_ids.shape[1]
-        return self._inputs(mask, input_ids.shape[1])
-
-    def step(self, mask: torch.Tensor, padded: bool, n_new: int) -> dict:
-        """The last `n_new` tokens of a (B, past + n_new) mask: they see every real key."""
-        return self._inputs(mask, n_new)
-
-    def _inputs(self, mask: torch.Tensor, n_query: int) -> dict:
-        """Position ids (B, 2, n_query) and attention mask (B, n_query, T) of the last n_query
-        tokens of a (B, T) padding mask (1 = a token, 0 = left padding)."""
-        B, T = mask.shape
-        n_a = self.prompt_len
-        real = mask.bool()
-        pos = torch.zeros(B, 2, T, dtype=torch.long)  # (B, 2, T) padding stays at (0, 0)
-        for b, n_real in enumerate(real[:, :n_a].sum(-1).tolist()):  # the blank sits right after the prompt
-            row = glm_positions(n_real, [(n_real, T - n_a)] if T > n_a else [])  # (2, n_real + T - A)
-            pos[b, :, T - row.shape[1]:] = torch.from_numpy(row)
-        allowed = torch.from_numpy(glm_attention_mask(n_a, T, first_query=T - n_query)).to(mask.device).bool()
-        return {"position_ids": pos[:, :, T - n_query:].to(mask.device),
-                "attention_mask": (allowed[None] & real[:, None, :]).long()}  # (B, n_query, T)
-
-
-# Config.position -> factory of the object that prepares a decoder's inputs.
-INPUT_PREPARERS = {position: GlmPrefixInputs for position in TWO_D_POSITIONS}
-
-
-def make_inputs(config: Config):
-    return INPUT_PREPARERS.get(config.position, CausalInputs)(config)
+def make_inputs(config):
+    """The object that feeds a decoder's positions and masks: the model's family's (families/)."""
+    return family_of(config).decode_inputs(config)
 
 
 def last_logits(fn, *args, **kwargs) -> torch.Tensor:

@@ -7,7 +7,7 @@ Each example picks one of three ways to blank a text (mixed by configurable rate
   [sMASK]  whole sentences, in random order, until they cover >= 15 % (multi-task GLM_Sent).
   [gMASK]  one span at the end, its length uniform in [50 %, 100 %] of the text (GLM_Doc).
 
-The blanked text is then laid out as Part A + Part B by `glm_layout.build_blank_infilling`
+The blanked text is then laid out as Part A + Part B by `families.glm.build_blank_infilling`
 (the ASCII picture of the positions and the mask is there). Examples are chunks of one
 document each: a document longer than the content budget is cut into equal chunks.
 """
@@ -24,7 +24,7 @@ from ..errors import PlmlabError
 from .base import Objective
 from .fits import Fits
 from .options import ObjectiveOptions, option
-from .glm_layout import TWO_D_POSITIONS, GlmTokens, build_blank_infilling, part_a_length
+from ..families.glm import TWO_D_POSITIONS, GlmTokens, build_blank_infilling, part_a_length
 
 MODES = ("mask", "smask", "gmask")
 SENTENCE_END = (".", "?", "!", ";", ":", "\n")  # the GLM repo's sentence-end test, on token text

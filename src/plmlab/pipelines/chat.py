@@ -16,19 +16,21 @@ small context is not emptied for an answer that may be short. The result says ho
 (``dropped``), and ``on_drop`` hears it before the answer is generated; a latest user turn that
 alone leaves no room is refused (one line).
 A GLM with 2-D positions (GLM, ChatGLM-6B) answers as the blank after the conversation, the layout
-SFT trains it in (pipelines/glm_chat.py, which serve and evaluate call too).
+SFT trains it in (plmlab.infill.answer_blank, which serve and evaluate call too).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import torch
+
 from ..errors import PlmlabError
+from ..families import family_of
 from ..generation import TextStreamer, find_stop, generate
-from ..objectives.glm_layout import glm_prompt
-from ..tokenizers.chat import chat_template, check_messages, encode_chat, end_of_turn_id
+from ..infill import BLANK_OPTIONS, answer_blank
+from ..tokenizers.chat import chat_template, check_messages, end_of_turn_id
 from .base import Pipeline
-from .glm_chat import BLANK_OPTIONS, answer_blank, answers_as_blank
 from .text_generation import TextGeneration, decode_options
 
 
@@ -37,7 +39,7 @@ class Chat(Pipeline):
     defaults = {**TextGeneration.defaults, "max_new_tokens": 128}
 
     def check(self, model) -> None:
-        if model.config.arch == "encoder":
+        if not family_of(model.config).generates:
             raise PlmlabError("an encoder-only model cannot chat; use a decoder or encoder-decoder model")
         if chat_template(self.tokenizer) is None:
             raise PlmlabError(f"this {self.tokenizer.style} tokenizer has no chat template "
@@ -66,7 +68,7 @@ class Chat(Pipeline):
         kw = decode_options(self.model, self.tokenizer, opts)
         ends = self._end_ids(kw["eos_token_id"])
         kw["eos_token_id"] = ends or None
-        blank = answers_as_blank(self.model)  # GLM, ChatGLM-6B: the answer is a blank
+        blank = family_of(self.model.config).answers_as_blank  # GLM, ChatGLM-6B: the answer is a blank
         if kw["num_beams"] > 1 and blank:
             raise PlmlabError("a 2-D-position GLM answers by blank filling: beam search is not supported; "
                               "drop --num-beams")
@@ -85,10 +87,8 @@ class Chat(Pipeline):
 
     def _glm_reply(self, part_a: list[int], kw: dict, write) -> dict:
         """A 2-D-position GLM answers as the blank after the conversation (Part A ends in its
-        [gMASK]), in the layout SFT trains (finetune/sft_glm.py: `prompt [gMASK] | <sop> answer
-        <eop>`): pipelines/glm_chat.py, the one home of that answer (serve and evaluate call it too)."""
-        import torch
-
+        [gMASK]), in the layout SFT trains (families/glm.py: `prompt [gMASK] | <sop> answer
+        <eop>`): plmlab.infill.answer_blank, the one home of that answer (serve and evaluate call it too)."""
         generator = torch.Generator().manual_seed(kw["seed"]) if kw["seed"] is not None else None
         answer = answer_blank(self.model, self.tokenizer, part_a, len(part_a) - 1, write=write, generator=generator,
                               **{k: kw[k] for k in BLANK_OPTIONS}, stop=kw["stop"] or [])
@@ -110,7 +110,7 @@ class Chat(Pipeline):
         dropped = 0
         while True:
             ids = self._prompt(messages)
-            room = self._room(ids, limit)
+            room = family_of(self.model.config).answer_room(len(ids), limit)  # 0 or less: none
             older = [i for i, m in enumerate(messages[:-1]) if m["role"] != "system"]
             if room >= wanted or (room >= 1 and not older):
                 return ids, min(max_new, room), dropped
@@ -125,18 +125,7 @@ class Chat(Pipeline):
     def _prompt(self, messages: list[dict]) -> list[int]:
         """What the model reads: the rendering with the generation prompt; T5's ends with </s> (as
         in SFT); a 2-D GLM's is Part A, ending in the answer's [gMASK]."""
-        if answers_as_blank(self.model):
-            return glm_prompt(self.tokenizer, messages)[0]
-        ids = encode_chat(self.tokenizer, messages, add_generation_prompt=True)
-        return ids + [self.tokenizer.eos_id] if self.model.config.arch == "encoder-decoder" else ids
-
-    def _room(self, ids: list[int], limit: int) -> int:
-        """Positions the answer may take after the prompt `ids` (0 or less: none)."""
-        if self.model.config.arch == "encoder-decoder":  # the answer has the decoder's own, less its start token
-            return limit - 1 if len(ids) <= limit else 0
-        if answers_as_blank(self.model):  # the blank opens with <sop> (pipelines/glm_chat.py)
-            return limit - len(ids) - 1
-        return limit - len(ids)
+        return family_of(self.model.config).chat_prompt(self.tokenizer, messages)
 
 
 class ChatSession:

@@ -6,7 +6,7 @@
 A decoder continues its prompt; an encoder-decoder (T5) answers it, and where the prompt has
 sentinels (`<extra_id_0>`) the result also says which fill belongs to which sentinel. A GLM with
 2-D positions (GLM, ChatGLM-6B) continues it as the blank after it, the layout fill-blanks gives
-`prompt [gMASK]` (infill.continuation): what GLM pretraining teaches, where the 1-D prefix layout
+`prompt [gMASK]` (families/glm.py continuation): what GLM pretraining teaches, where the 1-D prefix layout
 of `plmlab.generate` gets only [eop]s from a pretrained GLM.
 """
 
@@ -17,10 +17,11 @@ from typing import Callable
 import torch
 
 from ..errors import PlmlabError
+from ..families import family_of
+from ..families.glm import continuation
 from ..generation import TextStreamer, find_stop, fit_context, generate
-from ..infill import continuation
+from ..infill import BLANK_OPTIONS, answer_blank
 from .base import Pipeline
-from .glm_chat import BLANK_OPTIONS, answer_blank, answers_as_blank
 from .loading import check_text
 from .span_fills import sentinels_in, span_result
 
@@ -85,12 +86,12 @@ class TextGeneration(Pipeline):
                     early_stopping=False, stop=(), seed=None, truncate_left=False)
 
     def check(self, model) -> None:
-        if model.config.arch == "encoder":
+        if not family_of(model.config).generates:
             raise PlmlabError("an encoder-only model cannot generate text; use a decoder or encoder-decoder model")
 
     def run(self, texts: list[str], **options) -> list[dict]:
         kw = decode_options(self.model, self.tokenizer, options)
-        if answers_as_blank(self.model):
+        if family_of(self.model.config).answers_as_blank:
             return [self._blank(p, part_a, kw) for p, part_a in zip(texts, self._parts_a(texts, kw))]
         rows = [encode_prompt(self.model, self.tokenizer, p) for p in texts]
         out = generate(self.model, rows, **kw).tolist()
@@ -99,7 +100,7 @@ class TextGeneration(Pipeline):
     def _result(self, prompt: str, row: list[int], out: list[int], kw: dict) -> dict:
         text, ids = finish(out, self.tokenizer, kw["eos_token_id"], kw["stop"] or [])
         result = {"prompt": prompt, "text": text, "ids": ids}
-        if self.model.config.arch == "encoder-decoder" and sentinels_in(row, self.tokenizer):
+        if not family_of(self.model.config).continues_prompt and sentinels_in(row, self.tokenizer):  # T5's fills
             result.update(span_result(row, ids, self.tokenizer))
         return result
 
@@ -111,11 +112,11 @@ class TextGeneration(Pipeline):
         kw = decode_options(self.model, self.tokenizer, opts)
         if kw["num_beams"] > 1:
             raise PlmlabError("beam search cannot stream: call the pipeline instead")
-        if answers_as_blank(self.model):
+        if family_of(self.model.config).answers_as_blank:
             return self._stream_blanks(prompts, write, echo, kw)
         rows = [encode_prompt(self.model, self.tokenizer, p) for p in prompts]
         rows = fit_context(self.model.config, rows, kw["max_new_tokens"], kw["truncate"])
-        decoder = self.model.config.arch == "decoder"
+        decoder = family_of(self.model.config).continues_prompt
         results = []
         for prompt, row in zip(prompts, rows):
             if echo and decoder:

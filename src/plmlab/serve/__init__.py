@@ -5,8 +5,8 @@
 
 Modules: `validation` (request schemas, OpenAI error bodies), `served` (the model: its tasks,
 card, context checks), `engine` (the worker thread, bounded queue, dynamic batching), `batch`
-(one batch of generation rows over one KV cache), `glm_chat` (chat of a 2-D-position GLM: the
-blank after the conversation), `flow` (a request's way through the worker:
+(one batch of generation rows over one KV cache), `blank_jobs` (the jobs of a 2-D-position GLM: the
+blank after the conversation or text), `flow` (a request's way through the worker:
 429, 504, server-sent events), `responses` (OpenAI's objects), `metrics` (Prometheus text),
 `app` / `routes` (FastAPI), `static/` (the playground). FastAPI and uvicorn are the `serve` extra,
 imported only when a server is made.

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Str
 
 from .app import STATIC, checked, generation_job, sampling, usage
 from .flow import result, stream, submit
-from .glm_chat import glm_chat_job
+from .blank_jobs import blank_job
 from .responses import Formatter
 from .validation import CHAT, CLASSIFY, COMPLETIONS, FILL_BLANKS, FILL_MASK, TEXT2TEXT, ApiError
 
@@ -59,11 +59,11 @@ def register(app, state) -> None:
         served.require("completions")
         echo = [p if isinstance(p, str) else served.tokenizer.decode(p) for p in params["prompt"]] \
             if params["echo"] else None
-        if served.glm_tokens() is not None:  # a 2-D GLM: the blank after the text (serve/glm_chat.py)
+        if served.glm_tokens() is not None:  # a 2-D GLM: the blank after the text (serve/blank_jobs.py)
             part_a, mask_at = served.continuation_ids(params["prompt"])
             prompts = [part_a]
             served.check_context([part_a + [0]], params["max_tokens"])  # + the blank's <sop>
-            req, job, events = glm_chat_job(state, part_a, params["max_tokens"], params, params["logprobs"], mask_at)
+            req, job, events = blank_job(state, part_a, params["max_tokens"], params, params["logprobs"], mask_at)
         else:
             prompts = [served.prompt_ids(p) for p in params["prompt"]]
             served.check_context(prompts, params["max_tokens"])
@@ -84,8 +84,8 @@ def register(app, state) -> None:
             max_tokens = max(1, min(state.options.max_tokens, served.context - taken))
         served.check_context([ids + [0] * served.blank_chat], max_tokens, param="messages")
         logprobs = (params["top_logprobs"] or 0) if params["logprobs"] else None
-        if served.blank_chat:  # the answer is the blank after the conversation (serve/glm_chat.py)
-            req, job, events = glm_chat_job(state, ids, max_tokens, params, logprobs)
+        if served.blank_chat:  # the answer is the blank after the conversation (serve/blank_jobs.py)
+            req, job, events = blank_job(state, ids, max_tokens, params, logprobs)
         else:
             req, job, events = generation_job(state, [ids], max_tokens, params, logprobs)
         return await answer(request, Formatter("chat", served.name), req, job, events, params, len(ids))

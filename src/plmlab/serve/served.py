@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PlmlabError
+from ..families import family_of
 from ..generation import context_limit, prepare_for_decoding
 from ..pipelines import encode_prompt, load_model_and_tokenizer
 from .validation import ApiError
@@ -80,20 +81,16 @@ class ServedModel:
 
     def glm_tokens(self):
         """GLM's special ids where this model fills blanks (2-D positions, a GLM tokenizer), else None."""
-        from ..objectives.glm_layout import TWO_D_POSITIONS, GlmTokens
-
-        if self.config.position not in TWO_D_POSITIONS:
-            return None
         try:
-            return GlmTokens.from_tokenizer(self.tokenizer)
-        except PlmlabError:
+            return family_of(self.config).blank_tokens(self.tokenizer)
+        except PlmlabError:  # a 2-D GLM with a tokenizer that lacks GLM's specials fills no blanks
             return None
 
     def blank_ids(self, text: str) -> list[int]:
-        """A fill-blanks text's ids (as infill.prepare lays them out); a text without a blank is
+        """A fill-blanks text's ids (as families/glm.py prepare lays them out); a text without a blank is
         refused (/v1/completions continues a text)."""
         self.require("fill-blanks")
-        from ..infill import prepare
+        from ..families.glm import prepare
 
         masks = self.glm_tokens().masks
         ids = self.tokenizer.encode(text, add_special_tokens=False)
@@ -104,8 +101,8 @@ class ServedModel:
 
     def continuation_ids(self, prompts: list) -> tuple[list[int], int]:
         """A 2-D GLM's completion: (Part A, its [gMASK]'s index) of `[CLS] text [gMASK] <eos>`, the
-        blank after the text (infill.continuation). One text per request: each is decoded alone."""
-        from ..infill import continuation
+        blank after the text (families/glm.py continuation). One text per request: each is decoded alone."""
+        from ..families.glm import continuation
 
         if len(prompts) != 1 or not isinstance(prompts[0], str):
             raise ApiError("a 2-D-position GLM continues one text per request (the blank after it): send 'prompt' "
@@ -117,19 +114,18 @@ class ServedModel:
 
     @property
     def blank_chat(self) -> bool:
-        """Does chat answer as GLM's blank (a 2-D-position GLM: serve/glm_chat.py)?"""
+        """Does chat answer as GLM's blank (a 2-D-position GLM: serve/blank_jobs.py)?"""
         return "chat" in self.tasks and self.glm_tokens() is not None
 
     def chat_ids(self, messages: list[dict]) -> list[int]:
         """The prompt of a chat request: the rendered conversation; for a 2-D GLM its Part A,
-        ending in the blank's [gMASK] (objectives/glm_layout.py glm_prompt, as SFT trains)."""
+        ending in the blank's [gMASK] (families/glm.py glm_prompt, as SFT trains)."""
         self.require("chat")
-        from ..objectives.glm_layout import glm_prompt
         from ..tokenizers.chat import encode_chat
 
         try:
             if self.blank_chat:
-                return glm_prompt(self.tokenizer, messages)[0]
+                return family_of(self.config).chat_prompt(self.tokenizer, messages)
             return encode_chat(self.tokenizer, messages, add_generation_prompt=True)
         except PlmlabError as e:
             raise ApiError(str(e), param="messages") from None
@@ -148,7 +144,7 @@ class ServedModel:
 
     def check_context(self, rows: list[list[int]], max_tokens: int, param: str = "prompt") -> None:
         longest = max(len(r) for r in rows)
-        if self.config.arch == "encoder-decoder":  # the encoder takes the input, the decoder the answer
+        if not family_of(self.config).continues_prompt:  # the encoder takes the input, the decoder the answer
             if longest > self.context or max_tokens + 1 > self.context:
                 raise ApiError(f"the input has {longest} tokens and max_tokens is {max_tokens}; the model's context "
                                f"is {self.context} positions for each", param=param, code="context_length_exceeded")

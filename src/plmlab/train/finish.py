@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..families import family_of
 from ..masks import IGNORE_INDEX
 from .baselines import ngram_baselines, stream_with_eos
 from .data import count_targets
@@ -31,7 +32,7 @@ def finish(result, trainer, setup, model: torch.nn.Module, device: torch.device,
     losses = [r["loss"] for r in read_metrics(out / METRICS) if isinstance(r["loss"], float)]
     result.train_loss = losses[-1] if losses else None
     result.final_dir = str(save_final(model, out, setup.tokenizer, card=card_facts(result, setup, out / "final")))
-    if o.sample_tokens and setup.config.arch == "decoder" and setup.tokenizer.eos_id is not None:
+    if o.sample_tokens and family_of(setup.config).continues_prompt and setup.tokenizer.eos_id is not None:
         result.sample = sample(model, setup, device)  # a continuation of the prompt: decoders only
     if trainer.last_eval is not None:
         result.accuracies = {k: v for k, v in trainer.last_eval[1].items() if k.endswith("_accuracy")}

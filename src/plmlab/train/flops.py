@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..families import family_of
+
 # Dense peak FLOP/s per GPU for bf16/fp16 tensor-core math (fp32 runs use TF32 peaks).
 PEAK_FLOPS = {  # substring of torch.cuda.get_device_name() -> (bf16/fp16, tf32)
     "H200": (989e12, 494.7e12), "H100": (989e12, 494.7e12), "GH200": (989e12, 494.7e12),
@@ -36,8 +38,7 @@ def flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) ->
 
 def model_flops_per_token(config, n_params: int, seq_len: int) -> float:
     """`flops_per_token` of a Config (an encoder-decoder counts both stacks' layers)."""
-    n_layers = config.n_layers + (config.n_decoder_layers or config.n_layers if config.arch == "encoder-decoder" else 0)
-    return flops_per_token(n_params, n_layers, config.d_model, seq_len)
+    return flops_per_token(n_params, family_of(config).depth(config), config.d_model, seq_len)
 
 
 class MFU:

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from ..config import Config
+from ..families import family_of
 
 # Layouts transformers has no class for: plmlab's own, and ChatGLM's (the authors' remote code).
 NOT_IN_TRANSFORMERS = ("plmlab", "chatglm")
@@ -27,9 +28,7 @@ NOT_IN_TRANSFORMERS = ("plmlab", "chatglm")
 
 def architecture_lines(c: Config) -> list[str]:
     """A config in two lines (`plmlab info` prints them, model cards show them)."""
-    layers = (f"{c.n_layers} encoder + {c.decoder_layers} decoder layers" if c.arch == "encoder-decoder"
-              else f"{c.n_layers} layers")
-    first = (f"{c.arch}, {layers}, d_model {c.d_model}, {c.n_heads} heads ({c.kv_heads} KV, "
+    first = (f"{c.arch}, {family_of(c).layers(c)}, d_model {c.d_model}, {c.n_heads} heads ({c.kv_heads} KV, "
              f"head_dim {c.dim_head}), d_ff {c.d_ff}")
     second = (f"norm {c.norm} ({c.norm_placement}), positions {c.position}, activation {c.activation}"
               f"{' gated' if c.gated_mlp else ''}, vocab {c.vocab_size}, context {c.max_positions}, "

@@ -16,7 +16,7 @@ import shlex
 from pathlib import Path
 
 from ..config import Config
-from ..objectives.glm_layout import TWO_D_POSITIONS
+from ..families import family_of
 from ..tokenizers.styles import STYLES
 
 T5_SENTINEL = "<extra_id_0>"  # the first of T5's sentinels; a tokenizer style without a mask token has them
@@ -42,16 +42,8 @@ def next_steps(config: Config, run_dir: str | Path) -> list[str]:
                    f"--train examples/text2text-train.jsonl --eval examples/text2text-dev.jsonl "
                    f"--out {_beside(run_dir, 'sentiment')}",
     }
-    kind = model_kind(config)
+    kind = family_of(config).next_steps  # causal, blanks (a 2-D GLM), masked or seq2seq
     return [first[kind], f"plmlab evaluate --model {run} --suite builtin", tune[kind], f"plmlab plot {run}"]
-
-
-def model_kind(config: Config) -> str:
-    if config.arch == "encoder":
-        return "masked"
-    if config.arch == "encoder-decoder":
-        return "seq2seq"
-    return "blanks" if config.position in TWO_D_POSITIONS else "causal"
 
 
 def _beside(run_dir: str | Path, suffix: str) -> str:
