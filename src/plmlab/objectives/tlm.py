@@ -30,7 +30,7 @@ from ..masks import IGNORE_INDEX
 from .base import Objective
 from .fits import Fits
 from .languages import LanguageIds, check_languages, languages_option
-from .mlm import Masker, Masking
+from .masking import Masker, Masking
 from .options import option
 
 NOT_PAIRS = ('objective tlm reads a corpus of translation pairs (JSONL lines {"src", "tgt", "src_lang", '

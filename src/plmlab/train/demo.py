@@ -90,7 +90,7 @@ class _OnDevice:
 def _span_filling(model, tokenizer, found, device, seed: int) -> dict | None:
     from ..generation import generate
 
-    from ..objectives.mlm import word_start_table
+    from ..objectives.masking import word_start_table
 
     if not tokenizer.sentinel_ids:
         return None
