@@ -2,7 +2,7 @@
 
 A parallel pair is concatenated into one input, each sentence wrapped in </s> as XLM's code
 does; every token carries its sentence's language, positions restart at 0 for the second
-sentence, and MLM masking (15 % selected, 80/10/10; objectives/mlm.py's `Masker`) runs over
+sentence, and MLM masking (15 % selected, 80/10/10; objectives/masking.py's `Masker`) runs over
 both halves, so a masked English word can be predicted from the French context:
 
     tokens     </s> the  cat  </s>  </s> le   chat </s>
