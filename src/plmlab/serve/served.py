@@ -7,7 +7,11 @@ from pathlib import Path
 
 from ..errors import PlmlabError
 from ..generation import context_limit, prepare_for_decoding
+from ..infill import continuation, prepare
+from ..modeling import count_parameters
+from ..objectives.glm_layout import TWO_D_POSITIONS, GlmTokens, glm_prompt
 from ..pipelines import encode_prompt, load_model_and_tokenizer
+from ..tokenizers.chat import chat_template, encode_chat
 from .validation import ApiError
 
 # task -> what a model needs to do it, said to a client that asks for it anyway
@@ -67,8 +71,6 @@ class ServedModel:
     def chat_template(self) -> str | None:
         """The template chat requests go through: the tokenizer's own, or its style's default when
         the tokenizer already has the tokens that default writes (else None: no chat)."""
-        from ..tokenizers.chat import chat_template, encode_chat
-
         template = chat_template(self.tokenizer)
         if template is None:
             return None
@@ -80,8 +82,6 @@ class ServedModel:
 
     def glm_tokens(self):
         """GLM's special ids where this model fills blanks (2-D positions, a GLM tokenizer), else None."""
-        from ..objectives.glm_layout import TWO_D_POSITIONS, GlmTokens
-
         if self.config.position not in TWO_D_POSITIONS:
             return None
         try:
@@ -93,8 +93,6 @@ class ServedModel:
         """A fill-blanks text's ids (as infill.prepare lays them out); a text without a blank is
         refused (/v1/completions continues a text)."""
         self.require("fill-blanks")
-        from ..infill import prepare
-
         masks = self.glm_tokens().masks
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if not any(t in masks for t in ids):
@@ -105,8 +103,6 @@ class ServedModel:
     def continuation_ids(self, prompts: list) -> tuple[list[int], int]:
         """A 2-D GLM's completion: (Part A, its [gMASK]'s index) of `[CLS] text [gMASK] <eos>`, the
         blank after the text (infill.continuation). One text per request: each is decoded alone."""
-        from ..infill import continuation
-
         if len(prompts) != 1 or not isinstance(prompts[0], str):
             raise ApiError("a 2-D-position GLM continues one text per request (the blank after it): send 'prompt' "
                            "as a single string", param="prompt", code="invalid_value")
@@ -124,9 +120,6 @@ class ServedModel:
         """The prompt of a chat request: the rendered conversation; for a 2-D GLM its Part A,
         ending in the blank's [gMASK] (objectives/glm_layout.py glm_prompt, as SFT trains)."""
         self.require("chat")
-        from ..objectives.glm_layout import glm_prompt
-        from ..tokenizers.chat import encode_chat
-
         try:
             if self.blank_chat:
                 return glm_prompt(self.tokenizer, messages)[0]
@@ -166,8 +159,6 @@ class ServedModel:
         return True
 
     def card(self) -> dict:
-        from ..modeling import count_parameters
-
         c = self.config
         return {"id": self.name, "object": "model", "created": 0, "owned_by": "plmlab",
                 "arch": c.arch, "position": c.position, "params": count_parameters(c)["params"],
