@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.pairs import SENTENCES_PER_PAIR, read_pairs
+from ..data.pairs import SENTENCES_PER_PAIR
 from ..data.shards import TokenData
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
@@ -132,18 +132,6 @@ def truncate_pair(a: list[int], b: list[int], budget: int) -> tuple[list[int], l
     while len(a) + len(b) > budget:
         (a if len(a) >= len(b) else b).pop()
     return a, b
-
-
-def pairs_view(path: str, tokenizer, seed: int = 0, seq_len: int = 512, index: int = 0, **options) -> dict:
-    """The `plmlab objective tlm --pairs FILE` record: pair `index` of FILE through `from_ids`."""
-    from .view import objective_view
-
-    pairs = read_pairs(path)
-    if not 0 <= index < len(pairs):
-        raise PlmlabError(f"{path}: no pair {index} (the file has {len(pairs)})")
-    pair = pairs[index]
-    return objective_view("tlm", pair.src, pair.tgt, tokenizer, seed, seq_len,
-                          **{**options, "src_lang": pair.src_lang, "tgt_lang": pair.tgt_lang})
 
 
 OBJECTIVES = {"tlm": TranslationLM}

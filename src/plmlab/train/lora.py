@@ -27,6 +27,9 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import PlmlabError
+from ..hf import resolve_dir, save_pretrained
+from ..hf.io import CheckpointReader
+from ..hf.peft import merge_adapter, save_adapter
 from ..nn.lora import LoRALinear, lora_layers, wrap
 from .checkpoint import commit_dir
 
@@ -147,8 +150,6 @@ def save_adapter_dir(model: nn.Module, out: Path, base_model: str | None = None,
     """OUT/adapter in PEFT's format, with the tokenizer (as TRL saves it beside an adapter: a chat
     template's tokens are part of the fine-tune), written aside and renamed into place (an earlier
     one is kept until the new one is complete)."""
-    from ..hf.peft import save_adapter
-
     def write(tmp: Path) -> None:
         save_adapter(model, tmp, base_model=base_model)
         if tokenizer is not None:
@@ -161,9 +162,6 @@ def merge_lora_dir(model_dir: str, adapter_dir: str, out: str, overwrite: bool =
     """`plmlab merge-lora`: the merged model (hf.peft.merge_adapter) saved at `out`, following the
     run-directory rules: an existing `out` only with `overwrite`, never one of the inputs, and
     written aside then renamed into place, so that a failure leaves what was there."""
-    from ..hf import resolve_dir, save_pretrained
-    from ..hf.peft import merge_adapter
-
     target = Path(out)
     for source in (resolve_dir(model_dir), Path(adapter_dir)):
         if target.resolve() == source.resolve() or source.resolve().is_relative_to(target.resolve()):
@@ -191,8 +189,6 @@ def write_aside(final: Path, write) -> Path:
 def load_lora_checkpoint(model: nn.Module, folder: Path) -> None:
     """A trainer checkpoint of a LoRA run (plmlab layout: base weights + lora_A / lora_B) into
     `model`, which already carries its adapters (load_pretrained builds no adapters)."""
-    from ..hf.io import CheckpointReader
-
     reader = CheckpointReader(folder)
     missing, unexpected = model.load_state_dict({k: reader.get(k) for k in reader.keys()}, strict=False)
     tied = {"head.proj.weight"} if model.config.tie_embeddings else set()
