@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "plmlab"
@@ -41,7 +42,7 @@ LAYERS = (
     ("finetune",),
     ("experiments", "serve"),
     ("cli",),
-    ("__main__", "plmlab"),  # plmlab: the façade, which nothing inside imports
+    ("plmlab", "__main__"),  # plmlab: the façade (plmlab/__init__.py), which nothing inside imports
 )
 
 # Packages of optional extras (pyproject's optional-dependencies), imported where they are used;
@@ -312,6 +313,16 @@ def test_every_allowance_still_matches_an_import():
 
 def test_the_test_oracles_are_never_imported():
     assert oracle_imports() == []
+
+
+def test_docs_layout_writes_out_the_same_layers():
+    """docs/layout.md's import order (top down, one layer a line) is LAYERS, so neither goes stale."""
+    text = (SRC.parents[1] / "docs" / "layout.md").read_text(encoding="utf-8")
+    block = text.split("Imports run one way.", 1)[1].split("```")[1].strip().splitlines()
+    written = [tuple(name.strip().split(" ")[0].removesuffix("/").removesuffix(".py")
+                     for name in re.sub(r"\(.*?\)", "", line).split(","))
+               for line in reversed(block)]
+    assert written == list(LAYERS)
 
 
 def test_the_graph_sees_the_imports_that_matter():
