@@ -162,7 +162,8 @@ def _registry_targets(node: ast.AST, module: str, constants: dict) -> list[str]:
 def import_graph(src: Path = SRC) -> dict[str, set[str]]:
     """module -> the plmlab modules its import runs: its module-level imports, the registries it
     fills, and the packages those lie in (Python runs pkg/__init__.py first) unless the importer
-    is inside that package already."""
+    is inside that package already (its __init__ ran first). `from . import name` of a name that
+    pkg/__init__.py defines is an edge to it, as a cycle through it is as real as any other."""
     known = modules(src)
     graph = {}
     for name, path in known.items():
@@ -177,11 +178,11 @@ def import_graph(src: Path = SRC) -> dict[str, set[str]]:
             if not isinstance(node, COMPOUND):  # a compound statement's body comes separately
                 for call in ast.walk(node):
                     found.update(_registry_targets(call, name, constants))
-        edges = set()
-        for target in found:
+        edges = {t for t in found if t in known}
+        for target in found:  # the packages a target lies in, but not those the importer is in
             parts = target.split(".")
-            edges.update(".".join(parts[:i]) for i in range(1, len(parts) + 1)
-                         if ".".join(parts[:i]) in known and not (name + ".").startswith(".".join(parts[:i]) + "."))
+            edges.update(p for p in (".".join(parts[:i]) for i in range(1, len(parts)))
+                         if p in known and not name.startswith(p + ".") and name != p)
         graph[name] = edges - {name}
     return graph
 
@@ -333,6 +334,7 @@ def test_the_graph_sees_the_imports_that_matter():
     assert "plmlab.experiments.studies.norms" in graph["plmlab.experiments.studies"]
     assert "plmlab.tokenizers" in graph["plmlab.serve.served"]  # the package of tokenizers.chat
     assert "plmlab.train" not in graph["plmlab.train.loop"]  # ... unless the importer is inside it
+    assert "plmlab.objectives" in graph["plmlab.objectives.view"]  # from . import get_objective
     assert {"plmlab.serve.routes", "plmlab.lmeval"} <= optional_modules(graph)
 
 
@@ -379,6 +381,15 @@ def test_a_registry_and_a_package_init_close_a_cycle(tmp_path):
     cycle = find_cycle(import_graph(src))
     assert cycle == ["plmlab.objectives", "plmlab.objectives.mlm", "plmlab.train", "plmlab.train.run",
                      "plmlab.objectives"]
+    # a submodule reaching back into its package's __init__ while that __init__ imports it
+    src = _plant(tmp_path / "again", {
+        "registry.py": "",
+        "objectives/__init__.py": "from ..registry import import_present\nMODULES = ('tlm',)\n"
+                                  "OBJECTIVES = import_present(__name__, MODULES)\n",
+        "objectives/tlm.py": "from .view import objective_view\n",
+        "objectives/view.py": "from . import OBJECTIVES\n"})
+    assert find_cycle(import_graph(src)) == ["plmlab.objectives", "plmlab.objectives.tlm", "plmlab.objectives.view",
+                                             "plmlab.objectives"]
 
 
 def test_a_planted_upward_import_breaks_the_layers(tmp_path):
