@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from ..config import Config
 from ..errors import PlmlabError
@@ -47,6 +46,10 @@ def read_json_or_yaml(path: str, what: str):
     except OSError as e:
         raise PlmlabError(f"cannot read {what} {path}: {e.strerror}") from None
     if path.endswith((".yaml", ".yml")):
+        try:
+            import yaml  # ~30 ms to import, a tenth of the CLI's own start-up: only a YAML file pays
+        except ImportError:
+            raise PlmlabError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write JSON") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
