@@ -12,7 +12,7 @@ import types
 import pytest
 
 from plmlab.cli import main
-from plmlab.evaluate import EvalResult
+from plmlab.evaluate import EvalResult, dispatch
 from plmlab.train import PretrainOptions, pretrain
 
 WORDS = "the a parser module reads writes returns value file error list token cache builds stream".split()
@@ -121,12 +121,11 @@ def fakes(monkeypatch):
                                num_fewshot=num_fewshot, limit=limit, batch_size=batch_size, quantize=quantize)
         return EvalResult("lm-eval", {"accuracy": 0.75})
 
-    module("plmlab.evaluate.choice", evaluate_choice=evaluate_choice,
-           read_choice_items=lambda path: [{"path": str(path)}])
-    module("plmlab.evaluate.generate", evaluate_generate=evaluate_generate,
-           read_generate_items=lambda path: [{"path": str(path)}])
-    module("plmlab.evaluate.builtin", evaluate_suite=evaluate_suite)
-    module("plmlab.lmeval", run_lm_eval=run_lm_eval)
+    for name, fn in dict(evaluate_choice=evaluate_choice, read_choice_items=lambda path: [{"path": str(path)}],
+                         evaluate_generate=evaluate_generate, read_generate_items=lambda path: [{"path": str(path)}],
+                         evaluate_suite=evaluate_suite).items():
+        monkeypatch.setattr(dispatch, name, fn)
+    module("plmlab.lmeval", run_lm_eval=run_lm_eval)  # imported when asked for (lm-eval is an optional extra)
     return calls
 
 

@@ -14,7 +14,8 @@ from plmlab.data import build_token_data, read_corpus
 from plmlab.data.pairs import read_pairs
 from plmlab.errors import PlmlabError
 from plmlab.objectives import IGNORE_INDEX, example_rng, get_objective
-from plmlab.objectives.tlm import pairs_view, truncate_pair
+from plmlab.objectives.tlm import truncate_pair
+from plmlab.objectives.view import pairs_view
 from plmlab.tokenizers import train_tokenizer
 
 EN = ["cat", "dog", "house", "tree", "water", "bread", "child", "book"]

@@ -19,6 +19,9 @@ import os
 
 from .errors import PlmlabError
 from .evaluate.result import EvalResult
+from .evaluate.scoring import family, loglikelihood_tokens, loglikelihoods, prefix_id
+from .nn.quantize import quantize as to_int8
+from .pipelines import TextGeneration, load_model_and_tokenizer
 
 try:
     import lm_eval
@@ -45,31 +48,23 @@ class PlmlabLM(LM):
         if lm_eval is None:
             raise PlmlabError(MISSING)
         super().__init__()
-        from .pipelines import load_model_and_tokenizer
-
         if model is None:
             if pretrained is None:
                 raise PlmlabError("the plmlab lm-eval model needs pretrained=DIR")
             model, tokenizer = load_model_and_tokenizer(pretrained, tokenizer, device)
         elif tokenizer is None:
             raise PlmlabError("a loaded model needs its tokenizer")
-        from .nn.quantize import quantize as to_int8
-
         self.model, self.tokenizer = to_int8(model, quantize).eval(), tokenizer
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 16  # "auto": plmlab's default
         self.max_gen_toks = int(max_gen_toks)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        from .evaluate.scoring import loglikelihoods
-
         return loglikelihoods(self.model, self.tokenizer, [tuple(r.args) for r in requests], self.batch_size)
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         """The whole text's log-likelihood in disjoint windows of the model's length (lm-eval's
         HF rule: the first window starts from the prefix token, each later one keeps 1 token of context)."""
         from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
-
-        from .evaluate.scoring import family, loglikelihood_tokens, prefix_id
 
         if family(self.model) != "causal":
             raise PlmlabError(f"rolling log-likelihood needs a causal decoder; this is a {self.model.config.arch} "
@@ -85,8 +80,6 @@ class PlmlabLM(LM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         """Greedy (or sampled, where the task asks) continuations cut at the task's `until` strings."""
-        from .pipelines import TextGeneration
-
         out: list[str] = [""] * len(requests)
         by_options: dict[str, list[int]] = {}
         for i, request in enumerate(requests):

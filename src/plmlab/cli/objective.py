@@ -62,7 +62,7 @@ def run(args) -> int:
     if args.pairs:
         if args.name != "tlm":
             raise PlmlabError(f"--pairs is for the tlm objective, not {args.name}")
-        from ..objectives.tlm import pairs_view
+        from ..objectives.view import pairs_view
 
         out = pairs_view(args.pairs, tokenizer, args.seed, args.seq_len, **options)
     else:

@@ -11,21 +11,11 @@ pair objectives) consumes that shape.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from plmlab.data.builtin import builtin_documents
 from plmlab.data.corpus import read_corpus, read_corpus_with_languages
+from plmlab.data.files import cache_dir
 from plmlab.data.sentences import split_sentences
 from plmlab.data.shards import TokenData, build_token_data, corpus_fingerprint
-
-
-def cache_dir() -> Path:
-    """Where plmlab caches token shards and built-in tokenizers: ``$PLMLAB_CACHE`` if set,
-    else ``~/.cache/plmlab``. Created on first use by the writers, not here."""
-    env = os.environ.get("PLMLAB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "plmlab"
-
 
 __all__ = [
     "TokenData",

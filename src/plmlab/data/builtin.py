@@ -33,9 +33,10 @@ import sys
 import sysconfig
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from pydoc_data.topics import topics  # the stdlib's help topics: a plain dict literal, 2 ms to import
 
 from plmlab.errors import warn
-from plmlab.data.files import CorruptCache, open_regular, remove_entry, write_text_atomic
+from plmlab.data.files import CorruptCache, cache_dir, open_regular, remove_entry, write_text_atomic
 from plmlab.data.sentences import split_sentences
 
 MAX_CHARS = 5_000_000  # cap on the corpus size (sum of sentence lengths)
@@ -86,8 +87,6 @@ def _documents() -> tuple[tuple[str, ...], ...]:
 
 def cache_path() -> Path:
     """The disk cache of the parsed corpus: one JSON file per Python build."""
-    from . import cache_dir
-
     key = hashlib.sha256(f"{CACHE_VERSION} {sys.version} {sysconfig.get_paths()['stdlib']}".encode()).hexdigest()[:16]
     return cache_dir() / f"builtin-corpus-{key}.json"
 
@@ -117,8 +116,6 @@ def _parse_documents() -> tuple[tuple[str, ...], ...]:
 
 def _raw_texts() -> Iterator[str]:
     """Yield the raw text of every candidate document, in the fixed corpus order."""
-    from pydoc_data.topics import topics  # a plain dict literal: cheap to import
-
     for key in sorted(topics):
         yield topics[key]
     for path in stdlib_files():

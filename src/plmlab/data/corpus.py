@@ -45,6 +45,8 @@ import os
 import re
 from collections.abc import Iterator
 
+from plmlab.data.builtin import builtin_documents
+from plmlab.data.docs_corpus import docs_documents
 from plmlab.data.files import open_regular, path_kind
 from plmlab.data.languages import complete_languages, language_path, record_language
 from plmlab.data.pairs import is_pair_record, pair_from_record
@@ -109,12 +111,8 @@ def read_corpus_with_languages(
 def corpus_documents(name: str) -> list[list[str]]:
     """A corpus by name: one of NAMED_CORPORA (the built-in ones), else a file or folder path."""
     if name == "builtin":
-        from plmlab.data.builtin import builtin_documents
-
         return builtin_documents()
     if name == "builtin:docs":
-        from plmlab.data.docs_corpus import docs_documents
-
         return docs_documents()
     return read_corpus([name])
 

@@ -33,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 from plmlab.data.builtin import MIN_DOC_CHARS, MIN_DOC_SENTENCES, SKIP_DIRS, clean_paragraphs, module_docstrings
-from plmlab.data.files import CorruptCache, open_regular, remove_entry, write_text_atomic
+from plmlab.data.files import CorruptCache, cache_dir, open_regular, remove_entry, write_text_atomic
 from plmlab.data.sentences import split_sentences
 from plmlab.errors import PlmlabError, warn
 
@@ -138,8 +138,6 @@ def cache_key(dists: list[metadata.Distribution]) -> str:
 @functools.lru_cache(maxsize=1)
 def _cached() -> dict:
     """Documents and manifest, from the disk cache when these distributions were read before."""
-    from . import cache_dir
-
     dists = installed()
     key = cache_key(dists)
     path = cache_dir() / f"docs-corpus-{key}.json"

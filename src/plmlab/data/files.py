@@ -29,6 +29,13 @@ class CorruptCache(ValueError):
     """A cache entry that fails its checks: the caller warns, removes it and rebuilds."""
 
 
+def cache_dir() -> Path:
+    """Where plmlab caches token shards and built-in tokenizers: ``$PLMLAB_CACHE`` if set,
+    else ``~/.cache/plmlab``. Created on first use by the writers, not here."""
+    env = os.environ.get("PLMLAB_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "plmlab"
+
+
 def path_kind(path: str | os.PathLike) -> str:
     """``"file"``, ``"folder"``, ``"missing"``, ``"broken symlink"``, ``"named pipe (FIFO)"``,
     ``"device"``, ``"socket"`` or ``"special file"`` -- from ``stat``, never opening the path."""

@@ -28,7 +28,7 @@ import sysconfig
 from pathlib import Path
 
 from plmlab.data.builtin import stdlib_files
-from plmlab.data.files import open_regular, remove_entry, write_text_atomic
+from plmlab.data.files import cache_dir, open_regular, remove_entry, write_text_atomic
 from plmlab.errors import PlmlabError, warn
 
 SPLITS = ("train", "eval")
@@ -123,8 +123,6 @@ def _facts() -> tuple[tuple[str, str, str, str, str], ...]:
 
 
 def _cache_path() -> Path:
-    from plmlab.data import cache_dir
-
     key = f"{CACHE_VERSION} {sys.version} {sysconfig.get_paths()['stdlib']}"
     return cache_dir() / f"builtin-instructions-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 

@@ -67,3 +67,31 @@ def read_text_pairs(path: str | Path) -> list[tuple[int, str, str]]:
             raise PlmlabError(f"{path}:{n}: empty target")
         pairs.append((n, source, target))
     return pairs
+
+
+def read_labelled_texts(path: str | Path) -> list[dict]:
+    """Classification data (CSV or JSONL): `text`, optional `text_pair`, `label` (a string or an
+    integer) -> records {text, text_pair, label, _where}; fine-tuning and evaluation read the same."""
+    records = []
+    for line, r in read_records(path):
+        text = require_field(path, line, r, "text")
+        pair = r.get("text_pair") or None
+        label = r.get("label")
+        if label is None or label == "":
+            raise PlmlabError(f"{path}:{line}: missing field 'label'")
+        records.append({"text": text, "text_pair": pair, "label": str(label), "_where": f"{path}:{line}"})
+    return records
+
+
+def read_tagged_words(path: str | Path) -> list[dict]:
+    """Token classification data (JSONL): `tokens` (the words), `labels` (one per word) ->
+    records {tokens, labels, _where}."""
+    records = []
+    for line, r in read_records(path):
+        words = require_field(path, line, r, "tokens", list)
+        labels = require_field(path, line, r, "labels", list)
+        if len(words) != len(labels):
+            raise PlmlabError(f"{path}:{line}: {len(words)} tokens but {len(labels)} labels")
+        records.append({"tokens": [str(w) for w in words], "labels": [str(x) for x in labels],
+                        "_where": f"{path}:{line}"})
+    return records

@@ -42,7 +42,7 @@ from typing import Protocol
 
 import numpy as np
 
-from plmlab.data.files import (CorruptCache, fsync_folder, is_plain_folder, open_regular, remove_entry,
+from plmlab.data.files import (CorruptCache, cache_dir, fsync_folder, is_plain_folder, open_regular, remove_entry,
                                write_error, write_synced)
 from plmlab.errors import PlmlabError, warn
 
@@ -198,8 +198,6 @@ def split_documents(n_docs: int, val_fraction: float, seed: int) -> np.ndarray:
 
 
 def _default_root() -> Path:
-    from plmlab.data import cache_dir  # late import: plmlab.data imports this module
-
     return cache_dir() / "shards"
 
 

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from ..errors import PlmlabError
+from ..plotting import FORMATS, panel_grid, save_figure  # the project's plotting style and atomic write
 from .result import EvalResult
 
 NOT_PLOTTED = frozenset({"n", "tokens", "bytes", "targets", "examples", "pieces", "words", "entities",
@@ -57,8 +58,6 @@ def format_table(names: list[str], columns: list[str], rows: list[list[float | N
 
 def plot_compare(names: list[str], columns: list[str], rows: list[list[float | None]], out: str | Path) -> Path:
     """A bar plot PNG: one panel per quality metric, one bar (colour) per model."""
-    from ..plotting import FORMATS, panel_grid, save_figure  # the project's plotting style and atomic write
-
     target = Path(out)
     if target.suffix.lower() not in FORMATS:
         raise PlmlabError(f"--plot {out}: give an image file ({', '.join(FORMATS)})")

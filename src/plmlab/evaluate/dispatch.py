@@ -6,7 +6,8 @@
 A task declares the models it fits (`TaskSpec.fits`, read from the model's Config) and how it
 runs; a model given a task that does not fit it is one line naming the tasks that do. Multiple
 choice, generation, the built-in suite and the lm-evaluation-harness adapter live in their own
-modules (choice.py, generate.py, builtin.py, plmlab.lmeval), imported when asked for.
+modules (choice.py, generate.py, builtin.py, plmlab.lmeval); plmlab.lmeval, which needs lm-eval
+(an optional extra), is imported only when its tasks are asked for.
 """
 
 from __future__ import annotations
@@ -17,10 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..data.files import write_text_atomic
 from ..errors import PlmlabError, not_found
 from ..families import family_of
 from ..nn.quantize import check_scheme, quantize
+from ..pipelines import load_model_and_tokenizer
+from .builtin import evaluate_suite
+from .choice import evaluate_choice, read_choice_items
+from .generate import evaluate_generate, read_generate_items
+from .labels import evaluate_classification, evaluate_token_classification, read_classification, read_token_classification
+from .mlm import evaluate_mlm
+from .perplexity import evaluate_perplexity
 from .result import EvalResult
+from .span import evaluate_span_corruption
+from .text import read_documents
 
 
 @dataclass(frozen=True)
@@ -58,9 +69,6 @@ def _has_head(config, arch: str) -> bool:
 
 
 def _perplexity(model, tokenizer, o: EvalOptions) -> EvalResult:
-    from .perplexity import evaluate_perplexity
-    from .text import read_documents
-
     docs = read_documents(o.data)
     result = evaluate_perplexity(model, tokenizer, docs.texts, o.max_length, o.stride, o.batch_size)
     for item, source in zip(result.items, docs.sources):  # one item per document
@@ -69,17 +77,11 @@ def _perplexity(model, tokenizer, o: EvalOptions) -> EvalResult:
 
 
 def _mlm(model, tokenizer, o: EvalOptions) -> EvalResult:
-    from .mlm import evaluate_mlm
-    from .text import read_documents
-
     docs = read_documents(o.data)
     return _said(evaluate_mlm(model, tokenizer, docs.texts, o.seed, o.batch_size, o.max_length), docs)
 
 
 def _span(model, tokenizer, o: EvalOptions) -> EvalResult:
-    from .span import evaluate_span_corruption
-    from .text import read_documents
-
     docs = read_documents(o.data)
     return _said(evaluate_span_corruption(model, tokenizer, docs.texts, o.seed, o.batch_size, o.max_length), docs)
 
@@ -91,20 +93,14 @@ def _said(result: EvalResult, docs) -> EvalResult:
 
 
 def _classification(model, tokenizer, o: EvalOptions) -> EvalResult:
-    from .labels import evaluate_classification, read_classification
-
     return evaluate_classification(model, tokenizer, read_classification(o.data))
 
 
 def _token_classification(model, tokenizer, o: EvalOptions) -> EvalResult:
-    from .labels import evaluate_token_classification, read_token_classification
-
     return evaluate_token_classification(model, tokenizer, read_token_classification(o.data))
 
 
 def _choice(model, tokenizer, o: EvalOptions) -> EvalResult:
-    from .choice import evaluate_choice, read_choice_items
-
     if len(o.shots) != 1:
         raise PlmlabError(f"--task choice takes one --shots value, got {','.join(map(str, o.shots))}")
     items = read_choice_items(o.data)
@@ -113,8 +109,6 @@ def _choice(model, tokenizer, o: EvalOptions) -> EvalResult:
 
 
 def _generate(model, tokenizer, o: EvalOptions) -> EvalResult:
-    from .generate import evaluate_generate, read_generate_items
-
     items = read_generate_items(o.data)
     return evaluate_generate(model, tokenizer, items, max_new_tokens=o.max_new_tokens, batch_size=o.batch_size)
 
@@ -187,13 +181,9 @@ def run(o: EvalOptions) -> EvalResult:
 
         return run_lm_eval(o.model, list(o.lm_eval_tasks), include_path=o.include_path, num_fewshot=o.num_fewshot,
                            limit=o.limit, batch_size=o.batch_size, quantize=o.quantize)
-    from ..pipelines import load_model_and_tokenizer
-
     model, tokenizer = load_model_and_tokenizer(o.model, o.tokenizer, o.device)
     model = quantize(model, o.quantize)
     if o.suite:
-        from .builtin import evaluate_suite
-
         return evaluate_suite(model, tokenizer, shots=tuple(o.shots), seed=o.seed, batch_size=o.batch_size)
     return check_task(o.task, model.config).run(model, tokenizer, o)
 
@@ -226,8 +216,6 @@ def check_out(path: str | None, overwrite: bool) -> None:
 
 def write_items(path: str, items: list[dict]) -> Path:
     """JSON lines, through a temporary file: a reader sees the old file or the whole new one."""
-    from ..data.files import write_text_atomic
-
     target = Path(path)  # an OSError (full disk, permissions) is the CLI's one line; the old file stays
     write_text_atomic(target, "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
     return target

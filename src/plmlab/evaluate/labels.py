@@ -1,6 +1,6 @@
 """Fine-tuned classifiers and taggers: accuracy, macro-F1, a confusion matrix, entity-level F1.
 
-The data files are fine-tuning's (plmlab.finetune.classification): classification takes CSV or
+The data files are fine-tuning's (data/records.py, read by both): classification takes CSV or
 JSONL with `text`, optional `text_pair` and `label`; token classification JSONL with `tokens`
 and `labels`. Predictions come from the pipelines (plmlab.pipelines), so an evaluation labels
 exactly as `plmlab classify` / `plmlab tag` do.
@@ -17,18 +17,12 @@ import time
 import numpy as np
 import torch
 
+# fine-tuning's readers, under the names evaluation has always used
+from ..data.records import read_labelled_texts as read_classification
+from ..data.records import read_tagged_words as read_token_classification
 from ..errors import PlmlabError
-from ..finetune import classification as ft
 from ..pipelines import TextClassification, TokenClassification
 from .result import EvalResult
-
-
-def read_classification(path: str) -> list[dict]:
-    return ft.SequenceClassification({}).read(path)
-
-
-def read_token_classification(path: str) -> list[dict]:
-    return ft.TokenClassification({}).read(path)
 
 
 def _check_labels(gold: list[str], names: list[str], path_of) -> None:
@@ -36,6 +30,17 @@ def _check_labels(gold: list[str], names: list[str], path_of) -> None:
     for i, label in enumerate(gold):
         if label not in known:
             raise PlmlabError(f"{path_of(i)}: label {label!r} is not one the model knows ({', '.join(names)})")
+
+
+def macro_f1(pred: torch.Tensor, gold: torch.Tensor, n_classes: int) -> float:
+    """Mean over classes present in gold or predictions of 2PR / (P + R)."""
+    scores = []
+    for c in range(n_classes):
+        tp = int(((pred == c) & (gold == c)).sum())
+        fp, fn = int(((pred == c) & (gold != c)).sum()), int(((pred != c) & (gold == c)).sum())
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0
 
 
 def confusion(gold: list[str], pred: list[str], names: list[str]) -> list[list[int]]:
@@ -59,7 +64,7 @@ def evaluate_classification(model, tokenizer, records: list[dict]) -> EvalResult
     pred = [r["label"] for r in results]
     index = {n: i for i, n in enumerate(names)}
     p, g = torch.tensor([index[x] for x in pred]), torch.tensor([index[x] for x in gold])
-    metrics = {"accuracy": float((p == g).float().mean()), "macro_f1": ft.macro_f1(p, g, len(names)),
+    metrics = {"accuracy": float((p == g).float().mean()), "macro_f1": macro_f1(p, g, len(names)),
                "n": len(records), "confusion_matrix": {"labels": names, "matrix": confusion(gold, pred, names)},
                "items_per_s": len(records) / max(seconds, 1e-9)}
     items = [{"index": i, "label": gl, "predicted": r["label"], "score": r["score"], "correct": gl == r["label"]}

@@ -17,12 +17,15 @@ continuation on its own. Each family then scores the continuation its own way:
 
 from __future__ import annotations
 
-import torch
-
 from ..errors import PlmlabError
 from ..families import family_of
+from .scoring_causal import score_causal
+from .scoring_glm import score_glm
+from .scoring_parts import Pair, special_wrap
+from .scoring_pll import score_pll
+from .scoring_seq2seq import score_seq2seq
 
-Pair = tuple[list[int], list[int]]  # (context ids, continuation ids)
+SCORERS = {"causal": score_causal, "seq2seq": score_seq2seq, "glm": score_glm, "pll": score_pll}
 
 
 def family(model) -> str:
@@ -73,14 +76,6 @@ def plain_pair(tokenizer, context: str, continuation: str, whole: bool) -> Pair:
     return ctx, tokenizer.encode(continuation, add_special_tokens=False)
 
 
-def special_wrap(tokenizer) -> tuple[list[int], list[int]]:
-    """The ids the tokenizer puts before and after a text (BERT: [CLS] and [SEP])."""
-    bare = tokenizer.encode("a", add_special_tokens=False)
-    full = tokenizer.encode("a")
-    at = next((i for i in range(len(full) - len(bare) + 1) if full[i:i + len(bare)] == bare), 0)
-    return full[:at], full[at + len(bare):]
-
-
 def encode_pairs(model, tokenizer, pairs: list[tuple[str, str]]) -> list[Pair]:
     """Token pairs for `model`'s family; a continuation that encodes to nothing is refused."""
     kind = family(model)
@@ -100,47 +95,9 @@ def loglikelihood_tokens(model, tokenizer, pairs: list[Pair], batch_size: int = 
     """(sum of log p of the continuation's tokens, whether each was the argmax) per token pair."""
     if batch_size < 1:
         raise PlmlabError(f"batch_size must be >= 1, got {batch_size}")
-    kind = family(model)
-    if kind == "causal":
-        from .scoring_causal import score_causal as score
-    elif kind == "seq2seq":
-        from .scoring_seq2seq import score_seq2seq as score
-    elif kind == "glm":
-        from .scoring_glm import score_glm as score
-    else:
-        from .scoring_pll import score_pll as score
-    return score(model, tokenizer, pairs, batch_size)
+    return SCORERS[family(model)](model, tokenizer, pairs, batch_size)
 
 
 def loglikelihoods(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 16) -> list[tuple[float, bool]]:
     """(log-likelihood, is_greedy) of each (context, continuation) text pair (see the module docstring)."""
     return loglikelihood_tokens(model, tokenizer, encode_pairs(model, tokenizer, pairs), batch_size)
-
-
-def group_by_context(pairs: list[Pair]) -> list[tuple[list[int], list[int]]]:
-    """[(context ids, indices of the pairs that share it)], in first-seen order: a context is
-    run once for all of its continuations."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, (ctx, _) in enumerate(pairs):
-        groups.setdefault(tuple(ctx), []).append(i)
-    return [(list(ctx), idx) for ctx, idx in groups.items()]
-
-
-def chunk_groups(groups: list, sizes: list[int], batch_size: int) -> list[list]:
-    """Consecutive groups packed so that each chunk holds at most `batch_size` pairs (a bigger
-    group goes alone)."""
-    chunks, current, n = [], [], 0
-    for group, size in zip(groups, sizes):
-        if current and n + size > batch_size:
-            chunks.append(current)
-            current, n = [], 0
-        current.append(group)
-        n += size
-    return chunks + ([current] if current else [])
-
-
-def token_score(logp, target: list[int]) -> tuple[float, bool]:
-    """(sum of log p(target_t) over the rows of logp (n, V), whether every target was the argmax)."""
-    t = torch.tensor(target, device=logp.device)
-    picked = logp.gather(-1, t[:, None])[:, 0]  # (n,)
-    return float(picked.sum()), bool((logp.argmax(-1) == t).all())

@@ -20,7 +20,7 @@ import torch
 
 from ..errors import PlmlabError
 from ..masks import positions_from_padding
-from .scoring import Pair, chunk_groups, group_by_context, token_score
+from .scoring_parts import Pair, chunk_groups, group_by_context, token_score
 
 
 def fit_window(pairs: list[Pair], max_len: int) -> list[Pair]:

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import PlmlabError
 from ..families.glm import GlmTokens, glm_layout, glm_positions
-from .scoring import Pair, chunk_groups, group_by_context, token_score
+from .scoring_parts import Pair, chunk_groups, group_by_context, token_score
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import PlmlabError
-from .scoring import Pair, special_wrap, token_score
+from .scoring_parts import Pair, special_wrap, token_score
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..masks import IGNORE_INDEX
-from .scoring import Pair, chunk_groups, group_by_context, token_score
+from .scoring_parts import Pair, chunk_groups, group_by_context, token_score
 
 
 @torch.no_grad()

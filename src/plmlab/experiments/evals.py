@@ -14,16 +14,22 @@ task that needs word order, balanced, 50 % by chance.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
+
+import torch
 
 from ..data.corpus import corpus_documents
 from ..evaluate.builtin import evaluate_suite
 from ..evaluate.builtin_tasks import build_task, validation_documents
 from ..evaluate.mlm import evaluate_mlm
 from ..finetune import FinetuneOptions, finetune
+from ..train.data import fixed_batches
+from ..train.objective_setup import build_objective
 from ..train.saving import save_final
+from ..train.task import PretrainTask
 from .harness import Trained
 
 
@@ -83,13 +89,6 @@ def finetune_swapped(trained: Trained, workdir: Path, n_items: int = 200, epochs
 def objective_eval(trained: Trained, objective: str, options: dict | None = None, batches: int | None = None) -> dict:
     """The trained model on the validation split as another objective makes it (val_loss and
     that objective's val_* accuracies): e.g. a model pretrained with SOP scored on NSP pairs."""
-    import contextlib
-
-    import torch
-
-    from ..train.objective_setup import build_objective
-    from ..train.task import PretrainTask
-
     o = trained.setup.options
     if batches is not None:
         o = dataclasses.replace(o, eval_batches=batches)
@@ -101,9 +100,6 @@ def objective_eval(trained: Trained, objective: str, options: dict | None = None
 
 def pair_batches(trained: Trained, objective: str, batches: int) -> list[dict]:
     """The validation batches of a pair objective (nsp / sop) for this model's tokenizer."""
-    from ..train.data import fixed_batches
-    from ..train.objective_setup import build_objective
-
     o = trained.setup.options
     made = build_objective(objective, trained.tokenizer, o.seq_len, {})
     return fixed_batches(made, trained.setup.val_data, o.seed, o.batch_size, batches)

@@ -28,7 +28,9 @@ import torch
 from ..data.corpus import corpus_documents
 from ..data.files import remove_entry
 from ..errors import PlmlabError
+from ..tokenizers import train_tokenizer
 from ..train.build import build_trainer
+from ..train.data import count_tokens, fixed_batches
 from ..train.options import PretrainOptions
 from ..train.parallel import Dist
 from ..train.pretrain_setup import prepare
@@ -128,8 +130,6 @@ def pretrain_options(spec: TrainSpec, workdir: Path, cache: Path | None = None) 
 def tokens_per_example(spec: TrainSpec, workdir: Path, cache: Path | None = None, batches: int = 4) -> float:
     """Mean real (unpadded) input tokens per training example of `spec`'s objective: what a
     study needs to give arms with shorter inputs (RoBERTa's sentence pairs) equal tokens."""
-    from ..train.data import count_tokens, fixed_batches
-
     setup = prepare(pretrain_options(spec, workdir, cache), RunDir(workdir), Dist())
     made = fixed_batches(setup.objective, setup.train_data, spec.seed, spec.batch_size, batches)
     return sum(count_tokens(b) for b in made) / max(1, sum(len(b["input_ids"]) for b in made))
@@ -157,8 +157,6 @@ def train(spec: TrainSpec, workdir: Path, cache: Path | None = None) -> Trained:
 
 def tokenizer_dir(spec: TrainSpec, cache: Path) -> Path:
     """The study's tokenizer for (corpus, style, vocabulary): trained once, saved atomically."""
-    from ..tokenizers import train_tokenizer
-
     config = build_config(PretrainOptions(out="", preset=spec.preset, overrides=dict(spec.overrides),
                                           vocab_size=spec.vocab_size).resolved())
     key = hashlib.sha256(spec.corpus.encode()).hexdigest()[:8]

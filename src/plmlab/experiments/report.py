@@ -13,8 +13,10 @@ from pathlib import Path
 
 from ..data.files import write_text_atomic
 from ..errors import PlmlabError, warn
+from ..plotting import panel_grid, save_figure
 from . import stats
 from .base import Experiment, PlotSpec, Summary
+from .studies import get_experiment
 
 
 def read_json(path: Path):
@@ -41,8 +43,6 @@ def load_runs(folder: Path, experiment: Experiment, meta: dict) -> dict[str, lis
 
 def write_report(folder: str | Path) -> Path:
     """Rebuild FOLDER/report.md, results.json and the plots; returns report.md's path."""
-    from . import get_experiment
-
     folder = Path(folder)
     if not (folder / "meta.json").is_file():
         raise PlmlabError(f"{folder} is not an experiment folder (no meta.json)")
@@ -97,8 +97,6 @@ def render_markdown(experiment: Experiment, meta: dict, summary: Summary, runs: 
 
 
 def draw(spec: PlotSpec, runs: dict[str, list[dict]], target: Path) -> Path:
-    from ..plotting import panel_grid, save_figure
-
     fig, axes, colors = panel_grid(1, 1, 6.0, 3.8, len(runs))
     ax = axes[0]
     if spec.kind == "curve":

@@ -19,10 +19,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import torch
+
+from ..data.docs_corpus import docs_manifest
 from ..data.files import write_text_atomic
 from ..errors import PlmlabError
+from ..train.setup import package_version
 from .base import SCALES, Experiment
 from .report import read_json, write_report
+from .studies import EXPERIMENTS, get_experiment
 
 META = "meta.json"
 
@@ -45,8 +50,6 @@ def check_out(out: Path) -> None:
 def run_experiment(name: str, scale: str = "default", seeds: int | None = None, out: str | Path = "experiments",
                    log=print) -> Path:
     """Run study `name` ("all": every study in turn) into OUT/NAME; returns OUT/NAME (OUT for all)."""
-    from . import EXPERIMENTS, get_experiment
-
     check_scale(scale)
     check_seeds(seeds)
     out = Path(out)
@@ -110,17 +113,11 @@ def _start_meta(experiment: Experiment, folder: Path, scale: str, n_seeds: int, 
 def corpus_info(corpus: str) -> dict:
     """What the study trains on: the corpus id, and for builtin:docs its package manifest."""
     if corpus == "builtin:docs":
-        from ..data.docs_corpus import docs_manifest
-
         return {"id": corpus, "manifest": docs_manifest()}
     return {"id": corpus}
 
 
 def versions() -> dict:
-    import torch
-
-    from ..train.setup import package_version
-
     return {"plmlab": package_version(), "git_commit": _git_commit(), "torch": torch.__version__,
             "python": platform.python_version()}
 

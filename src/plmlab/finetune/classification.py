@@ -17,7 +17,8 @@ from ..config import Config
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
-from ..data.records import read_records, require_field
+from ..data.records import read_labelled_texts, read_tagged_words
+from ..evaluate.labels import macro_f1
 from .tasks import Task, register_task
 
 
@@ -83,17 +84,6 @@ class _Labelled(Task):
         return output.logits.argmax(-1)[keep], batch["labels"][keep]
 
 
-def macro_f1(pred: torch.Tensor, gold: torch.Tensor, n_classes: int) -> float:
-    """Mean over classes present in gold or predictions of 2PR / (P + R)."""
-    scores = []
-    for c in range(n_classes):
-        tp = int(((pred == c) & (gold == c)).sum())
-        fp, fn = int(((pred == c) & (gold != c)).sum()), int(((pred != c) & (gold == c)).sum())
-        if tp + fp + fn:
-            scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores)) if scores else 0.0
-
-
 def _label_order(name: str):
     return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
 
@@ -107,15 +97,7 @@ class SequenceClassification(_Labelled):
                   "plmlab evaluate --model {out} --task classification --data {eval}")
 
     def read(self, path: str) -> list[dict]:
-        records = []
-        for line, r in read_records(path):
-            text = require_field(path, line, r, "text")
-            pair = r.get("text_pair") or None
-            label = r.get("label")
-            if label is None or label == "":
-                raise PlmlabError(f"{path}:{line}: missing field 'label'")
-            records.append({"text": text, "text_pair": pair, "label": str(label), "_where": f"{path}:{line}"})
-        return records
+        return read_labelled_texts(path)
 
     def record_labels(self, record: dict) -> list[str]:
         return [record["label"]]
@@ -148,15 +130,7 @@ class TokenClassification(_Labelled):
                   "plmlab evaluate --model {out} --task token-classification --data {eval}")
 
     def read(self, path: str) -> list[dict]:
-        records = []
-        for line, r in read_records(path):
-            words = require_field(path, line, r, "tokens", list)
-            labels = require_field(path, line, r, "labels", list)
-            if len(words) != len(labels):
-                raise PlmlabError(f"{path}:{line}: {len(words)} tokens but {len(labels)} labels")
-            records.append({"tokens": [str(w) for w in words], "labels": [str(x) for x in labels],
-                            "_where": f"{path}:{line}"})
-        return records
+        return read_tagged_words(path)
 
     def record_labels(self, record: dict) -> list[str]:
         return record["labels"]

@@ -34,10 +34,14 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from ..data import build_token_data, builtin_documents, read_corpus
 from ..errors import PlmlabError
+from ..hf import load_pretrained
 from ..masks import IGNORE_INDEX
 from ..modeling import build_model
+from ..pipelines import load_model_and_tokenizer
 from ..presets import PRESETS, get_preset
+from ..train.objective_setup import build_objective
 from ..train.parallel import Dist
 from ..train.precision import Precision
 from ..train.setup import choose_device
@@ -180,8 +184,6 @@ def init_from_teacher(student: torch.nn.Module, teacher: torch.nn.Module) -> Non
 def make_student(spec: str, teacher, init: str, seed: int):
     """`half` (the teacher's config with half its layers), a preset (its vocabulary and special ids
     the teacher's) or a checkpoint directory."""
-    from ..hf import load_pretrained
-
     tc = teacher.config
     torch.manual_seed(seed)  # a preset student's initialisation (and dropout's stream)
     if spec == HALF or spec in PRESETS:
@@ -270,10 +272,6 @@ def distill(options: FinetuneOptions, log=print) -> list[dict]:
 
 
 def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
-    from ..data import build_token_data, builtin_documents, read_corpus
-    from ..pipelines import load_model_and_tokenizer
-    from ..train.objective_setup import build_objective
-
     x = {**DEFAULTS, **o.extra}
     if o.threads is not None:
         torch.set_num_threads(o.threads)

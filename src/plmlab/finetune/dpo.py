@@ -51,13 +51,14 @@ import torch.nn.functional as F
 from ..data.instructions import builtin_preferences
 from ..data.records import read_records
 from ..errors import PlmlabError
-from ..masks import IGNORE_INDEX
 from ..families.glm import TWO_D_POSITIONS, glm_preference
+from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
-from ..train.parallel import Dist
-from ..train.lora import apply_lora
-from ..train.precision import Precision
+from ..pipelines import load_model_and_tokenizer
 from ..tokenizers.chat import chat_usable, check_messages, encode_chat, encode_chat_for_training
+from ..train.lora import apply_lora
+from ..train.parallel import Dist
+from ..train.precision import Precision
 from ..train.setup import choose_device
 from . import run
 from .options import FinetuneOptions
@@ -319,8 +320,6 @@ def dpo(options: FinetuneOptions, log=print) -> list[dict]:
 
 
 def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
-    from ..pipelines import load_model_and_tokenizer
-
     if o.threads is not None:
         torch.set_num_threads(o.threads)
     device = dist.device(choose_device(o.device or "auto"))

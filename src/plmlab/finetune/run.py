@@ -19,11 +19,13 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import PlmlabError
+from ..hf import load_pretrained
 from ..modeling import build_model, copy_matching
 from ..nn.lora import merge_into_base
+from ..pipelines import load_model_and_tokenizer
+from ..train.build import Saving, build_trainer
 from ..train.checkpoint import write_json_durable
 from ..train.lora import apply_lora, describe_lora, load_lora_checkpoint, save_adapter_dir
-from ..train.build import Saving, build_trainer
 from ..train.metrics import METRICS, read_metrics
 from ..train.parallel import Dist
 from ..train.precision import Precision
@@ -99,8 +101,6 @@ def _summarise(rundir: RunDir, log) -> list[dict]:
 
 
 def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
-    from ..pipelines import load_model_and_tokenizer
-
     task = get_task(o.task)({**vars(o), **o.extra})
     if o.threads is not None:
         torch.set_num_threads(o.threads)
@@ -177,8 +177,6 @@ def _rebuild(o: FinetuneOptions, setup: _Setup) -> torch.nn.Module:
 
 
 def _load_weights(o, folder, model) -> None:
-    from ..hf import load_pretrained
-
     if o.lora is not None:
         load_lora_checkpoint(model, folder)
     else:

@@ -26,16 +26,21 @@ import json
 
 import torch
 
+from ..data.files import write_text_atomic
+from ..data.instructions import builtin_conversations, builtin_instructions
 from ..errors import PlmlabError, warn
+from ..families.glm import TWO_D_POSITIONS as TWO_D
+from ..families.glm import GlmTokens, glm_sft_examples
 from ..masks import IGNORE_INDEX
 from ..modeling import build_model
-from ..families.glm import TWO_D_POSITIONS as TWO_D, GlmTokens, glm_sft_examples
+from ..pipelines import load_model_and_tokenizer
+from ..tokenizers.chat import end_of_turn_id, read_chat_template, render_chat, with_chat_template
 from ..train.lora import apply_lora, new_parameters
 from ..train.parallel import Dist
 from ..train.precision import Precision
 from ..train.setup import choose_device
-from .options import FinetuneOptions
 from . import run
+from .options import FinetuneOptions
 from .run import _Setup
 from .sft_data import encode_causal, encode_seq2seq, pack, pad_seq2seq, read_conversations
 from .trainer_task import FinetuneTask, steps_per_epoch
@@ -106,16 +111,11 @@ EVAL_ITEMS = "eval_generate.jsonl"  # the built-in eval split for `plmlab evalua
 def generate_items(tokenizer, split: str = "eval") -> list[dict]:
     """The built-in instructions of ``split`` in `plmlab evaluate --task generate`'s shape:
     {"context": the question rendered by the chat template with the generation prompt, "answer"}."""
-    from ..data.instructions import builtin_instructions
-    from ..tokenizers.chat import render_chat
-
     return [{"context": render_chat(tokenizer, [{"role": "user", "content": it["prompt"]}], True),
              "answer": it["response"]} for it in builtin_instructions(split)]
 
 
 def _write_eval_items(tokenizer, path, log) -> None:
-    from ..data.files import write_text_atomic
-
     write_text_atomic(path, "".join(json.dumps(item) + "\n" for item in generate_items(tokenizer)))
     log(f"wrote {path} (score it before and after: plmlab evaluate --task generate --data {path} --model DIR)")
 
@@ -132,8 +132,6 @@ def sft_options(model: str, out: str, data: str | None = None, eval: str | None 
 
 
 def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
-    from ..pipelines import load_model_and_tokenizer
-
     if o.threads is not None:
         torch.set_num_threads(o.threads)
     device = dist.device(choose_device(o.device or "auto"))
@@ -170,16 +168,12 @@ def _check_arch(config) -> bool:
 
 def chat_tokenizer(tokenizer, template_path: str | None = None):
     """The tokenizer with its chat template (``template_path`` overrides it) and its tokens."""
-    from ..tokenizers.chat import read_chat_template, with_chat_template
-
     return with_chat_template(tokenizer, read_chat_template(template_path) if template_path else None)
 
 
 def stop_at_end_of_turn(config, tokenizer):
     """The config with ``eos_token_id`` the template's end-of-turn token (ChatML's <|im_end|>), so
     that generation -- plmlab's and transformers' on final/ -- stops where an answer ends."""
-    from ..tokenizers.chat import end_of_turn_id
-
     eot = end_of_turn_id(tokenizer)
     return config if eot is None or eot == config.eos_token_id else config.replace(eos_token_id=eot)
 
@@ -211,8 +205,6 @@ def grown_model(base: torch.nn.Module, vocab_size: int, seed: int) -> torch.nn.M
 
 def _records(o: FinetuneOptions) -> tuple[list[dict], list[dict]]:
     if o.train == BUILTIN:
-        from ..data.instructions import builtin_conversations
-
         train = builtin_conversations("train")
         return train, read_conversations(o.eval) if o.eval else builtin_conversations("eval")
     return read_conversations(o.train), read_conversations(o.eval) if o.eval else []

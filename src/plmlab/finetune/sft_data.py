@@ -28,6 +28,8 @@ GLM's 2-D-position models pack the same way, each example its own Part A + Part 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -35,6 +37,7 @@ from ..data.records import read_records
 from ..errors import PlmlabError
 from ..families import family_of
 from ..families.glm import glm_sft_view
+from ..hf import load_config
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
 from ..tokenizers.chat import check_messages, encode_chat_for_training, render_chat
@@ -107,9 +110,6 @@ def sft_view(tokenizer, record: dict, seq_len: int = 512, train_on_prompt: bool 
 def two_d_model(directory) -> bool:
     """Is ``directory`` a checkpoint of a 2-D-position GLM (its config.json says so)? A tokenizer
     directory without a model config is not: SFT's layout is the model's, not the tokenizer's."""
-    from pathlib import Path
-
-    from ..hf import load_config
 
     if directory is None or not (Path(directory) / "config.json").is_file():
         return False

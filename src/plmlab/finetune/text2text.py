@@ -19,6 +19,7 @@ import torch
 
 from ..config import Config
 from ..errors import PlmlabError
+from ..generation import generate
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
 from ..objectives.mixture import encode_text2text
@@ -85,8 +86,6 @@ class Text2Text(Task):
 
     @torch.no_grad()
     def evaluate(self, model, batches) -> dict[str, float]:
-        from ..generation import generate
-
         model.eval()
         losses, hits, valid, total = [], 0, 0, 0
         beams = self.options.get("num_beams") or 1

@@ -41,6 +41,8 @@ from ..config import Config
 from ..errors import PlmlabError
 from ..modeling import build_model, copy_matching
 from ..nn.lora import lora_layers, merge_into_base, wrap
+from ..tokenizers import load_tokenizer
+from . import choose_adapter, load_pretrained, resolve_dir
 from .adapter import Adapter, Rule, _cat, _uncopy, _untranspose
 from .io import _open, read_json, write_json, write_safetensors
 
@@ -52,8 +54,6 @@ TASK_TYPES = {"sequence": "SEQ_CLS", "token": "TOKEN_CLS", "decoder": "CAUSAL_LM
 
 
 def _family(model) -> Adapter | None:
-    from . import choose_adapter
-
     return choose_adapter(model.config)
 
 
@@ -114,8 +114,6 @@ def _base_path(base_model: str | Path | None) -> str | None:
     local path (a Hub id) is kept as given."""
     if base_model is None or not Path(base_model).exists():
         return None if base_model is None else str(base_model)
-    from . import resolve_dir
-
     return str(resolve_dir(base_model).resolve())
 
 
@@ -334,9 +332,6 @@ def merge_adapter(model_dir: str | Path, adapter_dir: str | Path):
     model's weights, the adapter's head parameters and its adapters merged -- what a LoRA fine-tune
     saves as final/. The tokenizer is the adapter directory's where it has one (a chat template's
     tokens), else the base model's."""
-    from ..tokenizers import load_tokenizer
-    from . import load_pretrained, resolve_dir
-
     adapter_dir = Path(adapter_dir)
     base = load_pretrained(resolve_dir(model_dir))
     model, new = base, ()

@@ -10,7 +10,7 @@ from ..registry import import_present
 from ..masks import IGNORE_INDEX
 from .base import Objective, example_rng
 
-MODULES = ("clm", "mlm", "pairs", "span", "mixture", "glm", "tlm", "bart")
+MODULES = ("clm", "mlm", "span", "mixture", "glm", "tlm", "bart")
 
 
 OBJECTIVES: dict[str, type[Objective]] = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import PlmlabError
+from ..presets import PRESETS, get_preset
 
 _ARTICLE = {"encoder": "an encoder", "encoder-decoder": "an encoder-decoder", "decoder": "a decoder"}
 
@@ -69,8 +70,6 @@ class Fits:
 
     def fitting_presets(self, limit: int = 4) -> list[str]:
         """Tiny presets that fit: the examples the error message names."""
-        from ..presets import PRESETS, get_preset
-
         names = [n for n in PRESETS if n.endswith("-tiny") and not self.problems(get_preset(n))]
         return names[:limit]
 

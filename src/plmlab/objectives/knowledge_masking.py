@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data.chunker import Lexicon, core, entity_spans, phrase_spans, sentence_starts
 from ..errors import PlmlabError
-from .mlm import DEFAULT_STAGES, Masker, UnitMasker
+from .masking import DEFAULT_STAGES, Masker, UnitMasker
 
 LEVELS = ("basic", "phrase", "entity")  # ERNIE 1.0's stages, in training order
 

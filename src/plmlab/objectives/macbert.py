@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import PlmlabError
-from .mlm import UnitMasker
+from .masking import UnitMasker
 
 MACBERT_NGRAM_P = np.array([0.4, 0.3, 0.2, 0.1])  # section 3.3: 1- to 4-gram shares
 

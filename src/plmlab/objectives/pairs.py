@@ -36,8 +36,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PlmlabError
-from .fits import Fits
-from .mlm import MaskedLM
 
 LABEL_KEYS = {"nsp": "next_sentence_label", "sop": "sentence_order_label"}
 
@@ -357,44 +355,3 @@ def batches_by_tokens(order, lengths: np.ndarray, tokens_per_batch: int) -> list
     if current:
         batches.append(current)
     return batches
-
-
-# --- the pair objectives (MLM of the pair + NSP or SOP) -----------------------------------------
-class MaskedLMNextSentence(MaskedLM):
-    """BERT: MLM + NSP on segment pairs (`[CLS] A [SEP] B [SEP]`)."""
-
-    name = "mlm+nsp"
-    tokenizer_style = "bert"
-    fits = Fits(arch="encoder", head="mlm", pair_head=True)
-    default_format = "segment-pair"
-    formats = ("segment-pair", "sentence-pair")
-
-
-class MaskedLMSentenceOrder(MaskedLMNextSentence):
-    """ALBERT: MLM + SOP; masking of n-grams of whole words, n <= 3 (ALBERT's data script
-    defaults: do_whole_word_mask, ngram 3, favor_shorter_ngram)."""
-
-    name = "mlm+sop"
-    tokenizer_style = "albert"
-    relation = "sop"
-    option_defaults = {"ngram": 3, "whole_word": True}
-
-
-class NextSentence(MaskedLMNextSentence):
-    """The pair construction alone (no masking): `plmlab objective nsp`. It trains no MLM head,
-    so there is no fill-mask to show."""
-
-    name = "nsp"
-    option_defaults = {"mask_prob": 0.0}
-    fits = Fits(arch="encoder", pair_head=True)
-    demo = None
-
-
-class SentenceOrder(MaskedLMSentenceOrder):
-    name = "sop"
-    option_defaults = {**MaskedLMSentenceOrder.option_defaults, "mask_prob": 0.0}
-    fits = Fits(arch="encoder", pair_head=True)
-    demo = None
-
-
-OBJECTIVES = {c.name: c for c in (MaskedLMNextSentence, MaskedLMSentenceOrder, NextSentence, SentenceOrder)}

@@ -2,7 +2,7 @@
 
 A parallel pair is concatenated into one input, each sentence wrapped in </s> as XLM's code
 does; every token carries its sentence's language, positions restart at 0 for the second
-sentence, and MLM masking (15 % selected, 80/10/10; objectives/mlm.py's `Masker`) runs over
+sentence, and MLM masking (15 % selected, 80/10/10; objectives/masking.py's `Masker`) runs over
 both halves, so a masked English word can be predicted from the French context:
 
     tokens     </s> the  cat  </s>  </s> le   chat </s>
@@ -23,14 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.pairs import SENTENCES_PER_PAIR, read_pairs
+from ..data.pairs import SENTENCES_PER_PAIR
 from ..data.shards import TokenData
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from .base import Objective
 from .fits import Fits
 from .languages import LanguageIds, check_languages, languages_option
-from .mlm import Masker, Masking
+from .masking import Masker, Masking
 from .options import option
 
 NOT_PAIRS = ('objective tlm reads a corpus of translation pairs (JSONL lines {"src", "tgt", "src_lang", '
@@ -132,18 +132,6 @@ def truncate_pair(a: list[int], b: list[int], budget: int) -> tuple[list[int], l
     while len(a) + len(b) > budget:
         (a if len(a) >= len(b) else b).pop()
     return a, b
-
-
-def pairs_view(path: str, tokenizer, seed: int = 0, seq_len: int = 512, index: int = 0, **options) -> dict:
-    """The `plmlab objective tlm --pairs FILE` record: pair `index` of FILE through `from_ids`."""
-    from .view import objective_view
-
-    pairs = read_pairs(path)
-    if not 0 <= index < len(pairs):
-        raise PlmlabError(f"{path}: no pair {index} (the file has {len(pairs)})")
-    pair = pairs[index]
-    return objective_view("tlm", pair.src, pair.tgt, tokenizer, seed, seq_len,
-                          **{**options, "src_lang": pair.src_lang, "tgt_lang": pair.tgt_lang})
 
 
 OBJECTIVES = {"tlm": TranslationLM}

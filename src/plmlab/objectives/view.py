@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.pairs import read_pairs
 from ..errors import PlmlabError
 from . import example_rng, get_objective
 
@@ -35,3 +36,13 @@ def objective_view(name: str, text: str, text_b: str | None, tokenizer, seed: in
         out["sentinel_ids"] = list(tokenizer.sentinel_ids)
     out.update(objective.describe(example))
     return out
+
+
+def pairs_view(path: str, tokenizer, seed: int = 0, seq_len: int = 512, index: int = 0, **options) -> dict:
+    """The `plmlab objective tlm --pairs FILE` record: pair `index` of FILE through `from_ids`."""
+    pairs = read_pairs(path)
+    if not 0 <= index < len(pairs):
+        raise PlmlabError(f"{path}: no pair {index} (the file has {len(pairs)})")
+    pair = pairs[index]
+    return objective_view("tlm", pair.src, pair.tgt, tokenizer, seed, seq_len,
+                          **{**options, "src_lang": pair.src_lang, "tgt_lang": pair.tgt_lang})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..errors import PlmlabError
 from ..generation import prepare_for_decoding
+from ..tokenizers import load_tokenizer
 from .base import Pipeline
 from .chat import Chat
 from .classification import TextClassification, TokenClassification, group_entities
@@ -39,8 +40,6 @@ def pipeline(task: str, model, tokenizer=None, device="cpu", quantize: str | Non
     elif tokenizer is None:
         raise PlmlabError("a loaded model needs its tokenizer: pipeline(task, model, tokenizer=TOKENIZER_OR_DIR)")
     elif _is_path(tokenizer):
-        from ..tokenizers import load_tokenizer
-
         tokenizer = load_tokenizer(tokenizer)
     return PIPELINES[task](prepare_for_decoding(model, quantize, compile), tokenizer, **options)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ..infill import fill_blanks
 from .base import Pipeline
 from .loading import check_text
 
@@ -16,8 +17,6 @@ class FillBlanks(Pipeline):
                     use_cache=True)
 
     def run(self, texts: list[str], **options) -> list[dict]:
-        from ..infill import fill_blanks
-
         results = []
         for text in texts:
             out = fill_blanks(self.model, self.tokenizer, check_text(text), **options)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import PlmlabError
+from ..hf import load_pretrained, resolve_dir
+from ..tokenizers import load_tokenizer
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -24,9 +26,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def load_model_and_tokenizer(model_dir, tokenizer_dir=None, device: str | torch.device = "cpu"):
     """(model in eval mode on `device`, tokenizer) from a checkpoint or training run directory,
     checked against each other: every id the tokenizer makes must have an embedding."""
-    from ..hf import load_pretrained, resolve_dir
-    from ..tokenizers import load_tokenizer
-
     model_dir = resolve_dir(model_dir)  # a training run directory: its final/ model
     model = load_pretrained(model_dir)
     try:

@@ -8,8 +8,8 @@ card, context checks), `engine` (the worker thread, bounded queue, dynamic batch
 (one batch of generation rows over one KV cache), `blank_jobs` (the jobs of a 2-D-position GLM: the
 blank after the conversation or text), `flow` (a request's way through the worker:
 429, 504, server-sent events), `responses` (OpenAI's objects), `metrics` (Prometheus text),
-`app` / `routes` (FastAPI), `static/` (the playground). FastAPI and uvicorn are the `serve` extra,
-imported only when a server is made.
+`handling` (a request before and after the worker), `app` / `routes` (FastAPI), `static/` (the
+playground). FastAPI and uvicorn are the `serve` extra, imported only when a server is made.
 """
 
 from __future__ import annotations

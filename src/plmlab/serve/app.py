@@ -1,5 +1,6 @@
-"""The FastAPI application: routes that validate a request (validation.py, served.py), hand it
-to the worker (flow.py, engine.py) and format the answer (responses.py). Nothing here computes."""
+"""The FastAPI application: routes (routes.py) that validate a request (handling.py, validation.py,
+served.py), hand it to the worker (flow.py, engine.py) and format the answer (responses.py).
+Nothing here computes."""
 
 from __future__ import annotations
 
@@ -7,15 +8,12 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-from .batch import GenerationRequest, run_generation
 from .engine import Engine
 from .metrics import Metrics
 from .served import ServedModel
-from .validation import ApiError, parse_body, validate
+from .validation import ApiError
 
-STATIC = Path(__file__).parent / "static"
 ROUTES = ("/", "/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/fill-mask",
           "/v1/fill-blanks", "/v1/text2text", "/v1/classify")
 
@@ -80,55 +78,6 @@ def _errors(app) -> None:
     async def server_error(request, e: Exception):  # a bug of the server, never a client's mistake
         error = ApiError(f"internal server error: {type(e).__name__}: {e}", status=500, type="server_error")
         return JSONResponse(error.body(), status_code=500)
-
-
-async def read_json(request, limit: int) -> dict:
-    """The body as a JSON object; over `limit` bytes (declared or sent) is 413, before parsing."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise ApiError(f"the request body is over the server's limit of {limit} bytes", status=413,
-                       code="body_too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(f"the request body is over the server's limit of {limit} bytes", status=413,
-                           code="body_too_large")
-        chunks.append(chunk)
-    return parse_body(b"".join(chunks))
-
-
-async def checked(request, state, schema: dict) -> dict:
-    params = validate(await read_json(request, state.options.max_body), schema)
-    state.served.check_name(params.get("model"))
-    return params
-
-
-def sampling(params: dict) -> dict:
-    """plmlab.generate's sampling options from OpenAI's (temperature 0: greedy; top_p 1 and
-    top_k -1 / 0: off)."""
-    t = params["temperature"]
-    return {"do_sample": t > 0, "temperature": t if t > 0 else 1.0,
-            "top_p": params["top_p"] if params["top_p"] < 1 else None,
-            "top_k": params["top_k"] if params["top_k"] > 0 else None, "seed": params["seed"]}
-
-
-def generation_job(state, prompts, max_tokens: int, params: dict, logprobs):
-    req = GenerationRequest(prompts, max_tokens, params.get("n", 1), params.get("stop", []), sampling(params), logprobs,
-                            params.get("stream", False))
-    from .flow import submit
-
-    served = state.served
-    run = lambda jobs: run_generation(served.model, served.tokenizer, jobs, served.eos, served.pad)  # noqa: E731
-    job, events = submit(state, run, req, req.rows, req.batch_key())
-    state.metrics.prompt_tokens.inc(sum(len(p) for p in prompts) * req.n)
-    return req, job, events
-
-
-def usage(request) -> dict:
-    """This request's token counts ("prompt_tokens", "completion_tokens"), for its access-log line
-    (MetricsMiddleware reads them once the answer is done: a stream's come at its end)."""
-    return request.scope.setdefault("state", {}).setdefault("usage", {})
 
 
 class MetricsMiddleware:

@@ -15,15 +15,15 @@ from __future__ import annotations
 import torch
 
 from ..infill import answer_blank, blank_logprobs
-from .app import sampling
 from .batch import GenerationRequest, RowResult, logprob_entries
 from .flow import submit
+from .handling import sampling
 
 
 def blank_job(state, part_a: list[int], max_tokens: int, params: dict, logprobs: int | None,
               mask_at: int | None = None):
     """(request, job, events) of one request whose answer is the blank at Part A's `mask_at`
-    (default: its last token, a chat's [gMASK]), as app.generation_job returns them."""
+    (default: its last token, a chat's [gMASK]), as handling.generation_job returns them."""
     req = GenerationRequest([part_a], max_tokens, params["n"], params["stop"], sampling(params), logprobs,
                             params["stream"])
     served, mask_at = state.served, len(part_a) - 1 if mask_at is None else mask_at

@@ -10,6 +10,7 @@ import traceback
 
 from ..errors import PlmlabError
 from .engine import Busy, Job
+from .responses import sse
 from .validation import ApiError
 
 
@@ -73,9 +74,7 @@ async def stream(state, job: Job, events: asyncio.Queue, fmt, rows: int, prompt_
                  include_usage: bool, started: float, counts: dict):
     """Server-sent events in OpenAI's chunk format, then `data: [DONE]`. A client that goes away
     closes this generator (the next send fails), and `finally` cancels its job. The tokens made
-    go into `counts` (the access log's, app.usage)."""
-    from .responses import sse
-
+    go into `counts` (the access log's, handling.usage)."""
     try:
         if fmt.kind == "chat":
             for i in range(rows):

@@ -4,15 +4,20 @@ Imported by create_app only, so FastAPI is needed only once a server is made."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from fastapi import Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
-from .app import STATIC, checked, generation_job, sampling, usage
-from .flow import result, stream, submit
+from ..pipelines import FillBlanks, FillMask, TextClassification, TokenClassification, span_result
+from ..pipelines.span_fills import sentinels_in
 from .blank_jobs import blank_job
+from .flow import result, stream, submit
+from .handling import checked, generation_job, sampling, usage
 from .responses import Formatter
 from .validation import CHAT, CLASSIFY, COMPLETIONS, FILL_BLANKS, FILL_MASK, TEXT2TEXT, ApiError
+
+STATIC = Path(__file__).parent / "static"
 
 
 def register(app, state) -> None:
@@ -97,9 +102,6 @@ def register(app, state) -> None:
         rows = [served.prompt_ids(t) for t in params["input"]]
         served.check_context(rows, params["max_tokens"], param="input")
         req, job, events = generation_job(state, rows, params["max_tokens"], params, None)
-        from ..pipelines import span_result
-        from ..pipelines.span_fills import sentinels_in
-
         out, results = [], await result(state, job, events)
         usage(request).update(prompt_tokens=sum(map(len, rows)), completion_tokens=sum(len(r.tokens) for r in results))
         for row, r in zip(rows, results):
@@ -117,8 +119,6 @@ def register(app, state) -> None:
     @app.post("/v1/fill-mask")
     async def fill_mask(request: Request):
         params = await checked(request, state, FILL_MASK)
-        from ..pipelines import FillMask
-
         pipe = lambda: FillMask(served.model, served.tokenizer, top_k=params["top_k"])(params["input"])  # noqa: E731
         return await call(params, "fill-mask", pipe)
 
@@ -129,8 +129,6 @@ def register(app, state) -> None:
         rows = [served.blank_ids(t) for t in params["input"]]
         # Part A is [CLS] text <eos>; each blank's span has max_tokens and its [sop] (infill.fill_blanks)
         served.check_context([r + [0, 0, 0] for r in rows], params["max_tokens"], param="input")
-        from ..pipelines import FillBlanks
-
         pipe = FillBlanks(served.model, served.tokenizer, max_new_tokens=params["max_tokens"], **sampling(params))
         job, events = submit(state, lambda jobs: jobs[0].emit(("done", pipe(jobs[0].payload))), params["input"])
         state.metrics.prompt_tokens.inc(sum(map(len, rows)))
@@ -146,7 +144,5 @@ def register(app, state) -> None:
     @app.post("/v1/classify")
     async def classify(request: Request):
         params = await checked(request, state, CLASSIFY)
-        from ..pipelines import TextClassification, TokenClassification
-
         kind = TextClassification if served.config.classifier == "sequence" else TokenClassification
         return await call(params, "classify", lambda: kind(served.model, served.tokenizer)(params["input"]))

@@ -7,8 +7,11 @@ from pathlib import Path
 
 from ..errors import PlmlabError
 from ..families import family_of
+from ..families.glm import continuation, prepare
 from ..generation import context_limit, prepare_for_decoding
+from ..modeling import count_parameters
 from ..pipelines import encode_prompt, load_model_and_tokenizer
+from ..tokenizers.chat import chat_template, encode_chat
 from .validation import ApiError
 
 # task -> what a model needs to do it, said to a client that asks for it anyway
@@ -68,8 +71,6 @@ class ServedModel:
     def chat_template(self) -> str | None:
         """The template chat requests go through: the tokenizer's own, or its style's default when
         the tokenizer already has the tokens that default writes (else None: no chat)."""
-        from ..tokenizers.chat import chat_template, encode_chat
-
         template = chat_template(self.tokenizer)
         if template is None:
             return None
@@ -90,8 +91,6 @@ class ServedModel:
         """A fill-blanks text's ids (as families/glm.py prepare lays them out); a text without a blank is
         refused (/v1/completions continues a text)."""
         self.require("fill-blanks")
-        from ..families.glm import prepare
-
         masks = self.glm_tokens().masks
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if not any(t in masks for t in ids):
@@ -102,8 +101,6 @@ class ServedModel:
     def continuation_ids(self, prompts: list) -> tuple[list[int], int]:
         """A 2-D GLM's completion: (Part A, its [gMASK]'s index) of `[CLS] text [gMASK] <eos>`, the
         blank after the text (families/glm.py continuation). One text per request: each is decoded alone."""
-        from ..families.glm import continuation
-
         if len(prompts) != 1 or not isinstance(prompts[0], str):
             raise ApiError("a 2-D-position GLM continues one text per request (the blank after it): send 'prompt' "
                            "as a single string", param="prompt", code="invalid_value")
@@ -121,8 +118,6 @@ class ServedModel:
         """The prompt of a chat request: the rendered conversation; for a 2-D GLM its Part A,
         ending in the blank's [gMASK] (families/glm.py glm_prompt, as SFT trains)."""
         self.require("chat")
-        from ..tokenizers.chat import encode_chat
-
         try:
             if self.blank_chat:
                 return family_of(self.config).chat_prompt(self.tokenizer, messages)
@@ -162,8 +157,6 @@ class ServedModel:
         return True
 
     def card(self) -> dict:
-        from ..modeling import count_parameters
-
         c = self.config
         return {"id": self.name, "object": "model", "created": 0, "owned_by": "plmlab",
                 "arch": c.arch, "position": c.position, "params": count_parameters(c)["params"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PlmlabError
+from ..objectives.pairs import batches_by_tokens
 from .data import ExampleOrder
 
 
@@ -34,8 +35,6 @@ class TokenBatchOrder(ExampleOrder):
     def batch_starts(self, epoch: int) -> dict[int, int]:
         """Position in epoch's permutation -> the number of examples of the batch starting there."""
         if epoch != self._cut_epoch:
-            from ..objectives.pairs import batches_by_tokens
-
             batches = batches_by_tokens(self.permutation(epoch), self.lengths, self.tokens_per_batch)
             sizes = np.array([len(b) for b in batches], dtype=np.int64)
             starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))

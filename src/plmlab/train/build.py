@@ -35,6 +35,7 @@ from .precision import Precision
 from .rundir import RunDir, clear
 from .saving import Checkpointer, restore_training
 from .status import Status
+from .tensorboard import TensorBoardLogger  # imports tensorboard itself only when asked to log
 
 
 @dataclass
@@ -100,8 +101,6 @@ def _metrics_log(saving: Saving, step: int) -> MetricsLog:
 
 
 def _tensorboard(out: Path):
-    from .tensorboard import TensorBoardLogger  # an optional dependency
-
     tb = TensorBoardLogger(out / "tensorboard")
     if not tb.available:
         raise PlmlabError(tb.reason)

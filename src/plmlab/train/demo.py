@@ -18,7 +18,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..generation import generate
+from ..infill import fill_blanks
 from ..objectives import get_objective
+from ..objectives.masking import word_start_table
+from ..pipelines import fill_mask
 
 MIN_WORDS, MAX_TOKENS = 6, 40
 
@@ -63,8 +67,6 @@ def _middle(n: int, width: int) -> tuple[int, int]:
 
 
 def _fill_mask(model, tokenizer, found, device, seed: int) -> dict | None:
-    from ..pipelines import fill_mask
-
     if model.config.head != "mlm" or tokenizer.mask_id is None:
         return None  # no MLM head to ask, or no [MASK] to ask it with
     words = found[1].split()
@@ -88,10 +90,6 @@ class _OnDevice:
 
 
 def _span_filling(model, tokenizer, found, device, seed: int) -> dict | None:
-    from ..generation import generate
-
-    from ..objectives.mlm import word_start_table
-
     if not tokenizer.sentinel_ids:
         return None
     ids = found[0]
@@ -112,8 +110,6 @@ def _span_filling(model, tokenizer, found, device, seed: int) -> dict | None:
 
 
 def _fill_blanks(model, tokenizer, found, device, seed: int) -> dict:
-    from ..infill import fill_blanks
-
     words = found[1].split()
     start, end = _middle(len(words), 2)
     masked = " ".join(words[:start] + [tokenizer.special_tokens.get("mask", "[MASK]")] + words[end:])

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
+from ..evaluate.builtin import evaluate_suite
 from ..families import family_of
+from ..generation import generate
 from ..masks import IGNORE_INDEX
 from .baselines import ngram_baselines, stream_with_eos
 from .data import count_targets
@@ -38,8 +40,6 @@ def finish(result, trainer, setup, model: torch.nn.Module, device: torch.device,
         result.accuracies = {k: v for k, v in trainer.last_eval[1].items() if k.endswith("_accuracy")}
     result.demo = demonstrate(model, setup.tokenizer, o.objective, setup.val_data, device, o.seed)
     if o.suite == "builtin":  # after final/ is written: the score card never costs the model
-        from ..evaluate.builtin import evaluate_suite
-
         model.eval()
         result.score_card = evaluate_suite(model, setup.tokenizer, seed=o.seed).metrics
 
@@ -81,8 +81,6 @@ def baselines(setup) -> dict:
 
 
 def sample(model, setup, device: torch.device) -> str:
-    from ..generation import generate
-
     o, tokenizer = setup.options, setup.tokenizer
     prompt = [tokenizer.eos_id] + tokenizer.encode(o.prompt, add_special_tokens=False)
     room = setup.config.max_positions - len(prompt)

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import PlmlabError
+from ..hf import load_config, load_pretrained, resolve_dir
 from ..hf.manifest import MANIFEST, sha256_file
+from ..tokenizers import load_tokenizer
 from .options import PretrainOptions
 from .setup import build_config, read_config_file
 
@@ -49,8 +51,6 @@ class InitSource:
 
 def find_source(path: str) -> InitSource:
     """The checkpoint behind `path` and its config (one line if there is none)."""
-    from ..hf import load_config, resolve_dir
-
     folder = resolve_dir(path)
     if not any(folder.glob("*.safetensors")):
         raise PlmlabError(f"--init-from {path}: no *.safetensors weights in {folder} (plmlab reads safetensors only)")
@@ -78,8 +78,6 @@ def init_config(o: PretrainOptions, source: InitSource) -> Config:
 
 def init_tokenizer(o: PretrainOptions, source: InitSource, config: Config):
     """The source's tokenizer; a given --tokenizer must have the same vocabulary."""
-    from ..tokenizers import load_tokenizer
-
     has_own = (source.folder / "tokenizer.json").is_file() or (source.folder / "vocab.txt").is_file()
     ours = load_tokenizer(source.folder) if has_own else None
     given = load_tokenizer(o.tokenizer) if o.tokenizer else None
@@ -98,6 +96,4 @@ def init_tokenizer(o: PretrainOptions, source: InitSource, config: Config):
 
 def load_source_weights(model, source: InitSource) -> None:
     """Copy the source's weights into the freshly built model (same config: every key matches)."""
-    from ..hf import load_pretrained
-
     model.load_state_dict(load_pretrained(source.folder).state_dict())

@@ -25,6 +25,9 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import PlmlabError
+from ..hf import resolve_dir, save_pretrained
+from ..hf.io import CheckpointReader
+from ..hf.peft import merge_adapter, save_adapter
 from ..nn.lora import LoRALinear, lora_layers, wrap
 from .rundir import check_folder, write_aside, write_folder
 
@@ -145,8 +148,6 @@ def save_adapter_dir(model: nn.Module, out: Path, base_model: str | None = None,
     """OUT/adapter in PEFT's format, with the tokenizer (as TRL saves it beside an adapter: a chat
     template's tokens are part of the fine-tune), written aside and renamed into place (an earlier
     one is kept until the new one is complete)."""
-    from ..hf.peft import save_adapter
-
     def write(tmp: Path) -> None:
         save_adapter(model, tmp, base_model=base_model)
         if tokenizer is not None:
@@ -159,9 +160,6 @@ def merge_lora_dir(model_dir: str, adapter_dir: str, out: str, overwrite: bool =
     """`plmlab merge-lora`: the merged model (hf.peft.merge_adapter) saved at `out` under the
     run-directory rules (train/rundir.write_folder); weights that came out NaN or infinite (an
     adapter's lora_alpha of NaN, corrupt adapter tensors) are refused, not written."""
-    from ..hf import resolve_dir, save_pretrained
-    from ..hf.peft import merge_adapter
-
     inputs = (resolve_dir(model_dir), Path(adapter_dir))
     check_folder(out, overwrite, inputs)  # refused before the work, not after it
     model, tokenizer = merge_adapter(model_dir, adapter_dir)
@@ -175,8 +173,6 @@ def merge_lora_dir(model_dir: str, adapter_dir: str, out: str, overwrite: bool =
 def load_lora_checkpoint(model: nn.Module, folder: Path) -> None:
     """A trainer checkpoint of a LoRA run (plmlab layout: base weights + lora_A / lora_B) into
     `model`, which already carries its adapters (load_pretrained builds no adapters)."""
-    from ..hf.io import CheckpointReader
-
     reader = CheckpointReader(folder)
     missing, unexpected = model.load_state_dict({k: reader.get(k) for k in reader.keys()}, strict=False)
     tied = {"head.proj.weight"} if model.config.tie_embeddings else set()

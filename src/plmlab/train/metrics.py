@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 from .objective_metrics import accuracy_text
 
 METRICS = "metrics.jsonl"
@@ -92,8 +94,6 @@ class Progress:
         self.every = max(1, min(100, total // 20))
         self.bar = None
         if mode == "bar":
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total, initial=start, unit="step", file=self.stream, dynamic_ncols=True)
         self.start_time, self.start_step, self.tokens_per_s = clock(), start, 0.0
         self.printed = self.start_time  # when the last plain line was written

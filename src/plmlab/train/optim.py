@@ -21,6 +21,7 @@ the schedule's value times the group's `lr_scale` (1 unless set), so one curve d
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -56,8 +57,6 @@ def adamw(groups: list[dict], lr: float, betas: tuple[float, float], eps: float)
 
 
 def _has_fused() -> bool:
-    import inspect
-
     return "fused" in inspect.signature(torch.optim.AdamW).parameters
 
 

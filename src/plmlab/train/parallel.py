@@ -26,8 +26,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import PlmlabError, warn
+from ..models.stack import Stack
 
 
 # ---------------------------------------------------------------------------- process group
@@ -43,8 +46,6 @@ class Dist:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
-        import torch.distributed as dist
-
         rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
         cuda = device not in ("cpu",) and torch.cuda.is_available() and (device or "auto") != "cpu"
         if not dist.is_initialized():
@@ -68,16 +69,12 @@ class Dist:
         return device
 
     def _backend_device(self, like: torch.device) -> torch.device:
-        import torch.distributed as dist
-
         return like if dist.get_backend() == "nccl" else torch.device("cpu")
 
     def all_sum(self, values: list[float], device: torch.device, dtype=torch.float64) -> list[float]:
         """Sum small numbers over ranks (exact for integers below 2**53)."""
         if not self.enabled:
             return list(values)
-        import torch.distributed as dist
-
         t = torch.tensor(values, dtype=dtype, device=self._backend_device(device))
         dist.all_reduce(t)
         return t.tolist()
@@ -85,8 +82,6 @@ class Dist:
     def all_sum_tensor(self, t: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return t
-        import torch.distributed as dist
-
         t = t.detach().clone()
         dist.all_reduce(t)
         return t
@@ -99,8 +94,6 @@ class Dist:
 
     def barrier(self) -> None:
         if self.enabled:
-            import torch.distributed as dist
-
             dist.barrier()
 
     def main_first(self, make: Callable[[], Any]) -> Any:
@@ -139,8 +132,6 @@ class Dist:
 
     def close(self) -> None:
         if self.initialized:
-            import torch.distributed as dist
-
             if dist.is_initialized():
                 dist.destroy_process_group()
             self.initialized = False
@@ -148,8 +139,6 @@ class Dist:
 
 # ---------------------------------------------------------------------------- parallelize_*
 def find_stacks(model: torch.nn.Module) -> list[torch.nn.Module]:
-    from ..models.stack import Stack
-
     return [m for m in model.modules() if isinstance(m, Stack)]
 
 
@@ -181,8 +170,6 @@ def parallelize_fsdp(model: torch.nn.Module, mp_dtype: torch.dtype | None = None
 
 
 def parallelize_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    from torch.nn.parallel import DistributedDataParallel
-
     # Encoders may leave heads unused by an objective (the pooler under plain MLM).
     find_unused = getattr(getattr(model, "config", None), "arch", "decoder") != "decoder"
     ids = [device.index] if device.type == "cuda" else None
@@ -236,6 +223,8 @@ def _fsdp_no_sync(model):
 
 
 # ---------------------------------------------------------------------------- full state
+# torch.distributed.checkpoint.state_dict takes ~0.15 s to import (and fsdp ~1 s): imported where an
+# FSDP run needs them, so single-process runs and `plmlab --help` never pay for them.
 def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """FSDP: the full (unsharded, CPU) weights; a collective (every rank must call it)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict

@@ -27,8 +27,10 @@ import torch
 from ..config import Config
 from ..data import build_token_data, builtin_documents, corpus_fingerprint, read_corpus_with_languages
 from ..errors import PlmlabError, warn
+from ..hf import load_pretrained
 from ..modeling import build_model
 from ..objectives import get_objective
+from ..tokenizers import load_tokenizer
 from .init_from import InitSource, find_source, init_config, init_tokenizer, load_source_weights
 from .objective_setup import build_objective, check_objective_fits, check_objective_options
 from .options import DEFAULTS, MAX_DEFAULT_SEQ_LEN, PretrainOptions, check_option_types
@@ -105,8 +107,6 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
     config = _with_language_names(config, list(getattr(objective, "languages", None) or []))
     model = build_model(config, device=device)
     if found:
-        from ..hf import load_pretrained
-
         model.load_state_dict(load_pretrained(found[1]).state_dict())
     elif source is not None:
         load_source_weights(model, source)  # a new run from another's weights: step 0 = its weights
@@ -210,8 +210,6 @@ def _resolve(options: PretrainOptions, info: dict | None, found, dist: Dist) -> 
 
 
 def _restored(folder: Path, info: dict, fingerprint: str, o: PretrainOptions):
-    from ..tokenizers import load_tokenizer
-
     if info.get("corpus_fingerprint") != fingerprint:
         raise PlmlabError(f"the corpus differs from the one this run was trained on "
                           f"({', '.join(o.corpus) or 'the built-in corpus'}); resume needs the same text")

@@ -21,6 +21,11 @@ import os
 import shutil
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows (see RunDir.__enter__)
+    fcntl = None
+
 from ..errors import PlmlabError, warn
 from ..hf.manifest import latest_complete
 from .checkpoint import commit_dir
@@ -88,9 +93,7 @@ class RunLock:
         except OSError as e:
             raise PlmlabError(f"cannot use {self.path.parent} as the run directory: {e.strerror}") from None
         self.made_lock = not had_lock
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; run unguarded
+        if fcntl is None:  # Windows: no advisory locks; run unguarded
             return self
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -19,7 +19,9 @@ import torch
 from safetensors import SafetensorError
 
 from ..errors import PlmlabError
+from ..hf import save_pretrained
 from .checkpoint import commit_dir, disk_error_reason, write_checkpoint
+from .loop import TrainState
 from .model_card import write_model_card
 from .parallel import Dist, Parallelized, full_model_state, full_optimizer_state, param_names
 from .parallel import load_optimizer_state
@@ -57,8 +59,6 @@ class Checkpointer:
                                  "saving a checkpoint")
 
     def write_model(self, folder: Path, model) -> None:
-        from ..hf import save_pretrained
-
         save_pretrained(model, folder, tokenizer=self.tokenizer, format=self.model_format)
 
     def write_state(self, folder: Path, step: int, optimizer_state: dict | None = None) -> None:
@@ -90,8 +90,6 @@ def save_final(model, out: Path, tokenizer, card: dict | None = None) -> Path:
     """DIR/final, with its model card (README.md) when `card` gives the facts, written aside and
     renamed into place; on failure the temp folder is removed and an earlier final/ (and every
     checkpoint) is kept."""
-    from ..hf import save_pretrained
-
     final = out / "final"
     tmp = out / f".tmp-final-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -114,8 +112,6 @@ def restore_training(folder: Path, info: dict, parallel: Parallelized, optimizer
     """The loop's state, the optimizer (re-sharded under FSDP), fp16's loss scale and every RNG
     of a checkpoint; a forged or corrupt trainer state is one line. The RNGs come last: building
     the model drew from torch's generator."""
-    from .loop import TrainState
-
     optimizer_state, rng = read_trainer_tensors(folder, info)
     state = TrainState.from_dict(info.get("state"), str(folder / "trainer"))
     try:

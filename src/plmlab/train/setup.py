@@ -14,6 +14,7 @@ import torch
 from ..config import Config
 from ..errors import PlmlabError
 from ..presets import get_preset
+from ..tokenizers import builtin_tokenizer, load_tokenizer, train_tokenizer
 from .options import PretrainOptions
 
 
@@ -56,7 +57,7 @@ def read_json_or_yaml(path: str, what: str):
         raise PlmlabError(f"cannot read {what} {path}: {e.strerror}") from None
     if path.endswith((".yaml", ".yml")):
         try:
-            import yaml
+            import yaml  # ~30 ms to import, a tenth of the CLI's own start-up: only a YAML file pays
         except ImportError:
             raise PlmlabError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write JSON") from None
         try:
@@ -75,8 +76,6 @@ def make_tokenizer(o: PretrainOptions, config: Config, documents: list[list[str]
     """The run's tokenizer: --tokenizer DIR, else one of the preset's style trained on the corpus
     (the built-in corpus's is cached); its ids must fit the model's vocabulary. `say` gets a
     status line before a tokenizer is trained."""
-    from ..tokenizers import builtin_tokenizer, load_tokenizer, train_tokenizer
-
     if o.tokenizer:
         tokenizer = load_tokenizer(o.tokenizer)
     elif not o.corpus:

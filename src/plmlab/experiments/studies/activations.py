@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...presets import get_preset
 from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
 from ..harness import TrainSpec, train
@@ -25,8 +26,6 @@ SCALE = {  # preset, steps, batch, seq_len
 
 
 def arms(scale: str) -> list[Arm]:
-    from ...presets import get_preset
-
     d_ff = get_preset(SCALE[scale][0]).d_ff
     return [Arm("relu", {"activation": "relu", "gated_mlp": False, "d_ff": d_ff}),
             Arm("gelu", {"activation": "gelu", "gated_mlp": False, "d_ff": d_ff}),

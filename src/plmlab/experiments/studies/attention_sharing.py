@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ...generation import generate
 from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
 from ..harness import TrainSpec, train
@@ -48,8 +49,6 @@ def kv_bytes_per_token(config) -> int:
 
 @torch.no_grad()
 def decode_tokens_per_s(model, prompt: list[int], new_tokens: int, repeats: int) -> float:
-    from ...generation import generate
-
     generate(model, [prompt], max_new_tokens=new_tokens, eos_token_id=None)  # warm-up
     times = []
     for _ in range(repeats):

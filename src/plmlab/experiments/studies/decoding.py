@@ -25,6 +25,9 @@ from pathlib import Path
 
 import torch
 
+from ...generation import generate
+from ...hf import load_pretrained, save_pretrained
+from ...tokenizers import load_tokenizer
 from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
 from ..evals import held_out_texts
@@ -47,9 +50,6 @@ def arms(scale: str) -> list[Arm]:
 
 def shared_model(seed: int, scale: str, workdir: Path):
     """The seed's trained model and tokenizer: trained by the first arm, loaded by the others."""
-    from ...hf import load_pretrained, save_pretrained
-    from ...tokenizers import load_tokenizer
-
     preset, steps, batch, seq_len = SCALE[scale][:4]
     folder = study_cache(workdir) / "models" / f"{scale}-s{seed}"
     if not folder.is_dir():
@@ -83,8 +83,6 @@ def sample_nll(model, prompt: list[int], sample: list[int]) -> tuple[float, int]
 
 
 def run(arm: Arm, seed: int, scale: str, workdir: Path) -> dict:
-    from ...generation import generate
-
     _, _, _, _, n_prompts, prompt_tokens, new_tokens = SCALE[scale]
     model, tokenizer = shared_model(seed, scale, workdir)
     documents = [tokenizer.encode(t, add_special_tokens=False) for t in held_out_texts("builtin", n_prompts)]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...evaluate.perplexity import evaluate_perplexity
 from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
 from ..evals import held_out_texts
@@ -45,8 +46,6 @@ def arms(scale: str) -> list[Arm]:
 
 
 def run(arm: Arm, seed: int, scale: str, workdir: Path) -> dict:
-    from ...evaluate.perplexity import evaluate_perplexity
-
     preset, steps, batch, length, n_val = SCALE[scale]
     spec = TrainSpec(preset=preset, overrides={**arm.params, "max_positions": 2 * length},
                      steps=steps, batch_size=batch, seq_len=length, seed=seed)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ...evaluate.perplexity import evaluate_perplexity
 from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
 from ..evals import held_out_texts
@@ -36,8 +37,6 @@ def arms(scale: str) -> list[Arm]:
 
 
 def run(arm: Arm, seed: int, scale: str, workdir: Path) -> dict:
-    from ...evaluate.perplexity import evaluate_perplexity
-
     preset, _, steps, batch, seq_len, n_val = SCALE[scale]
     spec = TrainSpec(preset=preset, vocab_size=arm.params["vocab_size"], steps=steps, batch_size=batch,
                      seq_len=seq_len, seed=seed)
