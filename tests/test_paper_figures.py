@@ -102,7 +102,8 @@ def test_planted_wrong_figure_is_caught():
     assert unknown_figures("masking", paper.replace("84.4", "84.1")) == ["84.1"]
     assert unknown_figures("activations", EXPERIMENTS["activations"].paper.replace("1.679", "1.669")) == ["1.669"]
     planted = 'verdict = f"BERT found MNLI 84.1 for 80/0/20 ({x})"\n'
-    assert [s for s in module_strings(planted) if unknown_figures("masking", s)] == ["BERT found MNLI 84.1 for 80/0/20 ("]
+    flagged = [s for s in module_strings(planted) if unknown_figures("masking", s)]
+    assert flagged == ["BERT found MNLI 84.1 for 80/0/20 ("]
     with pytest.raises(KeyError):
         cite("bert-t8/80-0-20/mnli")  # not a row of the table: a study cannot cite it
 

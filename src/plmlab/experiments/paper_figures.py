@@ -66,20 +66,22 @@ ROBERTA_S44 = Source(
     model="BERT-base and BERT-large with BERT's 30K character-level BPE or a 50K byte-level BPE",
     training="'early experiments' (the section gives no schedule and no per-task numbers)",
     checked="arXiv 1907.11692 section 4.4, in several stored text extractions")
+# every ALBERT table (section 4.1)
+ALBERT_RUN = "125k steps of 4096 sequences of up to 512 tokens (at most 262B tokens), BookCorpus + Wikipedia"
 ALBERT_T2 = Source(
     "Lan et al. 2020 (ALBERT)", "Table 2 (section 4.3)",
     model="BERT-large (24 layers, H = 1024) and ALBERT-large (24 layers, H = 1024, E = 128, all layers shared)",
-    training="125k steps of 4096 sequences of up to 512 tokens (at most 262B tokens), BookCorpus + Wikipedia",
+    training=ALBERT_RUN,
     checked="arXiv 1909.11942 Table 2 and section 4.3, in a stored text extraction of the ICLR 2020 paper")
 ALBERT_T34 = Source(
     "Lan et al. 2020 (ALBERT)", "Tables 3 and 4 (sections 4.4 and 4.5)",
     model="ALBERT-base configuration (12 layers, H = 768) with embedding size E and sharing switched",
-    training="125k steps of 4096 sequences of up to 512 tokens (at most 262B tokens), BookCorpus + Wikipedia",
+    training=ALBERT_RUN,
     checked="arXiv 1909.11942 Tables 3 and 4, in a stored text extraction of the ICLR 2020 paper")
 ALBERT_T5 = Source(
     "Lan et al. 2020 (ALBERT)", "Table 5 (section 4.6)",
     model="ALBERT-base configuration (12M parameters)",
-    training="125k steps of 4096 sequences of up to 512 tokens (at most 262B tokens), BookCorpus + Wikipedia",
+    training=ALBERT_RUN,
     checked="arXiv 1909.11942 Table 5 and section 4.6, in a stored text extraction of the ICLR 2020 paper")
 T5 = Source(
     "Raffel et al. 2020 (T5)", "Tables 2 and 4 (sections 3.2 and 3.3)",
