@@ -43,12 +43,14 @@ class Figure:
 BERT_T8 = Source(
     "Devlin et al. 2019 (BERT)", "Table 8 (appendix C.2; columns MASK / SAME / RND)",
     model="BERT (appendix C.2 does not state the size; the paper's other ablations use BERT-base, 110M parameters)",
-    training="BERT's pre-training, 1M steps of 128,000 words (about 40 epochs of BookCorpus + Wikipedia)",
+    training="BERT's pre-training, 1M steps of 256 x 512 = 128,000 tokens (about 40 epochs of BookCorpus + "
+             "Wikipedia)",
     checked="arXiv 1810.04805 appendix C.2, Table 8, in several stored text extractions")
 ROBERTA_T1 = Source(
     "Liu et al. 2019 (RoBERTa)", "Table 1 (section 4.1)",
     model="BERT-base configuration, 110M parameters",
-    training="BERT's schedule on BookCorpus + Wikipedia (16GB); static = 10 masks over 40 epochs",
+    training="BookCorpus + Wikipedia (16GB); the table gives no step count (section 4's other runs: 1M steps "
+             "of 256 sequences); static = BERT's 10 masks over 40 epochs",
     checked="arXiv 1907.11692 section 4.1 and Table 1 (medians over 5 seeds)")
 ROBERTA_T2 = Source(
     "Liu et al. 2019 (RoBERTa)", "Table 2 (section 4.2)",
