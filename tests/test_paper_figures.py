@@ -94,7 +94,7 @@ def test_each_cited_source_names_its_table_model_and_training():
         if f"{f.value} ({f.row})" in paper:
             for part in (f.source.paper, f.source.where, f.source.model, f.source.training):
                 assert part in paper, (key, part)
-    assert len(rows()) == len(FIGURES) and all(len(r) == 10 and all(r[:9]) for r in rows())
+    assert len(rows()) == len(FIGURES) and all(len(r) == 11 and all(r[:10]) for r in rows())
 
 
 def test_planted_wrong_figure_is_caught():

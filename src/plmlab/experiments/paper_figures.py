@@ -5,8 +5,9 @@ A study never types a paper's number: its `paper` text and its verdict take them
     paper = cite("bert-t8/80-10-10/mnli", "bert-t8/80-20-0/mnli")   # paper, table, model, tokens, values
     f"... MNLI {v('bert-t8/80-20-0/mnli')} ..."                       # one value, as the paper prints it
 so the text cannot drift from the table, and tests/test_paper_figures.py checks that every number
-in a study's text is one of its figures. `rows()` is the table as plain tuples (study, paper,
-where, row, metric, value, model, training, note).
+in a study's text is one of its figures. `rows()` is the table as plain tuples (key, study,
+paper, where, row, metric, value, model, training, checked, note); an unknown key is a KeyError
+when the study module is imported.
 
 Each Source records what the paper trained (model size, steps or tokens) and where the figures were
 checked: the paper's own text (arXiv or conference version) as reproduced in stored copies --
@@ -235,10 +236,6 @@ FIGURES: dict[str, Figure] = {
 }
 
 
-def figure(key: str) -> Figure:
-    return FIGURES[key]  # a KeyError at import names the missing entry
-
-
 def v(key: str) -> str:
     """One figure's value as the paper prints it."""
     return FIGURES[key].value
@@ -256,9 +253,9 @@ def cite(*keys: str) -> str:
 
 
 def rows() -> list[tuple[str, ...]]:
-    """The table: (key, study, paper, where, row, metric, value, model, training, note)."""
+    """The table: (key, study, paper, where, row, metric, value, model, training, checked, note)."""
     return [(key, f.study, f.source.paper, f.source.where, f.row, f.metric, f.value, f.source.model,
-             f.source.training, f.note) for key, f in FIGURES.items()]
+             f.source.training, f.source.checked, f.note) for key, f in FIGURES.items()]
 
 
 def _runs(figures: list[Figure], by) -> list[tuple[object, list[Figure]]]:
