@@ -2,8 +2,9 @@
 
 Factorised embeddings (Lan et al. 2020, section 3.1): vocab x E, then E -> H, instead of
 vocab x H. Cross-layer sharing: one block's weights applied at every layer. Both cut
-parameters; neither cuts the computation per token (sharing still runs every layer), so step
-time should stay close to BERT's while the loss per step may suffer. All four arms are the
+parameters; sharing does not cut the computation per token (it still runs every layer). The paper
+measured ALBERT-large training faster than BERT-large of the same width (table 2: "less
+communication and fewer computations"), while the loss per step may suffer. All four arms are the
 same bert preset under MLM with only `embedding_dim` and `shared_layers` switched.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
 from ..harness import TrainSpec, train
+from ..paper_figures import cite, v
 from ..tables import lm_record, means, table, values
 
 SCALE = {  # preset, factorised E, steps, batch, seq_len
@@ -45,14 +47,17 @@ def summarize(runs: dict[str, list[dict]]) -> Summary:
     t = {a: values(runs, a, "step_seconds") for a in runs}
     loss = {a: values(runs, a, "val_loss") for a in runs}
     verdict = (
-        "ALBERT (Lan et al. 2020) cuts parameters 9-18x (table 2: BERT-large 334M vs ALBERT-large 18M) but not "
-        "compute: its largest model, ALBERT-xxlarge (235M), trains about 3x slower than BERT-large; and sharing "
-        "costs accuracy (table 4, E = 768: not-shared 108M, average 82.3; all-shared 31M, 79.8). "
+        f"ALBERT (Lan et al. 2020) cuts parameters, not width: at equal width ALBERT-large has "
+        f"{v('albert-t2/albert-large/params')} parameters to BERT-large's {v('albert-t2/bert-large/params')} and "
+        f"iterated through the data {v('albert-t2/albert-large/speed')} as fast on the same TPUs (table 2; only the "
+        f"wider ALBERT-xxlarge is slower, {v('albert-t2/albert-xxlarge/speed')}); sharing costs accuracy (table 4, "
+        f"E = 768: not shared {v('albert-t4/not-shared-768/avg')}, all shared {v('albert-t4/all-shared-768/avg')}). "
         f"Here ALBERT (both reductions) has {p['albert'] / p['bert']:.0%} of BERT's parameters "
         f"(factorised alone {p['factorised'] / p['bert']:.0%}, shared alone {p['shared'] / p['bert']:.0%}). "
         f"Step time: {stats.compare('albert', t['albert'], 'bert', t['bert'], 'seconds per step', digits=4)} "
-        "The reductions remove parameters, not matrix multiplications, so at equal width the step time "
-        "should not fall much (the factorised embedding even adds one E -> H projection). "
+        "The paper credits ALBERT-large's speed-up to 'less communication and fewer computations': sharing removes "
+        "no matrix multiplication, while the factorised embedding makes the vocabulary-wide projection E wide "
+        "instead of H wide, at the cost of one E -> H projection; on one CPU only the computation can show. "
         f"Loss per step: {stats.compare('bert', loss['bert'], 'shared', loss['shared'], 'validation loss')} "
         f"{stats.compare('bert', loss['bert'], 'factorised', loss['factorised'], 'validation loss')} "
         "Early in training a shared stack can keep up (fewer parameters to fit) while the paper's quality gap "
@@ -69,8 +74,10 @@ def summarize(runs: dict[str, list[dict]]) -> Summary:
 EXPERIMENT = Experiment(
     name="albert",
     claim="ALBERT's factorised embeddings and layer sharing cut parameters, not step time, and sharing costs loss",
-    paper="Lan et al. 2020 (ALBERT), tables 2 and 4: ALBERT-large 18M vs BERT-large 334M parameters; "
-          "ALBERT-xxlarge ~3x slower to train than BERT-large; all-shared (E=768) average 79.8 vs 82.3 not-shared",
+    paper=cite("albert-t2/bert-large/params", "albert-t2/albert-large/params", "albert-t2/bert-large/speed",
+               "albert-t2/albert-large/speed", "albert-t2/albert-xxlarge/speed", "albert-t2/bert-large/avg",
+               "albert-t2/albert-large/avg", "albert-t4/not-shared-768/avg", "albert-t3/not-shared-128/avg",
+               "albert-t4/all-shared-768/avg", "albert-t4/all-shared-128/avg"),
     runtime="~2 min",
     arms=arms, run=run, summarize=summarize,
     seeds={"smoke": 1, "default": 2, "large": 3},

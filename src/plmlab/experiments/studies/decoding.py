@@ -145,7 +145,7 @@ EXPERIMENT = Experiment(
     claim="greedy decoding repeats itself, full sampling wanders into the tail, top-p sits between",
     paper="Holtzman et al. 2020 (The Curious Case of Neural Text Degeneration, ICLR): greedy/beam text is "
           "repetitive, pure sampling incoherent; nucleus sampling comes closest to human text's perplexity "
-          "and repetition",
+          "and repetition, with GPT-2 Large (no figures quoted: not checked against a stored copy of the paper)",
     runtime="~2 min",
     arms=arms, run=run, summarize=summarize,
 )

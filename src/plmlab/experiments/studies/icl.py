@@ -16,6 +16,7 @@ from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
 from ..evals import suite
 from ..harness import TrainSpec, train
+from ..paper_figures import cite, v
 from ..tables import lm_record, means, values
 
 SHOTS = (0, 1, 4, 8)
@@ -55,8 +56,9 @@ def summarize(runs: dict[str, list[dict]]) -> Summary:
     sizes = list(runs)
     small, big = sizes[0], sizes[-1]
     verdict = (
-        "GPT-3 (figure 1.2) shows few-shot accuracy rising with size far faster than zero-shot: the 175B model "
-        "gains most from demonstrations, the smallest (125M) barely at all. "
+        f"GPT-3 (figure 1.2) shows few-shot accuracy rising with size far faster than zero-shot: the "
+        f"{v('gpt3/sizes/largest')} model gains most from demonstrations, the smallest ({v('gpt3/sizes/smallest')}) "
+        "barely at all. "
         f"Here the 8-shot minus 0-shot CORE is {stats.fmt_ci(gains[small])} for {small} and "
         f"{stats.fmt_ci(gains[big])} for {big}: "
         f"{stats.compare(big, gains[big], small, gains[small], '8-shot gain', lower_is_better=False)} "
@@ -71,8 +73,9 @@ def summarize(runs: dict[str, list[dict]]) -> Summary:
 EXPERIMENT = Experiment(
     name="icl",
     claim="in-context learning grows with model size: few-shot helps large models much more than small ones",
-    paper="Brown et al. 2020 (GPT-3), figure 1.2 and section 3: the gap between zero-, one- and few-shot accuracy "
-          "widens with parameters (125M to 175B); small models gain little from demonstrations",
+    paper=cite("gpt3/sizes/smallest", "gpt3/sizes/largest") + ". The gap between zero-, one- and few-shot "
+          "accuracy widens with parameters; small models gain little from demonstrations (Figure 1.2 is a "
+          "symbol-removal task; section 3 shows the same across tasks)",
     runtime="~2 min",
     arms=arms, run=run, summarize=summarize,
     seeds={"smoke": 1, "default": 2, "large": 3},

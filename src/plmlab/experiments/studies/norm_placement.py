@@ -24,6 +24,7 @@ from pathlib import Path
 from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
 from ..harness import TrainSpec, train
+from ..paper_figures import cite
 from ..tables import lm_record, means, values
 
 SCALE = {  # preset, depths, steps, batch, seq_len, lr
@@ -95,7 +96,7 @@ EXPERIMENT = Experiment(
     name="norm-placement",
     claim="Post-LN needs warm-up and gets worse with depth; Pre-LN and DeepNorm train stably",
     paper="Xiong et al. 2020 (On Layer Normalization in the Transformer Architecture, ICML): Pre-LN trains "
-          "without warm-up and faster; Wang et al. 2022 (DeepNet): DeepNorm trains Post-LN stably to 1000 layers",
+          "without warm-up and faster (no figures quoted). " + cite("deepnet/depth"),
     runtime="~3 min",
     arms=arms, run=run, summarize=summarize,
 )

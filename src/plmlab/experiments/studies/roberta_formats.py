@@ -20,6 +20,7 @@ from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
 from ..evals import finetune_swapped, mlm_accuracy
 from ..harness import TrainSpec, tokens_per_example, train
+from ..paper_figures import cite, v
 from ..tables import lm_record, means, table, values
 
 SCALE = {  # preset, steps, batch (of full windows), seq_len, fine-tune items, fine-tune epochs
@@ -67,9 +68,13 @@ def summarize(runs: dict[str, list[dict]]) -> Summary:
     mlm = {a: values(runs, a, "mlm_accuracy") for a in runs}
     ft = {a: values(runs, a, "finetune_accuracy") for a in runs}
     verdict = (
-        "RoBERTa (table 2) finds that dropping NSP matches or slightly improves downstream results (FULL-SENTENCES "
-        "MNLI 84.7 vs SEGMENT-PAIR+NSP 84.0), that DOC-SENTENCES is best (84.7, RACE 65.6) and that single-sentence "
-        "pairs hurt (82.9), which they attribute to the model not learning long-range dependencies. "
+        "RoBERTa (table 2) finds that dropping NSP matches or slightly improves downstream results (MNLI-m "
+        f"{v('roberta-t2/full-sentences/mnli')} FULL-SENTENCES vs {v('roberta-t2/segment-pair+nsp/mnli')} "
+        f"SEGMENT-PAIR+NSP; SST-2 is the exception, {v('roberta-t2/full-sentences/sst2')} vs "
+        f"{v('roberta-t2/segment-pair+nsp/sst2')}), that DOC-SENTENCES is best on SQuAD 2.0 and RACE "
+        f"({v('roberta-t2/doc-sentences/squad2')}, {v('roberta-t2/doc-sentences/race')}) and that single-sentence "
+        f"pairs hurt (MNLI-m {v('roberta-t2/sentence-pair+nsp/mnli')}), which they attribute to the model not "
+        "learning long-range dependencies. "
         f"Here: {stats.compare('segment-pair', mlm['segment-pair'], 'segment-pair+nsp', mlm['segment-pair+nsp'], 'MLM accuracy', lower_is_better=False)} "
         f"{stats.compare('full-sentences', mlm['full-sentences'], 'sentence-pair+nsp', mlm['sentence-pair+nsp'], 'MLM accuracy', lower_is_better=False)} "
         f"{stats.compare('doc-sentences', mlm['doc-sentences'], 'full-sentences', mlm['full-sentences'], 'MLM accuracy', lower_is_better=False)} "
@@ -88,8 +93,8 @@ def summarize(runs: dict[str, list[dict]]) -> Summary:
 EXPERIMENT = Experiment(
     name="roberta-formats",
     claim="without NSP, full- or doc-sentence inputs match or beat BERT's segment pairs; sentence pairs hurt",
-    paper="Liu et al. 2019 (RoBERTa), table 2: MNLI-m 84.0 (SEGMENT-PAIR+NSP), 82.9 (SENTENCE-PAIR+NSP), "
-          "84.7 (FULL-SENTENCES), 84.7 (DOC-SENTENCES); SQuAD 2.0 F1 78.7 / 76.2 / 79.1 / 79.7",
+    paper=cite(*(f"roberta-t2/{fmt}/{metric}" for metric in ("mnli", "squad2", "sst2", "race")
+                 for fmt in ("segment-pair+nsp", "sentence-pair+nsp", "full-sentences", "doc-sentences"))),
     runtime="~2 min",
     arms=arms, run=run, summarize=summarize,
     seeds={"smoke": 1, "default": 2, "large": 3},

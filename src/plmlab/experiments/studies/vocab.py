@@ -23,6 +23,7 @@ from .. import stats
 from ..base import Arm, Experiment, PlotSpec, Summary
 from ..evals import held_out_texts
 from ..harness import TrainSpec, train
+from ..paper_figures import cite, v
 from ..tables import lm_record, means, table, values
 
 SCALE = {  # preset, vocabulary sizes, steps, batch, seq_len, validation documents scored
@@ -67,7 +68,8 @@ def summarize(runs: dict[str, list[dict]]) -> Summary:
         + " ".join(stats.compare(a, bpb[a], best, bpb[best], "bits per byte") for a in names if a != best)
         + " The literature (GPT-2's byte-level BPE, Radford et al. 2019; Tao et al. 2024 on vocabulary scaling) "
         "finds larger vocabularies help once the model and data are large enough to learn the rare tokens' "
-        "embeddings. "
+        "embeddings, but not always: RoBERTa (section 4.4) found its larger 50K byte-level BPE "
+        f"{v('roberta-s44/end-task')} than BERT's 30K and kept it for universality, not quality. "
         + ("Here too the largest vocabulary wins, in line with that. " if best == largest else
            "Here a smaller vocabulary wins: at this scale the output table of a large vocabulary is a big share "
            "of the parameters and many of its rows are seen a handful of times, the likely reason, not a "
@@ -89,9 +91,10 @@ EXPERIMENT = Experiment(
     name="vocab",
     claim="a larger BPE vocabulary packs more text per token; whether it models text better (bits per byte) "
           "depends on scale",
-    paper="GPT-2 (Radford et al. 2019) and later scaling studies (Tao et al. 2024, 'Scaling Laws with "
-          "Vocabulary') report fewer tokens per byte and better loss per byte with larger vocabularies at "
-          "large scale, with an optimal vocabulary that grows with compute",
+    paper="GPT-2 (Radford et al. 2019) and Tao et al. 2024 ('Scaling Laws with Vocabulary') report fewer tokens "
+          "per byte and better loss per byte with larger vocabularies at large scale, with an optimal vocabulary "
+          "that grows with compute (no figures quoted). Against it: "
+          + cite("roberta-s44/end-task", "roberta-s44/params-base", "roberta-s44/params-large"),
     runtime="~2 min",
     arms=arms, run=run, summarize=summarize,
 )
