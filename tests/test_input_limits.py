@@ -118,6 +118,8 @@ def test_the_python_api_raises_the_projects_error_for_wrong_types(saved, tmp_pat
         plmlab.count_parameters(None)
     with pytest.raises(PlmlabError, match="expected a Config or a preset name"):
         plmlab.build_model(3)
+    with pytest.raises(PlmlabError, match="generate takes a loaded model .* not a str"):
+        plmlab.generate(str(saved), [[1, 2]])
     with pytest.raises(PlmlabError, match="takes a plmlab model"):
         plmlab.save_pretrained("gpt-tiny", tmp_path / "x")
     (tmp_path / "file").write_text("")
