@@ -1,32 +1,66 @@
-"""What the routes do with a request before and after the worker: read and validate its JSON
-body, turn OpenAI's sampling options into plmlab's, submit a generation job, count its tokens.
-Below app.py and routes.py (and free of FastAPI), so both import it."""
+"""What the routes do with a request before and after the worker: read its body, parse and
+validate it off the event loop (Prep), turn OpenAI's sampling options into plmlab's, submit a
+generation job, count its tokens. Below app.py and routes.py (and free of FastAPI), so both import it."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 from .batch import GenerationRequest, run_generation
-from .flow import submit
+from .flow import ClientGone, submit
 from .validation import ApiError, parse_body, validate
 
 
-async def read_json(request, limit: int) -> dict:
-    """The body as a JSON object; over `limit` bytes (declared or sent) is 413, before parsing."""
+class Prep:
+    """A request's CPU work -- JSON parsing, validation, tokenisation, chat templates -- on a few
+    threads, so that the event loop keeps answering (/health, streams) while ~1 MB bodies are
+    checked. At most `threads + queue` requests are in it (running or waiting); past that, 429.
+    Counted on the event loop only; a slot is freed when its work ends, not when its client leaves."""
+
+    def __init__(self, threads: int, queue: int, retry_after: int) -> None:
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="plmlab-serve-prep")
+        self.slots, self.taken, self.retry_after = threads + queue, 0, retry_after
+
+    async def run(self, fn):
+        if self.taken >= self.slots:
+            raise ApiError(f"the server is checking {self.taken} requests already; retry later", status=429,
+                           type="rate_limit_error", code="rate_limit_exceeded",
+                           headers={"Retry-After": str(self.retry_after)})
+        loop = asyncio.get_running_loop()
+        self.taken += 1
+        future = self.pool.submit(fn)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
+        return await asyncio.wrap_future(future)
+
+    def _release(self) -> None:
+        self.taken -= 1
+
+
+async def read_body(request, limit: int) -> bytes:
+    """The body's bytes; over `limit` bytes (declared or sent) is 413, before parsing."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise ApiError(f"the request body is over the server's limit of {limit} bytes", status=413,
                        code="body_too_large")
+    from starlette.requests import ClientDisconnect
+
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(f"the request body is over the server's limit of {limit} bytes", status=413,
-                           code="body_too_large")
-        chunks.append(chunk)
-    return parse_body(b"".join(chunks))
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(f"the request body is over the server's limit of {limit} bytes", status=413,
+                               code="body_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone mid-upload (or timed out: protocol.py)
+        raise ClientGone() from None
+    return b"".join(chunks)
 
 
-async def checked(request, state, schema: dict) -> dict:
-    params = validate(await read_json(request, state.options.max_body), schema)
+def checked(raw: bytes, state, schema: dict) -> dict:
+    """The body parsed and validated against `schema` (on a Prep thread: it may be a megabyte)."""
+    params = validate(parse_body(raw), schema)
     state.served.check_name(params.get("model"))
     return params
 
