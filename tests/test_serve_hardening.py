@@ -249,7 +249,7 @@ def test_a_body_that_stalls_is_cut_off_and_keep_alive_still_works(gpt):
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 1000\r\n\r\n" + b'{"prompt": "')
         answer = _read_all(sock)  # the server closes the connection
-        assert time.monotonic() - start < 3 and b" 200 " not in answer
+        assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - start < 3
         sock.close()
         with httpx.Client(base_url=url, timeout=10) as c:  # one connection, two requests, a pause between
             assert c.get("/health").status_code == 200

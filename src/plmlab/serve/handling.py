@@ -88,3 +88,62 @@ def usage(request) -> dict:
     """This request's token counts ("prompt_tokens", "completion_tokens"), for its access-log line
     (MetricsMiddleware reads them once the answer is done: a stream's come at its end)."""
     return request.scope.setdefault("state", {}).setdefault("usage", {})
+
+
+# What a route does on a Prep thread with the checked params (routes.py `prepared`).
+
+def prepare_completion(state, params):
+    """(params, echo texts, prompt ids, a 2-D GLM's [gMASK] index or None) of a completions request."""
+    served = state.served
+    served.require("completions")
+    echo = [p if isinstance(p, str) else served.tokenizer.decode(p) for p in params["prompt"]] \
+        if params["echo"] else None
+    if served.glm_tokens() is not None:  # a 2-D GLM: the blank after the text (serve/blank_jobs.py)
+        part_a, mask_at = served.continuation_ids(params["prompt"])
+        served.check_context([part_a + [0]], params["max_tokens"])  # + the blank's <sop>
+        return params, echo, [part_a], mask_at
+    prompts = [served.prompt_ids(p) for p in params["prompt"]]
+    served.check_context(prompts, params["max_tokens"])
+    return params, echo, prompts, None
+
+
+def prepare_chat(state, params):
+    """(params, prompt ids, max_tokens) of a chat request: the conversation rendered by its template."""
+    served = state.served
+    served.require("chat")
+    if params["top_logprobs"] is not None and not params["logprobs"]:
+        raise ApiError("'top_logprobs' needs 'logprobs': true", param="top_logprobs", code="invalid_value")
+    ids = served.chat_ids(params["messages"])  # a 2-D GLM: Part A, its blank's <sop> takes one more position
+    taken = len(ids) + served.blank_chat
+    max_tokens = params["max_completion_tokens"] or params["max_tokens"]
+    if max_tokens is None:  # as much as the context leaves, up to the server's default
+        max_tokens = max(1, min(state.options.max_tokens, served.context - taken))
+    served.check_context([ids + [0] * served.blank_chat], max_tokens, param="messages")
+    return params, ids, max_tokens
+
+
+def prepare_text2text(state, params):
+    """(params, input ids) of a text2text request."""
+    served = state.served
+    served.require("text2text")
+    rows = [served.prompt_ids(t) for t in params["input"]]
+    served.check_context(rows, params["max_tokens"], param="input")
+    return params, rows
+
+
+def prepare_blanks(state, params):
+    """(params, ids) of a fill-blanks request; each text needs a blank."""
+    served = state.served
+    served.require("fill-blanks")
+    rows = [served.blank_ids(t) for t in params["input"]]
+    # Part A is [CLS] text <eos>; each blank's span has max_tokens and its [sop] (infill.fill_blanks)
+    served.check_context([r + [0, 0, 0] for r in rows], params["max_tokens"], param="input")
+    return params, rows
+
+
+def only_task(task: str):
+    """The `prepare` of an endpoint whose whole work is on the worker (fill-mask, classify)."""
+    def prepare(state, params):
+        state.served.require(task)
+        return params
+    return prepare

@@ -14,9 +14,10 @@ from ..pipelines import FillBlanks, FillMask, TextClassification, TokenClassific
 from ..pipelines.span_fills import sentinels_in
 from .blank_jobs import blank_job
 from .flow import result, stream, submit
-from .handling import checked, generation_job, read_body, sampling, usage
+from .handling import (checked, generation_job, only_task, prepare_blanks, prepare_chat, prepare_completion,
+                       prepare_text2text, read_body, sampling, usage)
 from .responses import Formatter
-from .validation import CHAT, CLASSIFY, COMPLETIONS, FILL_BLANKS, FILL_MASK, TEXT2TEXT, ApiError
+from .validation import CHAT, CLASSIFY, COMPLETIONS, FILL_BLANKS, FILL_MASK, TEXT2TEXT
 
 STATIC = Path(__file__).parent / "static"
 
@@ -60,21 +61,10 @@ def register(app, state) -> None:
         return JSONResponse(fmt.whole(rows, req.n, prompt_tokens))
 
     async def prepared(request, schema: dict, prepare):
-        """`prepare(params)` of the checked body, both on a Prep thread (off the event loop)."""
+        """`prepare(state, params)` of the checked body, both on a Prep thread (off the event loop)."""
         raw = await read_body(request, state.options.max_body)
-        return await state.prep.run(lambda: prepare(checked(raw, state, schema)))
+        return await state.prep.run(lambda: prepare(state, checked(raw, state, schema)))
 
-    def prepare_completion(params):
-        served.require("completions")
-        echo = [p if isinstance(p, str) else served.tokenizer.decode(p) for p in params["prompt"]] \
-            if params["echo"] else None
-        if served.glm_tokens() is not None:  # a 2-D GLM: the blank after the text (serve/blank_jobs.py)
-            part_a, mask_at = served.continuation_ids(params["prompt"])
-            served.check_context([part_a + [0]], params["max_tokens"])  # + the blank's <sop>
-            return params, echo, [part_a], mask_at
-        prompts = [served.prompt_ids(p) for p in params["prompt"]]
-        served.check_context(prompts, params["max_tokens"])
-        return params, echo, prompts, None
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -86,17 +76,6 @@ def register(app, state) -> None:
         fmt = Formatter("completions", served.name, echo)
         return await answer(request, fmt, req, job, events, params, sum(map(len, prompts)))
 
-    def prepare_chat(params):
-        served.require("chat")
-        if params["top_logprobs"] is not None and not params["logprobs"]:
-            raise ApiError("'top_logprobs' needs 'logprobs': true", param="top_logprobs", code="invalid_value")
-        ids = served.chat_ids(params["messages"])  # a 2-D GLM: Part A, its blank's <sop> takes one more position
-        taken = len(ids) + served.blank_chat
-        max_tokens = params["max_completion_tokens"] or params["max_tokens"]
-        if max_tokens is None:  # as much as the context leaves, up to the server's default
-            max_tokens = max(1, min(state.options.max_tokens, served.context - taken))
-        served.check_context([ids + [0] * served.blank_chat], max_tokens, param="messages")
-        return params, ids, max_tokens
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -108,11 +87,6 @@ def register(app, state) -> None:
             req, job, events = generation_job(state, [ids], max_tokens, params, logprobs)
         return await answer(request, Formatter("chat", served.name), req, job, events, params, len(ids))
 
-    def prepare_text2text(params):
-        served.require("text2text")
-        rows = [served.prompt_ids(t) for t in params["input"]]
-        served.check_context(rows, params["max_tokens"], param="input")
-        return params, rows
 
     @app.post("/v1/text2text")
     async def text2text(request: Request):
@@ -127,12 +101,6 @@ def register(app, state) -> None:
             out.append(item)
         return {"object": "list", "model": served.name, "data": out}
 
-    def task_params(task: str):
-        """The `prepare` of an endpoint whose whole work is on the worker (fill-mask, classify)."""
-        def prepare(params):
-            served.require(task)
-            return params
-        return prepare
 
     async def call(request, params, make):
         """Run `make()` on the worker, one text per row (a batch holds `--max-batch` texts)."""
@@ -141,16 +109,10 @@ def register(app, state) -> None:
 
     @app.post("/v1/fill-mask")
     async def fill_mask(request: Request):
-        params = await prepared(request, FILL_MASK, task_params("fill-mask"))
+        params = await prepared(request, FILL_MASK, only_task("fill-mask"))
         pipe = lambda: FillMask(served.model, served.tokenizer, top_k=params["top_k"])(params["input"])  # noqa: E731
         return await call(request, params, pipe)
 
-    def prepare_blanks(params):
-        served.require("fill-blanks")
-        rows = [served.blank_ids(t) for t in params["input"]]
-        # Part A is [CLS] text <eos>; each blank's span has max_tokens and its [sop] (infill.fill_blanks)
-        served.check_context([r + [0, 0, 0] for r in rows], params["max_tokens"], param="input")
-        return params, rows
 
     @app.post("/v1/fill-blanks")
     async def fill_blanks(request: Request):
@@ -170,6 +132,6 @@ def register(app, state) -> None:
 
     @app.post("/v1/classify")
     async def classify(request: Request):
-        params = await prepared(request, CLASSIFY, task_params("classify"))
+        params = await prepared(request, CLASSIFY, only_task("classify"))
         kind = TextClassification if served.config.classifier == "sequence" else TokenClassification
         return await call(request, params, lambda: kind(served.model, served.tokenizer)(params["input"]))
