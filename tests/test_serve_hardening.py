@@ -20,6 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from plmlab.errors import PlmlabError
+from plmlab.serve import ServeOptions
+
 from serve_helpers import running_server, slowed, tiny_checkpoint, wait_idle
 
 VALID = {"prompt": "the cat", "max_tokens": 4, "temperature": 0}
@@ -62,6 +65,9 @@ def test_the_key_comes_from_the_environment_and_the_playground_asks_for_it(gpt, 
     assert build_parser().parse_args(["serve", "--model", "m", "--api-key", "other"]).api_key == "other"
     monkeypatch.setenv("PLMLAB_API_KEY", "")
     assert build_parser().parse_args(["serve", "--model", "m"]).api_key is None
+    for bad in ("", "two words", "caf\u00e9", "tab\tkey"):  # `--api-key "$UNSET"` must not serve everyone
+        with pytest.raises(PlmlabError, match="API key must be"):
+            ServeOptions(api_key=bad)
     with running_server(gpt, api_key=KEY) as (url, _):
         page = httpx.get(url + "/").text
     assert 'id="api_key"' in page and "Bearer ${key}" in page

@@ -9,6 +9,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from ..errors import PlmlabError
 from .engine import Engine
 from .guard import Guard
 from .handling import Prep
@@ -36,6 +37,12 @@ class ServeOptions:
     request_timeout: float = 30.0  # seconds to receive a request's headers and body: 408 (protocol.py)
     prep_threads: int = 2  # threads that parse, validate and tokenise requests off the event loop
     prep_queue: int = 32  # requests waiting for those threads; past it: 429 (handling.Prep)
+
+    def __post_init__(self) -> None:
+        # an empty key (`--api-key "$UNSET"`) would quietly serve everyone; one with spaces could never be sent
+        key = self.api_key
+        if key is not None and (not key or not key.isascii() or not key.isprintable() or " " in key):
+            raise PlmlabError("the API key must be a non-empty string of printable ASCII without spaces")
 
 
 class State:
