@@ -311,3 +311,31 @@ def test_clients_that_vanish_mid_upload_mid_stream_and_queued_leave_a_working_se
             assert c.get("/health").json()["queue_depth"] == 0
             r = c.post("/v1/completions", json=VALID)
             assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
+
+
+# --- the playground with a key ---------------------------------------------------------------------
+
+def test_the_playground_asks_for_the_key_and_then_generates_in_headless_chromium(gpt, tmp_path):
+    import shutil
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("the headless-browser test needs Debian's `chromium` package")
+    from cdp import DevTools
+
+    with running_server(gpt, api_key=KEY) as (url, _):
+        browser = DevTools(exe, str(tmp_path / "profile"))
+        try:
+            browser.call("Page.navigate", url=f"{url}/")
+            browser.wait_for('!document.getElementById("key_row").hidden')  # /v1/models said 401
+            browser.evaluate(f'document.getElementById("api_key").value = "{KEY}"')
+            browser.evaluate('document.getElementById("use_key").click()')  # kept in the tab, the page reloads
+            browser.wait_for('document.body && document.body.dataset.done === "1"')
+            browser.evaluate('document.getElementById("prompt").value = "the cat"')
+            browser.evaluate('document.getElementById("run").click()')
+            shown = browser.wait_for('(() => { const g = document.getElementById("generated");'
+                                     ' return g && g.textContent.length > 0 && g.textContent; })()')
+            error = browser.evaluate('document.getElementById("error").textContent')
+        finally:
+            browser.close()
+    assert error == "" and shown
