@@ -23,6 +23,40 @@ STATIC = Path(__file__).parent / "static"
 
 
 def register(app, state) -> None:
+    _info_routes(app, state)
+    _generation_routes(app, state)
+    _pipeline_routes(app, state)
+
+
+async def _prepared(state, request, schema: dict, prepare):
+    """`prepare(state, params)` of the checked body, both on a Prep thread (off the event loop)."""
+    raw = await read_body(request, state.options.max_body)
+    return await state.prep.run(lambda: prepare(state, checked(raw, state, schema)))
+
+
+async def _answer(state, request, fmt, req, job, events, params, prompt_tokens):
+    """A generation's answer: streamed (server-sent events) or whole."""
+    started = time.monotonic()
+    counts = usage(request)
+    counts["prompt_tokens"] = prompt_tokens
+    if params["stream"]:
+        include_usage = bool((params["stream_options"] or {}).get("include_usage"))
+        return StreamingResponse(stream(state, job, events, fmt, req.rows, prompt_tokens, include_usage, started,
+                                        counts),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    rows = await result(state, job, events, request)
+    counts["completion_tokens"] = sum(len(r.tokens) for r in rows)
+    state.metrics.completion_tokens.inc(counts["completion_tokens"])
+    return JSONResponse(fmt.whole(rows, req.n, prompt_tokens))
+
+
+async def _call(state, request, params, make):
+    """Run `make()` on the worker, one text per row (a batch holds `--max-batch` texts)."""
+    job, events = submit(state, lambda jobs: jobs[0].emit(("done", jobs[0].payload())), make, len(params["input"]))
+    return {"object": "list", "model": state.served.name, "data": await result(state, job, events, request)}
+
+
+def _info_routes(app, state) -> None:
     served = state.served
 
     @app.get("/health")
@@ -46,51 +80,33 @@ def register(app, state) -> None:
     async def playground():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    async def answer(request, fmt, req, job, events, params, prompt_tokens):
-        started = time.monotonic()
-        counts = usage(request)
-        counts["prompt_tokens"] = prompt_tokens
-        if params["stream"]:
-            include_usage = bool((params["stream_options"] or {}).get("include_usage"))
-            return StreamingResponse(stream(state, job, events, fmt, req.rows, prompt_tokens, include_usage, started,
-                                            counts),
-                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        rows = await result(state, job, events, request)
-        counts["completion_tokens"] = sum(len(r.tokens) for r in rows)
-        state.metrics.completion_tokens.inc(counts["completion_tokens"])
-        return JSONResponse(fmt.whole(rows, req.n, prompt_tokens))
 
-    async def prepared(request, schema: dict, prepare):
-        """`prepare(state, params)` of the checked body, both on a Prep thread (off the event loop)."""
-        raw = await read_body(request, state.options.max_body)
-        return await state.prep.run(lambda: prepare(state, checked(raw, state, schema)))
-
+def _generation_routes(app, state) -> None:
+    served = state.served
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        params, echo, prompts, mask_at = await prepared(request, COMPLETIONS, prepare_completion)
+        params, echo, prompts, mask_at = await _prepared(state, request, COMPLETIONS, prepare_completion)
         if mask_at is not None:
             req, job, events = blank_job(state, prompts[0], params["max_tokens"], params, params["logprobs"], mask_at)
         else:
             req, job, events = generation_job(state, prompts, params["max_tokens"], params, params["logprobs"])
         fmt = Formatter("completions", served.name, echo)
-        return await answer(request, fmt, req, job, events, params, sum(map(len, prompts)))
-
+        return await _answer(state, request, fmt, req, job, events, params, sum(map(len, prompts)))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        params, ids, max_tokens = await prepared(request, CHAT, prepare_chat)
+        params, ids, max_tokens = await _prepared(state, request, CHAT, prepare_chat)
         logprobs = (params["top_logprobs"] or 0) if params["logprobs"] else None
         if served.blank_chat:  # the answer is the blank after the conversation (serve/blank_jobs.py)
             req, job, events = blank_job(state, ids, max_tokens, params, logprobs)
         else:
             req, job, events = generation_job(state, [ids], max_tokens, params, logprobs)
-        return await answer(request, Formatter("chat", served.name), req, job, events, params, len(ids))
-
+        return await _answer(state, request, Formatter("chat", served.name), req, job, events, params, len(ids))
 
     @app.post("/v1/text2text")
     async def text2text(request: Request):
-        params, rows = await prepared(request, TEXT2TEXT, prepare_text2text)
+        params, rows = await _prepared(state, request, TEXT2TEXT, prepare_text2text)
         req, job, events = generation_job(state, rows, params["max_tokens"], params, None)
         out, results = [], await result(state, job, events, request)
         usage(request).update(prompt_tokens=sum(map(len, rows)), completion_tokens=sum(len(r.tokens) for r in results))
@@ -102,21 +118,18 @@ def register(app, state) -> None:
         return {"object": "list", "model": served.name, "data": out}
 
 
-    async def call(request, params, make):
-        """Run `make()` on the worker, one text per row (a batch holds `--max-batch` texts)."""
-        job, events = submit(state, lambda jobs: jobs[0].emit(("done", jobs[0].payload())), make, len(params["input"]))
-        return {"object": "list", "model": served.name, "data": await result(state, job, events, request)}
+def _pipeline_routes(app, state) -> None:
+    served = state.served
 
     @app.post("/v1/fill-mask")
     async def fill_mask(request: Request):
-        params = await prepared(request, FILL_MASK, only_task("fill-mask"))
+        params = await _prepared(state, request, FILL_MASK, only_task("fill-mask"))
         pipe = lambda: FillMask(served.model, served.tokenizer, top_k=params["top_k"])(params["input"])  # noqa: E731
-        return await call(request, params, pipe)
-
+        return await _call(state, request, params, pipe)
 
     @app.post("/v1/fill-blanks")
     async def fill_blanks(request: Request):
-        params, rows = await prepared(request, FILL_BLANKS, prepare_blanks)
+        params, rows = await _prepared(state, request, FILL_BLANKS, prepare_blanks)
         pipe = FillBlanks(served.model, served.tokenizer, max_new_tokens=params["max_tokens"], **sampling(params))
         job, events = submit(state, lambda jobs: jobs[0].emit(("done", pipe(jobs[0].payload))), params["input"],
                              len(rows))
@@ -132,6 +145,6 @@ def register(app, state) -> None:
 
     @app.post("/v1/classify")
     async def classify(request: Request):
-        params = await prepared(request, CLASSIFY, only_task("classify"))
+        params = await _prepared(state, request, CLASSIFY, only_task("classify"))
         kind = TextClassification if served.config.classifier == "sequence" else TokenClassification
-        return await call(request, params, lambda: kind(served.model, served.tokenizer)(params["input"]))
+        return await _call(state, request, params, lambda: kind(served.model, served.tokenizer)(params["input"]))
