@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "plmlab"
+SRC = Path(__file__).resolve().parents[2] / "src" / "plmlab"
 
 
 def _package_of(path: Path) -> list[str]:
