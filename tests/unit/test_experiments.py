@@ -1,6 +1,6 @@
 """The experiment framework: statistics, the resumable runner, reports rebuilt from saved runs,
 the registry and the CLI's bad input. A fake study (arithmetic, no training) keeps these fast;
-tests/test_experiment_studies_a.py runs the real studies at smoke scale."""
+tests/e2e/test_experiment_studies_a.py runs the real studies at smoke scale."""
 
 from __future__ import annotations
 
