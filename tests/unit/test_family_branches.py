@@ -22,7 +22,7 @@ import ast
 from collections import Counter
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "plmlab"
+SRC = Path(__file__).resolve().parents[2] / "src" / "plmlab"
 # modeling.py builds the skeleton that config.arch names (build_model, load): the model core's constructor
 CORE = ("config.py", "modeling.py", "nn/", "models/", "hf/", "presets/", "families/")
 ALWAYS = {"arch", "norm_placement"}  # attributes that are family facts wherever they are compared
