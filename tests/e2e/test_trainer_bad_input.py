@@ -91,9 +91,9 @@ def test_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, co
                                    OSError(errno.EFBIG, "File too large")])
 def test_full_disk_while_saving_final_leaves_no_temp_folder_and_keeps_the_checkpoint(tmp_path, corpus, capsys,
                                                                                        monkeypatch, error):
-    import plmlab.hf
+    import plmlab.train.saving
 
-    real = plmlab.hf.save_pretrained
+    real = plmlab.train.saving.save_pretrained
 
     def save(model, path, **kwargs):
         if str(path).split("/")[-1].startswith(".tmp-final-"):
@@ -101,13 +101,13 @@ def test_full_disk_while_saving_final_leaves_no_temp_folder_and_keeps_the_checkp
             raise error
         return real(model, path, **kwargs)
 
-    monkeypatch.setattr(plmlab.hf, "save_pretrained", save)  # what train/saving.py calls
+    monkeypatch.setattr(plmlab.train.saving, "save_pretrained", save)  # what train/saving.py calls
     out = tmp_path / "run"
     rc, err = cli(cli_args(out, corpus), capsys)
     assert rc == 2 and err.count("\n") == 1 and "could not save the final model" in err, err
     assert not list(out.glob(".tmp-final-*")) and not (out / "final").exists()
     verify(out / "checkpoints" / "step-00000006")  # --resume can write final/ again
-    monkeypatch.setattr(plmlab.hf, "save_pretrained", real)
+    monkeypatch.setattr(plmlab.train.saving, "save_pretrained", real)
     assert pretrain(PretrainOptions(out=str(out), resume=True)).final_dir == str(out / "final")
 
 
