@@ -37,8 +37,6 @@ ALLOWED = {
     "finetune/sft.py": 4,
     "finetune/text2text.py": 1,
     "objectives/fits.py": 3,
-    "serve/batch.py": 1,
-    "serve/served.py": 3,
 }
 
 

@@ -64,6 +64,8 @@ class Family:
     static_decode = True  # compile=True's static step (a decoder, 1-D positions over one left-padded cache) fits
     scorer = "causal"  # how a continuation is scored (evaluate/scoring.py: causal, seq2seq, pll, glm)
     next_steps = "causal"  # which commands a finished pretraining run suggests (train/next_steps.py)
+    serves = "completions"  # what `plmlab serve` offers for its LM head (/v1/completions, and chat with a template)
+    reports_logprobs = True  # serve's logprobs: the decoder's own log-probabilities of its prompt's continuation
 
     def matches(self, config) -> bool:
         """Is `config` a model of this family?"""
@@ -107,6 +109,8 @@ class EncoderDecoder(Family):
     static_decode = False
     scorer = "seq2seq"  # the continuation as the decoder's target
     next_steps = "seq2seq"
+    serves = "text2text"
+    reports_logprobs = False
 
     def matches(self, config) -> bool:
         return config.arch == "encoder-decoder"
@@ -130,9 +134,10 @@ class Encoder(Family):
     """BERT, RoBERTa, ALBERT ...: no left-to-right answer; a continuation is scored by pseudo-log-likelihood."""
 
     name = "encoder"
-    generates = continues_prompt = static_decode = False
+    generates = continues_prompt = static_decode = reports_logprobs = False
     scorer = "pll"
     next_steps = "masked"
+    serves = "fill-mask"  # with an MLM head
 
     def matches(self, config) -> bool:
         return config.arch == "encoder"

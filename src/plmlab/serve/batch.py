@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..families import family_of
 from ..generation import TextStreamer, generate
 from ..generation.runners import make_inputs
 
@@ -125,7 +126,7 @@ def run_generation(model, tokenizer, jobs, eos: int | None, pad: int | None) -> 
         results = []
         for row, ids in mine:
             lp = token_logprobs(model, tokenizer, ids, row.tokens, job.payload.logprobs) \
-                if job.payload.logprobs is not None and model.config.arch == "decoder" else None
+                if job.payload.logprobs is not None and family_of(model.config).reports_logprobs else None
             results.append(RowResult(row.streamer.text, row.tokens, row.reason, lp))
         job.emit(("done", results))
 

@@ -56,12 +56,13 @@ class ServedModel:
         c, lm = self.config, getattr(self.model, "head", None) is not None and self.config.head != "mlm"
         if getattr(c, "classifier", "none") != "none":
             return ["classify"]
-        if c.arch == "decoder" and lm:
+        serves = family_of(c).serves
+        if serves == "completions" and lm:
             return ["completions"] + (["chat"] if self.chat_template() else []) + \
                 (["fill-blanks"] if self.glm_tokens() is not None else [])
-        if c.arch == "encoder-decoder" and lm:
+        if serves == "text2text" and lm:
             return ["text2text"]
-        if c.arch == "encoder" and c.head == "mlm":
+        if serves == "fill-mask" and c.head == "mlm":
             return ["fill-mask"]
         return []
 
