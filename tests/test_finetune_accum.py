@@ -120,7 +120,8 @@ def one_step(root: Path, batch_size: int, grad_accum: int) -> tuple[float, torch
 
 def test_gradients_and_loss_are_the_same_for_8x1_2x4_and_1x8_on_packed_rows(root):
     tok = chat_tokenizer(load_tokenizer(root / "model"))
-    rows = SftTask(64, False).use([encode_causal(tok, conversation(c, "t"), 64) for c in CONVS[:8]], [], pad_id_of(tok), 8, 0)
+    examples = [encode_causal(tok, conversation(c, "t"), 64) for c in CONVS[:8]]
+    rows = SftTask(64, False).use(examples, [], pad_id_of(tok), 8, 0)
     assert rows.batch([(0, i) for i in range(8)]).inputs["input_ids"].shape[0] > 1  # 8 x 1 packs several rows
     loss, grad = one_step(root, 8, 1)
     for split in ((2, 4), (1, 8)):

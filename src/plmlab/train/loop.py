@@ -2,9 +2,9 @@
 
 A *task* (train/task.py's protocol: pretraining's objective batches, a fine-tuning task, SFT,
 DPO, distillation) supplies the examples behind a resumable cursor, the batches with their
-target counts, the loss with its metrics, and the evaluation; the Trainer owns the step -- accumulation, precision, clipping, the NaN guard,
-OOM back-off, DDP/FSDP2 no-sync, the LR schedule, signals, the metrics record, the eval and
-checkpoint cadence:
+target counts, the loss with its metrics, and the evaluation; the Trainer owns the step --
+accumulation, precision, clipping, the NaN guard, OOM back-off, DDP/FSDP2 no-sync, the LR
+schedule, signals, the metrics record, the eval and checkpoint cadence:
 
     while step < max_steps and no signal:
         micro-batches = task.batch(cursor.take(batch_size x world)) x grad_accum
