@@ -56,7 +56,7 @@ def data_text(stage: str, seed: int) -> str:
         return jsonl([{"prompt": a, "response": b} for a, b in zip(texts[::2], texts[1::2])])
     if stage == "dpo":
         return jsonl([{"prompt": a, "chosen": b, "rejected": c} for a, b, c in zip(texts, texts[1:], texts[2:])])
-    return "\n\n".join(" ".join(texts[i:i + 4]) for i in range(0, len(texts), 4))  # distill: a corpus
+    return jsonl([{"text": " ".join(texts[i:i + 2])} for i in range(0, len(texts), 2)])  # distill: a corpus
 
 
 def run(stage: str, root: Path, data: Path, out: Path, **kw) -> None:
@@ -76,7 +76,7 @@ def run(stage: str, root: Path, data: Path, out: Path, **kw) -> None:
 
 @pytest.mark.parametrize("stage", ["finetune", "sft", "dpo", "distill"])
 def test_resume_refuses_changed_data_and_continues_with_the_same(stage, root, tmp_path, monkeypatch):
-    data = tmp_path / ("data.txt" if stage == "distill" else "data.jsonl")
+    data = tmp_path / "data.jsonl"
     data.write_text(data_text(stage, 0))
     threads = torch.get_num_threads()
     run(stage, root, data, tmp_path / "straight")
