@@ -62,6 +62,28 @@ ARTICLE = {"encoder": "an encoder", "decoder": "a decoder", "encoder-decoder": "
 FIT = {"encoder": ("mlm", "mlm"), "decoder": ("lm", "clm")}  # teacher arch -> (its head, the objective)
 
 
+# ---------------------------------------------------------------------------- the options
+def distill_options(teacher: str, student: str = HALF, out: str | None = None, corpus: list[str] | None = None,
+                    seq_len: int | None = None, **fields) -> FinetuneOptions:
+    """FinetuneOptions of a distillation run (the Python API of `plmlab distill`); the
+    distillation's own options (DEFAULTS' keys) go to `extra`. `student`: "half" (the teacher's
+    shape with half its layers), a preset or a checkpoint directory."""
+    if out is None:
+        raise PlmlabError("distill_options needs out= (the run directory)")
+    extra = {k: fields.pop(k, v) for k, v in DEFAULTS.items()}
+    extra.update(student=student, corpus=list(corpus or []))
+    for name, value in RUN_DEFAULTS.items():
+        fields.setdefault(name, value)
+    if fields.get("max_steps") is None:
+        fields.setdefault("epochs", 1)  # one pass over the corpus (FinetuneOptions refuses both)
+    if extra["init"] not in ("teacher", "random"):
+        raise PlmlabError(f"--init must be teacher or random, not {extra['init']!r}")
+    cos = 1.0 if extra["alpha_cos"] is None else extra["alpha_cos"]  # None: on where the widths agree
+    DistillWeights(extra["temperature"], extra["alpha_ce"], extra["alpha_lm"], cos)  # its one-line refusals, up front
+    return FinetuneOptions(model=teacher, task="distill", train=",".join(corpus or []) or BUILTIN, out=out,
+                           max_length=seq_len, extra=extra, **fields)
+
+
 # ---------------------------------------------------------------------------- the loss
 @dataclass(frozen=True)
 class DistillWeights:
@@ -237,27 +259,6 @@ def check_pair(teacher, student) -> None:
 
 
 # ---------------------------------------------------------------------------- the run
-def distill_options(teacher: str, student: str = HALF, out: str | None = None, corpus: list[str] | None = None,
-                    seq_len: int | None = None, **fields) -> FinetuneOptions:
-    """FinetuneOptions of a distillation run (the Python API of `plmlab distill`); the
-    distillation's own options (DEFAULTS' keys) go to `extra`. `student`: "half" (the teacher's
-    shape with half its layers), a preset or a checkpoint directory."""
-    if out is None:
-        raise PlmlabError("distill_options needs out= (the run directory)")
-    extra = {k: fields.pop(k, v) for k, v in DEFAULTS.items()}
-    extra.update(student=student, corpus=list(corpus or []))
-    for name, value in RUN_DEFAULTS.items():
-        fields.setdefault(name, value)
-    if fields.get("max_steps") is None:
-        fields.setdefault("epochs", 1)  # one pass over the corpus (FinetuneOptions refuses both)
-    if extra["init"] not in ("teacher", "random"):
-        raise PlmlabError(f"--init must be teacher or random, not {extra['init']!r}")
-    cos = 1.0 if extra["alpha_cos"] is None else extra["alpha_cos"]  # None: on where the widths agree
-    DistillWeights(extra["temperature"], extra["alpha_ce"], extra["alpha_lm"], cos)  # its one-line refusals, up front
-    return FinetuneOptions(model=teacher, task="distill", train=",".join(corpus or []) or BUILTIN, out=out,
-                           max_length=seq_len, extra=extra, **fields)
-
-
 def distill(options: FinetuneOptions, log=print) -> list[dict]:
     """Distil the teacher into the student, evaluate each epoch, save OUT/final; the history."""
     if options.task != "distill" or "student" not in options.extra:

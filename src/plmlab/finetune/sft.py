@@ -52,6 +52,17 @@ MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "labels")
 DEFAULTS = dict(base_lr=1e-4, weight_decay=0.0, warmup=0.05)
 
 
+def sft_options(model: str, out: str, data: str | None = None, eval: str | None = None,
+                seq_len: int | None = None, train_on_prompt: bool = False, chat_template: str | None = None,
+                **fields) -> FinetuneOptions:
+    """FinetuneOptions of an SFT run (the Python API of `plmlab sft`)."""
+    for name, value in DEFAULTS.items():
+        fields.setdefault(name, value)
+    extra = {"train_on_prompt": bool(train_on_prompt), "chat_template": chat_template}
+    return FinetuneOptions(model=model, task="sft", train=data or BUILTIN, out=out, eval=eval,
+                           max_length=seq_len, extra=extra, **fields)
+
+
 class SftTask(ExampleTask):
     """Conversations, `batch_size` of them per micro-batch, packed (decoders) or padded (T5);
     the loss is the model's over the assistant tokens (labels aligned with the logits: no shift)."""
@@ -108,17 +119,6 @@ def generate_items(tokenizer, split: str = "eval") -> list[dict]:
 def _write_eval_items(tokenizer, path, log) -> None:
     write_text_atomic(path, "".join(json.dumps(item) + "\n" for item in generate_items(tokenizer)))
     log(f"wrote {path} (score it before and after: plmlab evaluate --task generate --data {path} --model DIR)")
-
-
-def sft_options(model: str, out: str, data: str | None = None, eval: str | None = None,
-                seq_len: int | None = None, train_on_prompt: bool = False, chat_template: str | None = None,
-                **fields) -> FinetuneOptions:
-    """FinetuneOptions of an SFT run (the Python API of `plmlab sft`)."""
-    for name, value in DEFAULTS.items():
-        fields.setdefault(name, value)
-    extra = {"train_on_prompt": bool(train_on_prompt), "chat_template": chat_template}
-    return FinetuneOptions(model=model, task="sft", train=data or BUILTIN, out=out, eval=eval,
-                           max_length=seq_len, extra=extra, **fields)
 
 
 def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
