@@ -53,8 +53,10 @@ class ExampleTask:
 
     def use(self, examples: list[dict], eval_examples: list[dict], pad_id: int, batch_size: int,
             seed: int) -> "ExampleTask":
-        """The training examples, the evaluation ones (collated once, in file order), the geometry."""
+        """The training examples (hashed once: every checkpoint records the hash), the evaluation
+        ones (collated once, in file order), the batch geometry."""
         self.examples, self.pad_id, self.batch_size, self.seed = examples, pad_id, batch_size, seed
+        self._fingerprint = fingerprint_arrays(examples, self.DERIVED)
         self.eval_batches = [self.collate(eval_examples[s:s + batch_size])
                              for s in range(0, len(eval_examples), batch_size)]
         return self
@@ -107,7 +109,7 @@ class ExampleTask:
         return {f"eval_{k}": v for k, v in scores.items()}
 
     def fingerprint(self) -> str:
-        return fingerprint_arrays(self.examples, self.DERIVED)
+        return self._fingerprint
 
     def steps_per_epoch(self, world: int = 1, grad_accum: int = 1) -> int:
         """Steps of one epoch: its batches, `world x grad_accum` of them per step (where they do not
