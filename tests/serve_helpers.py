@@ -33,9 +33,10 @@ def running_server(model_dir, **options):
     outside that test's captured output)."""
     from plmlab.serve import ServedModel, ServeOptions, bind, create_app, make_server
 
-    app = create_app(ServedModel.load(model_dir), ServeOptions(**{"access_log": False, **options}))
+    opts = ServeOptions(**{"access_log": False, **options})
+    app = create_app(ServedModel.load(model_dir), opts)
     sock = bind("127.0.0.1", 0)
-    server = make_server(app)
+    server = make_server(app, request_timeout=opts.request_timeout)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

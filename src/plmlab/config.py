@@ -160,6 +160,7 @@ class Config:
         if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
             raise PlmlabError("invalid config: classifier_dropout must be in [0, 1)")  # DistilBERT
         _check_languages(self)
+        _check_decoder_start(self)
         if self.per_stack_embeddings and self.arch != "encoder-decoder":
             raise PlmlabError("invalid config: per_stack_embeddings needs arch=encoder-decoder")
         if self.norm == "rmsnorm":
@@ -225,6 +226,14 @@ def _check_types(c: Config) -> None:
             setattr(c, f.name, typed_value(getattr(c, f.name), str(f.type)))
         except ValueError as e:
             raise PlmlabError(f"invalid config: {f.name} {e}") from None
+
+
+def _check_decoder_start(c: Config) -> None:
+    """An encoder-decoder's decoder starts from this id (teacher forcing and generation feed it to
+    the embedding table): out of the vocabulary it would fail deep inside a forward pass."""
+    if c.arch == "encoder-decoder" and not 0 <= c.decoder_start() < c.vocab_size:
+        raise PlmlabError(f"invalid config: the decoder's start token {c.decoder_start()} (decoder_start_token_id, "
+                          f"else pad_token_id) is outside the vocabulary of {c.vocab_size}")
 
 
 def _check_task_types(c: Config) -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 from .args import device, non_negative_float, positive_float, positive_int
 from .generate import add_quantize_arg
 
@@ -20,6 +22,15 @@ def register(sub) -> None:
                    help="seconds the worker waits for requests to batch with")
     p.add_argument("--timeout", type=positive_float, default=60.0, help="per-request deadline in seconds: 504")
     p.add_argument("--max-body", type=positive_int, default=1 << 20, help="largest request body in bytes: 413")
+    p.add_argument("--request-timeout", type=positive_float, default=30.0,
+                   help="seconds a client may take to send a request's headers and body: 408")
+    p.add_argument("--api-key", default=os.environ.get("PLMLAB_API_KEY") or None,
+                   help="require 'Authorization: Bearer KEY' on all but / and /health (default: $PLMLAB_API_KEY; "
+                        "the environment keeps the key out of the process list)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name clients may use besides IP addresses and localhost (repeat; '*': any)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web origin (https://app.example) whose pages may call the API, with CORS (repeat; '*': any)")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
     add_quantize_arg(p)
     p.add_argument("--no-access-log", action="store_true",
@@ -35,6 +46,8 @@ def run(args) -> int:
 
         raise PlmlabError(f"--port must be in 0..65535, got {args.port}")
     options = ServeOptions(max_queue=args.max_queue, max_batch=args.max_batch, batch_wait=args.batch_wait,
-                           timeout=args.timeout, max_body=args.max_body, access_log=not args.no_access_log)
+                           timeout=args.timeout, max_body=args.max_body, access_log=not args.no_access_log,
+                           api_key=args.api_key, allowed_hosts=tuple(args.allowed_host),
+                           allow_origins=tuple(args.allow_origin), request_timeout=args.request_timeout)
     serve(args.model, args.host, args.port, args.tokenizer, args.device, args.name, options, args.quantize)
     return 0

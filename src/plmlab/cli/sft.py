@@ -40,8 +40,9 @@ def run(args) -> int:
 def next_steps(out: str) -> list[str]:
     """Talk to the model; a decoder can then be preference-tuned (DPO takes decoders only)."""
     from ..hf import load_config, resolve_dir
+    from ..objectives.fits import Fits
 
     steps = ["plmlab chat --model {out}"]
-    if load_config(resolve_dir(out)).arch == "decoder":
+    if Fits(arch="decoder", head="lm").fits(load_config(resolve_dir(out))):  # what DPO trains
         steps.append("plmlab dpo --model {out} --out {dpo}")
     return fill_steps(steps, {"out": out, "dpo": f"{out.rstrip('/')}-dpo"})

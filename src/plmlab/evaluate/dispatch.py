@@ -22,11 +22,13 @@ from ..data.files import write_text_atomic
 from ..errors import PlmlabError, not_found
 from ..families import family_of
 from ..nn.quantize import check_scheme, quantize
+from ..objectives.fits import Fits
 from ..pipelines import load_model_and_tokenizer
 from .builtin import evaluate_suite
 from .choice import evaluate_choice, read_choice_items
 from .generate import evaluate_generate, read_generate_items
-from .labels import evaluate_classification, evaluate_token_classification, read_classification, read_token_classification
+from .labels import (evaluate_classification, evaluate_token_classification, read_classification,
+                     read_token_classification)
 from .mlm import evaluate_mlm
 from .perplexity import evaluate_perplexity
 from .result import EvalResult
@@ -64,8 +66,9 @@ class TaskSpec:
     needs_data: bool = False  # no default data: --data is required
 
 
-def _has_head(config, arch: str) -> bool:
-    return config.arch == arch and config.head != "none" and config.classifier == "none"
+def _has_head(config, skeleton: Fits) -> bool:
+    """An LM / MLM head on that skeleton (not a fine-tuned classifier's)."""
+    return skeleton.fits(config) and config.head != "none" and config.classifier == "none"
 
 
 def _perplexity(model, tokenizer, o: EvalOptions) -> EvalResult:
@@ -114,9 +117,9 @@ def _generate(model, tokenizer, o: EvalOptions) -> EvalResult:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "perplexity": TaskSpec(lambda c: _has_head(c, "decoder"), "decoders with an LM head (GPT, LLaMA, GLM)", _perplexity),
-    "mlm": TaskSpec(lambda c: _has_head(c, "encoder"), "encoders with an MLM head (BERT, RoBERTa, ALBERT)", _mlm),
-    "span-corruption": TaskSpec(lambda c: _has_head(c, "encoder-decoder"), "encoder-decoders (T5)", _span),
+    "perplexity": TaskSpec(lambda c: _has_head(c, Fits(arch="decoder")), "decoders with an LM head (GPT, LLaMA, GLM)", _perplexity),
+    "mlm": TaskSpec(lambda c: _has_head(c, Fits(arch="encoder")), "encoders with an MLM head (BERT, RoBERTa, ALBERT)", _mlm),
+    "span-corruption": TaskSpec(lambda c: _has_head(c, Fits(arch="encoder-decoder")), "encoder-decoders (T5)", _span),
     "classification": TaskSpec(lambda c: c.classifier == "sequence", "fine-tuned text classifiers", _classification,
                                needs_data=True),
     "token-classification": TaskSpec(lambda c: c.classifier == "token", "fine-tuned taggers", _token_classification,

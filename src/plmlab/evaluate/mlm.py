@@ -23,16 +23,16 @@ import torch
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from ..objectives import example_rng
+from ..objectives.fits import Fits
 from ..objectives.mlm import MaskedLM
 from ..pipelines.loading import model_device
 from .result import EvalResult
 
 
 def check_encoder(model, task: str) -> None:
-    config = model.config
-    if config.arch != "encoder" or getattr(model, "head", None) is None:
-        raise PlmlabError(f"{task} needs an encoder with its MLM head (BERT, RoBERTa, ALBERT); this model is "
-                          f"{config.arch}" + ("" if getattr(model, "head", None) is not None else " without an MLM head"))
+    Fits(arch="encoder", head=("mlm", "lm")).require(task, model.config)  # "lm": XLM's tied pred_layer
+    if getattr(model, "head", None) is None:
+        raise PlmlabError(f"{task} needs an encoder with its MLM head (BERT, RoBERTa, ALBERT); this one has none")
 
 
 def pieces(tokenizer, texts: list[str], objective: MaskedLM) -> list[tuple[int, dict]]:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from ..objectives import example_rng
+from ..objectives.fits import Fits
 from ..objectives.span import SpanCorruption
 from ..pipelines.loading import model_device
 from .result import EvalResult
@@ -37,8 +38,9 @@ def evaluate_span_corruption(model, tokenizer, texts: list[str], seed: int = 0, 
                              mean_span_length: float = 3.0) -> EvalResult:
     """Target-token accuracy, loss and perplexity of the span-corruption targets of `texts`."""
     config = model.config
-    if config.arch != "encoder-decoder" or getattr(model, "head", None) is None:
-        raise PlmlabError(f"--task span-corruption needs an encoder-decoder with an LM head (T5); this model is {config.arch}")
+    Fits(arch="encoder-decoder", head="lm").require("--task span-corruption", config)
+    if getattr(model, "head", None) is None:
+        raise PlmlabError("--task span-corruption needs an encoder-decoder with an LM head (T5); this one has none")
     seq_len = max_length or config.max_positions
     if max_length is not None and max_length > config.max_positions:
         raise PlmlabError(f"--max-length {max_length} is beyond the model's context ({config.max_positions} positions)")

@@ -4,7 +4,7 @@ A study never types a paper's number: its `paper` text and its verdict take them
     from ..paper_figures import cite, v
     paper = cite("bert-t8/80-10-10/mnli", "bert-t8/80-20-0/mnli")   # paper, table, model, tokens, values
     f"... MNLI {v('bert-t8/80-20-0/mnli')} ..."                       # one value, as the paper prints it
-so the text cannot drift from the table, and tests/test_paper_figures.py checks that every number
+so the text cannot drift from the table, and tests/unit/test_paper_figures.py checks that every number
 in a study's text is one of its figures. `rows()` is the table as plain tuples (key, study,
 paper, where, row, metric, value, model, training, checked, note); an unknown key is a KeyError
 when the study module is imported.

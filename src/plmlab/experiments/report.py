@@ -15,7 +15,7 @@ from ..data.files import write_text_atomic
 from ..errors import PlmlabError, warn
 from ..plotting import panel_grid, save_figure
 from . import stats
-from .base import Experiment, PlotSpec, Summary
+from .base import SCALES, Experiment, PlotSpec, Summary
 from .studies import get_experiment
 
 
@@ -28,12 +28,33 @@ def read_json(path: Path):
         raise PlmlabError(f"{path}: invalid JSON ({e})") from None
 
 
+def checked_meta(path: Path) -> dict:
+    """meta.json, refused in one line unless it names a study, a scale and a number of seeds."""
+    meta = read_json(path)
+    seeds = meta.get("seeds") if isinstance(meta, dict) else None
+    if (not isinstance(meta, dict) or not isinstance(meta.get("experiment"), str) or meta.get("scale") not in SCALES
+            or isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise PlmlabError(f"{path}: not a study's meta.json (expected \"experiment\", \"scale\" one of "
+                          f"{', '.join(SCALES)}, and \"seeds\" a positive integer)")
+    return meta
+
+
+def checked_run(path: Path, arm: str, seed: int) -> dict:
+    """A saved run, refused in one line unless it is the record of that arm and seed."""
+    run = read_json(path)
+    if not isinstance(run, dict) or run.get("arm") != arm or run.get("seed") != seed \
+            or not isinstance(run.get("metrics"), dict):
+        raise PlmlabError(f"{path}: not the saved run of arm {arm} seed {seed} (expected its \"arm\", \"seed\" "
+                          "and a \"metrics\" object); delete it and run the study again")
+    return run
+
+
 def load_runs(folder: Path, experiment: Experiment, meta: dict) -> dict[str, list[dict]]:
     """arm name -> its saved runs in seed order (the arms of meta's scale, seeds 0..seeds-1)."""
     runs = {}
     for arm in experiment.arms(meta["scale"]):
-        paths = [folder / "runs" / f"{arm.name}-s{seed}.json" for seed in range(int(meta["seeds"]))]
-        runs[arm.name] = [read_json(p) for p in paths if p.is_file()]
+        paths = [(folder / "runs" / f"{arm.name}-s{seed}.json", seed) for seed in range(meta["seeds"])]
+        runs[arm.name] = [checked_run(p, arm.name, seed) for p, seed in paths if p.is_file()]
     missing = [name for name, found in runs.items() if not found]
     if missing:
         raise PlmlabError(f"{folder}: no finished runs of {', '.join(missing)} yet; "
@@ -46,10 +67,15 @@ def write_report(folder: str | Path) -> Path:
     folder = Path(folder)
     if not (folder / "meta.json").is_file():
         raise PlmlabError(f"{folder} is not an experiment folder (no meta.json)")
-    meta = read_json(folder / "meta.json")
-    experiment = get_experiment(meta.get("experiment", "?"))
+    meta = checked_meta(folder / "meta.json")
+    experiment = get_experiment(meta["experiment"])
     runs = load_runs(folder, experiment, meta)
-    summary = experiment.summarize(runs)
+    try:
+        summary = experiment.summarize(runs)
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as e:  # a run file edited or damaged
+        raise PlmlabError(f"{folder}: a saved run lacks what the {experiment.name} study reads "
+                          f"({type(e).__name__}: {e}); delete the damaged runs/*.json and run the study again "
+                          "(finished runs are kept)") from None
     write_text_atomic(folder / "report.md", render_markdown(experiment, meta, summary, runs))
     results = {"experiment": experiment.name, "claim": experiment.claim, "paper": experiment.paper,
                "meta": meta, "columns": summary.columns, "rows": summary.rows, "verdict": summary.verdict,

@@ -24,9 +24,10 @@ import torch
 from ..data.docs_corpus import docs_manifest
 from ..data.files import write_text_atomic
 from ..errors import PlmlabError
+from ..train.rundir import RunLock
 from ..train.setup import package_version
 from .base import SCALES, Experiment
-from .report import read_json, write_report
+from .report import checked_meta, write_report
 from .studies import EXPERIMENTS, get_experiment
 
 META = "meta.json"
@@ -63,6 +64,12 @@ def run_experiment(name: str, scale: str = "default", seeds: int | None = None, 
 
 def _run_one(experiment: Experiment, scale: str, seeds: int | None, out: Path, log) -> Path:
     folder = out / experiment.name
+    check_out(folder)
+    with RunLock(folder):  # two `experiment run`s of one study would write the same runs
+        return _run_locked(experiment, scale, seeds, folder, out, log)
+
+
+def _run_locked(experiment: Experiment, scale: str, seeds: int | None, folder: Path, out: Path, log) -> Path:
     n_seeds = seeds or experiment.seeds[scale]
     meta = _start_meta(experiment, folder, scale, n_seeds, out)
     started = time.perf_counter()
@@ -92,16 +99,15 @@ def _run_one(experiment: Experiment, scale: str, seeds: int | None, out: Path, l
 
 def _start_meta(experiment: Experiment, folder: Path, scale: str, n_seeds: int, out: Path) -> dict:
     """meta.json: a new one, or the folder's (same scale), with the seeds now asked for."""
-    check_out(folder)
     path = folder / META
     if path.exists():
-        meta = read_json(path)
+        meta = checked_meta(path)
         if meta.get("experiment") != experiment.name or meta.get("scale") != scale:
             raise PlmlabError(f"{folder} holds a {meta.get('experiment')} run at --scale {meta.get('scale')}, "
                               f"not {experiment.name} at {scale}; use another --out")
-        meta["seeds"] = max(int(meta.get("seeds", 0)), n_seeds)
+        meta["seeds"] = max(meta["seeds"], n_seeds)
         return meta
-    if folder.exists() and any(folder.iterdir()):
+    if folder.exists() and any(p.name != ".lock" for p in folder.iterdir()):
         raise PlmlabError(f"{folder} exists but holds no {META}: not an experiment folder; use another --out")
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"experiment": experiment.name, "scale": scale, "seeds": n_seeds, "out": str(out),

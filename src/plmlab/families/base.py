@@ -3,7 +3,7 @@
 `Config` says what a model *is* (norms, positions, attention sharing ...); a few things about how
 a model is *fed* follow from its family and are asked for here, so that generation, scoring, SFT
 encoding, chat and serving never compare `config.position` or `config.arch` with a family's
-values themselves (tests/test_family_branches.py checks that):
+values themselves (tests/unit/test_family_branches.py checks that):
 
     family_of(config).decode_inputs(config)       how `generate` feeds each step (positions, masks)
     family_of(config).answers_as_blank            a prompt is answered as a blank after it (GLM)

@@ -89,8 +89,8 @@ def generate(
     prompt and of every generated token (transformers' `langs` / `lang_id`); None takes the model's
     `decode_language` attribute (`set_decode_language`, `plmlab generate --lang`), else none.
     """
-    config = model.config
     _check(model, max_new_tokens, num_beams, truncate, early_stopping, streamer, stop, tokenizer)
+    config = model.config
     if compile is None:
         compile = bool(getattr(model, "decode_compile", False))
     if compile:
@@ -134,6 +134,9 @@ def generate(
 
 def _check(model, max_new_tokens, num_beams, truncate, early_stopping, streamer, stop, tokenizer) -> None:
     """One-line errors for a model that cannot generate and for invalid options."""
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        raise PlmlabError(f"generate takes a loaded model (plmlab.load_pretrained(DIR)), not a "
+                          f"{type(model).__name__}; for a directory and a text: plmlab.pipeline('text-generation', DIR)")
     if not family_of(model.config).generates:
         raise PlmlabError("an encoder-only model cannot generate text; use a decoder or encoder-decoder model")
     if getattr(model, "head", None) is None:

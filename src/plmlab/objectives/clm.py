@@ -60,7 +60,7 @@ class CausalLM(LanguageIds, Objective):
         try:
             super().check_fits(config)
         except PlmlabError as e:
-            if config.arch != "encoder" or config.head != "lm":
+            if not Fits(arch="encoder", head="lm").fits(config):
                 raise
             # XLM: the same layers under a causal mask are transformers' `causal` XLM
             raise PlmlabError(f"{e}; or train this encoder causally as a decoder with --arch decoder") from None

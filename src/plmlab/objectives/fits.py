@@ -73,6 +73,15 @@ class Fits:
         names = [n for n in PRESETS if n.endswith("-tiny") and not self.problems(get_preset(n))]
         return names[:limit]
 
+    def fits(self, config) -> bool:
+        return not self.problems(config)
+
+    def require(self, what: str, config) -> None:
+        """`what needs ...; this model is ...` where `config` does not fit (evaluations, pipelines)."""
+        found = self.problems(config)
+        if found:
+            raise PlmlabError(f"{what} needs {self.wanted()}; this model is {', '.join(found)}")
+
     def check(self, objective: str, config) -> None:
         found = self.problems(config)
         if found:

@@ -21,6 +21,7 @@ from ..families import family_of
 from ..families.glm import continuation
 from ..generation import TextStreamer, find_stop, fit_context, generate
 from ..infill import BLANK_OPTIONS, answer_blank
+from ..objectives.fits import Fits
 from .base import Pipeline
 from .loading import check_text
 from .span_fills import sentinels_in, span_result
@@ -175,6 +176,6 @@ class Text2Text(TextGeneration):
     task = "text2text"
 
     def check(self, model) -> None:
-        if model.config.arch != "encoder-decoder":
-            raise PlmlabError(f"text2text needs an encoder-decoder model (T5), not a {model.config.arch}; "
-                              "use text-generation")
+        if not Fits(arch="encoder-decoder").fits(model.config):
+            raise PlmlabError("text2text needs an encoder-decoder model (T5, BART), not this "
+                              f"{model.config.arch}; use text-generation")

@@ -8,14 +8,17 @@ card, context checks), `engine` (the worker thread, bounded queue, dynamic batch
 (one batch of generation rows over one KV cache), `blank_jobs` (the jobs of a 2-D-position GLM: the
 blank after the conversation or text), `flow` (a request's way through the worker:
 429, 504, server-sent events), `responses` (OpenAI's objects), `metrics` (Prometheus text),
-`handling` (a request before and after the worker), `app` / `routes` (FastAPI), `static/` (the
+`handling` (a request before and after the worker: body, Prep threads), `guard` (Host, Origin,
+API key), `protocol` (the request read timeout), `app` / `routes` (FastAPI), `static/` (the
 playground). FastAPI and uvicorn are the `serve` extra, imported only when a server is made.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
+import ipaddress
 import signal
 import socket
 import sys
@@ -50,11 +53,21 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(app, log_level: str = "warning"):
+def make_server(app, log_level: str = "warning", request_timeout: float = ServeOptions.request_timeout):
+    """uvicorn over h11 with a bound on how long a request may take to arrive (protocol.py)."""
     import uvicorn
 
+    from .protocol import timed_protocol
+
     return uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on",
-                                         timeout_graceful_shutdown=None))
+                                         timeout_graceful_shutdown=None, http=timed_protocol(request_timeout)))
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
 
 
 def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, tokenizer=None, device: str = "cpu",
@@ -62,9 +75,15 @@ def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, tokenizer=None, 
     """Load the model and serve it until SIGINT / SIGTERM (which stop accepting, let in-flight
     requests finish, then return)."""
     require_extra()
+    options = options or ServeOptions()
+    if not is_loopback(host) and not options.api_key:
+        print(f"plmlab: warning: listening on {host}, reachable from other machines, without an API key: anyone "
+              "who can reach it can use it (give --api-key or PLMLAB_API_KEY)", file=sys.stderr, flush=True)
+    # the name it was started with is a Host its clients may use (an IP literal always is: guard.py)
+    options = dataclasses.replace(options, allowed_hosts=(*options.allowed_hosts, host))
     served = ServedModel.load(model_dir, tokenizer, device, name, quantize)
     sock = bind(host, port)
-    server = make_server(create_app(served, options))
+    server = make_server(create_app(served, options), request_timeout=options.request_timeout)
     where = sock.getsockname()
     print(f"plmlab: serving {served.name} ({', '.join(served.tasks) or 'no task'}) on "
           f"http://{host}:{where[1]}", file=sys.stderr, flush=True)

@@ -9,7 +9,10 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from ..errors import PlmlabError
 from .engine import Engine
+from .guard import Guard
+from .handling import Prep
 from .metrics import Metrics
 from .served import ServedModel
 from .validation import ApiError
@@ -28,12 +31,25 @@ class ServeOptions:
     max_tokens: int = 256  # chat's default max_tokens (capped by the context)
     retry_after: int = 1  # seconds, the 429's Retry-After
     access_log: bool = True  # one line on stderr per request (MetricsMiddleware)
+    api_key: str | None = None  # Authorization: Bearer KEY on all but / and /health: 401 (guard.py)
+    allowed_hosts: tuple = ()  # Host names accepted besides IP literals and localhost: 421 (guard.py)
+    allow_origins: tuple = ()  # browser origins besides the server's own that may call it: 403 (guard.py)
+    request_timeout: float = 30.0  # seconds to receive a request's headers and body: 408 (protocol.py)
+    prep_threads: int = 2  # threads that parse, validate and tokenise requests off the event loop
+    prep_queue: int = 32  # requests waiting for those threads; past it: 429 (handling.Prep)
+
+    def __post_init__(self) -> None:
+        # an empty key (`--api-key "$UNSET"`) would quietly serve everyone; one with spaces could never be sent
+        key = self.api_key
+        if key is not None and (not key or not key.isascii() or not key.isprintable() or " " in key):
+            raise PlmlabError("the API key must be a non-empty string of printable ASCII without spaces")
 
 
 class State:
     def __init__(self, served: ServedModel, options: ServeOptions) -> None:
         self.served, self.options, self.metrics = served, options, Metrics()
         self.engine = Engine(options.max_queue, options.max_batch, options.batch_wait, self.metrics, self._fits)
+        self.prep = Prep(options.prep_threads, options.prep_queue, options.retry_after)
 
     def _fits(self, jobs) -> bool:
         rows = [ids for j in jobs for ids in j.payload.prompts]
@@ -50,10 +66,13 @@ def create_app(served: ServedModel, options: ServeOptions | None = None):
         state.engine.start()
         yield
         state.engine.stop()  # uvicorn has drained the in-flight requests by now
+        state.prep.pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="plmlab", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.plmlab = state
     _errors(app)
+    opts = state.options
+    app.add_middleware(Guard, api_key=opts.api_key, allowed_hosts=opts.allowed_hosts, allow_origins=opts.allow_origins)
     from .routes import register
 
     register(app, state)

@@ -74,8 +74,15 @@ class Engine:
             self.cond.notify_all()
         self.thread.join(timeout)
 
+    def depth(self) -> int:
+        """Jobs waiting, the ones whose clients left not counted (they are dropped here)."""
+        with self.cond:
+            self._drop_dead()
+            return len(self.waiting)
+
     def submit(self, job: Job) -> None:
         with self.cond:
+            self._drop_dead()  # cancelled jobs take no place in the queue, even before the worker looks
             if self.stopping:
                 raise Busy("the server is shutting down")
             if len(self.waiting) >= self.max_queue:

@@ -1,6 +1,7 @@
-"""A request's way through the worker, seen from the event loop: submit a job (429 when the
-queue is full), wait for its events under its deadline (504), answer whole or as server-sent
-events. The worker's events cross threads through `loop.call_soon_threadsafe`."""
+"""A request's way through the worker, seen from the event loop: submit a job (400 when it has
+more rows than a batch, 429 when the queue is full), wait for its events under its deadline (504)
+while watching that its client is still there, answer whole or as server-sent events. The
+worker's events cross threads through `loop.call_soon_threadsafe`."""
 
 from __future__ import annotations
 
@@ -13,8 +14,23 @@ from .engine import Busy, Job
 from .responses import sse
 from .validation import ApiError
 
+DISCONNECT_POLL = 0.2  # seconds between looks at whether a waiting whole-answer client has left
+
+
+class ClientGone(ApiError):
+    """The client hung up before its answer: nobody reads this (499, nginx's code, for the log)."""
+
+    def __init__(self) -> None:
+        super().__init__("the client closed the connection", status=499, code="client_closed_request")
+
 
 def submit(state, run, payload, rows: int = 1, key=None) -> tuple[Job, asyncio.Queue]:
+    """Queue a job of `rows` rows. A request never takes more rows than `--max-batch` (a batch
+    holds): it is refused, as OpenAI refuses an `n` over its limit, rather than split."""
+    if rows > state.options.max_batch:
+        raise ApiError(f"this request needs {rows} rows (prompts x n); the server decodes at most "
+                       f"{state.options.max_batch} together (--max-batch): send fewer prompts or choices",
+                       param="n", code="too_many_rows")
     loop, events = asyncio.get_running_loop(), asyncio.Queue()
 
     def emit(event) -> None:
@@ -39,13 +55,21 @@ def _timeout(state) -> ApiError:
                     status=504, type="timeout_error", code="timeout")
 
 
-async def next_event(state, job: Job, events: asyncio.Queue) -> tuple:
-    """The job's next (kind, data); past its deadline the job is cancelled (its slot freed)."""
-    try:
-        event = await asyncio.wait_for(events.get(), max(job.deadline - time.monotonic(), 0.0))
-    except asyncio.TimeoutError:
-        job.cancel()
-        raise _timeout(state) from None
+async def next_event(state, job: Job, events: asyncio.Queue, request=None) -> tuple:
+    """The job's next (kind, data); past its deadline, or once `request`'s client has left, the
+    job is cancelled (a waiting one never runs, a running one's rows stop: its slot is freed)."""
+    while True:
+        left = job.deadline - time.monotonic()
+        try:
+            event = await asyncio.wait_for(events.get(), max(min(left, DISCONNECT_POLL if request else left), 0.0))
+            break
+        except asyncio.TimeoutError:
+            if time.monotonic() >= job.deadline:
+                job.cancel()
+                raise _timeout(state) from None
+            if await request.is_disconnected():
+                job.cancel()
+                raise ClientGone() from None
     if event[0] == "cancelled":
         raise _timeout(state)
     if event[0] == "error":
@@ -53,10 +77,11 @@ async def next_event(state, job: Job, events: asyncio.Queue) -> tuple:
     return event
 
 
-async def result(state, job: Job, events: asyncio.Queue):
-    """The job's result (its "done" data), skipping streamed pieces."""
+async def result(state, job: Job, events: asyncio.Queue, request):
+    """The job's result (its "done" data), skipping streamed pieces; `request`'s client is watched
+    (a stream's is watched by Starlette, which closes the stream when its client leaves)."""
     while True:
-        kind, *data = await next_event(state, job, events)
+        kind, *data = await next_event(state, job, events, request)
         if kind == "done":
             return data[0]
 

@@ -1,5 +1,6 @@
-"""The endpoints. Each: validate (schema, model name, task, context), submit, answer.
-Imported by create_app only, so FastAPI is needed only once a server is made."""
+"""The endpoints. Each: read the body, check it on a Prep thread (schema, model name, task,
+tokens, context: `prepare`), submit, answer. Imported by create_app only, so FastAPI is needed
+only once a server is made."""
 
 from __future__ import annotations
 
@@ -13,19 +14,54 @@ from ..pipelines import FillBlanks, FillMask, TextClassification, TokenClassific
 from ..pipelines.span_fills import sentinels_in
 from .blank_jobs import blank_job
 from .flow import result, stream, submit
-from .handling import checked, generation_job, sampling, usage
+from .handling import (checked, generation_job, only_task, prepare_blanks, prepare_chat, prepare_completion,
+                       prepare_text2text, read_body, sampling, usage)
 from .responses import Formatter
-from .validation import CHAT, CLASSIFY, COMPLETIONS, FILL_BLANKS, FILL_MASK, TEXT2TEXT, ApiError
+from .validation import CHAT, CLASSIFY, COMPLETIONS, FILL_BLANKS, FILL_MASK, TEXT2TEXT
 
 STATIC = Path(__file__).parent / "static"
 
 
 def register(app, state) -> None:
+    _info_routes(app, state)
+    _generation_routes(app, state)
+    _pipeline_routes(app, state)
+
+
+async def _prepared(state, request, schema: dict, prepare):
+    """`prepare(state, params)` of the checked body, both on a Prep thread (off the event loop)."""
+    raw = await read_body(request, state.options.max_body)
+    return await state.prep.run(lambda: prepare(state, checked(raw, state, schema)))
+
+
+async def _answer(state, request, fmt, req, job, events, params, prompt_tokens):
+    """A generation's answer: streamed (server-sent events) or whole."""
+    started = time.monotonic()
+    counts = usage(request)
+    counts["prompt_tokens"] = prompt_tokens
+    if params["stream"]:
+        include_usage = bool((params["stream_options"] or {}).get("include_usage"))
+        return StreamingResponse(stream(state, job, events, fmt, req.rows, prompt_tokens, include_usage, started,
+                                        counts),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    rows = await result(state, job, events, request)
+    counts["completion_tokens"] = sum(len(r.tokens) for r in rows)
+    state.metrics.completion_tokens.inc(counts["completion_tokens"])
+    return JSONResponse(fmt.whole(rows, req.n, prompt_tokens))
+
+
+async def _call(state, request, params, make):
+    """Run `make()` on the worker, one text per row (a batch holds `--max-batch` texts)."""
+    job, events = submit(state, lambda jobs: jobs[0].emit(("done", jobs[0].payload())), make, len(params["input"]))
+    return {"object": "list", "model": state.served.name, "data": await result(state, job, events, request)}
+
+
+def _info_routes(app, state) -> None:
     served = state.served
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "queue_depth": len(state.engine.waiting), "model": served.name}
+        return {"status": "ok", "queue_depth": state.engine.depth(), "model": served.name}
 
     @app.get("/metrics")
     async def metrics():
@@ -44,65 +80,35 @@ def register(app, state) -> None:
     async def playground():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    async def answer(request, fmt, req, job, events, params, prompt_tokens):
-        started = time.monotonic()
-        counts = usage(request)
-        counts["prompt_tokens"] = prompt_tokens
-        if params["stream"]:
-            include_usage = bool((params["stream_options"] or {}).get("include_usage"))
-            return StreamingResponse(stream(state, job, events, fmt, req.rows, prompt_tokens, include_usage, started,
-                                            counts),
-                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        rows = await result(state, job, events)
-        counts["completion_tokens"] = sum(len(r.tokens) for r in rows)
-        state.metrics.completion_tokens.inc(counts["completion_tokens"])
-        return JSONResponse(fmt.whole(rows, req.n, prompt_tokens))
+
+def _generation_routes(app, state) -> None:
+    served = state.served
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        params = await checked(request, state, COMPLETIONS)
-        served.require("completions")
-        echo = [p if isinstance(p, str) else served.tokenizer.decode(p) for p in params["prompt"]] \
-            if params["echo"] else None
-        if served.glm_tokens() is not None:  # a 2-D GLM: the blank after the text (serve/blank_jobs.py)
-            part_a, mask_at = served.continuation_ids(params["prompt"])
-            prompts = [part_a]
-            served.check_context([part_a + [0]], params["max_tokens"])  # + the blank's <sop>
-            req, job, events = blank_job(state, part_a, params["max_tokens"], params, params["logprobs"], mask_at)
+        params, echo, prompts, mask_at = await _prepared(state, request, COMPLETIONS, prepare_completion)
+        if mask_at is not None:
+            req, job, events = blank_job(state, prompts[0], params["max_tokens"], params, params["logprobs"], mask_at)
         else:
-            prompts = [served.prompt_ids(p) for p in params["prompt"]]
-            served.check_context(prompts, params["max_tokens"])
             req, job, events = generation_job(state, prompts, params["max_tokens"], params, params["logprobs"])
         fmt = Formatter("completions", served.name, echo)
-        return await answer(request, fmt, req, job, events, params, sum(map(len, prompts)))
+        return await _answer(state, request, fmt, req, job, events, params, sum(map(len, prompts)))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        params = await checked(request, state, CHAT)
-        served.require("chat")
-        if params["top_logprobs"] is not None and not params["logprobs"]:
-            raise ApiError("'top_logprobs' needs 'logprobs': true", param="top_logprobs", code="invalid_value")
-        ids = served.chat_ids(params["messages"])  # a 2-D GLM: Part A, its blank's <sop> takes one more position
-        taken = len(ids) + served.blank_chat
-        max_tokens = params["max_completion_tokens"] or params["max_tokens"]
-        if max_tokens is None:  # as much as the context leaves, up to the server's default
-            max_tokens = max(1, min(state.options.max_tokens, served.context - taken))
-        served.check_context([ids + [0] * served.blank_chat], max_tokens, param="messages")
+        params, ids, max_tokens = await _prepared(state, request, CHAT, prepare_chat)
         logprobs = (params["top_logprobs"] or 0) if params["logprobs"] else None
         if served.blank_chat:  # the answer is the blank after the conversation (serve/blank_jobs.py)
             req, job, events = blank_job(state, ids, max_tokens, params, logprobs)
         else:
             req, job, events = generation_job(state, [ids], max_tokens, params, logprobs)
-        return await answer(request, Formatter("chat", served.name), req, job, events, params, len(ids))
+        return await _answer(state, request, Formatter("chat", served.name), req, job, events, params, len(ids))
 
     @app.post("/v1/text2text")
     async def text2text(request: Request):
-        params = await checked(request, state, TEXT2TEXT)
-        served.require("text2text")
-        rows = [served.prompt_ids(t) for t in params["input"]]
-        served.check_context(rows, params["max_tokens"], param="input")
+        params, rows = await _prepared(state, request, TEXT2TEXT, prepare_text2text)
         req, job, events = generation_job(state, rows, params["max_tokens"], params, None)
-        out, results = [], await result(state, job, events)
+        out, results = [], await result(state, job, events, request)
         usage(request).update(prompt_tokens=sum(map(len, rows)), completion_tokens=sum(len(r.tokens) for r in results))
         for row, r in zip(rows, results):
             item = {"text": r.text, "finish_reason": r.finish_reason, "tokens": len(r.tokens)}
@@ -111,28 +117,24 @@ def register(app, state) -> None:
             out.append(item)
         return {"object": "list", "model": served.name, "data": out}
 
-    async def call(params, task: str, make):
-        served.require(task)
-        job, events = submit(state, lambda jobs: jobs[0].emit(("done", jobs[0].payload())), make)
-        return {"object": "list", "model": served.name, "data": await result(state, job, events)}
+
+def _pipeline_routes(app, state) -> None:
+    served = state.served
 
     @app.post("/v1/fill-mask")
     async def fill_mask(request: Request):
-        params = await checked(request, state, FILL_MASK)
+        params = await _prepared(state, request, FILL_MASK, only_task("fill-mask"))
         pipe = lambda: FillMask(served.model, served.tokenizer, top_k=params["top_k"])(params["input"])  # noqa: E731
-        return await call(params, "fill-mask", pipe)
+        return await _call(state, request, params, pipe)
 
     @app.post("/v1/fill-blanks")
     async def fill_blanks(request: Request):
-        params = await checked(request, state, FILL_BLANKS)
-        served.require("fill-blanks")
-        rows = [served.blank_ids(t) for t in params["input"]]
-        # Part A is [CLS] text <eos>; each blank's span has max_tokens and its [sop] (infill.fill_blanks)
-        served.check_context([r + [0, 0, 0] for r in rows], params["max_tokens"], param="input")
+        params, rows = await _prepared(state, request, FILL_BLANKS, prepare_blanks)
         pipe = FillBlanks(served.model, served.tokenizer, max_new_tokens=params["max_tokens"], **sampling(params))
-        job, events = submit(state, lambda jobs: jobs[0].emit(("done", pipe(jobs[0].payload))), params["input"])
+        job, events = submit(state, lambda jobs: jobs[0].emit(("done", pipe(jobs[0].payload))), params["input"],
+                             len(rows))
         state.metrics.prompt_tokens.inc(sum(map(len, rows)))
-        results = await result(state, job, events)
+        results = await result(state, job, events, request)
         counts = usage(request)
         counts.update(prompt_tokens=sum(map(len, rows)), completion_tokens=sum(len(b) for r in results
                                                                                for b in r["blank_ids"]))
@@ -143,6 +145,6 @@ def register(app, state) -> None:
 
     @app.post("/v1/classify")
     async def classify(request: Request):
-        params = await checked(request, state, CLASSIFY)
+        params = await _prepared(state, request, CLASSIFY, only_task("classify"))
         kind = TextClassification if served.config.classifier == "sequence" else TokenClassification
-        return await call(params, "classify", lambda: kind(served.model, served.tokenizer)(params["input"]))
+        return await _call(state, request, params, lambda: kind(served.model, served.tokenizer)(params["input"]))

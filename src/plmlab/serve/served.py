@@ -25,9 +25,20 @@ NEEDS = {
 }
 
 
+def releasing_gil(tokenizer):
+    """The tokenizer, its `encode` letting other threads run: the `tokenizers` library's `encode`
+    holds the GIL for its whole run (~1.5 s for 1 MB of text), which would stop the event loop
+    however many threads checked requests; `encode_batch_fast` of one text gives the same ids
+    and lets go of it. (An attribute of this instance: the model's server owns it.)"""
+    backend = tokenizer.backend
+    tokenizer.encode = lambda text, add_special_tokens=True: \
+        backend.encode_batch_fast([text], add_special_tokens=add_special_tokens)[0].ids
+    return tokenizer
+
+
 class ServedModel:
     def __init__(self, model, tokenizer, name: str) -> None:
-        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.model, self.tokenizer, self.name = model, releasing_gil(tokenizer), name
         config = model.config
         self.config = config
         self.context = context_limit(config) or config.max_positions

@@ -23,7 +23,7 @@ against 85 GFLOP/s, one thread), which made the default optimizer's step ~6x an 
 `Muon` here is the same update with the iteration's dtype as a choice: `ns_dtype="auto"` takes
 bf16 on CUDA and on CPUs with native bf16, fp32 everywhere else (`newton_schulz_dtype`). fp32 is
 the more accurate of the two (the bf16 iteration is an approximation the Muon write-up accepts
-for speed), and in bf16 the update equals torch.optim.Muon's bit for bit (tests/test_optim_muon.py).
+for speed), and in bf16 the update equals torch.optim.Muon's bit for bit (tests/e2e/test_optim_muon.py).
 In fp32 the iteration runs on the Gram matrix (`newton_schulz_gram`): the same polynomial with
 26-38 % fewer flops on rectangular matrices, about 30 % less time for the -mini presets.
 """

@@ -18,7 +18,7 @@ from plmlab.tokenizers import train_tokenizer
 
 POS, NEG = ["good", "great", "fine"], ["bad", "awful", "poor"]
 FRAMES = ["the movie was {} really", "a {} plot and film", "{} film", "the plot was a {} movie"]
-PIPELINES_DOC = Path(__file__).resolve().parents[1] / "docs" / "inference.md"
+PIPELINES_DOC = Path(__file__).resolve().parents[2] / "docs" / "inference.md"
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ brute-force rule, the cache against uncached decoding, config validation, preset
 `plmlab info` for the checkpoints users bring (Mistral, Qwen2, GLM-4-0414)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +12,7 @@ from plmlab import PlmlabError, build_model, count_parameters
 from plmlab.generation import generate
 from plmlab.nn.attention import window_mask
 from plmlab.presets import get_preset
+from test_generation import run_cli  # `plmlab ...` in process (a subprocess adds only its start-up)
 
 PUBLISHED = {  # Mistral 7B announcement / paper; Qwen2 model cards; GLM-4-9B-0414 model card
     "mistral-7b": 7.3e9, "qwen2-0.5b": 0.49e9, "qwen2-7b": 7.62e9, "glm4-9b-0414": 9.4e9,
@@ -94,6 +93,6 @@ def test_info_shows_counts_for_the_presets_and_a_saved_checkpoint(tmp_path):
     plmlab.save_pretrained(model, tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "qwen2"
     for target, preset in ((str(tmp_path), "qwen2-tiny"), ("mistral-7b", "mistral-7b")):
-        out = subprocess.run([sys.executable, "-m", "plmlab", "info", target, "--json"], capture_output=True,
-                             text=True, check=True).stdout
+        code, out, stderr = run_cli(["info", target, "--json"])
+        assert code == 0, stderr
         assert json.loads(out)["params"] == count_parameters(get_preset(preset))["params"]

@@ -228,7 +228,7 @@ sys.exit(main(sys.argv[1:]))
 def _test_only_modules() -> list[str]:
     """The import names of what the test extra adds to the core and the plot extra (pyproject)."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
     names = lambda reqs: {re.split(r"[<>=!~ \[]", r)[0].lower().replace("-", "_") for r in reqs}  # noqa: E731
     extras = project["optional-dependencies"]
     return sorted(names(extras["test"]) - names(extras["plot"]) - names(project["dependencies"]))

@@ -102,8 +102,9 @@ ITEMS = [{"context": "the cat sat on the", "choices": ["sea.", "mat.", "park."],
          {"context": "birds fly over the", "choices": ["mat.", "park.", "sea."], "label": 2}]
 
 
-def teach(model, tokenizer, steps: int = 120) -> None:
-    """Overfit each family on the items' right answers, scored the way the family's scorer reads them."""
+def teach(model, tokenizer, steps: int = 60) -> None:
+    """Overfit each family on the items' right answers, scored the way the family's scorer reads them.
+    Every family picks all three from step 40 on and keeps them (t5-tiny is the last to; checked to 120)."""
     pairs = encode_pairs(model, tokenizer, [(it["context"], " " + it["choices"][it["label"]]) for it in ITEMS])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()

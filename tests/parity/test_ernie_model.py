@@ -4,8 +4,6 @@ with and without the task-type embeddings (use_task_id); the presets and `plmlab
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,6 +16,7 @@ from plmlab.presets import get_preset
 
 transformers = pytest.importorskip("transformers")
 from test_encoder_parity import perturbed  # noqa: E402  (every tensor moved: a missed one shows)
+from test_generation import run_cli  # noqa: E402  (`plmlab ...` in process: a subprocess adds only its start-up)
 
 SMALL = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
              max_position_embeddings=40, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, type_vocab_size=4)
@@ -87,10 +86,9 @@ def test_preset_counts_equal_transformers(name):
 def test_info_on_an_hf_ernie_checkpoint(hf_dir):
     hf = transformers.ErnieForMaskedLM(transformers.ErnieConfig(**SMALL, use_task_id=True, task_type_vocab_size=3))
     hf.save_pretrained(hf_dir)
-    run = subprocess.run([sys.executable, "-m", "plmlab", "info", str(hf_dir), "--json"], capture_output=True,
-                         text=True)
-    assert run.returncode == 0, run.stderr
-    info = json.loads(run.stdout)
+    code, out, stderr = run_cli(["info", str(hf_dir), "--json"])
+    assert code == 0, stderr
+    info = json.loads(out)
     assert info["params"] == hf.num_parameters() and info["params_non_embedding"] < info["params"]
 
 

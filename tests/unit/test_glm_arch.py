@@ -1,6 +1,6 @@
 """GLM family architectures as config data: presets and their sizes, DeepNorm as ChatGLM-6B writes
 it, both rows of GLM's 2-D positions reaching the model. Parity with the published GLM / ChatGLM-6B
-code itself (transcribed in tests/reference/) is in tests/test_reference_*.py."""
+code itself (transcribed in tests/reference/) is in tests/parity/test_reference_*.py."""
 
 import json
 import math

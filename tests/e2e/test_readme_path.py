@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 BLOCK = re.compile(r"<!-- main-path:(\w+) -->\n```bash\n(.*?)```\n<!-- /main-path -->", re.S)
 PLMLAB = [sys.executable, "-m", "plmlab"]

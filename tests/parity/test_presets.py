@@ -3,14 +3,13 @@
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from plmlab import count_parameters
 from plmlab.presets import PRESETS, get_preset
+from test_generation import run_cli  # `plmlab ...` in process (a subprocess adds only its start-up)
 
 PAPER = {  # headline sizes from the papers (Table 2.1 of GPT-3; LLaMA Table 2; ...)
     "gpt1": 117e6, "gpt2": 124e6, "gpt2-medium": 355e6, "gpt2-large": 774e6, "gpt2-xl": 1.5e9,
@@ -64,15 +63,15 @@ def test_bart_count_equals_transformers_plus_the_logits_bias(name):
 
 
 def test_info_cli_json_and_human():
-    out = subprocess.run([sys.executable, "-m", "plmlab", "info", "llama2-70b", "--json"],
-                         capture_output=True, text=True, check=True).stdout
+    code, out, stderr = run_cli(["info", "llama2-70b", "--json"])
+    assert code == 0, stderr
     info = json.loads(out)
     assert info["params"] == count_parameters(get_preset("llama2-70b"))["params"]
     assert info["params_non_embedding"] < info["params"]
-    human = subprocess.run([sys.executable, "-m", "plmlab", "info", "gpt2"], capture_output=True, text=True).stdout
+    human = run_cli(["info", "gpt2"])[1]
     assert "124,439,808" in human and re.search(r"attention\s+[\d,]+", human)
-    bad = subprocess.run([sys.executable, "-m", "plmlab", "info", "gtp2"], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "did you mean gpt2" in bad.stderr
+    code, _, stderr = run_cli(["info", "gtp2"])
+    assert code == 2 and stderr.count("\n") == 1 and "did you mean gpt2" in stderr
 
 
 def _full_depth_counts(config) -> dict:

@@ -24,7 +24,7 @@ from plmlab.cli.info import NOTES_ERRATA, errata_anchor
 from plmlab.presets import get_preset
 from test_docs_commands import shell_commands
 
-PAGE = (Path(__file__).resolve().parents[1] / "docs" / "notes-errata.md").read_text(encoding="utf-8")
+PAGE = (Path(__file__).resolve().parents[2] / "docs" / "notes-errata.md").read_text(encoding="utf-8")
 # A ```bash block directly followed by a plain ``` block: the commands and what the page says they print.
 COMMAND_AND_OUTPUT = re.compile(r"^```bash\n(.*?)^```\n\n```\n(.*?)^```", re.S | re.M)
 

@@ -13,7 +13,7 @@ of 1e-3 in the loss 5.2e-4, the peak lr +0.1 % 3.2e-4). Smaller changes can hide
 decay +1 % moves the losses by 3.5e-6 in 20 steps.
 
 Regenerate (only for a deliberate change of numerics, said in the commit):
-    PLMLAB_WRITE_GOLDEN=1 python -m pytest tests/test_golden_losses.py
+    PLMLAB_WRITE_GOLDEN=1 python -m pytest tests/parity/test_golden_losses.py
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 
 from plmlab.train import PretrainOptions, pretrain, read_metrics
 
-GOLDEN = Path(__file__).parent / "golden" / "losses.json"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "losses.json"
 REL = 1e-5  # see the module docstring
 WORDS = ("the a parser module reads writes returns value file error list token cache builds "
          "stream buffer opens closes path name").split()

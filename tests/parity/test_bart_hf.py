@@ -4,8 +4,6 @@ generation identical to transformers' `generate` with the same settings, the bar
 `plmlab info` on a checkpoint and a saved preset that transformers loads."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +12,7 @@ import plmlab
 from plmlab.hf import choose_adapter
 
 transformers = pytest.importorskip("transformers")
+from test_generation import run_cli  # noqa: E402  (`plmlab ...` in process: a subprocess adds only its start-up)
 from transformers import BartConfig, BartForConditionalGeneration, BartModel  # noqa: E402
 
 V = 67
@@ -164,7 +163,7 @@ def test_preset_saves_as_bart_and_loads_in_transformers(tmp_path):
 
 def test_info_shows_a_bart_checkpoint(pair):
     _, ours, path = pair
-    out = subprocess.run([sys.executable, "-m", "plmlab", "info", str(path), "--json"], capture_output=True,
-                         text=True, check=True)
-    info = json.loads(out.stdout)
+    code, out, stderr = run_cli(["info", str(path), "--json"])
+    assert code == 0, stderr
+    info = json.loads(out)
     assert info["params"] == ours.num_parameters()

@@ -34,7 +34,7 @@ import pytest
 
 from plmlab.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 BASH = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 SEPARATORS = {"|", "||", "&&", ";"}

@@ -50,7 +50,7 @@ def random_2d(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(random_2d, tmp_path_factory):
-    """random_2d after SFT on one conversation (as tests/test_sft_glm2d.py trains it): its final/."""
+    """random_2d after SFT on one conversation (as tests/unit/test_sft_glm2d.py trains it): its final/."""
     root = tmp_path_factory.mktemp("glm2d-sft")
     data = root / "chat.jsonl"
     data.write_text(json.dumps({"prompt": QUESTION, "response": ANSWER}) + "\n")

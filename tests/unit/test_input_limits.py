@@ -118,8 +118,22 @@ def test_the_python_api_raises_the_projects_error_for_wrong_types(saved, tmp_pat
         plmlab.count_parameters(None)
     with pytest.raises(PlmlabError, match="expected a Config or a preset name"):
         plmlab.build_model(3)
+    with pytest.raises(PlmlabError, match="generate takes a loaded model .* not a str"):
+        plmlab.generate(str(saved), [[1, 2]])
     with pytest.raises(PlmlabError, match="takes a plmlab model"):
         plmlab.save_pretrained("gpt-tiny", tmp_path / "x")
     (tmp_path / "file").write_text("")
     with pytest.raises(PlmlabError, match="cannot write .*file"):
         plmlab.save_pretrained(plmlab.load_pretrained(saved), tmp_path / "file")
+
+
+@pytest.mark.parametrize("edit", [{"decoder_start_token_id": 5000}, {"decoder_start_token_id": -1},
+                                  {"decoder_start_token_id": None, "pad_token_id": 10**6}])
+def test_a_t5_start_token_outside_the_vocabulary_is_one_line(tmp_path, edit):
+    torch.manual_seed(0)
+    folder = plmlab.save_pretrained(plmlab.build_model("t5-tiny", vocab_size=300), tmp_path / "t5")
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("plmlab")
+    (folder / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(PlmlabError, match="the decoder's start token .* is outside the vocabulary of 300"):
+        plmlab.load_pretrained(folder)

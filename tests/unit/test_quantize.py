@@ -1,6 +1,6 @@
 """int8 linear layers: the weight-only product is the hand computation, logits within a stated
 tolerance of fp32, what is refused, the --quantize flag of generate / chat / serve / evaluate.
-(Real weights: tests/test_quantize_real.py.)"""
+(Real weights: tests/parity/test_quantize_real.py.)"""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import functools
 import re
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "plmlab"
+SRC = Path(__file__).resolve().parents[2] / "src" / "plmlab"
 
 # Lowest first. A unit may import units of lower layers only (not its neighbours in a layer).
 # generation, pipelines and evaluate sit below train: the end of a run (train/finish.py,

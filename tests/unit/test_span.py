@@ -3,8 +3,6 @@ many seeds, the trainer-facing objective on token data, the multi-task mixture, 
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from plmlab.objectives.span import (
     random_spans_noise_mask, restore, span_starts,
 )
 from plmlab.tokenizers import train_tokenizer
+from test_generation import run_cli  # `plmlab ...` in process (a subprocess adds only its start-up)
 
 TEXTS = ["The quick brown fox jumps over the lazy dog near the river bank.",
          "A function returns a value to its caller, unless it raises an exception first.",
@@ -242,14 +241,13 @@ def test_text2text_data_errors(tok, tmp_path):
 def test_objective_cli_json(tok, tmp_path):
     tok.save(tmp_path / "tok")
     text = "The quick brown fox jumps over the lazy dog near the river bank."
-    run = subprocess.run([sys.executable, "-m", "plmlab", "objective", "span-corruption", "--text", text,
-                          "--tokenizer", str(tmp_path / "tok"), "--seed", "3", "--json"],
-                         capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout)
+    code, stdout, stderr = run_cli(["objective", "span-corruption", "--text", text, "--tokenizer", str(tmp_path / "tok"),
+                                    "--seed", "3", "--json"])
+    assert code == 0, stderr
+    out = json.loads(stdout)
     assert restore(out["input_ids"], out["labels"], tok.sentinel_ids, tok.eos_id) == out["original_ids"]
     assert out["sentinel_ids"] == tok.sentinel_ids[:len(out["sentinel_ids"])] and out["eos_token_id"] == 1
     assert out["tokens"][-1] == "</s>" and out["raw_length"] == 568 and out["targets_length"] == 114
-    bad = subprocess.run([sys.executable, "-m", "plmlab", "objective", "span-corruption", "--text", text * 3,
-                          "--tokenizer", str(tmp_path / "tok"), "--seq-len", "8"], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.startswith("plmlab: error:") and bad.stderr.count("\n") == 1
+    code, _, stderr = run_cli(["objective", "span-corruption", "--text", text * 3, "--tokenizer", str(tmp_path / "tok"),
+                               "--seq-len", "8"])
+    assert code == 2 and stderr.startswith("plmlab: error:") and stderr.count("\n") == 1

@@ -37,10 +37,12 @@ def part_a_mask(lengths_a: list[int], total: int) -> torch.Tensor:
 
 
 # --- sinusoidal -------------------------------------------------------------------------------
-@pytest.mark.parametrize("n_pos, dim", [(64, 16), (512, 768), (2048, 1024), (100, 63)])
+@pytest.mark.parametrize("n_pos, dim", [(64, 16), (512, 768), (2048, 128), (100, 63)])
 def test_sinusoidal_table_matches_distilbert(n_pos, dim):
     """plmlab's table is the paper's interleaved one (sin on even dims, cos on odd), equal to
-    DistilBERT's float64 construction at every position, odd widths included."""
+    DistilBERT's float64 construction at every position, odd widths included. The reference
+    builds its table one Python float at a time: long tables get a narrow width (the same angles
+    up to position 2047, 64 frequencies over the same range), the widest is DistilBERT's own."""
     table = SinusoidalPositions(Config(max_positions=n_pos, d_model=dim, n_heads=1, position="sinusoidal"), dim)
     ref = sinusoidal.create_sinusoidal_embeddings(n_pos, dim, torch.empty(n_pos, dim))
     torch.testing.assert_close(table.table, ref, rtol=0, atol=1e-7)

@@ -1,6 +1,6 @@
 """The experiment framework: statistics, the resumable runner, reports rebuilt from saved runs,
 the registry and the CLI's bad input. A fake study (arithmetic, no training) keeps these fast;
-tests/test_experiment_studies_a.py runs the real studies at smoke scale."""
+tests/e2e/test_experiment_studies_a.py runs the real studies at smoke scale."""
 
 from __future__ import annotations
 
@@ -237,3 +237,30 @@ def test_a_study_run_records_the_optimizer_and_schedule_it_ran(tmp_path, monkeyp
     assert [trainer.lr_at(step) for step in range(1, 7)] == [recorded(step) for step in range(1, 7)]
     assert [r["lr"] for r in trainer.log.records] == [recorded(step) for step in range(1, 7)]  # and recorded
     assert (trainer.options.max_steps, trainer.options.clip, trainer.options.save_every) == (6, o.clip, 0)
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: (f / "meta.json").write_text("[1, 2]"), "not a study's meta.json"),
+    (lambda f: (f / "meta.json").write_text(json.dumps({"experiment": "fake", "scale": "smoke", "seeds": "2"})),
+     "not a study's meta.json"),
+    (lambda f: (f / "runs" / "a-s0.json").write_text("[]"), "not the saved run of arm a seed 0"),
+    (lambda f: (f / "runs" / "b-s1.json").write_text(json.dumps({"arm": "a", "seed": 1, "metrics": {}})),
+     "not the saved run of arm b seed 1"),
+    (lambda f: (f / "runs" / "a-s1.json").write_text(json.dumps({"arm": "a", "seed": 1, "metrics": {}})),
+     "a saved run lacks what the fake study reads (KeyError"),
+])
+def test_a_damaged_study_folder_is_one_line(fake, tmp_path, capsys, damage, message):
+    folder = run_experiment("fake", scale="smoke", seeds=2, out=tmp_path, log=lambda *_: None)
+    damage(folder)
+    capsys.readouterr()
+    assert main(["experiment", "report", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_two_runs_of_one_study_never_write_together(fake, tmp_path):
+    from plmlab.train.rundir import RunLock
+
+    with RunLock(tmp_path / "fake"):
+        with pytest.raises(PlmlabError, match="another plmlab process"):
+            run_experiment("fake", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None)
+    assert run_experiment("fake", scale="smoke", seeds=1, out=tmp_path, log=lambda *_: None).is_dir()

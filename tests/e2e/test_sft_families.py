@@ -1,6 +1,6 @@
 """SFT on every family it fits: LLaMA, GLM-4 (1-D positions) and T5 (text-to-text) learn a
 small chat set; --resume continues a run; encoders are refused (GLM's 2-D-position models train:
-tests/test_sft_glm2d.py)."""
+tests/unit/test_sft_glm2d.py)."""
 
 from __future__ import annotations
 

@@ -9,8 +9,6 @@ and loaded by the class `architectures` names.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -21,6 +19,7 @@ from plmlab.presets import get_preset
 
 transformers = pytest.importorskip("transformers")
 from test_encoder_parity import compare, perturbed  # noqa: E402
+from test_generation import run_cli  # noqa: E402  (`plmlab ...` in process: a subprocess adds only its start-up)
 
 SMALL = dict(vocab_size=97, dim=32, n_layers=2, n_heads=4, hidden_dim=48, max_position_embeddings=40,
              dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0)
@@ -115,7 +114,7 @@ def test_distilbert_base_count_equals_transformers_and_the_paper():
 
 def test_info_shows_a_distilbert_checkpoint(tmp_path):
     hf_model("DistilBertForMaskedLM").save_pretrained(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "plmlab", "info", str(tmp_path), "--json"], capture_output=True,
-                         text=True, check=True).stdout
+    code, out, stderr = run_cli(["info", str(tmp_path), "--json"])
+    assert code == 0, stderr
     ref = transformers.DistilBertForMaskedLM.from_pretrained(tmp_path)
     assert json.loads(out)["params"] == ref.num_parameters()

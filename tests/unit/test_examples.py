@@ -11,7 +11,7 @@ from plmlab.finetune import get_task
 from plmlab.finetune.dpo import read_preferences
 from plmlab.finetune.sft_data import read_conversations
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.mark.parametrize("name, read, count", [

@@ -6,8 +6,6 @@ and the `plmlab objective bart` view."""
 import itertools
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from plmlab.objectives.bart import (
 )
 from plmlab.presets import get_preset
 from plmlab.tokenizers import train_tokenizer
+from test_generation import run_cli  # `plmlab ...` in process (a subprocess adds only its start-up)
 
 MASK = 4
 TEXTS = ["The quick brown fox jumps over the lazy dog. It ran near the river bank! Was it tired?",
@@ -202,11 +201,11 @@ def test_options_fits_and_bad_inputs(tok):
 
 
 def test_objective_cli_shows_each_noise():
-    base = [sys.executable, "-m", "plmlab", "objective", "bart", "--json", "--text", TEXTS[0]]
-    out = subprocess.run(base + ["--set", "noise=infilling,permutation"], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    view = json.loads(out.stdout)
+    base = ["objective", "bart", "--json", "--text", TEXTS[0]]
+    code, stdout, stderr = run_cli(base + ["--set", "noise=infilling,permutation"])
+    assert code == 0, stderr
+    view = json.loads(stdout)
     assert view["noise"] == ["infilling", "permutation"] and view["mask_token_id"] in view["input_ids"]
     assert view["labels"][1:-1] == view["original_ids"]
-    bad = subprocess.run(base + ["--set", "noise=shuffle"], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "plmlab: error: objective bart" in bad.stderr
+    code, _, stderr = run_cli(base + ["--set", "noise=shuffle"])
+    assert code == 2 and stderr.count("\n") == 1 and "plmlab: error: objective bart" in stderr
