@@ -112,7 +112,7 @@ def test_a_few_steps_lower_the_soft_target_loss(root, tmp_path):
     o = distill_run(root, tmp_path / "run", max_steps=15, lr=3e-3, alpha_lm=0.0, alpha_cos=0.0, init="random")
     before = _prepare(o, Dist())
     with torch.no_grad():  # the untrained student, as the Trainer's evaluation scores it
-        start = before.trainer_task.evaluate(before.model.eval(), contextlib.nullcontext, torch.device("cpu"))
+        start = before.task.evaluate(before.model.eval(), contextlib.nullcontext, torch.device("cpu"))
     history = distill(o, log=lambda line: None)
     torch.set_num_threads(threads)
     assert history[-1]["eval_soft_ce"] < 0.8 * start["eval_soft_ce"], (start, history)

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 import plmlab
-from plmlab.finetune.sft import SftTask, chat_tokenizer, grown_model, sft, sft_options
+from plmlab.finetune.sft import SftTask, chat_tokenizer, grown_model, pad_id_of, sft, sft_options
 from plmlab.finetune.sft_data import conversation, encode_causal
 from plmlab.hf.manifest import list_checkpoints
 from plmlab.tokenizers import load_tokenizer, train_tokenizer
@@ -108,7 +108,7 @@ def one_step(root: Path, batch_size: int, grad_accum: int) -> tuple[float, torch
     assert len({int((e["labels"] != -100).sum()) for e in examples}) > 2  # unequal answer lengths
     model = grown_model(plmlab.load_pretrained(root / "model"), tok.vocab_size, 0).train()
     before = torch.cat([p.detach().flatten() for p in model.parameters()])
-    task = SftTask(examples, [], tok, batch_size, 0, 64, False)
+    task = SftTask(64, False).use(examples, [], pad_id_of(tok), batch_size, 0)
     task.make_order = lambda state: _InOrder(len(examples))
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     trainer = Trainer(task, Parallelized(model, model), opt, Precision("fp32", torch.device("cpu")), lambda s: 1.0,
@@ -120,8 +120,9 @@ def one_step(root: Path, batch_size: int, grad_accum: int) -> tuple[float, torch
 
 def test_gradients_and_loss_are_the_same_for_8x1_2x4_and_1x8_on_packed_rows(root):
     tok = chat_tokenizer(load_tokenizer(root / "model"))
-    rows = SftTask([encode_causal(tok, conversation(c, "t"), 64) for c in CONVS[:8]], [], tok, 8, 0, 64, False)
-    assert rows.batch([(0, i) for i in range(8)])["input_ids"].shape[0] > 1  # 8 x 1 packs several rows
+    examples = [encode_causal(tok, conversation(c, "t"), 64) for c in CONVS[:8]]
+    rows = SftTask(64, False).use(examples, [], pad_id_of(tok), 8, 0)
+    assert rows.batch([(0, i) for i in range(8)]).inputs["input_ids"].shape[0] > 1  # 8 x 1 packs several rows
     loss, grad = one_step(root, 8, 1)
     for split in ((2, 4), (1, 8)):
         other_loss, other_grad = one_step(root, *split)

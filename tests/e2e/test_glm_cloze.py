@@ -125,7 +125,7 @@ def test_eval_loss_is_the_training_loss():
     task.labels, task.index = ["a", "b"], {"a": 0, "b": 1}
     with torch.no_grad():
         train_loss, output = task.forward(model, batch)
-        scores = task.evaluate(model, [batch])
+        scores = task.score(model, [batch])
     assert scores["loss"] == pytest.approx(float(train_loss), abs=1e-6)
     assert abs(scores["loss"] - float(output.loss)) > 1e-3  # the full-vocabulary LM loss differs
     assert task.count_targets(batch) == 2  # a mean over examples: accumulation weighs them so

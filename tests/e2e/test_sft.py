@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import plmlab
-from plmlab.finetune.sft import SftTask, grown_model, sft, sft_options
+from plmlab.finetune.sft import SftTask, grown_model, pad_id_of, sft, sft_options
 from plmlab.finetune.sft_data import conversation, encode_causal, pack
 from plmlab.masks import IGNORE_INDEX
 from plmlab.tokenizers import load_tokenizer, train_tokenizer
@@ -96,7 +96,7 @@ def test_per_token_loss_is_the_same_for_1x8_and_4x2(model_dir, chat_tok, split):
     examples = [encode_causal(chat_tok, r, 100) for r in records(8)]
     torch.manual_seed(0)
     model = grown_model(plmlab.load_pretrained(model_dir), chat_tok.vocab_size, 0).train()
-    task = SftTask(examples, [], chat_tok, split[0], 0, 100, False)
+    task = SftTask(100, False).use(examples, [], pad_id_of(chat_tok), split[0], 0)
     task.make_order = lambda state: _InOrder(len(examples))
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     trainer = Trainer(task, Parallelized(model, model), opt, Precision("fp32", torch.device("cpu")), lambda s: 0.5,

@@ -220,5 +220,5 @@ def test_metrics(toks, data):
     logits = torch.nn.functional.one_hot(batch["labels"].clamp(min=0), int(batch["labels"].max()) + 1).float()
     pair = torch.nn.functional.one_hot(1 - batch["next_sentence_label"], 2).float()  # all wrong
     m = obj.metrics(batch, ModelOutput(logits=logits, pair_logits=pair))
-    assert m["mlm_accuracy"] == 1.0 and m["nsp_accuracy"] == 0.0
-    assert m["mlm_count"] == int((batch["labels"] != -100).sum()) and m["pair_count"] == 4
+    assert m["mlm_accuracy"].value == 1.0 and m["nsp_accuracy"].value == 0.0
+    assert m["mlm_accuracy"].count == int((batch["labels"] != -100).sum()) and m["nsp_accuracy"].count == 4

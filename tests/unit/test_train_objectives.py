@@ -22,7 +22,7 @@ from plmlab.train import PretrainOptions, pretrain, read_metrics
 from plmlab.train.batching import TokenBatchOrder, make_order
 from plmlab.train.data import make_batch
 from plmlab.train.loop import TrainState
-from plmlab.train.objective_metrics import Averager
+from plmlab.train.task import Mean, add_metrics, metric_values
 from plmlab.train.objective_setup import accepted_options, build_objective, parse_glm_rates, read_mixture
 
 WORDS = "the a parser module reads writes returns value file error list token cache builds".split()
@@ -216,8 +216,7 @@ def test_token_accuracy_and_count_weighted_average():
         logits = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
 
     out = token_accuracy({"labels": torch.tensor([[1, 1, -100]])}, Out())
-    assert out == {"token_accuracy": 0.5, "token_count": 2}
-    avg = Averager()
-    avg.add({"mlm_accuracy": 1.0, "mlm_count": 3, "nsp_accuracy": 0.0, "nsp_count": 1})
-    avg.add({"mlm_accuracy": 0.0, "mlm_count": 1, "nsp_accuracy": 1.0, "nsp_count": 3})
-    assert avg.result("val_") == {"val_mlm_accuracy": 0.75, "val_nsp_accuracy": 0.75}
+    assert out == {"token_accuracy": Mean(1, 2)}
+    total = add_metrics({}, {"mlm_accuracy": Mean(3, 3), "nsp_accuracy": Mean(0, 1)})
+    add_metrics(total, {"mlm_accuracy": Mean(0, 1), "nsp_accuracy": Mean(3, 3), "sop_accuracy": Mean(0, 0)})
+    assert metric_values(total, "val_") == {"val_mlm_accuracy": 0.75, "val_nsp_accuracy": 0.75}

@@ -93,7 +93,8 @@ def objective_eval(trained: Trained, objective: str, options: dict | None = None
     if batches is not None:
         o = dataclasses.replace(o, eval_batches=batches)
     made = build_objective(objective, trained.tokenizer, o.seq_len, dict(options or {}))
-    task = PretrainTask(made, trained.setup.train_data, trained.setup.val_data, o)
+    setup = trained.setup
+    task = PretrainTask(made, setup.train_data, setup.val_data, o, fingerprint=setup.fingerprint)
     with torch.no_grad():
         return task.evaluate(trained.model, contextlib.nullcontext, torch.device("cpu"))
 

@@ -60,11 +60,11 @@ class _Labelled(Task):
                               "(pass --truncate to cut long inputs)")
         return limit
 
-    def collate(self, examples, tokenizer) -> dict[str, torch.Tensor]:
-        return pad_and_stack(examples, {"input_ids": tokenizer.pad_id or 0, "labels": IGNORE_INDEX})
+    def collate(self, examples) -> dict[str, torch.Tensor]:
+        return pad_and_stack(examples, {"input_ids": self.pad_id, "labels": IGNORE_INDEX})
 
     @torch.no_grad()
-    def evaluate(self, model, batches) -> dict[str, float]:
+    def score(self, model, batches) -> dict[str, float]:
         """Accuracy, macro-F1 and the training loss (`forward`'s) over the evaluation batches."""
         model.eval()
         preds, golds, losses = [], [], []

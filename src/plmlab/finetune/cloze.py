@@ -109,10 +109,6 @@ class Cloze(SequenceClassification):
         except (KeyError, IndexError, ValueError) as e:
             raise PlmlabError(f"invalid --cloze-pattern {pattern!r}: use {{text}} and {{text_pair}} only ({e})") from None
 
-    def collate(self, examples, tokenizer) -> dict[str, torch.Tensor]:
-        """Right-pad (T,), (2, T) and (T, T) arrays to the longest example."""
-        return pad_and_stack(examples, {"input_ids": tokenizer.pad_id or 0, "labels": IGNORE_INDEX})
-
     # --- scoring ---------------------------------------------------------------------------------
     def forward(self, model, batch):
         """Cross-entropy of the gold label over the candidates' summed log-probabilities."""

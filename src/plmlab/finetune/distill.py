@@ -34,7 +34,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
-from ..data import build_token_data, builtin_documents, read_corpus
+from ..data import build_token_data, builtin_documents, corpus_fingerprint, read_corpus
 from ..errors import PlmlabError
 from ..hf import load_pretrained
 from ..masks import IGNORE_INDEX
@@ -45,10 +45,10 @@ from ..train.objective_setup import build_objective
 from ..train.parallel import Dist
 from ..train.precision import Precision
 from ..train.setup import choose_device
-from ..train.task import PretrainTask
+from ..train.task import Batch, Loss, Mean, PretrainTask
 from . import run
 from .options import FinetuneOptions
-from .trainer_task import steps_per_epoch
+from .tasks import steps_per_epoch
 
 BUILTIN = "builtin"  # the built-in corpus
 HALF = "half"  # --student default: the teacher's shape with half its layers
@@ -60,6 +60,28 @@ DEFAULTS = dict(temperature=2.0, alpha_ce=5.0, alpha_lm=2.0, alpha_cos=None, ini
 RUN_DEFAULTS = dict(lr=5e-4, warmup=0.05, weight_decay=0.0)
 ARTICLE = {"encoder": "an encoder", "decoder": "a decoder", "encoder-decoder": "an encoder-decoder"}
 FIT = {"encoder": ("mlm", "mlm"), "decoder": ("lm", "clm")}  # teacher arch -> (its head, the objective)
+
+
+# ---------------------------------------------------------------------------- the options
+def distill_options(teacher: str, student: str = HALF, out: str | None = None, corpus: list[str] | None = None,
+                    seq_len: int | None = None, **fields) -> FinetuneOptions:
+    """FinetuneOptions of a distillation run (the Python API of `plmlab distill`); the
+    distillation's own options (DEFAULTS' keys) go to `extra`. `student`: "half" (the teacher's
+    shape with half its layers), a preset or a checkpoint directory."""
+    if out is None:
+        raise PlmlabError("distill_options needs out= (the run directory)")
+    extra = {k: fields.pop(k, v) for k, v in DEFAULTS.items()}
+    extra.update(student=student, corpus=list(corpus or []))
+    for name, value in RUN_DEFAULTS.items():
+        fields.setdefault(name, value)
+    if fields.get("max_steps") is None:
+        fields.setdefault("epochs", 1)  # one pass over the corpus (FinetuneOptions refuses both)
+    if extra["init"] not in ("teacher", "random"):
+        raise PlmlabError(f"--init must be teacher or random, not {extra['init']!r}")
+    cos = 1.0 if extra["alpha_cos"] is None else extra["alpha_cos"]  # None: on where the widths agree
+    DistillWeights(extra["temperature"], extra["alpha_ce"], extra["alpha_lm"], cos)  # its one-line refusals, up front
+    return FinetuneOptions(model=teacher, task="distill", train=",".join(corpus or []) or BUILTIN, out=out,
+                           max_length=seq_len, extra=extra, **fields)
 
 
 # ---------------------------------------------------------------------------- the loss
@@ -101,46 +123,42 @@ def distill_loss(student, teacher, labels: torch.Tensor, attention_mask: torch.T
             "cos": cos}
 
 
-@dataclass
-class DistillOutput:
-    logits: torch.Tensor  # the student's (the Trainer's zero-loss path reads it)
-    parts: dict[str, torch.Tensor]
-    targets: int  # tokens the soft targets were compared at
-
-
 class DistillTask(PretrainTask):
     """Pretraining's objective batches over token shards; the loss is the triple loss against
     a frozen teacher, kept on the task (not the Trainer's model: it is neither trained nor saved)."""
 
-    def __init__(self, teacher, weights: DistillWeights, objective, train_data, val_data, options, world=1) -> None:
-        super().__init__(objective, train_data, val_data, options, world)
+    SHOWN = {"soft_ce": "soft_ce", "lm": "student_lm", "cos": "hidden_cos"}  # the terms as metrics.jsonl names them
+
+    def __init__(self, teacher, weights: DistillWeights, objective, train_data, val_data, options, world=1, *,
+                 fingerprint: str) -> None:
+        super().__init__(objective, train_data, val_data, options, world, fingerprint=fingerprint)
         self.teacher, self.weights, self.masked_lm = teacher.eval().requires_grad_(False), weights, objective.name == "mlm"
 
-    def forward(self, model, batch: dict):
+    def parts(self, model, inputs: dict):
+        """(the loss and its terms, distill_loss's; the student's output)."""
         with torch.no_grad():
-            teacher = self.teacher(**{k: v for k, v in batch.items() if k != "labels"})
-        student = model(**batch)
-        parts = distill_loss(student, teacher, batch["labels"], batch.get("attention_mask"), self.weights,
-                             self.masked_lm)
-        return parts["loss"], DistillOutput(student.logits, parts, self.count_targets(batch))
+            teacher = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"})
+        student = model(**inputs)
+        return distill_loss(student, teacher, inputs["labels"], inputs.get("attention_mask"), self.weights,
+                            self.masked_lm), student
 
-    def metrics(self, batch: dict, output: DistillOutput) -> dict:
-        """Each term of the step's loss, shown as soft_ce / student_lm / hidden_cos."""
-        names = {"soft_ce": "soft_ce", "lm": "student_lm", "cos": "hidden_cos"}
-        return {f"{names[k]}_{suffix}": float(v.detach()) if suffix == "mean" else output.targets
-                for k, v in output.parts.items() if k in names for suffix in ("mean", "count")}
+    def loss(self, model, batch: Batch) -> Loss:
+        """The triple loss; each term of it a metric (soft_ce / student_lm / hidden_cos), token-weighted."""
+        parts, student = self.parts(model, batch.inputs)
+        n = batch.targets
+        return Loss(parts["loss"], {self.SHOWN[k]: Mean(float(v.detach()) * n, n) for k, v in parts.items()
+                                    if k in self.SHOWN}, student)
 
     def evaluate(self, model, autocast, device: torch.device) -> dict:
         """The terms over the fixed validation batches (token-weighted), as eval_* (the epoch summary's)."""
         sums, count = {}, 0
-        for batch in self.val_batches:
-            n = self.count_targets(batch)
-            if n:
+        for batch in map(self.as_batch, self.val_batches):
+            if batch.targets:
                 with autocast():
-                    _, out = self.forward(model, {k: v.to(device) for k, v in batch.items()})
-                for k, v in out.parts.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
-                count += n
+                    parts, _ = self.parts(model, batch.to(device).inputs)
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * batch.targets
+                count += batch.targets
         if not count:
             return {}
         means = {k: v / count for k, v in sums.items()}
@@ -241,27 +259,6 @@ def check_pair(teacher, student) -> None:
 
 
 # ---------------------------------------------------------------------------- the run
-def distill_options(teacher: str, student: str = HALF, out: str | None = None, corpus: list[str] | None = None,
-                    seq_len: int | None = None, **fields) -> FinetuneOptions:
-    """FinetuneOptions of a distillation run (the Python API of `plmlab distill`); the
-    distillation's own options (DEFAULTS' keys) go to `extra`. `student`: "half" (the teacher's
-    shape with half its layers), a preset or a checkpoint directory."""
-    if out is None:
-        raise PlmlabError("distill_options needs out= (the run directory)")
-    extra = {k: fields.pop(k, v) for k, v in DEFAULTS.items()}
-    extra.update(student=student, corpus=list(corpus or []))
-    for name, value in RUN_DEFAULTS.items():
-        fields.setdefault(name, value)
-    if fields.get("max_steps") is None:
-        fields.setdefault("epochs", 1)  # one pass over the corpus (FinetuneOptions refuses both)
-    if extra["init"] not in ("teacher", "random"):
-        raise PlmlabError(f"--init must be teacher or random, not {extra['init']!r}")
-    cos = 1.0 if extra["alpha_cos"] is None else extra["alpha_cos"]  # None: on where the widths agree
-    DistillWeights(extra["temperature"], extra["alpha_ce"], extra["alpha_lm"], cos)  # its one-line refusals, up front
-    return FinetuneOptions(model=teacher, task="distill", train=",".join(corpus or []) or BUILTIN, out=out,
-                           max_length=seq_len, extra=extra, **fields)
-
-
 def distill(options: FinetuneOptions, log=print) -> list[dict]:
     """Distil the teacher into the student, evaluate each epoch, save OUT/final; the history."""
     if options.task != "distill" or "student" not in options.extra:
@@ -288,9 +285,10 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
     if objective.num_examples(train) == 0:
         raise PlmlabError(f"the corpus has {train.n_tokens} training tokens: too few for one sequence of {seq_len}")
     data = SimpleNamespace(seed=o.seed, batch_size=o.batch_size, seq_len=seq_len, eval_batches=x["eval_batches"])
-    task = DistillTask(teacher.to(device), weights, objective, train, val, data, dist.world)
+    task = DistillTask(teacher.to(device), weights, objective, train, val, data, dist.world,
+                       fingerprint=corpus_fingerprint(documents))
     steps = steps_per_epoch(objective.num_examples(train), o.batch_size, dist.world)
-    return run._Setup(task, task, student.to(device), tokenizer, device, steps)
+    return run._Setup(task, student.to(device), tokenizer, device, steps)
 
 
 def _alpha_cos(given: float | None, teacher, student) -> float:

@@ -59,11 +59,12 @@ from ..tokenizers.chat import chat_usable, check_messages, encode_chat, encode_c
 from ..train.lora import apply_lora
 from ..train.parallel import Dist
 from ..train.precision import Precision
+from ..train.task import Mean, Metrics
 from ..train.setup import choose_device
 from . import run
 from .options import FinetuneOptions
 from .sft_data import pack
-from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
+from .tasks import ExampleTask
 
 # DPO's defaults where they differ from classification fine-tuning's: one epoch (more on a small
 # data set, options.default_epochs), a tenth of its learning rate (1e-5 at width 768, inversely
@@ -234,18 +235,19 @@ class DpoOutput:
     rejected_rewards: torch.Tensor  # (B,) detached
 
 
-class Preferences:
-    """DPO as the task object FinetuneTask drives: collate, the loss, the evaluation."""
+class DpoTask(ExampleTask):
+    """DPO's pairs as the Trainer's task: a batch of B pairs is 2B rows, the loss a mean over the
+    pairs, the step's metrics and the evaluation the implicit rewards (`reward_stats`)."""
 
-    def __init__(self, beta: float, pad_id: int) -> None:
-        self.beta, self.pad_id = beta, pad_id
+    DERIVED = ("ref_logps",)  # the reference's log-probs: made from the starting model, not the data
 
-    def collate(self, examples: list[dict], tokenizer=None) -> dict[str, torch.Tensor]:
+    def __init__(self, beta: float) -> None:
+        self.beta = beta
+
+    def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         return collate_pairs(examples, self.pad_id)
 
-    @staticmethod
-    def count_targets(batch: dict) -> int:
-        """The loss is a mean over pairs."""
+    def count_targets(self, batch: dict) -> int:
         return batch["input_ids"].shape[0] // 2
 
     def forward(self, model, batch: dict):
@@ -256,7 +258,12 @@ class Preferences:
         losses, chosen, rejected = dpo_loss(logps[:B], logps[B:], ref[:B], ref[B:], self.beta)
         return losses.mean(), DpoOutput(output.logits, losses.detach(), chosen, rejected)
 
-    def evaluate(self, model, batches: list[dict]) -> dict[str, float]:
+    def metrics(self, batch: dict, output: DpoOutput) -> Metrics:
+        """The step's reward accuracy, margin and mean rewards, over its pairs."""
+        n = output.chosen_rewards.shape[0]
+        return {k: Mean(v * n, n) for k, v in reward_stats(output.chosen_rewards, output.rejected_rewards).items()}
+
+    def score(self, model, batches: list[dict]) -> dict[str, float]:
         outputs = [self.forward(model, b)[1] for b in batches]
         stats = reward_stats(torch.cat([o.chosen_rewards for o in outputs]),
                              torch.cat([o.rejected_rewards for o in outputs]))
@@ -270,17 +277,6 @@ def reward_stats(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, floa
     return {"reward_accuracy": float((chosen > rejected).float().mean()),
             "reward_margin": float((chosen - rejected).mean()),
             "chosen_reward": float(chosen.mean()), "rejected_reward": float(rejected.mean())}
-
-
-class DpoTask(FinetuneTask):
-    """FinetuneTask with DPO's per-step metric: the reward accuracy of the step's pairs."""
-
-    def metrics(self, batch: dict, output: DpoOutput) -> dict:
-        n = output.chosen_rewards.shape[0]
-        stats = reward_stats(output.chosen_rewards, output.rejected_rewards)
-        means = {f"{k}_mean": v for k, v in stats.items() if k != "reward_accuracy"}
-        counts = {f"{k}_count": n for k in stats if k != "reward_accuracy"}
-        return {"reward_accuracy": stats["reward_accuracy"], "reward_count": n, **means, **counts}
 
 
 @torch.no_grad()
@@ -337,10 +333,8 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
     reference_logps(model, train + evaluation, pad_id, o.batch_size, precision.autocast, device)
     if o.lora is not None:  # after the reference: it is the starting model, with no adapters to disable
         apply_lora(model, o.lora)
-    prefs = Preferences(o.extra["beta"], pad_id)
-    eval_batches = collate_all(prefs, evaluation, tokenizer, o.batch_size) if evaluation else []
-    task = DpoTask(prefs, train, eval_batches, tokenizer, o.batch_size, o.seed)
-    return run._Setup(prefs, task, model, tokenizer, device, steps_per_epoch(len(train), o.batch_size, dist.world, o.grad_accum))
+    task = DpoTask(o.extra["beta"]).use(train, evaluation, pad_id, o.batch_size, o.seed)
+    return run._Setup(task, model, tokenizer, device, task.steps_per_epoch(dist.world, o.grad_accum))
 
 
 def _records(o: FinetuneOptions) -> tuple[list[dict], list[dict]]:

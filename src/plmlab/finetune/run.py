@@ -1,12 +1,14 @@
 """`finetune(options)`: fine-tune a pretrained model on a task, through the one Trainer.
 
     model dir -> task.model_config (a head, a label set) -> the pretrained weights copied over
-      -> encoded examples -> FinetuneTask -> Trainer.fit (checkpoints, metrics.jsonl, eval per epoch)
+      -> encoded examples -> the task (finetune/tasks.py) -> Trainer.fit (checkpoints, metrics.jsonl, eval per epoch)
       -> DIR/final (Hugging Face layout + tokenizer), DIR/summary.json (the per-epoch history)
 
 The run directory has pretraining's guarantees (train/rundir.py): a lock, no writing into an
 earlier run (a fine-tune or a pretraining run) without --overwrite, crash-safe checkpoints
-and final/, and --resume that continues bit-identically after a kill.
+and final/, and --resume that continues bit-identically after a kill -- of the same data: every
+checkpoint records the task's fingerprint of its training examples, and a resume with other
+data is refused.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from ..train.rundir import RunDir, RunLock
 from ..train.saving import STATE_FORMAT, save_final
 from ..train.setup import choose_device
 from ..train.state import read_trainer_info
+from ..train.task import Task
 from .options import DEFAULT_BASE_LR, FinetuneOptions, with_defaults
 from .tasks import get_task
-from .trainer_task import FinetuneTask, collate_all, steps_per_epoch
 
 
 class Interrupted(PlmlabError):
@@ -48,8 +50,7 @@ class Interrupted(PlmlabError):
 
 @dataclass
 class _Setup:
-    task: object  # the registered Task
-    trainer_task: FinetuneTask
+    task: Task  # train/task.py's protocol: a registered task, SFT's, DPO's, distillation's
     model: torch.nn.Module
     tokenizer: object
     device: torch.device
@@ -87,7 +88,7 @@ def _prepared(options: FinetuneOptions, dist: Dist, rundir: RunDir, prepare):
     setup = prepare(options, dist)
     task_lr = getattr(setup.task, "base_lr", DEFAULT_BASE_LR)  # a registered task's own (Task.base_lr)
     options, how = with_defaults(options, setup.model.config.d_model, setup.steps_per_epoch, task_lr)
-    return setup, options, how, _discover(options, rundir)
+    return setup, options, how, _discover(options, rundir, setup.task.fingerprint())
 
 
 def _summarise(rundir: RunDir, log) -> list[dict]:
@@ -119,15 +120,14 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     model.to(device)
     del base
     examples = [task.encode(r, tokenizer, config) for r in train]
-    eval_batches = collate_all(task, [task.encode(r, tokenizer, config) for r in evaluation], tokenizer,
-                               o.batch_size) if evaluation else []
-    trainer_task = FinetuneTask(task, examples, eval_batches, tokenizer, o.batch_size, o.seed)
-    return _Setup(task, trainer_task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world, o.grad_accum),
-                  train_also)
+    task.use(examples, [task.encode(r, tokenizer, config) for r in evaluation or []], tokenizer.pad_id or 0,
+             o.batch_size, o.seed)
+    return _Setup(task, model, tokenizer, device, task.steps_per_epoch(dist.world, o.grad_accum), train_also)
 
 
-def _discover(o: FinetuneOptions, rundir: RunDir):
-    """(the checkpoint to resume from and its state, the earlier run's entries to clear)."""
+def _discover(o: FinetuneOptions, rundir: RunDir, fingerprint: str):
+    """(the checkpoint to resume from and its state, the earlier run's entries to clear); a
+    checkpoint of other options or other training data (`fingerprint`: the task's) is refused."""
     if not o.resume:
         return None, rundir.refuse_existing(o.overwrite, "a run (a fine-tune or a pretraining run)")
     found = rundir.find_checkpoint()
@@ -137,17 +137,20 @@ def _discover(o: FinetuneOptions, rundir: RunDir):
     if info.get("format") != STATE_FORMAT or info.get("kind") != "finetune" or not isinstance(info.get("options"), dict):
         raise PlmlabError(f"{found[1]}: not a fine-tuning checkpoint (or its trainer state is corrupt)")
     o.check_resume_agrees(info["options"])
+    if info.get("data_fingerprint", fingerprint) != fingerprint:  # checkpoints before it was recorded: not checked
+        raise PlmlabError(f"the training data changed since the checkpoint {found[1]} (its fingerprint differs); "
+                          "resume with the data it was trained on, or --overwrite to start over")
     return (found, info), []
 
 
 def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found, old) -> None:
     if found:  # the checkpoint's weights go in before FSDP2 shards them
         _load_weights(o, found[0][1], setup.model)
-    saving = Saving(rundir, setup.tokenizer, info=lambda state: {"kind": "finetune", "options": o.to_dict()},
+    saving = Saving(rundir, setup.tokenizer, info=lambda state: _run_info(o, setup),
                     rebuild=lambda: _rebuild(o, setup), keep_last=o.keep_last,
                     resume=(found[0][1], found[1]) if found else None, old_entries=old,
                     model_format="plmlab")  # checkpoints are for --resume; final/ is the HF layout
-    trainer = build_trainer(setup.trainer_task, setup.model, o.run_spec(setup.steps_per_epoch), setup.device, dist,
+    trainer = build_trainer(setup.task, setup.model, o.run_spec(setup.steps_per_epoch), setup.device, dist,
                             saving)
     signum = trainer.fit()
     if signum is not None:
@@ -155,6 +158,11 @@ def _train(o: FinetuneOptions, setup: _Setup, rundir: RunDir, dist: Dist, found,
                                   f"saved a checkpoint in {rundir.checkpoints}; continue with --resume")
     model = trainer.save_checkpoint.gathered_model() if trainer.parallel.fsdp else setup.model
     dist.on_main(lambda: _save(o, model.cpu().eval(), rundir, setup.tokenizer), "saving the final model")
+
+
+def _run_info(o: FinetuneOptions, setup: _Setup) -> dict:
+    """What a fine-tuning checkpoint records beyond the loop's state: the options and the data's fingerprint."""
+    return {"kind": "finetune", "options": o.to_dict(), "data_fingerprint": setup.task.fingerprint()}
 
 
 def _save(o: FinetuneOptions, model: torch.nn.Module, rundir: RunDir, tokenizer) -> None:

@@ -31,7 +31,6 @@ from ..data.instructions import builtin_conversations, builtin_instructions
 from ..errors import PlmlabError, warn
 from ..families.glm import TWO_D_POSITIONS as TWO_D
 from ..families.glm import GlmTokens, glm_sft_examples
-from ..masks import IGNORE_INDEX
 from ..modeling import build_model
 from ..pipelines import load_model_and_tokenizer
 from ..tokenizers.chat import end_of_turn_id, read_chat_template, render_chat, with_chat_template
@@ -43,7 +42,7 @@ from . import run
 from .options import FinetuneOptions
 from .run import _Setup
 from .sft_data import encode_causal, encode_seq2seq, pack, pad_seq2seq, read_conversations
-from .trainer_task import FinetuneTask, steps_per_epoch
+from .tasks import ExampleTask
 
 BUILTIN = "builtin"  # --data default: the built-in instruction set
 MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "labels")
@@ -53,47 +52,49 @@ MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "labels")
 DEFAULTS = dict(base_lr=1e-4, weight_decay=0.0, warmup=0.05)
 
 
-class SftTask(FinetuneTask):
-    """Conversations, `batch_size` of them per micro-batch, packed (decoders) or padded (T5)."""
+def sft_options(model: str, out: str, data: str | None = None, eval: str | None = None,
+                seq_len: int | None = None, train_on_prompt: bool = False, chat_template: str | None = None,
+                **fields) -> FinetuneOptions:
+    """FinetuneOptions of an SFT run (the Python API of `plmlab sft`)."""
+    for name, value in DEFAULTS.items():
+        fields.setdefault(name, value)
+    extra = {"train_on_prompt": bool(train_on_prompt), "chat_template": chat_template}
+    return FinetuneOptions(model=model, task="sft", train=data or BUILTIN, out=out, eval=eval,
+                           max_length=seq_len, extra=extra, **fields)
 
-    def __init__(self, examples: list[dict], eval_examples: list[dict], tokenizer, batch_size: int,
-                 seed: int, seq_len: int, seq2seq: bool) -> None:
+
+class SftTask(ExampleTask):
+    """Conversations, `batch_size` of them per micro-batch, packed (decoders) or padded (T5);
+    the loss is the model's over the assistant tokens (labels aligned with the logits: no shift)."""
+
+    def __init__(self, seq_len: int, seq2seq: bool) -> None:
         self.seq_len, self.seq2seq = seq_len, seq2seq
-        self.pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else (tokenizer.eos_id or 0)
-        evals = [self.collate(eval_examples[s:s + batch_size]) for s in range(0, len(eval_examples), batch_size)]
-        super().__init__(None, examples, evals, tokenizer, batch_size, seed)
 
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         if self.seq2seq:
             return pad_seq2seq(examples, self.pad_id)
         return pack(examples, self.seq_len, self.pad_id)
 
-    def batch(self, picks: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
-        return self.collate([self.examples[i] for _, i in picks])
-
-    def count_targets(self, batch: dict) -> int:
-        """The tokens the loss is a mean over: labels are aligned with the logits (no shift)."""
-        return int((batch["labels"] != IGNORE_INDEX).sum())
-
-    @staticmethod
-    def count_tokens(batch: dict) -> int:
-        mask = batch.get("token_mask", batch.get("attention_mask"))
-        return int(mask.sum())
+    def count_tokens(self, batch: dict) -> int:
+        return int(batch.get("token_mask", batch.get("attention_mask")).sum())
 
     def forward(self, model, batch: dict):
         output = model(**{k: v for k, v in batch.items() if k in MODEL_KEYS})
         return output.loss, output
 
-    def evaluate(self, model, autocast, device: torch.device) -> dict:
+    def score(self, model, batches: list[dict]) -> dict:
         """Token-weighted loss over the evaluation conversations (their assistant tokens)."""
         total, count = 0.0, 0
-        for batch in self.eval_batches:
+        for batch in batches:
             n = self.count_targets(batch)
             if n:
-                with autocast():
-                    loss, _ = self.forward(model, {k: v.to(device) for k, v in batch.items()})
-                total, count = total + float(loss) * n, count + n
-        return {"eval_loss": total / count} if count else {}
+                total, count = total + float(self.forward(model, batch)[0]) * n, count + n
+        return {"loss": total / count} if count else {}
+
+
+def pad_id_of(tokenizer) -> int:
+    """SFT's padding: the tokenizer's pad id, else its eos (a decoder's tokenizer may have no pad)."""
+    return tokenizer.pad_id if tokenizer.pad_id is not None else (tokenizer.eos_id or 0)
 
 
 def sft(options: FinetuneOptions, log=print) -> list[dict]:
@@ -120,17 +121,6 @@ def _write_eval_items(tokenizer, path, log) -> None:
     log(f"wrote {path} (score it before and after: plmlab evaluate --task generate --data {path} --model DIR)")
 
 
-def sft_options(model: str, out: str, data: str | None = None, eval: str | None = None,
-                seq_len: int | None = None, train_on_prompt: bool = False, chat_template: str | None = None,
-                **fields) -> FinetuneOptions:
-    """FinetuneOptions of an SFT run (the Python API of `plmlab sft`)."""
-    for name, value in DEFAULTS.items():
-        fields.setdefault(name, value)
-    extra = {"train_on_prompt": bool(train_on_prompt), "chat_template": chat_template}
-    return FinetuneOptions(model=model, task="sft", train=data or BUILTIN, out=out, eval=eval,
-                           max_length=seq_len, extra=extra, **fields)
-
-
 def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     if o.threads is not None:
         torch.set_num_threads(o.threads)
@@ -153,9 +143,8 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     train, evaluation = _records(o)
     encode = _encoder(tokenizer, seq_len, seq2seq, o, model.config.position in TWO_D)
     examples, eval_examples = encode(train), encode(evaluation)
-    task = SftTask(examples, eval_examples, tokenizer, o.batch_size, o.seed, seq_len, seq2seq)
-    return _Setup(task, task, model, tokenizer, device, steps_per_epoch(len(examples), o.batch_size, dist.world, o.grad_accum),
-                  train_also)
+    task = SftTask(seq_len, seq2seq).use(examples, eval_examples, pad_id_of(tokenizer), o.batch_size, o.seed)
+    return _Setup(task, model, tokenizer, device, task.steps_per_epoch(dist.world, o.grad_accum), train_also)
 
 
 def _check_arch(config) -> bool:

@@ -79,13 +79,13 @@ class Text2Text(Task):
         self.eos = tokenizer.eos_id
         return example
 
-    def collate(self, examples, tokenizer) -> dict[str, torch.Tensor]:
+    def collate(self, examples) -> dict[str, torch.Tensor]:
         keys = ("input_ids", "attention_mask", "labels")
         return pad_and_stack([{k: e[k] for k in keys} for e in examples],
-                             {"input_ids": tokenizer.pad_id or 0, "labels": IGNORE_INDEX})
+                             {"input_ids": self.pad_id, "labels": IGNORE_INDEX})
 
     @torch.no_grad()
-    def evaluate(self, model, batches) -> dict[str, float]:
+    def score(self, model, batches) -> dict[str, float]:
         model.eval()
         losses, hits, valid, total = [], 0, 0, 0
         beams = self.options.get("num_beams") or 1

@@ -25,16 +25,33 @@ def example_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
-def token_accuracy(batch: dict, output) -> dict[str, float]:
+@dataclass(frozen=True)
+class Mean:
+    """A metric of a batch as what it averages: `total` over `count` (an accuracy: the hits over
+    the targets). Means of several batches add exactly (train/task.py `add_metrics`), so a
+    step's or an evaluation's value is weighted by every batch's count."""
+
+    total: float
+    count: int
+
+    def __add__(self, other: "Mean") -> "Mean":
+        return Mean(self.total + other.total, self.count + other.count)
+
+    @property
+    def value(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+def token_accuracy(batch: dict, output) -> dict[str, Mean]:
     """Target-token accuracy: argmax of the logits against labels != -100 (which every objective
-    aligns with the logits). Keys: token_accuracy, token_count."""
+    aligns with the logits)."""
     labels, logits = batch.get("labels"), getattr(output, "logits", None)
     if labels is None or logits is None or logits.shape[:-1] != labels.shape:
         return {}
     sel = labels != IGNORE_INDEX
     count = int(sel.sum())
     correct = int((logits.argmax(-1)[sel] == labels[sel]).sum()) if count else 0
-    return {"token_accuracy": correct / count if count else 0.0, "token_count": count}
+    return {"token_accuracy": Mean(correct, count)}
 
 
 def pad_and_stack(examples: list[dict[str, np.ndarray]], pad_values: dict[str, int]) -> dict[str, torch.Tensor]:
@@ -124,8 +141,8 @@ class Objective:
         """Extra fields of the `plmlab objective` JSON view (sentinels, Part A / Part B, ...)."""
         return {}
 
-    def metrics(self, batch: dict, output) -> dict[str, float]:
-        """Accuracies of one batch with the counts that weight them; default `token_accuracy`."""
+    def metrics(self, batch: dict, output) -> dict[str, Mean]:
+        """Accuracies of one batch (each a `Mean`: hits over its count); default `token_accuracy`."""
         return token_accuracy(batch, output)
 
     def collate(self, examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
-from .base import Objective
+from .base import Mean, Objective
 from .fits import Fits
 from .knowledge_masking import KnowledgeMasker, StagedMasker
 from .languages import LanguageIds, check_languages, lang_option, languages_option
@@ -194,25 +194,19 @@ class MaskedLM(LanguageIds, Objective):
                 "mask_rate": round(len(masked) / max(1, int(self.masker.candidates(original).sum())), 4),
                 **self.masker.view(original), **self.describe_languages(example)}
 
-    def metrics(self, batch: dict, output) -> dict[str, float]:
-        """Masked-token accuracy (and pair accuracy) of a batch, with the counts to weight them.
-
-        Keys: mlm_accuracy, mlm_count (masked tokens); {nsp|sop}_accuracy, {nsp|sop}_count and
-        pair_count (pairs).
-        """
-        out: dict[str, float] = {}
+    def metrics(self, batch: dict, output) -> dict[str, Mean]:
+        """Masked-token accuracy (over the masked tokens) and pair accuracy (over the pairs):
+        mlm_accuracy, {nsp|sop}_accuracy."""
+        out: dict[str, Mean] = {}
         labels = batch.get("labels")
         if labels is not None and output.logits is not None:
             sel = labels != IGNORE_INDEX
-            pred = output.logits.argmax(-1)
-            out["mlm_count"] = int(sel.sum())
-            out["mlm_accuracy"] = float((pred[sel] == labels[sel]).float().mean()) if out["mlm_count"] else 0.0
+            out["mlm_accuracy"] = Mean(int((output.logits.argmax(-1)[sel] == labels[sel]).sum()), int(sel.sum()))
         key = self.layout.label_key
         if key in batch and getattr(output, "pair_logits", None) is not None:
             pair = batch[key].view(-1)
-            out["pair_count"] = int(pair.numel())
-            out[f"{self.layout.relation}_accuracy"] = float((output.pair_logits.argmax(-1) == pair).float().mean())
-            out[f"{self.layout.relation}_count"] = out["pair_count"]  # the count that weights it, by its own name
+            out[f"{self.layout.relation}_accuracy"] = Mean(int((output.pair_logits.argmax(-1) == pair).sum()),
+                                                           int(pair.numel()))
         return out
 
 

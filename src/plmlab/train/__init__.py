@@ -5,7 +5,7 @@
     result.val_loss, result.baselines["bigram"]["loss"], result.final_dir
 
 Modules: `loop` (the one Trainer every kind of training runs through: pretraining here,
-fine-tuning in plmlab.finetune), `task` (what a task gives it; PretrainTask), `options`
+fine-tuning in plmlab.finetune), `task` (the one task protocol; PretrainTask), `options`
 (PretrainOptions, frozen), `run` (pretrain), `pretrain_setup` (fresh or resumed set-up),
 `finish` (final evaluation, baselines, sample), `parallel` (Dist, DDP / FSDP2 `parallelize`),
 `precision`, `flops` (MFU), `signals`, `optim` (AdamW groups, LR schedules), `data` and

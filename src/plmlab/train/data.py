@@ -18,14 +18,28 @@ from ..objectives import Objective
 _PERMUTATION = 0x7065726D  # "perm": keeps permutation streams apart from example streams
 
 
+def pretrain_shuffle(seed: int, epoch: int, n: int) -> np.ndarray:
+    """Pretraining's permutation of epoch `epoch`: its own stream of (seed, epoch)."""
+    return np.random.default_rng([_PERMUTATION, seed, epoch]).permutation(n)
+
+
+def finetune_shuffle(seed: int, epoch: int, n: int) -> np.ndarray:
+    """Fine-tuning's permutation of epoch `epoch`: the stream of (seed, epoch number from 1)."""
+    return np.random.default_rng([seed, epoch + 1]).permutation(n)
+
+
 class ExampleOrder:
-    def __init__(self, n_examples: int, seed: int, epoch: int = 0, position: int = 0) -> None:
+    """The cursor (epoch, position) over `n` examples, visited in each epoch's `shuffle(seed, epoch, n)`."""
+
+    def __init__(self, n_examples: int, seed: int, epoch: int = 0, position: int = 0,
+                 shuffle=pretrain_shuffle) -> None:
         self.n, self.seed, self.epoch, self.position = n_examples, seed, epoch, position
+        self.shuffle = shuffle
         self._perm_epoch, self._perm = -1, np.empty(0, dtype=np.int64)
 
     def permutation(self, epoch: int) -> np.ndarray:
         if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([_PERMUTATION, self.seed, epoch]).permutation(self.n)
+            self._perm = self.shuffle(self.seed, epoch, self.n)
             self._perm_epoch = epoch
         return self._perm
 

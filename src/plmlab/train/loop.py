@@ -1,14 +1,14 @@
 """The Trainer: one straight-line loop that every kind of training runs through.
 
-A *task* (train/task.py: pretraining's objective batches, a fine-tuning task, ...) supplies
-the examples behind a resumable cursor, the batches, the loss and its metrics and the
-evaluation; the Trainer owns the step -- accumulation, precision, clipping, the NaN guard,
-OOM back-off, DDP/FSDP2 no-sync, the LR schedule, signals, the metrics record, the eval and
-checkpoint cadence:
+A *task* (train/task.py's protocol: pretraining's objective batches, a fine-tuning task, SFT,
+DPO, distillation) supplies the examples behind a resumable cursor, the batches with their
+target counts, the loss with its metrics, and the evaluation; the Trainer owns the step --
+accumulation, precision, clipping, the NaN guard, OOM back-off, DDP/FSDP2 no-sync, the LR
+schedule, signals, the metrics record, the eval and checkpoint cadence:
 
     while step < max_steps and no signal:
         micro-batches = task.batch(cursor.take(batch_size x world)) x grad_accum
-        for each: forward under autocast -> loss share (n_targets / n_targets of the step) -> backward
+        for each: task.loss under autocast -> loss share (targets / targets of the step) -> backward
         unscale, clip, all ranks agree the step is finite -> optimizer step (or skip it)
         record -> evaluate every eval_every -> metrics.jsonl, progress -> checkpoint every save_every
     checkpoint (the end, or the signal's step)
@@ -41,12 +41,12 @@ import torch
 
 from ..errors import PlmlabError
 from .metrics import Progress
-from .objective_metrics import Averager
 from .optim import recorded_lrs, set_lr
 from .options import LoopOptions  # the loop's part of a run's options (declared with the others)
 from .parallel import Dist, Parallelized
 from .precision import Precision
 from .signals import StopOnSignal
+from .task import Batch, Metrics, Task, add_metrics, metric_values
 
 
 @dataclass
@@ -86,7 +86,7 @@ TRAINER_CREATED: list[Callable[["Trainer"], None]] = []
 
 
 class Trainer:
-    def __init__(self, task, parallel: Parallelized, optimizer: torch.optim.Optimizer, precision: Precision,
+    def __init__(self, task: Task, parallel: Parallelized, optimizer: torch.optim.Optimizer, precision: Precision,
                  lr_at: Callable[[int], float], options: LoopOptions, state: TrainState, *,
                  save: Callable[[], Path | None], log, progress: Progress, device: torch.device,
                  dist: Dist | None = None, mfu: Callable[[float], float | None] | None = None) -> None:
@@ -155,59 +155,50 @@ class Trainer:
                                     f"--batch-size {s.batch_size} --grad-accum {s.grad_accum} (same global batch)")
 
     def _one_step(self) -> dict:
-        s, task, dist = self.state, self.task, self.dist
-        start = time.perf_counter()
-        step = s.step + 1
-        batches = [task.batch(dist.take(self.order.take(s.batch_size * dist.world))) for _ in range(s.grad_accum)]
-        targets = [task.count_targets(b) for b in batches]
-        all_targets, all_tokens = map(int, dist.all_sum([sum(targets), sum(task.count_tokens(b) for b in batches)],
-                                                        self.device))  # over all ranks
-        total = max(1, all_targets)
-        loss_sum = torch.zeros((), device=self.device)
-        metrics = Averager()  # the task's accuracies over the step's micro-batches
-        for i, (batch, n) in enumerate(zip(batches, targets)):
-            if n == 0 and not dist.enabled:
+        s, dist, start = self.state, self.dist, time.perf_counter()
+        batches = [self.task.batch(dist.take(self.order.take(s.batch_size * dist.world))) for _ in range(s.grad_accum)]
+        all_targets, all_tokens = map(int, dist.all_sum([sum(b.targets for b in batches),
+                                                         sum(b.tokens for b in batches)], self.device))  # all ranks
+        loss_sum, metrics = torch.zeros((), device=self.device), {}  # metrics: over the step's micro-batches
+        for i, batch in enumerate(batches):
+            if batch.targets == 0 and not dist.enabled:
                 continue
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             with self.parallel.no_sync(last=i == len(batches) - 1):  # DDP / FSDP: all-reduce on the last only
-                loss, output = self.micro_loss(batch, n, total)  # token-weighted share of the (global) step
-                if n:
-                    metrics.add(task.metrics(batch, output))
+                # the batch's token-weighted share of the (global) step's loss
+                loss, batch_metrics = self.micro_loss(batch.to(self.device), batch.targets, max(1, all_targets))
+                add_metrics(metrics, batch_metrics if batch.targets else {})
                 # DDP / FSDP average gradients over ranks; the loss is a sum of per-rank shares.
                 self.precision.scale(loss * dist.world if dist.enabled else loss).backward()
             loss_sum += loss.detach()
         self.precision.unscale(self.optimizer)
-        max_norm = self.options.clip if self.options.clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
-        loss_sum = dist.all_sum_tensor(loss_sum)
-        loss_value, norm_value = float(loss_sum), float(grad_norm)
-        lr = self.lr_at(step)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.options.clip or math.inf, foreach=True)
+        loss_value, norm_value = float(dist.all_sum_tensor(loss_sum)), float(grad_norm)
         finite = dist.agree(math.isfinite(loss_value) and math.isfinite(norm_value))  # any rank's NaN skips
+        lr = self.lr_at(s.step + 1)
         set_lr(self.optimizer, lr)
         self.precision.step(self.optimizer, finite)
-        s.bad_streak = 0 if finite else s.bad_streak + 1
-        s.skipped += 0 if finite else 1
         self.optimizer.zero_grad(set_to_none=True)
+        s.bad_streak, s.skipped = (0, s.skipped) if finite else (s.bad_streak + 1, s.skipped + 1)
         seconds = time.perf_counter() - start
-        s.step, s.tokens, s.elapsed_s = step, s.tokens + all_tokens, s.elapsed_s + seconds
+        s.step, s.tokens, s.elapsed_s = s.step + 1, s.tokens + all_tokens, s.elapsed_s + seconds
         s.epoch, s.position = self.order.epoch, self.order.position
-        record = {"step": step, "loss": loss_value, **recorded_lrs(self.optimizer, lr), "tokens": s.tokens,
-                  "tokens_per_s": all_tokens / seconds, "grad_norm": norm_value,
-                  "epoch": round(s.epoch + s.position / self.order.n, 4), "skipped": s.skipped,
-                  "elapsed_s": round(s.elapsed_s, 3), **metrics.result()}
-        mfu = self.mfu(all_tokens / seconds)
-        if mfu is not None:
-            record["mfu"] = round(mfu, 4)
-        if not finite:
-            record["skipped_step"] = True
-        return record
+        return self._record(lr, loss_value, norm_value, all_tokens / seconds, metrics, finite)
 
-    def micro_loss(self, batch: dict, n: int, total: int):
-        """(this micro-batch's share of the step's target-mean loss, the model output)."""
+    def _record(self, lr: float, loss: float, grad_norm: float, tokens_per_s: float, metrics: Metrics,
+                finite: bool) -> dict:
+        s, mfu = self.state, self.mfu(tokens_per_s)
+        return {"step": s.step, "loss": loss, **recorded_lrs(self.optimizer, lr), "tokens": s.tokens,
+                "tokens_per_s": tokens_per_s, "grad_norm": grad_norm,
+                "epoch": round(s.epoch + s.position / self.order.n, 4), "skipped": s.skipped,
+                "elapsed_s": round(s.elapsed_s, 3), **metric_values(metrics),
+                **({} if mfu is None else {"mfu": round(mfu, 4)}), **({} if finite else {"skipped_step": True})}
+
+    def micro_loss(self, batch: Batch, n: int, total: int) -> tuple[torch.Tensor, Metrics]:
+        """(this micro-batch's share n / total of the step's target-mean loss, its metrics)."""
         with self.precision.autocast():
-            loss, output = self.task.forward(self.model, batch)
+            loss, metrics, output = self.task.loss(self.model, batch)
             if n == 0:  # every rank must run backward (DDP / FSDP collectives): a zero with a graph
-                return output.logits.float().sum() * 0.0, output
+                return output.logits.float().sum() * 0.0, metrics
             loss = loss * (n / total)
             if self.parallel.ddp is not None:
                 # DDP (find_unused_parameters) expects every output it sees to reach the loss: tie the
@@ -215,7 +206,7 @@ class Trainer:
                 for extra in (getattr(output, "pooled", None), getattr(output, "pair_logits", None)):
                     if isinstance(extra, torch.Tensor) and extra.requires_grad:
                         loss = loss + extra.float().sum() * 0.0
-        return loss, output
+        return loss, metrics
 
     def evaluate(self) -> dict:
         """The task's evaluation (val_loss, accuracies ...) of the current weights, on the plain

@@ -7,7 +7,7 @@ metrics.jsonl holds one JSON object per optimizer step, in order:
 
 plus `val_loss` / `val_ppl` on the steps that evaluate, and the objective's accuracies
 (`mlm_accuracy`, `nsp_accuracy` / `sop_accuracy`, `token_accuracy`; `val_*` at evaluations,
-count-weighted over the batches: train/objective_metrics.py). A skipped (non-finite) step has
+count-weighted over the batches: train/task.py `Mean`). A skipped (non-finite) step has
 `"skipped_step": true` and its loss as a string ("nan", "inf"), since JSON has no NaN. On resume
 the records after the checkpoint's step are dropped, so the file always reads as one run.
 """
@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 
 from tqdm import tqdm
-
-from .objective_metrics import accuracy_text
 
 METRICS = "metrics.jsonl"
 
@@ -165,3 +163,9 @@ class NoLog:
 
     def close(self) -> None:
         pass
+
+
+def accuracy_text(record: dict, prefix: str = "val_") -> str:
+    """' val_mlm_acc 0.312 val_nsp_acc 0.55' for a progress line ('' when there are none)."""
+    return "".join(f" {key.removesuffix('uracy')} {value:.3f}" for key, value in record.items()
+                   if key.startswith(prefix) and key.endswith("_accuracy") and isinstance(value, float))

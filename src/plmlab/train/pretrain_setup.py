@@ -113,7 +113,7 @@ def prepare(options: PretrainOptions, rundir: RunDir, dist: Dist) -> PretrainSet
     status.done("model", f"{model.num_parameters():,} parameters ({config.arch}) on {device}"
                 + (threads_text(torch.get_num_threads()) if device.type == "cpu" else ""))
     objective.attach_model(model)  # before the task draws its fixed validation batches
-    task = PretrainTask(objective, train_data, val_data, o, dist.world)
+    task = PretrainTask(objective, train_data, val_data, o, dist.world, fingerprint=fingerprint)
     started_from = source.record(o.init_from) if source else (info or {}).get("init_from")
     return PretrainSetup(o, device, tokenizer, config, fingerprint, train_data, val_data, objective, task, model,
                          found, info, old_entries, started_from)
