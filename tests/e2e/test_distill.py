@@ -151,7 +151,7 @@ def test_decoder_distillation_resumes_bit_identically(root, tmp_path):
 @pytest.mark.parametrize("case,match", [
     ("vocab", "vocabularies must be the same"),
     ("deeper", "more than the teacher's"),
-    ("decoder-student", "an encoder teacher distils into an encoder student"),
+    ("decoder-student", "this teacher distils into an encoder with an MLM head and 1-D positions, not a decoder"),
     ("no-teacher", "no such checkpoint directory"),
     ("narrower-cos", "--alpha-cos compares hidden states"),
     ("wider", "--student distilbert-mini is 256 wide (4 heads, d_ff 1024) and the teacher 64 (4 heads, d_ff 256)"),

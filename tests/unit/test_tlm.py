@@ -179,7 +179,7 @@ def test_pretrain_xlm_tiny_tlm_and_bad_input(tmp_path, capsys):
 
 
 def test_fits_language_embeddings_and_several_heads():
-    from plmlab.objectives.fits import Fits
+    from plmlab.families.fits import Fits
     from plmlab.presets import get_preset
 
     tlm = get_objective("tlm").fits

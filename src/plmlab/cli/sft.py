@@ -40,7 +40,7 @@ def run(args) -> int:
 def next_steps(out: str) -> list[str]:
     """Talk to the model; a decoder can then be preference-tuned (DPO takes decoders only)."""
     from ..hf import load_config, resolve_dir
-    from ..objectives.fits import Fits
+    from ..families.fits import Fits
 
     steps = ["plmlab chat --model {out}"]
     if Fits(arch="decoder", head="lm").fits(load_config(resolve_dir(out))):  # what DPO trains

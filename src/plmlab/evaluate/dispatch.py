@@ -22,7 +22,7 @@ from ..data.files import write_text_atomic
 from ..errors import PlmlabError, not_found
 from ..families import family_of
 from ..nn.quantize import check_scheme, quantize
-from ..objectives.fits import Fits
+from ..families.fits import Fits
 from ..pipelines import load_model_and_tokenizer
 from .builtin import evaluate_suite
 from .choice import evaluate_choice, read_choice_items

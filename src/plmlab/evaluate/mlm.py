@@ -23,7 +23,7 @@ import torch
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from ..objectives import example_rng
-from ..objectives.fits import Fits
+from ..families.fits import Fits
 from ..objectives.mlm import MaskedLM
 from ..pipelines.loading import model_device
 from .result import EvalResult

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from ..objectives import example_rng
-from ..objectives.fits import Fits
+from ..families.fits import Fits
 from ..objectives.span import SpanCorruption
 from ..pipelines.loading import model_device
 from .result import EvalResult

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..data.records import read_labelled_texts, read_tagged_words
 from ..errors import PlmlabError
+from ..evaluate.labels import macro_f1
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
-from ..data.records import read_labelled_texts, read_tagged_words
-from ..evaluate.labels import macro_f1
+from ..families.fits import Fits
 from .tasks import Task, register_task
 
 
@@ -40,7 +41,7 @@ class _Labelled(Task):
         raise NotImplementedError
 
     def model_config(self, base: Config, train: list[dict]) -> Config:
-        if base.arch != "encoder":
+        if not Fits(arch="encoder").fits(base):
             raise PlmlabError(f"{self.name} fine-tuning needs an encoder model (BERT, RoBERTa, ALBERT), not {base.arch}")
         labels = self.label_set(train)
         config = base.replace(head="none", pair_head=False, classifier=self.label_kind, label_names=labels,

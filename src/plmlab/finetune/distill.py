@@ -36,9 +36,11 @@ import torch.nn.functional as F
 
 from ..data import build_token_data, builtin_documents, corpus_fingerprint, read_corpus
 from ..errors import PlmlabError
+from ..families import family_of
 from ..hf import load_pretrained
 from ..masks import IGNORE_INDEX
 from ..modeling import build_model
+from ..families.fits import Fits
 from ..pipelines import load_model_and_tokenizer
 from ..presets import PRESETS, get_preset
 from ..train.objective_setup import build_objective
@@ -58,8 +60,10 @@ DEFAULTS = dict(temperature=2.0, alpha_ce=5.0, alpha_lm=2.0, alpha_cos=None, ini
 # The run's defaults where they differ from fine-tuning's (transformers' distillation train.py:
 # lr 5e-4, warmup 5 %, no weight decay); `plmlab distill`'s flags use them too
 RUN_DEFAULTS = dict(lr=5e-4, warmup=0.05, weight_decay=0.0)
-ARTICLE = {"encoder": "an encoder", "decoder": "a decoder", "encoder-decoder": "an encoder-decoder"}
-FIT = {"encoder": ("mlm", "mlm"), "decoder": ("lm", "clm")}  # teacher arch -> (its head, the objective)
+# The teachers distillation takes, by the objective its student learns beside the teacher's
+# distribution: BERT-like encoders with their MLM head (DistilBERT), decoders with an LM head
+# (1-D positions: a 2-D GLM answers as a blank, which this loss does not lay out)
+TEACHERS = {"mlm": Fits(arch="encoder", head="mlm"), "clm": Fits(arch="decoder", head="lm")}
 
 
 # ---------------------------------------------------------------------------- the options
@@ -241,18 +245,21 @@ def _width(config) -> tuple[int, int, int]:
     return config.d_model, config.n_heads, config.d_ff
 
 
-def check_teacher(teacher) -> None:
-    if teacher.arch not in FIT or teacher.head != FIT[teacher.arch][0] or teacher.position in ("learned-2d", "rotary-2d"):
+def teacher_objective(teacher) -> str:
+    """The objective (a TEACHERS key) whose models `teacher` is, or one line why it cannot teach."""
+    found = [name for name, fits in TEACHERS.items() if fits.fits(teacher)]
+    if not found or family_of(teacher).answers_as_blank:
         raise PlmlabError(f"the teacher must be an encoder with an MLM head or a decoder with an LM head and 1-D "
                           f"positions, not a {teacher.arch} with head {teacher.head!r} and {teacher.position} positions")
+    return found[0]
 
 
 def check_pair(teacher, student) -> None:
     """What distillation needs of the teacher and the student configs (one line each)."""
-    check_teacher(teacher)
-    if (student.arch, student.head) != (teacher.arch, teacher.head) or student.position in ("learned-2d", "rotary-2d"):
-        raise PlmlabError(f"{ARTICLE[teacher.arch]} teacher distils into {ARTICLE[teacher.arch]} student with "
-                          f"{teacher.head!r} head, not {ARTICLE[student.arch]} with head {student.head!r}")
+    fits = TEACHERS[teacher_objective(teacher)]
+    if not fits.fits(student) or family_of(student).answers_as_blank:
+        raise PlmlabError(f"this teacher distils into {fits.wanted()} and 1-D positions, not a {student.arch} "
+                          f"with head {student.head!r} and {student.position} positions")
     if student.vocab_size != teacher.vocab_size:
         raise PlmlabError(f"the teacher has {teacher.vocab_size} vocabulary ids and the student {student.vocab_size}: "
                           "their distributions are compared token by token, so the vocabularies must be the same")
@@ -275,13 +282,13 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
     device = dist.device(choose_device(o.device or "auto"))
     Precision(o.precision, device)
     teacher, tokenizer = load_model_and_tokenizer(o.model, o.tokenizer)
-    check_teacher(teacher.config)  # before the student is built from it
+    objective_name = teacher_objective(teacher.config)  # checked before the student is built from it
     student = make_student(x["student"], teacher, x["init"], o.seed)
     weights = DistillWeights(x["temperature"], x["alpha_ce"], x["alpha_lm"], _alpha_cos(x["alpha_cos"], teacher, student))
     seq_len = min(o.max_length or 128, teacher.config.max_positions, student.config.max_positions)
     documents = read_corpus(x["corpus"]) if x["corpus"] else builtin_documents()
     train, val = build_token_data(documents, tokenizer)
-    objective = build_objective(FIT[teacher.config.arch][1], tokenizer, seq_len, {})
+    objective = build_objective(objective_name, tokenizer, seq_len, {})
     if objective.num_examples(train) == 0:
         raise PlmlabError(f"the corpus has {train.n_tokens} training tokens: too few for one sequence of {seq_len}")
     data = SimpleNamespace(seed=o.seed, batch_size=o.batch_size, seq_len=seq_len, eval_batches=x["eval_batches"])

@@ -51,16 +51,18 @@ import torch.nn.functional as F
 from ..data.instructions import builtin_preferences
 from ..data.records import read_records
 from ..errors import PlmlabError
-from ..families.glm import TWO_D_POSITIONS, glm_preference
+from ..families import family_of
+from ..families.glm import glm_preference
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
+from ..families.fits import Fits
 from ..pipelines import load_model_and_tokenizer
 from ..tokenizers.chat import chat_usable, check_messages, encode_chat, encode_chat_for_training
 from ..train.lora import apply_lora
 from ..train.parallel import Dist
 from ..train.precision import Precision
-from ..train.task import Mean, Metrics
 from ..train.setup import choose_device
+from ..train.task import Mean, Metrics
 from . import run
 from .options import FinetuneOptions
 from .sft_data import pack
@@ -300,8 +302,11 @@ def reference_logps(model, examples: list[dict], pad_id: int, batch_size: int, a
 
 
 # ---------------------------------------------------------------------------- the run
+FITS = Fits(arch="decoder", head="lm")  # what DPO trains: the policy's log-probabilities of its responses
+
+
 def check_model(config) -> None:
-    if config.arch != "decoder" or config.head != "lm":
+    if not FITS.fits(config):
         what = f"{config.arch} with head {config.head!r}"
         raise PlmlabError(f"dpo needs a decoder-only model with an LM head (GPT, LLaMA, GLM, ChatGLM, GLM-4), "
                           f"not a {what}")
@@ -323,7 +328,7 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> "run._Setup":
     model, tokenizer = load_model_and_tokenizer(o.model, o.tokenizer)
     check_model(model.config)
     limit = min(model.config.max_positions, o.max_length or model.config.max_positions)
-    encode = glm_preference if model.config.position in TWO_D_POSITIONS else encode_preference
+    encode = glm_preference if family_of(model.config).answers_as_blank else encode_preference
     train_records, eval_records = _records(o)
     train = [encode(r, tokenizer, limit, o.truncate) for r in train_records]
     evaluation = [encode(r, tokenizer, limit, o.truncate) for r in eval_records]

@@ -29,9 +29,10 @@ import torch
 from ..data.files import write_text_atomic
 from ..data.instructions import builtin_conversations, builtin_instructions
 from ..errors import PlmlabError, warn
-from ..families.glm import TWO_D_POSITIONS as TWO_D
+from ..families import family_of
 from ..families.glm import GlmTokens, glm_sft_examples
 from ..modeling import build_model
+from ..families.fits import Fits
 from ..pipelines import load_model_and_tokenizer
 from ..tokenizers.chat import end_of_turn_id, read_chat_template, render_chat, with_chat_template
 from ..train.lora import apply_lora, new_parameters
@@ -131,7 +132,7 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     tokenizer = chat_tokenizer(tokenizer, o.extra.get("chat_template"))
     model = grown_model(base, tokenizer.vocab_size, o.seed)
     model.config = stop_at_end_of_turn(model.config, tokenizer)
-    if model.config.position in TWO_D:  # a GLM blank ends with <eop> (ChatGLM-6B's eos token)
+    if family_of(model.config).answers_as_blank:  # a GLM blank ends with <eop> (ChatGLM-6B's eos token)
         model.config = model.config.replace(eos_token_id=GlmTokens.from_tokenizer(tokenizer).eop)
     torch.manual_seed(o.seed)  # the adapters' initialisation and dropout's stream: the same in every process
     train_also = new_parameters(model, base) if o.lora is not None else ()
@@ -141,18 +142,22 @@ def _prepare(o: FinetuneOptions, dist: Dist) -> _Setup:
     del base
     seq_len = min(o.max_length or model.config.max_positions, model.config.max_positions)
     train, evaluation = _records(o)
-    encode = _encoder(tokenizer, seq_len, seq2seq, o, model.config.position in TWO_D)
+    encode = _encoder(tokenizer, seq_len, seq2seq, o, family_of(model.config).answers_as_blank)
     examples, eval_examples = encode(train), encode(evaluation)
     task = SftTask(seq_len, seq2seq).use(examples, eval_examples, pad_id_of(tokenizer), o.batch_size, o.seed)
     return _Setup(task, model, tokenizer, device, task.steps_per_epoch(dist.world, o.grad_accum), train_also)
 
 
+SEQ2SEQ = Fits(arch="encoder-decoder", head="lm")  # the response is the decoder's target (T5, BART)
+DECODER = Fits(arch="decoder", head="lm")  # the response continues the prompt (GPT, LLaMA, GLM)
+
+
 def _check_arch(config) -> bool:
     """True for an encoder-decoder; refuses what SFT cannot train (one line)."""
-    if config.head != "lm" or config.arch == "encoder":
+    if not (SEQ2SEQ.fits(config) or DECODER.fits(config)):
         raise PlmlabError(f"SFT needs a decoder or an encoder-decoder with an LM head, not {config.arch} "
                           f"with a {config.head} head")
-    return config.arch == "encoder-decoder"
+    return SEQ2SEQ.fits(config)
 
 
 def chat_tokenizer(tokenizer, template_path: str | None = None):

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..data.records import read_text_pairs
 from ..errors import PlmlabError
 from ..generation import generate
 from ..masks import IGNORE_INDEX
 from ..objectives.base import pad_and_stack
+from ..families.fits import Fits
 from ..objectives.mixture import encode_text2text
-from ..data.records import read_text_pairs
 from .tasks import Task, register_task
 
 MAX_LABELS = 20  # at most this many distinct training targets, each seen twice on average: labels
@@ -51,7 +52,7 @@ class Text2Text(Task):
                 for line, source, target in read_text_pairs(path)]
 
     def model_config(self, base: Config, train: list[dict]) -> Config:
-        if base.arch != "encoder-decoder" or base.head != "lm":
+        if not Fits(arch="encoder-decoder", head="lm").fits(base):
             raise PlmlabError(f"text2text fine-tuning needs an encoder-decoder with an LM head (T5), not {base.arch}")
         targets = [r["target"].strip() for r in train]
         distinct = sorted(set(targets))

@@ -29,7 +29,7 @@ import numpy as np
 from ..data.sentences import split_sentences
 from ..errors import PlmlabError
 from .base import Objective
-from .fits import Fits
+from ..families.fits import Fits
 from .options import ObjectiveOptions, option
 from .pairs import Template
 

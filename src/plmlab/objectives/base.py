@@ -16,7 +16,7 @@ import torch
 
 from ..data.shards import TokenData
 from ..masks import IGNORE_INDEX
-from .fits import Fits
+from ..families.fits import Fits
 from .options import ObjectiveOptions
 
 
@@ -85,7 +85,7 @@ class Objective:
     tokenizer_style: str = "gpt2"  # the tokenizer `plmlab objective NAME` trains when none is given
     Options: type[ObjectiveOptions] = NoOptions  # what it takes (objectives/options.py)
     option_defaults: dict[str, Any] = {}  # a variant's own defaults over Options' (ALBERT: ngram 3)
-    fits: Fits = Fits(arch="decoder")  # the models it can train (objectives/fits.py)
+    fits: Fits = Fits(arch="decoder")  # the models it can train (families/fits.py)
     needs_eos: bool = False  # puts the end-of-text token between documents (the tokenizer must have one)
     causal_lm_baselines: bool = False  # its loss compares with unigram / bigram next-token baselines
     demo: str | None = None  # the end-of-run demonstration (train/demo.py DEMOS): fill-mask, ...

@@ -22,7 +22,7 @@ import numpy as np
 from ..data.shards import TokenData
 from ..errors import PlmlabError
 from .base import Objective
-from .fits import Fits
+from ..families.fits import Fits
 from .options import ObjectiveOptions, option
 from ..families.glm import TWO_D_POSITIONS, GlmTokens, build_blank_infilling, part_a_length
 

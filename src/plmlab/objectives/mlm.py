@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from .base import Mean, Objective
-from .fits import Fits
+from ..families.fits import Fits
 from .knowledge_masking import KnowledgeMasker, StagedMasker
 from .languages import LanguageIds, check_languages, lang_option, languages_option
 from .macbert import MacbertMasker

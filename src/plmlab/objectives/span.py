@@ -26,7 +26,7 @@ import numpy as np
 from ..data.shards import TokenData
 from ..errors import PlmlabError
 from .base import Objective
-from .fits import Fits
+from ..families.fits import Fits
 from .options import ObjectiveOptions, option
 from .clm import CausalLM
 

@@ -28,7 +28,7 @@ from ..data.shards import TokenData
 from ..errors import PlmlabError
 from ..masks import IGNORE_INDEX
 from .base import Objective
-from .fits import Fits
+from ..families.fits import Fits
 from .languages import LanguageIds, check_languages, languages_option
 from .masking import Masker, Masking
 from .options import option

@@ -21,7 +21,7 @@ from ..families import family_of
 from ..families.glm import continuation
 from ..generation import TextStreamer, find_stop, fit_context, generate
 from ..infill import BLANK_OPTIONS, answer_blank
-from ..objectives.fits import Fits
+from ..families.fits import Fits
 from .base import Pipeline
 from .loading import check_text
 from .span_fills import sentinels_in, span_result

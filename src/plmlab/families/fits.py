@@ -1,4 +1,7 @@
-"""Which models an objective can train, declared as data (`Objective.fits`).
+"""What a model must be, declared as data: which models an objective can train
+(`Objective.fits`), and what an evaluation, a pipeline or a training stage takes (SFT, DPO,
+distillation, classification, text2text). The one place outside the model core that compares a
+config's skeleton and head with wanted values; everything else asks a `Fits` (or `family_of`).
 
 Checked against the run's `Config` before any work (before a tokenizer is trained), so a
 mismatch such as causal LM on T5 or span corruption on a decoder is one line that names the
