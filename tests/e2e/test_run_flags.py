@@ -113,3 +113,14 @@ def test_a_resume_with_another_max_steps_goes_on_and_says_so(root, tmp_path, cap
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r] == [1, 2, 3, 4]
     assert run(verb_args(root, "dpo", out, 5) + ["--resume", "--beta2", "0.9"]) == 2  # the optimizer stays
     assert "beta2 0.9 (the run has 0.98)" in capsys.readouterr().err
+
+
+def test_pretrain_epochs_says_what_pretraining_takes(capsys):
+    from plmlab.cli import main
+
+    assert main(["pretrain", "--preset", "gpt-tiny", "--out", "runs/never", "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unrecognized arguments: --epochs 3; pretraining counts optimizer steps: " \
+        "use --max-steps N" in err
+    assert main(["sft", "--model", "x", "--out", "runs/never", "--bogus"]) == 2  # no hint where none applies
+    assert capsys.readouterr().err.strip().endswith("unrecognized arguments: --bogus (see plmlab --help)")

@@ -58,8 +58,21 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, with a hint for a flag users bring from another verb (FLAG_HINTS)."""
+        known, extra = self.parse_known_args(args, namespace)
+        if extra:
+            hints = [hint for (verb, flag), hint in FLAG_HINTS.items()
+                     if verb == getattr(known, "verb", None) and flag in extra]
+            self.error(f"unrecognized arguments: {' '.join(extra)}" + "".join(f"; {h}" for h in hints[:1]))
+        return known
+
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+# Flags users bring from another verb or another trainer, with what this verb takes instead
+FLAG_HINTS = {("pretrain", "--epochs"): "pretraining counts optimizer steps: use --max-steps N"}
 
 
 def _number(text: str, kind, name: str):
