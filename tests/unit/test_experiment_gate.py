@@ -41,6 +41,18 @@ def test_unigram_loss_by_hand():
     assert unigram_loss(_setup([1, 1, 2, -100], needs_eos=False)) == pytest.approx(min(masked(k) for k in K_GRID))
 
 
+def test_encoder_decoder_targets_count_the_ids_the_objective_inserts(monkeypatch):
+    # T5-style: id 5 (a sentinel) never occurs in the text but is half of the training targets
+    # [5 1 5 2]; it joins the stream [0 1 1 2] 2 * 4 / 2 = 4 times: counts 1, 2, 1, 0, 0, 4 of N = 8
+    monkeypatch.setattr("plmlab.train.baselines.fixed_batches", lambda *a: [{"labels": torch.tensor([[5, 1, 5, 2]])}])
+    setup = _setup([5, 1, 2], needs_eos=False)
+    setup.task.val_batches[0]["input_ids"] = torch.zeros(1, 7, dtype=torch.long)  # not aligned with the targets
+    setup.tokenizer.vocab_size, setup.options = 6, SimpleNamespace(seed=0, batch_size=1)
+    def loss(k):
+        return -sum(math.log((c + k) / (8 + 6 * k)) for c in (4, 2, 1)) / 3
+    assert unigram_loss(setup) == pytest.approx(min(loss(k) for k in K_GRID), abs=1e-12)
+
+
 def test_no_unigram_loss_where_val_loss_is_not_a_token_loss():
     # NSP / SOP add a pair label's loss to the tokens': the baseline would not compare
     assert unigram_loss(_setup([1, 2], {"next_sentence_label": torch.tensor([0])})) is None

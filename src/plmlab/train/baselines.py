@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from ..masks import IGNORE_INDEX
+from .data import fixed_batches
 
 K_GRID = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 
@@ -31,19 +32,35 @@ def validation_pairs(setup):
     """(training stream, contexts, targets, vocabulary) of a pretraining run's validation batches
     (train/pretrain_setup.PretrainSetup), or None where its val_loss is not a mean cross-entropy
     over token targets: no validation batches, batches without token `labels`, or a pair label
-    (NSP / SOP) whose loss is added to the tokens'. EOS joins the documents where the objective
-    trains on them that way (causal LM)."""
+    (NSP / SOP) whose loss is added to the tokens'. Contexts are the input tokens at the targets'
+    positions (None where inputs and targets are different sequences: encoder-decoder). EOS
+    joins the documents where the objective trains on them that way (causal LM)."""
     batches = setup.task.val_batches
     if not batches or any("labels" not in b or any(k.endswith("_label") for k in b) for b in batches):
         return None
     data, eos = setup.train_data, setup.tokenizer.eos_id
     stream = (stream_with_eos(data.tokens, data.doc_offsets, eos) if setup.objective.needs_eos and eos is not None
               else np.asarray(data.tokens, dtype=np.int64))
-    inputs = np.concatenate([b["input_ids"].flatten().numpy() for b in batches])
     labels = np.concatenate([b["labels"].flatten().numpy() for b in batches])
     keep = labels != IGNORE_INDEX
     vocab = max(setup.tokenizer.vocab_size, int(stream.max()) + 1, int(labels[keep].max(initial=0)) + 1)
-    return stream, inputs[keep], labels[keep], vocab
+    aligned = all(b["input_ids"].shape == b["labels"].shape for b in batches)
+    if not aligned:
+        stream = with_inserted_targets(setup, stream)
+    inputs = np.concatenate([b["input_ids"].flatten().numpy() for b in batches]) if aligned else None
+    return stream, inputs[keep] if aligned else None, labels[keep], vocab
+
+
+def with_inserted_targets(setup, stream: np.ndarray, batches: int = 64) -> np.ndarray:
+    """`stream` plus the ids an encoder-decoder objective puts in its targets that the text never
+    holds (T5's sentinels, BART's BOS), each repeated so that its share of the result is its share
+    of the targets of `batches` training batches: without them the baseline would pay ~20 nats for
+    every sentinel, and a model would "beat" it by learning where sentinels go, not the text."""
+    made = fixed_batches(setup.objective, setup.train_data, setup.options.seed, setup.options.batch_size, batches)
+    sample = np.concatenate([b["labels"][b["labels"] != IGNORE_INDEX].numpy() for b in made]).astype(np.int64)
+    inserted, counts = np.unique(sample[~np.isin(sample, stream)], return_counts=True)
+    text = max(1, len(sample) - int(counts.sum()))
+    return np.concatenate([stream, np.repeat(inserted, np.round(counts * len(stream) / text).astype(np.int64))])
 
 
 def _best(log_prob) -> dict:
