@@ -19,41 +19,49 @@ from plmlab.experiments.tables import lm_record, table, values
 from plmlab.train.baselines import K_GRID
 
 
-def _setup(labels, extra=None, needs_eos=True):
+@pytest.fixture
+def fake_batches(monkeypatch):
+    """Training batches come from the fake objective's `train_targets` (the real ones need data)."""
+    monkeypatch.setattr("plmlab.train.baselines.fixed_batches",
+                        lambda objective, *_: [{"labels": torch.tensor([objective.train_targets])}])
+
+
+def _setup(labels, extra=None, needs_eos=True, train_targets=(1, 2, 3)):
     """A PretrainSetup's parts that the baseline reads: two training documents [0 1] and [1 2],
-    EOS id 3, one validation batch."""
+    EOS id 3, one validation batch, the objective's training targets."""
     batch = {"input_ids": torch.zeros(1, len(labels), dtype=torch.long), "labels": torch.tensor([labels]), **(extra or {})}
     return SimpleNamespace(task=SimpleNamespace(val_batches=[batch]),
                            train_data=SimpleNamespace(tokens=np.array([0, 1, 1, 2], dtype=np.uint16),
                                                       doc_offsets=np.array([0, 2, 4])),
                            tokenizer=SimpleNamespace(eos_id=3, vocab_size=4),
-                           objective=SimpleNamespace(needs_eos=needs_eos))
+                           objective=SimpleNamespace(needs_eos=needs_eos, train_targets=list(train_targets)),
+                           options=SimpleNamespace(seed=0, batch_size=1))
 
 
-def test_unigram_loss_by_hand():
+def test_unigram_loss_by_hand(fake_batches):
     # stream 0 1 EOS 1 2 EOS: counts 1, 2, 1, 2 of N = 6 over V = 4; targets 1, 1, 2 (-100 ignored)
     def loss(k):
         return -(2 * math.log((2 + k) / (6 + 4 * k)) + math.log((1 + k) / (6 + 4 * k))) / 3
     assert unigram_loss(_setup([1, 1, 2, -100])) == pytest.approx(min(loss(k) for k in K_GRID), abs=1e-12)
-    # without EOS in the training stream (a masked LM): counts 1, 2, 1, 0 of N = 4
+    # without EOS in the training stream (a masked LM, targets text only): counts 1, 2, 1, 0 of N = 4
     def masked(k):
         return -(2 * math.log((2 + k) / (4 + 4 * k)) + math.log((1 + k) / (4 + 4 * k))) / 3
-    assert unigram_loss(_setup([1, 1, 2, -100], needs_eos=False)) == pytest.approx(min(masked(k) for k in K_GRID))
+    setup = _setup([1, 1, 2, -100], needs_eos=False, train_targets=[0, 1, 2])
+    assert unigram_loss(setup) == pytest.approx(min(masked(k) for k in K_GRID), abs=1e-12)
 
 
-def test_encoder_decoder_targets_count_the_ids_the_objective_inserts(monkeypatch):
+def test_targets_count_the_ids_the_objective_inserts(fake_batches):
     # T5-style: id 5 (a sentinel) never occurs in the text but is half of the training targets
     # [5 1 5 2]; it joins the stream [0 1 1 2] 2 * 4 / 2 = 4 times: counts 1, 2, 1, 0, 0, 4 of N = 8
-    monkeypatch.setattr("plmlab.train.baselines.fixed_batches", lambda *a: [{"labels": torch.tensor([[5, 1, 5, 2]])}])
-    setup = _setup([5, 1, 2], needs_eos=False)
-    setup.task.val_batches[0]["input_ids"] = torch.zeros(1, 7, dtype=torch.long)  # not aligned with the targets
-    setup.tokenizer.vocab_size, setup.options = 6, SimpleNamespace(seed=0, batch_size=1)
+    setup = _setup([5, 1, 2], needs_eos=False, train_targets=[5, 1, 5, 2])
+    setup.task.val_batches[0]["input_ids"] = torch.zeros(1, 7, dtype=torch.long)  # an encoder's inputs
+    setup.tokenizer.vocab_size = 6
     def loss(k):
         return -sum(math.log((c + k) / (8 + 6 * k)) for c in (4, 2, 1)) / 3
     assert unigram_loss(setup) == pytest.approx(min(loss(k) for k in K_GRID), abs=1e-12)
 
 
-def test_no_unigram_loss_where_val_loss_is_not_a_token_loss():
+def test_no_unigram_loss_where_val_loss_is_not_a_token_loss(fake_batches):
     # NSP / SOP add a pair label's loss to the tokens': the baseline would not compare
     assert unigram_loss(_setup([1, 2], {"next_sentence_label": torch.tensor([0])})) is None
     assert unigram_loss(_setup([-100, -100])) is None

@@ -39,23 +39,23 @@ def validation_pairs(setup):
     if not batches or any("labels" not in b or any(k.endswith("_label") for k in b) for b in batches):
         return None
     data, eos = setup.train_data, setup.tokenizer.eos_id
-    stream = (stream_with_eos(data.tokens, data.doc_offsets, eos) if setup.objective.needs_eos and eos is not None
-              else np.asarray(data.tokens, dtype=np.int64))
+    stream = with_inserted_targets(setup, stream_with_eos(data.tokens, data.doc_offsets, eos)
+                                   if setup.objective.needs_eos and eos is not None
+                                   else np.asarray(data.tokens, dtype=np.int64))
     labels = np.concatenate([b["labels"].flatten().numpy() for b in batches])
     keep = labels != IGNORE_INDEX
     vocab = max(setup.tokenizer.vocab_size, int(stream.max()) + 1, int(labels[keep].max(initial=0)) + 1)
     aligned = all(b["input_ids"].shape == b["labels"].shape for b in batches)
-    if not aligned:
-        stream = with_inserted_targets(setup, stream)
     inputs = np.concatenate([b["input_ids"].flatten().numpy() for b in batches]) if aligned else None
     return stream, inputs[keep] if aligned else None, labels[keep], vocab
 
 
 def with_inserted_targets(setup, stream: np.ndarray, batches: int = 64) -> np.ndarray:
-    """`stream` plus the ids an encoder-decoder objective puts in its targets that the text never
-    holds (T5's sentinels, BART's BOS), each repeated so that its share of the result is its share
-    of the targets of `batches` training batches: without them the baseline would pay ~20 nats for
-    every sentinel, and a model would "beat" it by learning where sentinels go, not the text."""
+    """`stream` plus the ids an objective puts in its targets that the text never holds (T5's
+    sentinels, BART's BOS, GLM's end-of-span), each repeated so that its share of the result is its
+    share of the targets of `batches` training batches: without them the baseline would pay ~20
+    nats for each, and a model would "beat" it by learning where they go, not the text. Causal
+    and masked LM targets are text: nothing is added."""
     made = fixed_batches(setup.objective, setup.train_data, setup.options.seed, setup.options.batch_size, batches)
     sample = np.concatenate([b["labels"][b["labels"] != IGNORE_INDEX].numpy() for b in made]).astype(np.int64)
     inserted, counts = np.unique(sample[~np.isin(sample, stream)], return_counts=True)
