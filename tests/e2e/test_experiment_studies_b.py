@@ -60,7 +60,9 @@ def test_attention_sharing_smoke(tmp_path):
     assert (mha["kv_bytes_per_token"], gqa["kv_bytes_per_token"], mqa["kv_bytes_per_token"]) == (1024, 512, 256)
     assert mha["params"] > gqa["params"] > mqa["params"]  # smaller K and V projections
     assert all(m["decode_tokens_per_s"] > 0 for m in runs.values())
-    assert "Ainslie" in report and "4x smaller" in report
+    # the study's own text: at smoke scale the training gate (report.py) replaces the report's verdict
+    own = results.get("ungated_verdict", results["verdict"])
+    assert "Ainslie" in own and "4x smaller" in own
 
 
 def test_activations_smoke(tmp_path):
@@ -88,7 +90,8 @@ def test_norm_placement_smoke(tmp_path):
     assert runs["post-L2-warmup-s0"]["val_loss"] != runs["deepnorm-L2-warmup-s0"]["val_loss"]
     for m in runs.values():
         assert m["failed"] in (0.0, 1.0) and m["skipped_steps"] >= 0
-    assert "Xiong" in report and "Failed runs: post" in report
+    own = results.get("ungated_verdict", results["verdict"])  # the study's text, before the training gate
+    assert "Xiong" in own and "Failed runs: post" in own
 
 
 

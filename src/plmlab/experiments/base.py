@@ -60,6 +60,9 @@ class Experiment:
     summarize: Callable[[dict[str, list[dict]]], Summary]  # arm -> records by seed
     seeds: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SEEDS))  # default seeds per scale
     corpus: str | dict[str, str] = "builtin"  # what it trains on: builtin | builtin:docs, or one per scale
+    # The training gate (report.py): off for a study whose claim is not about its models' loss
+    # (a timing, a decoding rule, a synthetic task), which a model at the unigram plateau still tests.
+    loss_gate: bool = True
 
     def corpus_for(self, scale: str) -> str:
         """The corpus of the runs at `scale` (meta.json and the report name it)."""

@@ -29,6 +29,7 @@ from ..data.corpus import corpus_documents
 from ..data.files import remove_entry
 from ..errors import PlmlabError
 from ..tokenizers import train_tokenizer
+from ..train.baselines import unigram_baseline, validation_pairs
 from ..train.build import build_trainer
 from ..train.data import count_tokens, fixed_batches
 from ..train.options import PretrainOptions
@@ -78,6 +79,9 @@ class Trained:
     curve: list[dict]  # per step: step, tokens, seconds (cumulative training time), loss
     evals: list[dict]  # per evaluation: step, val_loss, val_* accuracies
     params: int
+    # The validation targets' cross-entropy under the training split's token frequencies (the
+    # unigram baseline `plmlab pretrain` reports); None where val_loss is not a token loss.
+    unigram_loss: float | None = None
 
     @property
     def val_loss(self) -> float | None:
@@ -152,7 +156,17 @@ def train(spec: TrainSpec, workdir: Path, cache: Path | None = None) -> Trained:
              for r in log.records]
     evals = [{"step": r["step"], **{k: v for k, v in r.items() if k.startswith("val_")}}
              for r in log.records if "val_loss" in r]
-    return Trained(setup.model, setup.tokenizer, setup.config, setup, curve, evals, setup.model.num_parameters())
+    return Trained(setup.model, setup.tokenizer, setup.config, setup, curve, evals, setup.model.num_parameters(),
+                   unigram_loss(setup))
+
+
+def unigram_loss(setup) -> float | None:
+    """What a model that learned only token frequencies scores on this run's validation targets."""
+    pairs = validation_pairs(setup)
+    if pairs is None:
+        return None
+    stream, _, targets, vocab = pairs
+    return unigram_baseline(stream, targets, vocab)["loss"] if len(targets) else None
 
 
 def tokenizer_dir(spec: TrainSpec, cache: Path) -> Path:

@@ -8,7 +8,9 @@ reports, with image links made relative to the page.
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from ..data.files import write_text_atomic
@@ -17,6 +19,15 @@ from ..plotting import panel_grid, save_figure
 from . import stats
 from .base import SCALES, Experiment, PlotSpec, Summary
 from .studies import get_experiment
+
+# How far below the unigram baseline (the validation targets' cross-entropy under the training
+# split's token frequencies) at least one arm must end for a study's verdict to stand. A model at
+# the plateau predicts token frequencies and nothing else, so arms that differ in what the papers
+# vary (norms, masking, batch size ...) all score alike there and "within noise" is guaranteed;
+# 0.3 nats (a perplexity 26 % below the baseline's) asks that the context be used, and it exceeds
+# the smallest difference the studies' designs could detect (0.12-0.23 nats at the default scale),
+# so a model past it is on the part of the curve where arms can separate at all.
+GATE_MARGIN = 0.3
 
 
 def read_json(path: Path):
@@ -76,10 +87,11 @@ def write_report(folder: str | Path) -> Path:
         raise PlmlabError(f"{folder}: a saved run lacks what the {experiment.name} study reads "
                           f"({type(e).__name__}: {e}); delete the damaged runs/*.json and run the study again "
                           "(finished runs are kept)") from None
+    ungated, summary = summary.verdict, gated(experiment, summary, runs, meta["scale"])
     write_text_atomic(folder / "report.md", render_markdown(experiment, meta, summary, runs))
     results = {"experiment": experiment.name, "claim": experiment.claim, "paper": experiment.paper,
                "meta": meta, "columns": summary.columns, "rows": summary.rows, "verdict": summary.verdict,
-               "results": summary.results,
+               "results": summary.results, **({"ungated_verdict": ungated} if ungated != summary.verdict else {}),
                "runs": {arm: [{k: r[k] for k in ("seed", "seconds", "metrics") if k in r} for r in found]
                         for arm, found in runs.items()}}
     write_text_atomic(folder / "results.json", json.dumps(results, indent=1, sort_keys=True) + "\n")
@@ -89,6 +101,40 @@ def write_report(folder: str | Path) -> Path:
         except PlmlabError as e:  # matplotlib missing: the table and verdict still stand
             warn(f"warning: {folder / spec.file} not drawn ({e})")
     return folder / "report.md"
+
+
+def gate_losses(runs: dict[str, list[dict]]) -> dict[str, tuple[float, float]]:
+    """arm -> (mean val_loss, mean unigram_loss) over its runs that record both, val_loss finite
+    (a diverged run is the study's own outcome, not a plateau); arms without such runs left out."""
+    out = {}
+    for arm, found in runs.items():
+        pairs = [(float(r["metrics"]["val_loss"]), float(r["metrics"]["unigram_loss"])) for r in found
+                 if isinstance(r["metrics"].get("val_loss"), (int, float))
+                 and isinstance(r["metrics"].get("unigram_loss"), (int, float))
+                 and math.isfinite(r["metrics"]["val_loss"])]
+        if pairs:
+            out[arm] = (stats.mean([v for v, _ in pairs]), stats.mean([u for _, u in pairs]))
+    return out
+
+
+def gated(experiment: Experiment, summary: Summary, runs: dict[str, list[dict]], scale: str) -> Summary:
+    """`summary`, its verdict replaced by "not tested at this scale" where no arm's model ended
+    GATE_MARGIN nats below the unigram baseline of its tokenizer (the table is kept)."""
+    losses = gate_losses(runs) if experiment.loss_gate else {}
+    if not losses or any(unigram - val >= GATE_MARGIN for val, unigram in losses.values()):
+        return summary
+    ended, baseline = _span([v for v, _ in losses.values()]), _span([u for _, u in losses.values()])
+    where = (f"`plmlab experiment run {experiment.name} --scale large` is the run that would test it" if scale != "large"
+             else "a longer run or a larger model than `--scale large` would be needed to test it")
+    return replace(summary, verdict=(
+        f"not tested at this scale: the models ended at {ended} nats, the unigram baseline of their tokenizer is "
+        f"{baseline} nats; they learned little beyond token frequencies (no arm ended {GATE_MARGIN} nats below it), "
+        f"so a difference of the size the paper reports cannot show here; {where}."))
+
+
+def _span(xs: list[float]) -> str:
+    low, high = f"{min(xs):.2f}", f"{max(xs):.2f}"
+    return low if low == high else f"{low}–{high}"
 
 
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:

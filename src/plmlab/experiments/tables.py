@@ -33,13 +33,16 @@ def means(runs: dict[str, list[dict]], metric: str) -> dict[str, Any]:
 
 
 def lm_record(trained: Trained, every: int = 1, **extra) -> dict:
-    """The record of one language-model run: validation loss, last train loss, median step time,
-    parameters, tokens seen, and the loss curves against steps and against training seconds."""
+    """The record of one language-model run: validation loss and its unigram baseline, last train
+    loss, median step time, parameters, tokens seen, and the loss curves against steps, training
+    seconds and tokens."""
     metrics = {"val_loss": trained.val_loss, "train_loss": trained.curve[-1]["loss"],
                "step_seconds": trained.step_seconds, "params": trained.params,
                "tokens": trained.curve[-1]["tokens"], "train_seconds": trained.curve[-1]["seconds"],
                **{k: v for k, v in (trained.evals[-1] if trained.evals else {}).items()
                   if k.startswith("val_") and k != "val_ppl"}}
+    if trained.unigram_loss is not None:  # the report's training gate (report.py) reads it
+        metrics["unigram_loss"] = trained.unigram_loss
     metrics.update(extra)
     return {"metrics": metrics,
             "curves": {"loss": curve_points(trained.curve, "step", "loss", every),

@@ -11,8 +11,7 @@ import torch
 from ..evaluate.builtin import evaluate_suite
 from ..families import family_of
 from ..generation import generate
-from ..masks import IGNORE_INDEX
-from .baselines import ngram_baselines, stream_with_eos
+from .baselines import ngram_baselines, validation_pairs
 from .data import count_targets
 from .demo import demonstrate
 from .metrics import METRICS, read_metrics
@@ -30,7 +29,7 @@ def finish(result, trainer, setup, model: torch.nn.Module, device: torch.device,
         result.val_ppl = math.exp(min(result.val_loss, 700.0))
         result.val_tokens = sum(count_targets(b) for b in val_batches)
         if setup.objective.causal_lm_baselines:
-            result.baselines = baselines(setup)
+            result.baselines = ngram_baselines(*validation_pairs(setup))
     losses = [r["loss"] for r in read_metrics(out / METRICS) if isinstance(r["loss"], float)]
     result.train_loss = losses[-1] if losses else None
     result.final_dir = str(save_final(model, out, setup.tokenizer, card=card_facts(result, setup, out / "final")))
@@ -68,16 +67,6 @@ def ensure_final_eval(trainer) -> None:
     """Evaluate the last step unless the loop just did (collectives under FSDP: every rank calls it)."""
     if trainer.last_eval is None or trainer.last_eval[0] != trainer.state.step:
         trainer.evaluate()
-
-
-def baselines(setup) -> dict:
-    data, tokenizer, val_batches = setup.train_data, setup.tokenizer, setup.task.val_batches
-    stream = stream_with_eos(data.tokens, data.doc_offsets, tokenizer.eos_id)
-    inputs = torch.cat([b["input_ids"].flatten() for b in val_batches]).numpy()
-    labels = torch.cat([b["labels"].flatten() for b in val_batches]).numpy()
-    keep = labels != IGNORE_INDEX
-    vocab = max(tokenizer.vocab_size, int(stream.max()) + 1)
-    return ngram_baselines(stream, inputs[keep], labels[keep], vocab)
 
 
 def sample(model, setup, device: torch.device) -> str:
