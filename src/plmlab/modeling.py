@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -49,11 +51,14 @@ def device_memory(device: torch.device) -> int | None:
     (a container's); None where unknown (meta, other devices)."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
-    if device.type != "cpu":
-        return None
+    return _cpu_memory() if device.type == "cpu" else None
+
+
+@functools.cache  # build_model asks on every build; the machine's memory does not change under it
+def _cpu_memory() -> int:
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
-        limit = open("/sys/fs/cgroup/memory.max", encoding="ascii").read().strip()
+        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="ascii").strip()
     except OSError:
         return ram
     return min(ram, int(limit)) if limit.isdigit() else ram

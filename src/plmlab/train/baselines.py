@@ -58,7 +58,8 @@ def with_inserted_targets(setup, stream: np.ndarray, batches: int = 64) -> np.nd
     and masked LM targets are text: nothing is added."""
     made = fixed_batches(setup.objective, setup.train_data, setup.options.seed, setup.options.batch_size, batches)
     sample = np.concatenate([b["labels"][b["labels"] != IGNORE_INDEX].numpy() for b in made]).astype(np.int64)
-    inserted, counts = np.unique(sample[~np.isin(sample, stream)], return_counts=True)
+    in_text = np.bincount(stream, minlength=int(sample.max(initial=0)) + 1) > 0
+    inserted, counts = np.unique(sample[~in_text[sample]], return_counts=True)
     text = max(1, len(sample) - int(counts.sum()))
     return np.concatenate([stream, np.repeat(inserted, np.round(counts * len(stream) / text).astype(np.int64))])
 
