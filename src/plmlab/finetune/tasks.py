@@ -48,7 +48,9 @@ from ..train.task import Batch, Loss, Metrics, fingerprint_arrays
 class ExampleTask:
     """Encoded examples as the Trainer's task (train/task.py); `use` gives it its data."""
 
-    base_lr = 1e-4  # the default learning rate at width 768 (options.default_lr scales it by 768 / width)
+    # the default learning rate at width 768 (options.default_lr scales it by 768 / width):
+    # ELECTRA-Base's fine-tuning rate (Clark et al. 2020, table 7)
+    base_lr = 1e-4
     DERIVED: tuple[str, ...] = ()  # example keys computed from the model, not the data (no fingerprint)
 
     def use(self, examples: list[dict], eval_examples: list[dict], pad_id: int, batch_size: int,
@@ -136,8 +138,6 @@ class Task(ExampleTask):
     # commands to try on the fine-tuned model, shown at the end of `plmlab finetune`: formatted
     # with the run's options ({out}, {eval}, ...); a line naming an option the run left out is skipped
     next_steps: tuple[str, ...] = ()
-    # the default learning rate at width 768: ELECTRA-Base's fine-tuning rate (Clark et al. 2020, table 7)
-    base_lr = 1e-4
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options  # every parsed CLI option (labels, max_length, truncate ...)
